@@ -1,0 +1,10 @@
+/**
+ * arvados-dispatch: Arvados container dispatching for Node.js.
+ *
+ * @module
+ */
+export * from './types.js';
+export { isContainerUuid, isUuid } from './uuid.js';
+export { ArvadosClient, type ArvadosClientOptions, type CallOptions } from './client/client.js';
+export { ArvadosApiError, ArvadosConfigError, isApiStatus } from './client/errors.js';
+export { settingsFromEnv, parseSettingsFile, type ArvadosSettings } from './client/config.js';

@@ -1,0 +1,712 @@
+/**
+ * FakeArvados: an in-process Arvados API server on 127.0.0.1 for testing
+ * dispatchers, over HTTPS with a fresh self-signed certificate (or plain
+ * HTTP). It answers the calls a dispatcher makes with the API server's rules
+ * and error bodies, and adds what tests need: an admin side door, request
+ * counters, fault injection and added latency.
+ *
+ * @module
+ */
+import http from 'node:http';
+import https from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
+import { randomBytes } from 'node:crypto';
+import { ArvadosClient, type ArvadosClientOptions } from '../client/client.js';
+import type { Container, ContainerState, LogRecord } from '../types.js';
+import { ApiError } from './errors.js';
+import { Store, type TokenRecord, type Transition } from './store.js';
+import { selfSignedCert } from './tls.js';
+
+/** Names of the routes FakeArvados serves, as used by counters, faults and overrides. */
+export type RouteName =
+  | 'discovery'
+  | 'current'
+  | 'containers.list'
+  | 'containers.get'
+  | 'containers.create'
+  | 'containers.update'
+  | 'containers.lock'
+  | 'containers.unlock'
+  | 'logs.create'
+  | 'logs.list'
+  | 'unknown';
+
+/**
+ * Injected failures:
+ * - `500`, `502`, `503` (the last two with `Retry-After`), `html` (a 502
+ *   proxy error page): answered *before* the request is processed;
+ * - `reset` (connection closed with no answer), `truncated` (a 200 whose JSON
+ *   is cut short), `hang` (no answer until the client gives up): applied
+ *   *after* the request was processed, so the change happened but the client
+ *   cannot know. That is the hard case for lock and update calls.
+ */
+export type FaultKind = 500 | 502 | 503 | 'html' | 'reset' | 'truncated' | 'hang';
+
+/** Fault injection settings. */
+export interface FaultOptions {
+  /** Probability in [0, 1] that a request fails. */
+  rate: number;
+  /** Kinds to choose from, uniformly. Default: all. */
+  kinds?: FaultKind[];
+  /** Routes that may fail. Default: every route but `discovery`. */
+  routes?: RouteName[];
+  /** Seed for the fault PRNG, for reproducible runs. Default: random. */
+  seed?: number;
+  /** `Retry-After` seconds sent with 502/503. Default 0. */
+  retryAfter?: number;
+}
+
+/** A canned answer for {@link FakeArvados.override}. */
+export interface OverrideResponse {
+  status: number;
+  /** A JSON-able value, or a raw string sent as is. */
+  body?: unknown;
+  headers?: Record<string, string>;
+  /** How many requests to answer this way; default: until cleared. */
+  times?: number;
+}
+
+/** Options of {@link FakeArvados}. */
+export interface FakeArvadosOptions {
+  /** HTTPS with a generated self-signed certificate (default) or plain HTTP. */
+  tls?: boolean;
+  /** Five-character cluster id. Default `zzzzz`. */
+  clusterId?: string;
+  /** The server's page size cap (`API.MaxItemsPerResponse`). Default 1000. */
+  maxItemsPerResponse?: number;
+  /** Unlocks allowed before an unlock cancels instead (`Containers.MaxDispatchAttempts`). Default 10. */
+  maxDispatchAttempts?: number;
+  /** Milliseconds added to every request. Default 0. */
+  latency?: number;
+  faults?: FaultOptions;
+  /** Port on 127.0.0.1; default: any free port. */
+  port?: number;
+  /** Keep a log of requests in {@link FakeArvados.requests}. Default true. */
+  recordRequests?: boolean;
+}
+
+/** One served request, as kept in {@link FakeArvados.requests}. */
+export interface RequestRecord {
+  route: RouteName;
+  method: string;
+  path: string;
+  /** The container UUID in the path, if any. */
+  uuid?: string;
+  /** UUID of the token used, if it was valid. */
+  tokenUuid?: string;
+  status: number;
+  requestId: string;
+  /** The list parameters, for `containers.list`. */
+  params?: Record<string, unknown>;
+  fault?: FaultKind | 'override';
+}
+
+/** A token for tests: its secret and its UUID. */
+export interface FakeToken {
+  token: string;
+  uuid: string;
+}
+
+const JSON_PARAMS = new Set(['filters', 'order', 'select', 'where', 'container', 'log', 'limit', 'offset']);
+const HASH_ATTRS = ['environment', 'mounts', 'runtime_constraints', 'runtime_status', 'command', 'scheduling_parameters'];
+const ALL_FAULTS: FaultKind[] = [500, 502, 503, 'html', 'reset', 'truncated', 'hang'];
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function decodeValue(key: string, v: unknown): unknown {
+  if (typeof v !== 'string' || !JSON_PARAMS.has(key)) return v;
+  const s = v.trim();
+  if (s.startsWith('[') || s.startsWith('{') || s.startsWith('"')) {
+    try {
+      return JSON.parse(s);
+    } catch {
+      throw new ApiError(422, `Could not parse "${key}" param as JSON`);
+    }
+  }
+  return v;
+}
+
+/**
+ * An Arvados API server for tests.
+ *
+ * @example
+ * ```ts
+ * import { FakeArvados } from 'arvados-dispatch/testing';
+ * const fake = await new FakeArvados().start();
+ * const c = fake.addContainer({ priority: 10 });
+ * const client = fake.client();           // trusts the fake's certificate
+ * await client.lockContainer(c.uuid);
+ * await fake.stop();
+ * ```
+ */
+export class FakeArvados {
+  /** The data behind the server; use the methods below rather than this directly. */
+  readonly store: Store;
+  /** Requests served so far (when `recordRequests` is on). */
+  readonly requests: RequestRecord[] = [];
+  /** The system root token, which dispatchers normally use. */
+  readonly rootToken: FakeToken;
+  readonly #opts: FakeArvadosOptions;
+  readonly #tls?: { cert: string; key: string };
+  #server?: http.Server;
+  readonly #sockets = new Set<Socket>();
+  readonly #counts = new Map<RouteName, number>();
+  readonly #overrides = new Map<RouteName, OverrideResponse>();
+  #faults?: FaultOptions;
+  #random: () => number = Math.random;
+  #latency: number;
+  #port = 0;
+
+  constructor(opts: FakeArvadosOptions = {}) {
+    this.#opts = opts;
+    this.store = new Store({
+      clusterId: opts.clusterId ?? 'zzzzz',
+      maxDispatchAttempts: opts.maxDispatchAttempts ?? 10,
+      maxItemsPerResponse: opts.maxItemsPerResponse ?? 1000,
+    });
+    const root = this.store.addToken({ uuid: `${this.store.clusterId}-gj3su-000000000000000`, admin: true });
+    this.rootToken = { token: root.secret, uuid: root.uuid };
+    if (opts.tls !== false) this.#tls = selfSignedCert();
+    this.#latency = opts.latency ?? 0;
+    this.setFaults(opts.faults);
+  }
+
+  // ---- lifecycle ------------------------------------------------------------
+
+  /** Starts listening on 127.0.0.1; resolves to `this`. */
+  async start(): Promise<this> {
+    if (this.#server) return this;
+    const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => void this.#handle(req, res);
+    const server = this.#tls ? https.createServer({ cert: this.#tls.cert, key: this.#tls.key }, handler) : http.createServer(handler);
+    server.on('connection', (s: Socket) => {
+      this.#sockets.add(s);
+      s.on('close', () => this.#sockets.delete(s));
+    });
+    // A client that gives up on an untrusted certificate is not our error.
+    server.on('tlsClientError', () => {});
+    this.#server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.#opts.port ?? 0, '127.0.0.1', () => resolve());
+    });
+    this.#port = (server.address() as AddressInfo).port;
+    return this;
+  }
+
+  /** Stops the server and drops every connection, including hanging ones. */
+  async stop(): Promise<void> {
+    const server = this.#server;
+    if (!server) return;
+    this.#server = undefined;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    for (const s of this.#sockets) s.destroy();
+    await closed;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+
+  /** `127.0.0.1:<port>`, the value for `ARVADOS_API_HOST` (prefixed with `http://` in plain HTTP mode). */
+  get apiHost(): string {
+    if (!this.#port) throw new Error('FakeArvados is not started');
+    return this.#tls ? `127.0.0.1:${this.#port}` : `http://127.0.0.1:${this.#port}`;
+  }
+
+  /** The base URL, e.g. `https://127.0.0.1:41234`. */
+  get url(): string {
+    return `${this.#tls ? 'https' : 'http'}://127.0.0.1:${this.#port}`;
+  }
+
+  get port(): number {
+    return this.#port;
+  }
+
+  /** The PEM certificate (in HTTPS mode), to trust the fake without turning verification off. */
+  get caCert(): string | undefined {
+    return this.#tls?.cert;
+  }
+
+  /** The cluster id, e.g. `zzzzz`. */
+  get clusterId(): string {
+    return this.store.clusterId;
+  }
+
+  /**
+   * Environment variables pointing a client (or a child process) at this
+   * server with `token` (default: the root token). HTTPS mode sets
+   * `ARVADOS_API_HOST_INSECURE=1`, as a user would for a self-signed server.
+   */
+  env(token: string = this.rootToken.token): Record<string, string> {
+    return {
+      ARVADOS_API_HOST: this.apiHost,
+      ARVADOS_API_TOKEN: token,
+      ARVADOS_API_HOST_INSECURE: this.#tls ? '1' : '0',
+    };
+  }
+
+  /** An {@link ArvadosClient} for this server that verifies its certificate. */
+  client(opts: Partial<ArvadosClientOptions> & { token?: string } = {}): ArvadosClient {
+    const { token, ...rest } = opts;
+    return new ArvadosClient({
+      apiHost: this.apiHost,
+      apiToken: token ?? this.rootToken.token,
+      ...(this.#tls ? { ca: this.#tls.cert } : {}),
+      ...rest,
+    });
+  }
+
+  // ---- tokens ---------------------------------------------------------------
+
+  /** Adds a token (admin by default, as dispatcher tokens are), e.g. for a second dispatcher. */
+  addToken(opts: { admin?: boolean; uuid?: string; token?: string } = {}): FakeToken {
+    const rec = this.store.addToken({ admin: opts.admin ?? true, uuid: opts.uuid, secret: opts.token });
+    return { token: rec.secret, uuid: rec.uuid };
+  }
+
+  /** Makes a token invalid (401 from then on). */
+  revokeToken(tokenOrUuid: string): void {
+    this.store.revokeToken(tokenOrUuid);
+  }
+
+  // ---- admin side door ------------------------------------------------------
+
+  /**
+   * Adds a container (Queued, priority 1 unless given). Any field may be set,
+   * e.g. `{state: 'Locked', locked_by_uuid: token.uuid}` for a restart test.
+   */
+  addContainer(attrs: Partial<Container> = {}): Container {
+    return this.store.create(attrs);
+  }
+
+  /** Adds `n` containers; `attrs` may be a function of the index. */
+  addContainers(n: number, attrs: Partial<Container> | ((i: number) => Partial<Container>) = {}): Container[] {
+    const out: Container[] = [];
+    for (let i = 0; i < n; i++) out.push(this.store.create(typeof attrs === 'function' ? attrs(i) : attrs));
+    return out;
+  }
+
+  /** A copy of a container as the API shows it, or undefined. */
+  container(uuid: string): Container | undefined {
+    const row = this.store.row(uuid);
+    return row && this.store.present(row);
+  }
+
+  /** Copies of every container, optionally only those in `state`. */
+  containers(state?: ContainerState): Container[] {
+    const out: Container[] = [];
+    for (const row of this.store.rows()) if (!state || row.state === state) out.push(this.store.present(row));
+    return out;
+  }
+
+  /** Sets a container's priority directly, as the API does when requests change (0 = cancel requested). */
+  setPriority(uuid: string, priority: number): Container {
+    return this.store.force(uuid, { priority });
+  }
+
+  /** Sets attributes with no checks at all (test setup). */
+  forceUpdate(uuid: string, attrs: Partial<Container>): Container {
+    return this.store.force(uuid, attrs);
+  }
+
+  /**
+   * Applies an update through the API's rules, as the given token
+   * (default: the token holding the lock, else root), like crunch-run would.
+   */
+  updateAs(uuid: string, attrs: Partial<Container>, tokenUuid?: string): Container {
+    const row = this.store.row(uuid);
+    if (!row) throw new ApiError(404, 'Path not found');
+    const who = tokenUuid ?? row.locked_by_uuid ?? this.rootToken.uuid;
+    const caller = this.#tokenByUuid(who);
+    return this.store.update(uuid, attrs as Record<string, unknown>, caller);
+  }
+
+  /** Locked -> Running, as crunch-run does when it starts. */
+  startContainer(uuid: string): Container {
+    return this.updateAs(uuid, { state: 'Running' });
+  }
+
+  /** Runs a Locked or Running container to Complete with `exitCode`, as crunch-run does. */
+  completeContainer(uuid: string, exitCode = 0): Container {
+    if (this.store.row(uuid)?.state === 'Locked') this.startContainer(uuid);
+    return this.updateAs(uuid, { state: 'Complete', exit_code: exitCode, output: 'd41d8cd98f00b204e9800998ecf8427e+0', log: 'd41d8cd98f00b204e9800998ecf8427e+0' });
+  }
+
+  /** Cancels a container (admin). */
+  cancelContainer(uuid: string): Container {
+    return this.updateAs(uuid, { state: 'Cancelled' }, this.rootToken.uuid);
+  }
+
+  /** Deletes a container, so that it vanishes from every query. */
+  deleteContainer(uuid: string): void {
+    this.store.delete(uuid);
+  }
+
+  /** `logs` records created through the API. */
+  get logs(): readonly LogRecord[] {
+    return this.store.logs;
+  }
+
+  /** Every state change so far, in order. */
+  get transitions(): readonly Transition[] {
+    return this.store.transitions;
+  }
+
+  /** How many times each container went Locked -> Running (i.e. was started). */
+  runCount(uuid: string): number {
+    return this.store.transitions.filter((t) => t.uuid === uuid && t.to === 'Running').length;
+  }
+
+  // ---- counters, faults, latency ---------------------------------------------
+
+  /** Requests served on `route` (or all routes) since the start or the last {@link resetCounts}. */
+  count(route?: RouteName): number {
+    if (route) return this.#counts.get(route) ?? 0;
+    let n = 0;
+    for (const v of this.#counts.values()) n += v;
+    return n;
+  }
+
+  /** Counters per route. */
+  counts(): Partial<Record<RouteName, number>> {
+    return Object.fromEntries(this.#counts);
+  }
+
+  resetCounts(): void {
+    this.#counts.clear();
+    this.requests.length = 0;
+  }
+
+  /** Sets (or with `undefined`, clears) fault injection. */
+  setFaults(faults: FaultOptions | undefined): void {
+    if (faults && (faults.rate < 0 || faults.rate > 1)) throw new RangeError('fault rate must be in [0, 1]');
+    this.#faults = faults;
+    this.#random = faults?.seed !== undefined ? mulberry32(faults.seed) : Math.random;
+  }
+
+  /** Sets the latency added to every request, in ms. */
+  setLatency(ms: number): void {
+    this.#latency = ms;
+  }
+
+  /**
+   * Answers requests on `route` with a canned response (like the Go SDK's
+   * ServerStub), for `times` requests or until {@link clearOverride}.
+   */
+  override(route: RouteName, response: OverrideResponse): void {
+    this.#overrides.set(route, { ...response });
+  }
+
+  clearOverride(route?: RouteName): void {
+    if (route) this.#overrides.delete(route);
+    else this.#overrides.clear();
+  }
+
+  // ---- HTTP -----------------------------------------------------------------
+
+  #tokenByUuid(uuid: string): TokenRecord {
+    const rec = this.store.tokenByUuid(uuid);
+    if (!rec) throw new Error(`FakeArvados has no token ${uuid}`);
+    return rec;
+  }
+
+  async #handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const incomingId = req.headers['x-request-id'];
+    const requestId =
+      typeof incomingId === 'string' && incomingId.length >= 1 && incomingId.length <= 1024
+        ? incomingId
+        : `req-${randomBytes(10).toString('hex').slice(0, 20)}`;
+    const url = new URL(req.url ?? '/', 'http://x');
+    const record: RequestRecord = { route: 'unknown', method: req.method ?? 'GET', path: url.pathname, status: 0, requestId };
+    let body = '';
+    try {
+      body = await readBody(req);
+    } catch {
+      return;
+    }
+    if (this.#latency > 0) await new Promise((r) => setTimeout(r, this.#latency));
+    if (!this.#server) {
+      req.socket.destroy();
+      return;
+    }
+
+    let params: Record<string, unknown> = {};
+    let method = record.method;
+    let parseError: ApiError | undefined;
+    try {
+      params = parseParams(url, body, req.headers['content-type']);
+      const override = (typeof params._method === 'string' ? params._method : undefined) ?? req.headers['x-http-method-override'];
+      if (method === 'POST' && typeof override === 'string') method = override.toUpperCase();
+    } catch (err) {
+      parseError = err instanceof ApiError ? err : new ApiError(422, String(err));
+    }
+    const route = routeOf(method, url.pathname);
+    record.route = route.name;
+    record.uuid = route.uuid;
+    this.#counts.set(route.name, (this.#counts.get(route.name) ?? 0) + 1);
+    if (route.name === 'containers.list') record.params = params;
+    if (this.#opts.recordRequests !== false) this.requests.push(record);
+
+    const send = (status: number, payload: unknown, headers: Record<string, string> = {}): void => {
+      record.status = status;
+      const text = typeof payload === 'string' ? payload : JSON.stringify(payload);
+      res.writeHead(status, {
+        'Content-Type': typeof payload === 'string' && headers['Content-Type'] ? headers['Content-Type'] : 'application/json; charset=utf-8',
+        'X-Request-Id': requestId,
+        ...headers,
+      });
+      res.end(text);
+    };
+    const envelope = (err: ApiError): unknown => {
+      if (route.name === 'current') {
+        // Served by the Go controller: Rails' text wrapped, no error_token.
+        const text = err.status === 401
+          ? `//railsapi.internal/arvados/v1/api_client_authorizations/current: 401 Unauthorized: ${err.messages.join('; ')} (${requestId})`
+          : `${err.messages.join('; ')} (${requestId})`;
+        return { errors: [text] };
+      }
+      return {
+        errors: err.messages.map((m) => `${m} (${requestId})`),
+        error_token: `${Math.floor(Date.now() / 1000)}+${randomBytes(4).toString('hex')}`,
+      };
+    };
+    const sendError = (err: ApiError): void => send(err.status, envelope(err));
+
+    const override = this.#overrides.get(route.name);
+    if (override) {
+      if (override.times !== undefined && --override.times <= 0) this.#overrides.delete(route.name);
+      record.fault = 'override';
+      const payload = override.body === undefined ? '' : override.body;
+      send(override.status, payload, override.headers);
+      return;
+    }
+
+    const fault = this.#pickFault(route.name);
+    if (fault !== undefined) record.fault = fault;
+    if (fault === 500) return sendError(new ApiError(500, '#<PG::ConnectionBad: injected fault>'));
+    if (fault === 502 || fault === 503) {
+      record.status = fault;
+      res.writeHead(fault, { 'Content-Type': 'application/json', 'Retry-After': String(this.#faults?.retryAfter ?? 0), 'X-Request-Id': requestId });
+      res.end(JSON.stringify({ errors: [`${fault === 502 ? 'Bad Gateway' : 'Service Unavailable'} (injected fault)`] }));
+      return;
+    }
+    if (fault === 'html') {
+      record.status = 502;
+      res.writeHead(502, { 'Content-Type': 'text/html' });
+      res.end('<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n');
+      return;
+    }
+
+    let status = 200;
+    let payload: unknown;
+    try {
+      if (parseError) throw parseError;
+      payload = this.#dispatch(route, params, req, record);
+    } catch (err) {
+      const e = err instanceof ApiError ? err : new ApiError(500, `#<RuntimeError: ${(err as Error).message}>`);
+      if (fault === undefined) return sendError(e);
+      status = e.status;
+      payload = envelope(e);
+    }
+
+    if (fault === 'reset') {
+      record.status = 0;
+      req.socket.destroy();
+      return;
+    }
+    if (fault === 'hang') {
+      record.status = 0;
+      return; // the socket stays open until the client gives up or stop()
+    }
+    if (fault === 'truncated') {
+      const text = JSON.stringify(payload);
+      record.status = status;
+      res.writeHead(status, { 'Content-Type': 'application/json', 'X-Request-Id': requestId });
+      res.end(text.slice(0, Math.max(1, Math.floor(text.length / 2))));
+      return;
+    }
+    send(status, payload);
+  }
+
+  #pickFault(route: RouteName): FaultKind | undefined {
+    const f = this.#faults;
+    if (!f || f.rate <= 0) return undefined;
+    if (f.routes ? !f.routes.includes(route) : route === 'discovery') return undefined;
+    if (this.#random() >= f.rate) return undefined;
+    const kinds = f.kinds?.length ? f.kinds : ALL_FAULTS;
+    return kinds[Math.floor(this.#random() * kinds.length)];
+  }
+
+  #dispatch(route: { name: RouteName; uuid?: string }, params: Record<string, unknown>, req: http.IncomingMessage, record: RequestRecord): unknown {
+    if (route.name === 'discovery') return this.#discovery();
+    if (route.name === 'unknown') throw new ApiError(404, 'Path not found');
+    const caller = this.store.authenticate(tokenOf(req, params));
+    if (!caller) throw new ApiError(401, 'Not logged in');
+    record.tokenUuid = caller.uuid;
+    const uuid = route.uuid ?? '';
+    switch (route.name) {
+      case 'current':
+        return {
+          kind: 'arvados#apiClientAuthorization',
+          etag: '',
+          uuid: caller.uuid,
+          api_token: caller.secret,
+          owner_uuid: caller.owner_uuid,
+          scopes: ['all'],
+          expires_at: null,
+          created_at: null,
+          created_by_ip_address: null,
+          last_used_at: null,
+          last_used_by_ip_address: null,
+          modified_at: null,
+          modified_by_user_uuid: null,
+        };
+      case 'containers.list':
+        return this.store.list(params);
+      case 'containers.get':
+        return this.store.get(uuid, params.select);
+      case 'containers.create': {
+        if (!caller.admin) throw new ApiError(403, '#<ArvadosModel::PermissionDeniedError: ArvadosModel::PermissionDeniedError>');
+        return this.store.create(attrsParam(params, 'container') as Partial<Container>);
+      }
+      case 'containers.update':
+        return this.store.update(uuid, attrsParam(params, 'container'), caller, params.select);
+      case 'containers.lock':
+        return this.store.lock(uuid, caller);
+      case 'containers.unlock':
+        return this.store.unlock(uuid, caller);
+      case 'logs.create':
+        return this.store.createLog(attrsParam(params, 'log'), caller);
+      case 'logs.list':
+        return { kind: 'arvados#logList', etag: '', self_link: '', offset: 0, limit: this.store.logs.length, items: this.store.logs, items_available: this.store.logs.length };
+    }
+  }
+
+  #discovery(): unknown {
+    const root = `${this.url}/`;
+    const method = (path: string, httpMethod: string) => ({ path, httpMethod });
+    return {
+      kind: 'discovery#restDescription',
+      discoveryVersion: 'v1',
+      id: 'arvados:v1',
+      name: 'arvados',
+      version: 'v1',
+      revision: '20250402',
+      title: 'Arvados API (FakeArvados)',
+      protocol: 'rest',
+      rootUrl: root,
+      baseUrl: `${root}arvados/v1/`,
+      basePath: '/arvados/v1/',
+      servicePath: 'arvados/v1/',
+      batchPath: 'batch',
+      uuidPrefix: this.store.clusterId,
+      defaultCollectionReplication: 2,
+      blobSignatureTtl: 1209600,
+      maxRequestSize: 134217728,
+      maxItemsPerResponse: this.store.maxItemsPerResponse,
+      schemas: { Container: { id: 'Container', type: 'object', uuidPrefix: 'dz642' } },
+      resources: {
+        containers: {
+          methods: {
+            get: method('containers/{uuid}', 'GET'),
+            list: method('containers', 'GET'),
+            update: method('containers/{uuid}', 'PUT'),
+            lock: method('containers/{uuid}/lock', 'POST'),
+            unlock: method('containers/{uuid}/unlock', 'POST'),
+          },
+        },
+      },
+    };
+  }
+}
+
+function readBody(req: http.IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+function parseParams(url: URL, body: string, contentType: string | undefined): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of url.searchParams) out[k] = v;
+  if (body.trim() !== '') {
+    if (contentType?.includes('application/json')) {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(body);
+      } catch {
+        throw new ApiError(400, 'Invalid JSON in request body');
+      }
+      if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new ApiError(400, 'Request body must be a JSON object');
+      Object.assign(out, parsed);
+    } else {
+      for (const [k, v] of new URLSearchParams(body)) out[k] = v;
+    }
+  }
+  for (const k of Object.keys(out)) out[k] = decodeValue(k, out[k]);
+  return out;
+}
+
+/** The resource attributes: `container` / `log` as an object or JSON string, else top-level keys (Rails wrap_parameters). */
+function attrsParam(params: Record<string, unknown>, key: string): Record<string, unknown> {
+  let attrs = params[key];
+  if (attrs === undefined) {
+    const { select: _s, _method: _m, api_token: _t, ...rest } = params;
+    attrs = rest;
+  }
+  if (!attrs || typeof attrs !== 'object' || Array.isArray(attrs)) throw new ApiError(422, `"${key}" must be a JSON object`);
+  const out = { ...(attrs as Record<string, unknown>) };
+  for (const h of HASH_ATTRS) {
+    if (typeof out[h] === 'string') {
+      try {
+        out[h] = JSON.parse(out[h] as string);
+      } catch {
+        throw new ApiError(422, `Could not parse "${h}" as JSON`);
+      }
+    }
+  }
+  return out;
+}
+
+function tokenOf(req: http.IncomingMessage, params: Record<string, unknown>): string | undefined {
+  const m = /^(?:OAuth2|Bearer) ([!-~]+)$/.exec(req.headers.authorization ?? '');
+  if (m) return m[1];
+  return typeof params.api_token === 'string' ? params.api_token : undefined;
+}
+
+const CONTAINER_PATH = /^\/arvados\/v1\/containers\/([^/]+)(?:\/(lock|unlock))?\/?$/;
+
+function routeOf(method: string, path: string): { name: RouteName; uuid?: string } {
+  if (path === '/discovery/v1/apis/arvados/v1/rest') return { name: method === 'GET' || method === 'POST' ? 'discovery' : 'unknown' };
+  if (path === '/arvados/v1/api_client_authorizations/current' && method === 'GET') return { name: 'current' };
+  if (path === '/arvados/v1/containers' || path === '/arvados/v1/containers/') {
+    if (method === 'GET') return { name: 'containers.list' };
+    if (method === 'POST') return { name: 'containers.create' };
+    return { name: 'unknown' };
+  }
+  if (path === '/arvados/v1/logs' || path === '/arvados/v1/logs/') {
+    if (method === 'POST') return { name: 'logs.create' };
+    if (method === 'GET') return { name: 'logs.list' };
+    return { name: 'unknown' };
+  }
+  const m = CONTAINER_PATH.exec(path);
+  if (m) {
+    const uuid = decodeURIComponent(m[1]);
+    if (m[2] && method === 'POST') return { name: m[2] === 'lock' ? 'containers.lock' : 'containers.unlock', uuid };
+    if (!m[2] && method === 'GET') return { name: 'containers.get', uuid };
+    if (!m[2] && (method === 'PUT' || method === 'PATCH')) return { name: 'containers.update', uuid };
+  }
+  return { name: 'unknown' };
+}
