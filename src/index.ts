@@ -8,3 +8,12 @@ export { isContainerUuid, isUuid } from './uuid.js';
 export { ArvadosClient, type ArvadosClientOptions, type CallOptions } from './client/client.js';
 export { ArvadosApiError, ArvadosConfigError, isApiStatus } from './client/errors.js';
 export { settingsFromEnv, parseSettingsFile, type ArvadosSettings } from './client/config.js';
+export {
+  Dispatcher,
+  type ContainerUpdates,
+  type DispatcherEvents,
+  type DispatcherOptions,
+  type DispatcherStatus,
+  type RunContainer,
+  type StreamEndReason,
+} from './dispatcher/index.js';

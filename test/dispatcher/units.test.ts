@@ -1,0 +1,79 @@
+// The dispatcher's small parts: the latest-wins stream and the throttle.
+import { describe, expect, it } from '@jest/globals';
+import { Throttle } from '../../src/dispatcher/throttle.js';
+import { UpdateStream } from '../../src/dispatcher/updates.js';
+import type { Container } from '../../src/types.js';
+
+const rec = (priority: number): Container => ({ uuid: 'zzzzz-dz642-000000000000001', state: 'Running', priority, locked_by_uuid: null });
+
+describe('UpdateStream', () => {
+  it('keeps only the latest record and never blocks the writer', async () => {
+    const s = new UpdateStream();
+    for (let i = 0; i < 1000; i++) s.push(rec(i));
+    const it = s[Symbol.asyncIterator]();
+    expect((await it.next()).value?.priority).toBe(999);
+    const waiting = it.next();
+    s.push(rec(5));
+    expect((await waiting).value?.priority).toBe(5);
+  });
+
+  it('ends with a reason, drops a pending record, and aborts its signal', async () => {
+    const s = new UpdateStream();
+    s.push(rec(1));
+    s.end('finished');
+    s.push(rec(2));
+    expect(s.signal.aborted).toBe(true);
+    expect(s.signal.reason).toBe('finished');
+    expect(s.endReason).toBe('finished');
+    const seen: number[] = [];
+    for await (const c of s) seen.push(c.priority);
+    expect(seen).toEqual([]);
+  });
+
+  it('wakes every waiting reader when it ends', async () => {
+    const s = new UpdateStream();
+    const it = s[Symbol.asyncIterator]();
+    const a = it.next();
+    const b = it.next();
+    s.end('stopped');
+    expect(await a).toEqual({ value: undefined, done: true });
+    expect(await b).toEqual({ value: undefined, done: true });
+  });
+});
+
+describe('Throttle (ports TestThrottle)', () => {
+  it('hold 0 never throttles', () => {
+    const t = new Throttle(0);
+    expect([t.check('u'), t.check('u')]).toEqual([true, true]);
+  });
+
+  it('a tiny hold lets the next attempt through once it has passed', () => {
+    let now = 0;
+    const t = new Throttle(0.000001, () => now);
+    expect(t.check('u')).toBe(true);
+    now += 0.001;
+    expect(t.check('u')).toBe(true);
+  });
+
+  it('a long hold refuses until it passes, and a refusal does not move the clock', () => {
+    let now = 1000;
+    const t = new Throttle(60_000, () => now);
+    expect([t.check('u'), t.check('u'), t.check('u')]).toEqual([true, false, false]);
+    now += 59_999;
+    expect(t.check('u')).toBe(false);
+    now += 1; // exactly one hold after the first, successful check
+    expect(t.check('u')).toBe(true);
+    expect(t.check('u')).toBe(false);
+    expect(t.check('other')).toBe(true);
+  });
+
+  it('purges entries older than the hold', () => {
+    let now = 0;
+    const t = new Throttle(100, () => now);
+    for (let i = 0; i < 50; i++) t.check(`u${i}`);
+    expect(t.size).toBe(50);
+    now += 150;
+    t.check('x');
+    expect(t.size).toBe(1);
+  });
+});
