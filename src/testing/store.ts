@@ -195,25 +195,32 @@ export class Store {
     return this.#containers.size;
   }
 
-  /** A row as the API shows it: hidden fields dropped, `select` applied, a fresh copy. */
-  present(row: Container, select?: string[], withKind = false): Container {
+  /**
+   * A row as the API shows it: hidden fields dropped, `select` applied. A deep
+   * copy unless `copy` is false, which the HTTP layer uses because it
+   * serialises the answer at once (copying every page would dominate the
+   * fake's cost on large queues).
+   */
+  present(row: Container, select?: string[], withKind = false, copy = true): Container {
     const out: Record<string, unknown> = {};
     const src = row as unknown as Record<string, unknown>;
     if (select) {
-      for (const k of select) out[k] = clone(src[k] ?? null);
+      for (const k of select) out[k] = src[k] ?? null;
       if (withKind) out.kind = 'arvados#container';
     } else {
-      for (const [k, v] of Object.entries(src)) if (!HIDDEN.has(k)) out[k] = clone(v);
+      for (const k in src) if (!HIDDEN.has(k)) out[k] = src[k];
     }
-    return out as unknown as Container;
+    return (copy ? clone(out) : out) as unknown as Container;
   }
 
+  /** `GET containers/{uuid}`; the answer shares objects with the row (serialise it at once). */
   get(uuid: string, select?: unknown): Container {
     const row = this.#containers.get(uuid);
     if (!row) throw new ApiError(404, 'Path not found');
-    return this.present(row, resolveSelect(select));
+    return this.present(row, resolveSelect(select), false, false);
   }
 
+  /** `GET containers`; the items share objects with the rows (serialise them at once). */
   list(q: ListQuery): ContainerList {
     const select = resolveSelect(q.select);
     const match = compileFilters(q.filters);
@@ -258,7 +265,7 @@ export class Store {
       self_link: '',
       offset,
       limit: effLimit,
-      items: page.map((r) => this.present(r, select, true)),
+      items: page.map((r) => this.present(r, select, true, false)),
     };
     if (exact) out.items_available = available;
     return out;

@@ -54,7 +54,9 @@ export interface SelfSignedCert {
 export function selfSignedCert(commonName = 'arvados-dispatch FakeArvados', days = 30): SelfSignedCert {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
   const serial = randomBytes(16);
-  serial[0] &= 0x7f; // positive INTEGER
+  // A positive INTEGER in minimal DER form: top bit clear (else negative) and
+  // the first byte non-zero (else a padding byte OpenSSL rejects).
+  serial[0] = (serial[0] & 0x7f) | 0x40;
   const ecdsaWithSha256 = seq(oid('1.2.840.10045.4.3.2'));
   const name = seq(set(seq(oid('2.5.4.3'), tlv(0x0c, Buffer.from(commonName, 'utf8')))));
   const now = Date.now();

@@ -291,3 +291,15 @@ describe('FakeArvados over plain HTTP', () => {
     }
   });
 });
+
+describe('selfSignedCert', () => {
+  it('always produces a certificate OpenSSL accepts (minimal DER serials)', async () => {
+    const { selfSignedCert } = await import('../../src/testing/index.js');
+    const { createSecureContext } = await import('node:tls');
+    // 1 in 256 serials had a leading zero byte before the fix; 600 tries make a regression near certain to show.
+    for (let i = 0; i < 600; i++) {
+      const { cert, key } = selfSignedCert();
+      expect(() => createSecureContext({ cert, key })).not.toThrow();
+    }
+  });
+});
