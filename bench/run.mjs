@@ -32,7 +32,8 @@ const pending = new Map();
 server.on('message', ({ id, ok, value, error }) => {
   const p = pending.get(id);
   pending.delete(id);
-  ok ? p.resolve(value) : p.reject(new Error(error));
+  if (ok) p.resolve(value);
+  else p.reject(new Error(error));
 });
 const call = (cmd, args) =>
   new Promise((resolve, reject) => {
@@ -126,9 +127,9 @@ async function steady(k) {
 
   // Heap of K records held, as parsed from the API.
   const h0 = heap();
-  let records = await client.listAllContainers({ filters: mine, limit: BATCH });
-  const recordBytes = (heap() - h0) / k;
-  records = undefined;
+  const records = await client.listAllContainers({ filters: mine, limit: BATCH });
+  const recordBytes = (heap() - h0) / records.length;
+  records.length = 0;
 
   const before = heap();
   const cycles = [];
