@@ -11,6 +11,7 @@ import PQueue from 'p-queue';
 import { ArvadosClient } from '../client/client.js';
 import { ArvadosApiError } from '../client/errors.js';
 import { sleep } from '../client/retry.js';
+import { deferred } from '../deferred.js';
 import { logger } from '../log.js';
 import type { ApiClientAuthorization, Container, ContainerState, Filter } from '../types.js';
 import { assertContainerUuid } from '../uuid.js';
@@ -113,17 +114,6 @@ function deepFreeze<T>(v: T): T {
     for (const x of Object.values(v)) deepFreeze(x);
   }
   return v;
-}
-
-/** `Promise.withResolvers`, which Node 20 lacks. */
-function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void; reject: (e: unknown) => void } {
-  let resolve!: (v: T) => void;
-  let reject!: (e: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
 }
 
 /**
