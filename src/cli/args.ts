@@ -1,0 +1,174 @@
+/**
+ * Command-line parsing shared by the commands: one table per command drives
+ * both `node:util` `parseArgs` and the `--help` text, and typed getters turn
+ * values into numbers, durations and sizes, naming the flag when one is bad.
+ *
+ * @module
+ */
+import { parseArgs } from 'node:util';
+import { parseDuration } from './duration.js';
+import { UsageError } from './errors.js';
+import { parseSize } from './size.js';
+
+/** One option of a command. */
+export interface OptionSpec {
+  type: 'string' | 'boolean';
+  /** May be given several times; the values are collected in order. */
+  multiple?: boolean;
+  short?: string;
+  /** Placeholder shown in help, e.g. `DURATION`. */
+  metavar?: string;
+  /** Default shown in help (the command applies it). */
+  default?: string;
+  help: string;
+}
+
+/** A command's options by long name (without `--`). */
+export type OptionTable = Record<string, OptionSpec>;
+
+/** Parsed values: strings, booleans or string lists, as the table says. */
+export type OptionValues = Record<string, string | boolean | string[] | undefined>;
+
+/** The `--help` option every command has. */
+export const HELP_OPTION: OptionSpec = { type: 'boolean', short: 'h', help: 'show this help' };
+
+interface NodeError extends Error {
+  code?: string;
+}
+
+/**
+ * Parses `argv` (the arguments after the command name) strictly: unknown
+ * options, missing values and positional arguments are {@link UsageError}s.
+ */
+export function parseOptions(argv: readonly string[], table: OptionTable, command: string): OptionValues {
+  const options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean; short?: string }> = {};
+  for (const [name, spec] of Object.entries(table)) {
+    options[name] = { type: spec.type, ...(spec.multiple ? { multiple: true } : {}), ...(spec.short ? { short: spec.short } : {}) };
+  }
+  try {
+    const { values } = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false });
+    return values as OptionValues;
+  } catch (err) {
+    const e = err as NodeError;
+    const quoted = /'([^']*)'/.exec(e.message)?.[1];
+    let msg: string;
+    switch (e.code) {
+      case 'ERR_PARSE_ARGS_UNKNOWN_OPTION':
+        msg = `unknown option '${quoted ?? '?'}'`;
+        break;
+      case 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL':
+        msg = `unexpected argument '${quoted ?? '?'}' (${command} takes no positional arguments)`;
+        break;
+      default:
+        if (/ambiguous/.test(e.message) && quoted) {
+          msg = `option '${quoted}' needs a value; write ${quoted}=VALUE for a value starting with '-'`;
+        } else {
+          // e.g. "Option '--poll-interval <value>' argument missing": its first sentence
+          msg = e.message.split(/\.\s/)[0].replace(/^./, (c) => c.toLowerCase());
+        }
+    }
+    throw new UsageError(`${msg}; see 'arvados-dispatch ${command} --help'`);
+  }
+}
+
+const HELP_WIDTH = 80;
+
+/** Splits `text` into lines of at most `width` characters, at spaces (at least 30 wide). */
+function wrap(text: string, width: number): string[] {
+  const w = Math.max(30, width);
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (line && line.length + 1 + word.length > w) {
+      lines.push(line);
+      line = word;
+    } else {
+      line = line ? `${line} ${word}` : word;
+    }
+  }
+  if (line) lines.push(line);
+  return lines;
+}
+
+/** The `--help` text: usage line, description, then the options table (wrapped at 80 columns). */
+export function formatHelp(usage: string, description: string, table: OptionTable, footer = ''): string {
+  const rows = Object.entries(table).map(([name, spec]) => {
+    const flag = `${spec.short ? `-${spec.short}, ` : '    '}--${name}${spec.metavar ? ` ${spec.metavar}` : ''}`;
+    const text = `${spec.help}${spec.default !== undefined ? ` (default ${spec.default})` : ''}${spec.multiple ? ' [repeatable]' : ''}`;
+    return [flag, text] as const;
+  });
+  const width = Math.max(...rows.map(([f]) => f.length)) + 2;
+  const lines = rows.map(([f, t]) => `  ${f.padEnd(width)}${wrap(t, HELP_WIDTH - 2 - width).join(`\n${' '.repeat(width + 2)}`)}`);
+  return `Usage: ${usage}\n\n${description}\n\nOptions:\n${lines.join('\n')}\n${footer ? `\n${footer}\n` : ''}`;
+}
+
+/** Typed access to parsed values; every error names the flag. */
+export class Options {
+  readonly #values: OptionValues;
+  readonly #command: string;
+
+  constructor(values: OptionValues, command: string) {
+    this.#values = values;
+    this.#command = command;
+  }
+
+  #bad(name: string, why: string): UsageError {
+    return new UsageError(`--${name}: ${why}; see 'arvados-dispatch ${this.#command} --help'`);
+  }
+
+  flag(name: string): boolean {
+    return this.#values[name] === true;
+  }
+
+  string(name: string): string | undefined {
+    const v = this.#values[name];
+    if (typeof v !== 'string') return undefined;
+    if (v.trim() === '') throw this.#bad(name, 'must not be empty');
+    return v;
+  }
+
+  list(name: string): string[] {
+    const v = this.#values[name];
+    return Array.isArray(v) ? [...v] : typeof v === 'string' ? [v] : [];
+  }
+
+  /** An integer >= `min`. */
+  integer(name: string, dflt: number, min?: number): number;
+  integer(name: string, dflt: undefined, min?: number): number | undefined;
+  integer(name: string, dflt: number | undefined, min = 1): number | undefined {
+    const v = this.string(name);
+    if (v === undefined) return dflt;
+    if (!/^\d+$/.test(v.trim()) || !Number.isSafeInteger(Number(v)) || Number(v) < min) {
+      throw this.#bad(name, `"${v}" is not a whole number >= ${min}`);
+    }
+    return Number(v);
+  }
+
+  /** A duration in ms (see {@link parseDuration}), at least `min` ms. */
+  duration(name: string, dflt: number, min = 0): number {
+    const v = this.string(name);
+    if (v === undefined) return dflt;
+    let ms: number;
+    try {
+      ms = parseDuration(v);
+    } catch (err) {
+      throw this.#bad(name, (err as Error).message);
+    }
+    if (ms < min) throw this.#bad(name, `must be at least ${min} ms, got "${v}"`);
+    return ms;
+  }
+
+  /** A size in bytes (see {@link parseSize}), at least `min`. */
+  size(name: string, dflt: number | undefined, min = 0): number | undefined {
+    const v = this.string(name);
+    if (v === undefined) return dflt;
+    let n: number;
+    try {
+      n = parseSize(v);
+    } catch (err) {
+      throw this.#bad(name, (err as Error).message);
+    }
+    if (n < min) throw this.#bad(name, `must be at least ${min} bytes, got "${v}"`);
+    return n;
+  }
+}

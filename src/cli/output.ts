@@ -1,0 +1,97 @@
+/**
+ * What the commands print: one line per event, for a person
+ * (`12:00:01 zzzzz-dz642-… started crunch-run, pid 1234`) or, with
+ * `--json`, for a log collector (`{"time","level","event","uuid",…,"msg"}`).
+ * Fatal errors are not printed here: `main` prints them as one
+ * `arvados-dispatch: <reason>` line on stderr.
+ *
+ * @module
+ */
+
+/** Severity of an event line. */
+export type Level = 'info' | 'warn';
+
+/** Where lines go; the live view of the demo puts itself in between. */
+export type LineSink = (stream: 'out' | 'err', line: string) => void;
+
+/** Options of {@link Output}. */
+export interface OutputOptions {
+  /** One JSON object per line instead of text. */
+  json?: boolean;
+  stdout?: NodeJS.WritableStream;
+  stderr?: NodeJS.WritableStream;
+  /** The clock, for tests. */
+  now?: () => Date;
+}
+
+const pad = (n: number): string => String(n).padStart(2, '0');
+
+/** `HH:MM:SS` in local time. */
+export function clockTime(d: Date): string {
+  return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+/**
+ * Formats and writes event lines. Human lines go to stdout, warnings to
+ * stderr; JSON lines all go to stdout, so a collector reads one stream.
+ * Anything registered with {@link addSecret} is masked in every line, so a
+ * token a child process printed cannot reach the logs.
+ */
+export class Output {
+  readonly json: boolean;
+  readonly #stdout: NodeJS.WritableStream;
+  readonly #stderr: NodeJS.WritableStream;
+  readonly #now: () => Date;
+  readonly #secrets = new Set<string>();
+  #sink: LineSink | undefined;
+
+  constructor(opts: OutputOptions = {}) {
+    this.json = opts.json ?? false;
+    this.#stdout = opts.stdout ?? process.stdout;
+    this.#stderr = opts.stderr ?? process.stderr;
+    this.#now = opts.now ?? (() => new Date());
+  }
+
+  /** Masks `secret` as `***` in everything written from now on. */
+  addSecret(secret: string): void {
+    if (secret.length >= 4) this.#secrets.add(secret);
+  }
+
+  /** Sends lines to `sink` instead of the streams (or back, with undefined). */
+  setSink(sink: LineSink | undefined): void {
+    this.#sink = sink;
+  }
+
+  /**
+   * One event. `msg` is the human sentence; `fields` (e.g. `uuid`, `pid`)
+   * appear as JSON keys only.
+   */
+  event(event: string, msg: string, fields: Record<string, unknown> = {}, level: Level = 'info'): void {
+    if (this.json) {
+      const { uuid, ...rest } = fields;
+      const rec = { time: this.#now().toISOString(), level, event, ...(uuid !== undefined ? { uuid } : {}), ...rest, msg };
+      this.#write('out', JSON.stringify(rec));
+    } else {
+      const time = clockTime(this.#now());
+      this.#write(level === 'warn' ? 'err' : 'out', `${time} ${level === 'warn' ? 'warning: ' : ''}${msg.replace(/\r?\n/g, ' ')}`);
+    }
+  }
+
+  /** A warning event. */
+  warn(msg: string, fields: Record<string, unknown> = {}, event = 'warning'): void {
+    this.event(event, msg, fields, 'warn');
+  }
+
+  /** Text for a person (tables, banners): printed as is in human mode, dropped in JSON mode. */
+  text(text: string): void {
+    if (this.json) return;
+    for (const line of text.replace(/\n$/, '').split('\n')) this.#write('out', line);
+  }
+
+  #write(stream: 'out' | 'err', line: string): void {
+    let text = line;
+    for (const s of this.#secrets) text = text.split(s).join('***');
+    if (this.#sink) this.#sink(stream, text);
+    else (stream === 'out' ? this.#stdout : this.#stderr).write(`${text}\n`);
+  }
+}

@@ -1,0 +1,124 @@
+/**
+ * Turns Dispatcher and LocalRunner events into output lines and keeps the
+ * counts for the status line: `queued N, running N, done N (complete N,
+ * cancelled N)`.
+ *
+ * @module
+ */
+import type { Dispatcher } from '../dispatcher/dispatcher.js';
+import type { LocalRunner } from '../runners/local/local-runner.js';
+import { formatBytes } from '../runners/local/resources.js';
+import type { ContainerState } from '../types.js';
+import type { Output } from './output.js';
+
+/** The numbers of the status line. */
+export interface StatusCounts {
+  /** Queued with priority > 0 (last poll), plus locked ones waiting for resources here. */
+  queued: number;
+  /** crunch-run processes alive. */
+  running: number;
+  /** Containers that reached a final state while this dispatcher had them. */
+  done: number;
+  complete: number;
+  cancelled: number;
+}
+
+/** `queued 3, running 2, done 5 (complete 4, cancelled 1)` */
+export function statusLine(c: StatusCounts): string {
+  return `queued ${c.queued}, running ${c.running}, done ${c.done} (complete ${c.complete}, cancelled ${c.cancelled})`;
+}
+
+/** Prints events as they happen and counts outcomes. */
+export class Reporter {
+  readonly #out: Output;
+  readonly #runner: LocalRunner;
+  /** Final state per container, so nothing is counted twice. */
+  readonly #final = new Map<string, ContainerState>();
+  /** Queued containers of the last poll that this dispatcher did not lock in it. */
+  #queued = 0;
+  #lockedThisCycle = 0;
+
+  constructor(out: Output, d: Dispatcher, runner: LocalRunner) {
+    this.#out = out;
+    this.#runner = runner;
+    const o = out;
+
+    d.on('identified', (auth) => o.event('identified', `dispatching as token ${auth.uuid} on ${d.client.apiHost}`, { token_uuid: auth.uuid, api_host: d.client.apiHost }));
+    // A poll counts the queue before locking from it; the locks of the same
+    // cycle come before its 'cycle' event, so they can be taken off.
+    d.on('cycle', (st) => {
+      this.#queued = Math.max(0, st.queued - this.#lockedThisCycle);
+      this.#lockedThisCycle = 0;
+    });
+    d.on('locked', () => this.#lockedThisCycle++);
+    d.on('locked', (c) => o.event('locked', `${c.uuid} locked (priority ${c.priority})`, { uuid: c.uuid, priority: c.priority }));
+    d.on('adopted', (c) =>
+      o.event('adopted', `${c.uuid} adopted in state ${c.state} (locked by this token before a restart)`, { uuid: c.uuid, state: c.state, priority: c.priority }),
+    );
+    d.on('released', (uuid, action, state) => {
+      if (action === 'cancelled') this.#setFinal(uuid, 'Cancelled');
+      o.event('released', `${uuid} ${action}: it was still ${state} after its runner returned`, { uuid, action, state });
+    });
+    d.on('warning', (message) => o.warn(message));
+    // 'stopping' is not shown: whoever stops the dispatcher (a signal handler, the demo) says why.
+
+    runner.on('waiting', (e) => o.event('waiting', `${e.uuid} ${e.message}`, { uuid: e.uuid, vcpus: e.need.vcpus, ram: e.need.ram, gpus: e.need.gpus?.count ?? 0 }));
+    runner.on('started', (e) => {
+      const gpus = e.gpuIds.length ? `, GPU ${e.gpuIds.join(',')}` : '';
+      o.event('started', `${e.uuid} started crunch-run, pid ${e.pid} (${e.vcpus} vCPU, ${formatBytes(e.ram)} RAM${gpus})`, {
+        uuid: e.uuid,
+        pid: e.pid,
+        vcpus: e.vcpus,
+        ram: e.ram,
+        gpus: e.gpuIds,
+      });
+    });
+    runner.on('output', (e) => o.event('output', `${e.uuid} | ${e.line}`, { uuid: e.uuid, pid: e.pid, stream: e.stream, line: e.line }));
+    runner.on('signalled', (e) => o.event('signalled', `${e.uuid} sent ${e.signal} to crunch-run pid ${e.pid}: ${e.reason}`, { uuid: e.uuid, pid: e.pid, signal: e.signal, reason: e.reason }));
+    runner.on('exited', (e) => {
+      // People get the outcome from "finished"; collectors get the raw exit too.
+      if (o.json) o.event('exited', `${e.uuid} crunch-run pid ${e.pid} ${e.signal ? `was killed by ${e.signal}` : `exited with code ${e.code}`}`, { uuid: e.uuid, pid: e.pid, code: e.code, signal: e.signal });
+    });
+    runner.on('finished', (e) => {
+      this.#setFinal(e.uuid, e.state);
+      const exit = e.exitCode !== null ? ` (exit code ${e.exitCode})` : '';
+      o.event('finished', `${e.uuid} finished: ${e.state}${exit}`, {
+        uuid: e.uuid,
+        state: e.state,
+        exit_code: e.exitCode,
+        ...(e.process ? { process_code: e.process.code, process_signal: e.process.signal } : {}),
+      });
+    });
+    runner.on('cancelled', (e) => o.warn(e.message, { uuid: e.uuid, reason: e.reason }, 'cancelled'));
+    runner.on('rejected', (e) => o.warn(e.message, { uuid: e.uuid, reason: e.reason }, 'rejected'));
+    runner.on('unlocked', (e) => o.event('unlocked', e.message, { uuid: e.uuid, reason: e.reason }));
+    runner.on('skipped', (e) => o.event('skipped', e.message, { uuid: e.uuid, reason: e.reason }));
+  }
+
+  #setFinal(uuid: string, state: ContainerState): void {
+    if (!this.#final.has(uuid)) this.#final.set(uuid, state);
+  }
+
+  /** The current counts. */
+  counts(): StatusCounts {
+    let complete = 0;
+    let cancelled = 0;
+    for (const s of this.#final.values()) {
+      if (s === 'Complete') complete++;
+      else if (s === 'Cancelled') cancelled++;
+    }
+    return {
+      queued: this.#queued + this.#runner.waiting,
+      running: this.#runner.running,
+      done: complete + cancelled,
+      complete,
+      cancelled,
+    };
+  }
+
+  /** Prints the status line. */
+  printStatus(): void {
+    const c = this.counts();
+    this.#out.event('status', statusLine(c), { ...c });
+  }
+}

@@ -1,0 +1,23 @@
+export {
+  LocalRunner,
+  createLocalRunner,
+  DEFAULT_KILL_GRACE,
+  DEFAULT_RESERVE_EXTRA_RAM,
+  DEFAULT_STOP_GRACE,
+  type LocalRunnerEvents,
+  type LocalRunnerOptions,
+  type RunnerNotice,
+} from './local-runner.js';
+export {
+  ResourcePool,
+  ResourceRequestError,
+  detectCapacity,
+  formatBytes,
+  type Allocation,
+  type GpuCapacity,
+  type GpuStack,
+  type ResourceCapacity,
+  type ResourceCapacityOverrides,
+  type ResourceNeed,
+  type ResourceUsage,
+} from './resources.js';
