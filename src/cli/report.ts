@@ -1,6 +1,6 @@
 /**
- * Turns Dispatcher and LocalRunner events into output lines and keeps the
- * counts for the status line: `queued N, running N, done N (complete N,
+ * Turns Dispatcher and runner events into output lines and keeps the counts
+ * for the status line: `queued N, running N, done N (complete N,
  * cancelled N)`.
  *
  * @module
@@ -8,6 +8,7 @@
 import type { Dispatcher } from '../dispatcher/dispatcher.js';
 import type { LocalRunner } from '../runners/local/local-runner.js';
 import { formatBytes } from '../runners/local/resources.js';
+import type { SlurmRunner } from '../runners/slurm/slurm-runner.js';
 import type { ContainerState } from '../types.js';
 import type { Output } from './output.js';
 
@@ -28,19 +29,31 @@ export function statusLine(c: StatusCounts): string {
   return `queued ${c.queued}, running ${c.running}, done ${c.done} (complete ${c.complete}, cancelled ${c.cancelled})`;
 }
 
-/** Prints events as they happen and counts outcomes. */
+/** What the status line needs from a runner. */
+export interface RunnerCounts {
+  /** Containers running now (crunch-run processes, or Slurm jobs). */
+  running(): number;
+  /** Containers locked here but waiting (for resources, or in the Slurm queue). */
+  waiting(): number;
+}
+
+/**
+ * Prints events as they happen and counts outcomes. Dispatcher events are
+ * wired by the constructor; {@link watchLocal} / {@link watchSlurm} add
+ * those of the runner.
+ */
 export class Reporter {
   readonly #out: Output;
-  readonly #runner: LocalRunner;
+  readonly #counts: RunnerCounts;
   /** Final state per container, so nothing is counted twice. */
   readonly #final = new Map<string, ContainerState>();
   /** Queued containers of the last poll that this dispatcher did not lock in it. */
   #queued = 0;
   #lockedThisCycle = 0;
 
-  constructor(out: Output, d: Dispatcher, runner: LocalRunner) {
+  constructor(out: Output, d: Dispatcher, counts: RunnerCounts) {
     this.#out = out;
-    this.#runner = runner;
+    this.#counts = counts;
     const o = out;
 
     d.on('identified', (auth) => o.event('identified', `dispatching as token ${auth.uuid} on ${d.client.apiHost}`, { token_uuid: auth.uuid, api_host: d.client.apiHost }));
@@ -60,7 +73,16 @@ export class Reporter {
       o.event('released', `${uuid} ${action}: it was still ${state} after its runner returned`, { uuid, action, state });
     });
     d.on('warning', (message) => o.warn(message));
+    // The dispatcher sees every container end, whatever the runner reports.
+    d.on('stream-ended', (uuid, _reason, c) => {
+      if (c && (c.state === 'Complete' || c.state === 'Cancelled')) this.#setFinal(uuid, c.state);
+    });
     // 'stopping' is not shown: whoever stops the dispatcher (a signal handler, the demo) says why.
+  }
+
+  /** Adds the lines of a {@link LocalRunner}'s events. */
+  watchLocal(runner: LocalRunner): this {
+    const o = this.#out;
 
     runner.on('waiting', (e) => o.event('waiting', `${e.uuid} ${e.message}`, { uuid: e.uuid, vcpus: e.need.vcpus, ram: e.need.ram, gpus: e.need.gpus?.count ?? 0 }));
     runner.on('started', (e) => {
@@ -93,6 +115,29 @@ export class Reporter {
     runner.on('rejected', (e) => o.warn(e.message, { uuid: e.uuid, reason: e.reason }, 'rejected'));
     runner.on('unlocked', (e) => o.event('unlocked', e.message, { uuid: e.uuid, reason: e.reason }));
     runner.on('skipped', (e) => o.event('skipped', e.message, { uuid: e.uuid, reason: e.reason }));
+    return this;
+  }
+
+  /** Adds the lines of a {@link SlurmRunner}'s events. */
+  watchSlurm(runner: SlurmRunner, d: Dispatcher): this {
+    const o = this.#out;
+    // The job ran elsewhere: the dispatcher's poll is what sees the container end.
+    d.on('stream-ended', (uuid, reason, c) => {
+      if (reason !== 'finished' || !c) return;
+      const exit = c.exit_code !== null && c.exit_code !== undefined ? ` (exit code ${c.exit_code})` : '';
+      o.event('finished', `${uuid} finished: ${c.state}${exit}`, { uuid, state: c.state, exit_code: c.exit_code ?? null });
+    });
+    runner.on('submitted', (uuid, jobId) =>
+      o.event('submitted', `${uuid} submitted to Slurm${jobId !== undefined ? ` as job ${jobId}` : ''}`, { uuid, job_id: jobId ?? null }),
+    );
+    runner.on('lost', (e) =>
+      o.warn(`${e.uuid} ${e.action}: its Slurm job left the queue while it was ${e.state} (${e.reason})`, { uuid: e.uuid, action: e.action, state: e.state, reason: e.reason }, 'lost'),
+    );
+    runner.on('orphans', (uuids) =>
+      o.event('orphans', `found ${uuids.length} job(s) of this cluster in the Slurm queue at startup; following them`, { uuids }),
+    );
+    runner.on('warning', (message) => o.warn(message));
+    return this;
   }
 
   #setFinal(uuid: string, state: ContainerState): void {
@@ -108,8 +153,8 @@ export class Reporter {
       else if (s === 'Cancelled') cancelled++;
     }
     return {
-      queued: this.#queued + this.#runner.waiting,
-      running: this.#runner.running,
+      queued: this.#queued + this.#counts.waiting(),
+      running: this.#counts.running(),
       done: complete + cancelled,
       complete,
       cancelled,

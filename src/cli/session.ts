@@ -8,7 +8,6 @@
  */
 import type { Dispatcher } from '../dispatcher/dispatcher.js';
 import { logger } from '../log.js';
-import type { LocalRunner } from '../runners/local/local-runner.js';
 import { CliError } from './errors.js';
 import type { Output } from './output.js';
 import type { Reporter } from './report.js';
@@ -16,11 +15,21 @@ import type { Reporter } from './report.js';
 const log = logger('cli');
 const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGQUIT'];
 
+/** What a session needs of a runner to stop it. */
+export interface SessionRunner {
+  /** Stops the runner's work as it sees fit (e.g. SIGINT to crunch-run) and resolves when done. */
+  shutdown(): Promise<void>;
+  /** What stopping will do, for the signal message, e.g. `sending SIGINT to 3 crunch-run process(es) and waiting for them`. */
+  stopNotice(): string;
+  /** What a forced exit leaves behind, e.g. `3 crunch-run process(es)`. */
+  leftBehind(): string;
+}
+
 /** Options of {@link runSession}. */
 export interface SessionOptions {
   out: Output;
   dispatcher: Dispatcher;
-  runner: LocalRunner;
+  runner: SessionRunner;
   reporter: Reporter;
   /** Ms between status lines; 0: only the one at the end. */
   statusInterval: number;
@@ -39,20 +48,16 @@ export async function runSession(opts: SessionOptions): Promise<void> {
   let signalled = false;
   const onSignal = (sig: NodeJS.Signals): void => {
     if (signalled) {
-      const left = runner.running;
-      out.warn(`received ${sig} again: exiting now without waiting for ${left} crunch-run process(es)`, { signal: sig, running: left }, 'forced-exit');
+      const left = runner.leftBehind();
+      out.warn(`received ${sig} again: exiting now without waiting for ${left}`, { signal: sig, left }, 'forced-exit');
       opts.beforeForcedExit?.();
       // The write callback runs once the line is out, so nothing is lost.
       process.stderr.write('', () => process.exit(1));
       return;
     }
     signalled = true;
-    const n = runner.running;
-    out.event(
-      'signal',
-      `received ${sig}: stopping; ${n ? `sending SIGINT to ${n} crunch-run process(es) and waiting for them` : 'no crunch-run is running'} (${sig} again exits at once)`,
-      { signal: sig, running: n },
-    );
+    const notice = runner.stopNotice();
+    out.event('signal', `received ${sig}: stopping; ${notice} (${sig} again exits at once)`, { signal: sig, notice });
     void d.stop();
     void runner.shutdown();
   };
@@ -63,7 +68,7 @@ export async function runSession(opts: SessionOptions): Promise<void> {
   } catch (err) {
     throw new CliError((err as Error).message);
   } finally {
-    // Whatever stopped the loop, no crunch-run may outlive the dispatcher.
+    // Whatever stopped the loop, the runner stops its work too.
     await runner.shutdown();
     clearInterval(timer);
     for (const s of SIGNALS) process.off(s, onSignal);

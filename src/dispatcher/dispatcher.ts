@@ -80,8 +80,8 @@ export interface DispatcherEvents {
   settled: [uuid: string, error: unknown];
   /** After a runner settled the container was still Locked/Running, so the dispatcher released it. */
   released: [uuid: string, action: 'unlocked' | 'cancelled', state: ContainerState];
-  /** A runner's updates stream ended. */
-  'stream-ended': [uuid: string, reason: StreamEndReason];
+  /** A runner's updates stream ended; `container` is the record that ended it, if one did. */
+  'stream-ended': [uuid: string, reason: StreamEndReason, container: Container | undefined];
   /** Something failed that the dispatcher will retry or has worked around. */
   warning: [message: string];
   stopping: [reason: string];
@@ -260,7 +260,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     if (c.locked_by_uuid && c.locked_by_uuid !== auth.uuid) return;
     if (this.#stopping || this.#trackers.has(uuid)) return;
     const t = this.#start(c, 'adopted');
-    if (!LIVE.has(c.state)) this.#endStream(t, c.state === 'Queued' ? 'requeued' : 'finished');
+    if (!LIVE.has(c.state)) this.#endStream(t, c.state === 'Queued' ? 'requeued' : 'finished', c);
   }
 
   // ---- lifecycle ------------------------------------------------------------
@@ -428,7 +428,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       log('ignoring %s locked by %s', c.uuid, c.locked_by_uuid);
       if (t) {
         t.seenCycle = cycle;
-        this.#endStream(t, 'locked-by-other');
+        this.#endStream(t, 'locked-by-other', c);
       }
       return false;
     }
@@ -444,7 +444,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         }
       } else {
         log('update has %s in state %s, closing tracker', c.uuid, c.state);
-        this.#endStream(t, c.state === 'Queued' ? 'requeued' : 'finished');
+        this.#endStream(t, c.state === 'Queued' ? 'requeued' : 'finished', c);
       }
       return false;
     }
@@ -566,10 +566,10 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     this.#retired.push(t.uuid);
   }
 
-  #endStream(t: Tracker, reason: StreamEndReason): void {
+  #endStream(t: Tracker, reason: StreamEndReason, container?: Container): void {
     if (t.stream.ended) return;
     t.stream.end(reason);
-    if (reason !== 'runner-settled') this.emit('stream-ended', t.uuid, reason);
+    if (reason !== 'runner-settled') this.emit('stream-ended', t.uuid, reason, container);
   }
 
   #warn(message: string): void {

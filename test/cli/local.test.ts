@@ -1,27 +1,18 @@
 // The built `arvados-dispatch` binary as a process: `local` against
 // FakeArvados with a stub crunch-run, signals, exit statuses and messages.
 // Needs `npm run build` first (`npm test` does it).
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
 import { FakeArvados } from '../../src/testing/index.js';
 import { alive, makeCrunchRunStub, type CrunchRunStub } from '../fixtures/crunch-run-stub.js';
 import { waitFor } from '../helpers/wait.js';
+import { built, spawnCli, type Cli } from '../helpers/cli.js';
 
-const MAIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
-const built = existsSync(MAIN);
 if (!built) console.warn('dist/ is not built: run `npm run build` (npm test does) for the CLI tests');
 const describeBuilt = built ? describe : describe.skip;
-
-interface Cli {
-  child: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
 
 const running: ChildProcess[] = [];
 let home: string;
@@ -45,19 +36,9 @@ afterEach(async () => {
 });
 
 function cli(args: string[], env: Record<string, string> = {}): Cli {
-  const child = spawn(process.execPath, [MAIN, ...args], {
-    env: { PATH: process.env.PATH ?? '', HOME: home, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  running.push(child);
-  let out = '';
-  let err = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on('close', (code, signal) => resolve({ code, signal })),
-  );
-  return { child, stdout: () => out, stderr: () => err, exited };
+  const c = spawnCli(args, { HOME: home, ...env });
+  running.push(c.child);
+  return c;
 }
 
 /** Runs to completion. */
@@ -112,7 +93,7 @@ describeBuilt('arvados-dispatch: help, version, command line', () => {
     expect(all.code).toBe(0);
     expect(all.stdout).toMatch(/Usage: arvados-dispatch <command>/);
     expect(all.stdout).toMatch(/^ {2}local {3}run queued containers as crunch-run processes/m);
-    expect(all.stdout).toMatch(/^ {2}slurm {3}.*not available yet/m);
+    expect(all.stdout).toMatch(/^ {2}slurm {3}submit queued containers to Slurm/m);
     expect(all.stdout).toMatch(/^ {2}demo {4}/m);
     const l = await cliRun(['local', '--help']);
     expect(l.code).toBe(0);
@@ -149,11 +130,6 @@ describeBuilt('arvados-dispatch: help, version, command line', () => {
     expect(r.stderr).toMatch(/^Usage: arvados-dispatch <command>/);
   });
 
-  it('slurm is not available yet: exit 1 with one line', async () => {
-    const r = await cliRun(['slurm', '--poll-interval', '1s']);
-    expect(r.code).toBe(1);
-    expect(oneErrorLine(r.stderr)).toBe('arvados-dispatch: the slurm command is not available yet in this version; use "arvados-dispatch local"');
-  });
 });
 
 describeBuilt('arvados-dispatch local: cannot start (exit 1)', () => {

@@ -20,6 +20,7 @@ import { LiveBlock } from '../live.js';
 import { Output, clockTime } from '../output.js';
 import { Reporter } from '../report.js';
 import { runSession } from '../session.js';
+import { localSession } from '../local-session.js';
 
 /** One line for the overall help. */
 export const summary = 'dispatch simulated containers on an embedded fake cluster';
@@ -155,7 +156,8 @@ async function demo(n: number, fake: FakeArvados, out: Output, tty: boolean, beg
     killGrace: 1_000,
   });
   const d = new Dispatcher({ client, runContainer: runner.runContainer, pollInterval: 100, handleSignals: false, shutdownTimeout: 10_000 });
-  const reporter = new Reporter(out, d, runner);
+  const session = localSession(runner);
+  const reporter = new Reporter(out, d, session).watchLocal(runner);
 
   // What the live view shows about containers with a crunch-run or waiting for one.
   const started = new Map<string, { pid: number; at: number; vcpus: number; ram: number; gpus: readonly string[] }>();
@@ -221,7 +223,7 @@ async function demo(n: number, fake: FakeArvados, out: Output, tty: boolean, beg
     await runSession({
       out,
       dispatcher: d,
-      runner,
+      runner: session,
       reporter,
       statusInterval: tty ? 0 : 2_000,
       beforeForcedExit: () => view?.stop(),

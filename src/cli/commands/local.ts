@@ -16,6 +16,7 @@ import { CliError, ExitCode } from '../errors.js';
 import { Output } from '../output.js';
 import { Reporter } from '../report.js';
 import { runSession } from '../session.js';
+import { localSession } from '../local-session.js';
 import { findExecutable } from '../which.js';
 
 /** One line for the overall help. */
@@ -138,7 +139,8 @@ export async function run(argv: string[]): Promise<number> {
     // The runner returns once crunch-run has exited, which can take the whole escalation.
     shutdownTimeout: stopGrace + DEFAULT_KILL_GRACE + 30_000,
   });
-  const reporter = new Reporter(out, d, runner);
+  const session = localSession(runner);
+  const reporter = new Reporter(out, d, session).watchLocal(runner);
 
   const cap = runner.pool.capacity;
   const gpus = cap.gpus.ids.length ? `${cap.gpus.ids.length} ${cap.gpus.stack} GPU(s) (${cap.gpus.ids.join(',')})` : 'no GPUs';
@@ -147,6 +149,6 @@ export async function run(argv: string[]): Promise<number> {
     `arvados-dispatch local: ${cap.vcpus} vCPUs, ${formatBytes(cap.ram)} RAM, ${gpus}; crunch-run ${commandPath}; polling ${client.apiHost} every ${formatDuration(pollInterval)}`,
     { vcpus: cap.vcpus, ram: cap.ram, gpus: cap.gpus.ids, gpu_stack: cap.gpus.stack, crunch_run: commandPath, api_host: client.apiHost, poll_interval_ms: pollInterval, pid: process.pid },
   );
-  await runSession({ out, dispatcher: d, runner, reporter, statusInterval });
+  await runSession({ out, dispatcher: d, runner: session, reporter, statusInterval });
   return ExitCode.OK;
 }

@@ -22,6 +22,7 @@ import type { Readable } from 'node:stream';
 import type { Dispatcher, RunContainer } from '../../dispatcher/dispatcher.js';
 import type { ContainerUpdates, StreamEndReason } from '../../dispatcher/updates.js';
 import { logger } from '../../log.js';
+import { DEFAULT_RESERVE_EXTRA_RAM } from '../defaults.js';
 import type { Container, ContainerState } from '../../types.js';
 import { isContainerUuid } from '../../uuid.js';
 import {
@@ -34,8 +35,7 @@ import {
 
 const log = logger('local');
 
-/** Arvados' default `Containers.ReserveExtraRAM`: 550 MiB for crunch-run, arv-mount and the runtime. */
-export const DEFAULT_RESERVE_EXTRA_RAM = 550 * 2 ** 20;
+export { DEFAULT_RESERVE_EXTRA_RAM };
 /** Default ms between SIGINT and SIGTERM when stopping crunch-run. */
 export const DEFAULT_STOP_GRACE = 60_000;
 /** Default ms between SIGTERM and SIGKILL. */

@@ -7,6 +7,7 @@
  * @module
  */
 import type { Container } from '../../types.js';
+import { DEFAULT_RESERVE_EXTRA_RAM } from '../defaults.js';
 
 /** The nice value every job is submitted with; renicing starts from here. */
 export const INITIAL_NICE = 10000;
@@ -23,8 +24,7 @@ export const DEFAULT_SBATCH_ARGUMENTS: readonly string[] = Object.freeze([
 /** Arvados' default `SbatchGPUArgumentsList`, added when GPUs are requested. */
 export const DEFAULT_SBATCH_GPU_ARGUMENTS: readonly string[] = Object.freeze(['--gpus=%G']);
 
-/** Arvados' default `Containers.ReserveExtraRAM`: 550 MiB. */
-export const DEFAULT_RESERVE_EXTRA_RAM = 550 * 1024 * 1024;
+export { DEFAULT_RESERVE_EXTRA_RAM };
 
 const MiB = 1024 * 1024;
 

@@ -1,0 +1,657 @@
+// The Slurm runner with a real Dispatcher on FakeArvados and an in-memory
+// Slurm behind the injectable command runner (fake-slurm.ts). Every wait is
+// for a condition (a state, a number of squeue runs), never for a time.
+import { createHmac } from 'node:crypto';
+import { afterEach, describe, expect, it } from '@jest/globals';
+import { Dispatcher, type Container, type DispatcherOptions } from '../../../src/index.js';
+import { FakeArvados } from '../../../src/testing/index.js';
+import { SlurmRunner, resolveSlurmOptions, type LostJob, type SlurmRunnerOptions } from '../../../src/runners/slurm/index.js';
+import { waitFor } from '../../helpers/wait.js';
+import { FakeSlurm, type FakeCall, type FakeJob } from './fake-slurm.js';
+
+const MiB = 1024 * 1024;
+const SMALL = { runtime_constraints: { ram: 64 * MiB, vcpus: 1 } };
+
+interface Harness {
+  fake: FakeArvados;
+  slurm: FakeSlurm;
+  runner: SlurmRunner;
+  d: Dispatcher;
+  warnings: string[];
+  settled: Map<string, unknown>;
+  lost: LostJob[];
+  run: Promise<void>;
+}
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function startFake(): Promise<FakeArvados> {
+  const fake = await new FakeArvados().start();
+  cleanups.push(() => fake.stop());
+  return fake;
+}
+
+/** A runner and dispatcher on `fake` and `slurm`, with short intervals. */
+function startDispatcher(
+  fake: FakeArvados,
+  slurm: FakeSlurm,
+  opts: { runner?: SlurmRunnerOptions; dispatcher?: Partial<DispatcherOptions>; attach?: boolean } = {},
+): Harness {
+  const runner = new SlurmRunner({
+    runner: slurm.runner,
+    squeueUser: 'crunch',
+    queueInterval: 15,
+    vanishGrace: { misses: 2, ms: 0 },
+    submitRetry: { initialDelay: 5, maxDelay: 40 },
+    commandTimeout: 5_000,
+    ...opts.runner,
+  });
+  const d = new Dispatcher({
+    client: fake.client({ retryDelay: 5, maxRetryDelay: 20, timeout: 5_000 }),
+    runContainer: runner.runContainer,
+    pollInterval: 15,
+    handleSignals: false,
+    shutdownTimeout: 5_000,
+    ...opts.dispatcher,
+  });
+  if (opts.attach !== false) runner.attach(d);
+  const warnings: string[] = [];
+  const settled = new Map<string, unknown>();
+  const lost: LostJob[] = [];
+  runner.on('warning', (m) => warnings.push(m));
+  runner.on('lost', (l) => lost.push(l));
+  d.on('settled', (uuid, err) => settled.set(uuid, err));
+  const run = d.run();
+  cleanups.push(async () => {
+    await d.stop();
+    await run.catch(() => undefined);
+    await runner.close();
+  });
+  return { fake, slurm, runner, d, warnings, settled, lost, run };
+}
+
+async function setup(opts: { runner?: SlurmRunnerOptions; dispatcher?: Partial<DispatcherOptions> } = {}): Promise<Harness> {
+  const fake = await startFake();
+  return startDispatcher(fake, new FakeSlurm(), opts);
+}
+
+/** crunch-run as the fake Slurm runs it: Running on start; Cancelled and gone on SIGTERM. */
+function simulateCrunchRun(fake: FakeArvados, slurm: FakeSlurm, opts: { start?: (job: FakeJob) => boolean } = {}): void {
+  slurm.onSubmit = (job) => {
+    if (job.state !== 'RUNNING' || opts.start?.(job) === false) return;
+    setImmediate(() => {
+      if (fake.container(job.name)?.state === 'Locked') fake.startContainer(job.name);
+    });
+  };
+  slurm.onSignal = (job) => {
+    const c = fake.container(job.name);
+    if (c?.state === 'Running') fake.updateAs(job.name, { state: 'Cancelled' });
+    slurm.jobs.delete(job.id);
+  };
+}
+
+/** crunch-run finishing: Complete in the API, then the job leaves the queue. */
+function finishJob(h: Harness, uuid: string): void {
+  h.fake.completeContainer(uuid);
+  h.slurm.finish(uuid);
+}
+
+/** Waits for `n` more successful squeue runs of the monitor. */
+async function polls(slurm: FakeSlurm, n: number): Promise<void> {
+  const ok = (): number => slurm.polls().filter((c) => c.result?.code === 0).length;
+  const target = ok() + n;
+  await waitFor(() => ok() >= target, `${n} squeue runs`);
+}
+
+function state(h: Harness, uuid: string): string | undefined {
+  return h.fake.container(uuid)?.state;
+}
+
+function unlocks(h: Harness, uuid: string): number {
+  return h.fake.transitions.filter((t) => t.uuid === uuid && t.from === 'Locked' && t.to === 'Queued').length;
+}
+
+/** For every sbatch after the first, a squeue run that started after the previous sbatch ended and ended before it. */
+function checkedBetween(calls: FakeCall[], sbatches: FakeCall[]): boolean {
+  return sbatches.slice(1).every((sb, i) => {
+    const prev = sbatches[i];
+    return calls.some(
+      (c) => c.cmd === 'squeue' && c.result?.code === 0 && c.start > (prev.end ?? Infinity) && (c.end ?? Infinity) < sb.start,
+    );
+  });
+}
+
+describe('SlurmRunner: submission', () => {
+  it('submits a Locked container once, with the script, arguments and environment, and follows it to the end', async () => {
+    const h = await setup({
+      runner: {
+        crunchRunCommand: '/usr/bin/crunch-run',
+        crunchRunArgs: ['--debug', "it's"],
+        runtimeEngine: 'singularity',
+        jobOutputDir: '/var/log/crunch%dir',
+      },
+    });
+    simulateCrunchRun(h.fake, h.slurm);
+    const submitted: Array<[string, number | undefined]> = [];
+    h.runner.on('submitted', (uuid, id) => submitted.push([uuid, id]));
+    const c = h.fake.addContainer({ priority: 1, ...SMALL });
+    await waitFor(() => state(h, c.uuid) === 'Running', 'Running');
+
+    const [sb] = h.slurm.callsOf('sbatch');
+    expect(sb.args).toEqual([
+      '--nice=10000',
+      '--no-requeue',
+      '--chdir=/var/log/crunch%dir',
+      '--output=/var/log/crunch%%dir/crunch-run-%x-%j.out',
+      `--job-name=${c.uuid}`,
+      '--mem=614',
+      '--cpus-per-task=1',
+      '--tmp=0',
+    ]);
+    expect(sb.options.input).toBe(`#!/bin/sh\nexec '/usr/bin/crunch-run' '--debug' 'it'\\''s' '--runtime-engine=singularity' '${c.uuid}'\n`);
+    const env = sb.options.env ?? {};
+    const token = h.fake.rootToken.token;
+    expect(env).toMatchObject({ ARVADOS_API_HOST: h.fake.apiHost, ARVADOS_API_TOKEN: token, ARVADOS_API_HOST_INSECURE: '0' });
+    expect(env.GatewayAuthSecret).toBe(createHmac('sha256', token).update(c.uuid).digest('hex'));
+    expect(env.PATH).toBeTruthy();
+    // Secrets only in the environment.
+    expect(JSON.stringify(sb.args) + String(sb.options.input)).not.toContain(token);
+    expect(submitted).toEqual([[c.uuid, h.slurm.byName(c.uuid)[0].id]]);
+
+    finishJob(h, c.uuid);
+    await waitFor(() => h.settled.has(c.uuid), 'runner settled');
+    expect(h.settled.get(c.uuid)).toBeUndefined();
+    expect(state(h, c.uuid)).toBe('Complete');
+    expect(h.slurm.callsOf('sbatch')).toHaveLength(1);
+    expect(h.slurm.callsOf('scancel')).toHaveLength(0);
+    expect(h.lost).toEqual([]);
+    expect(h.warnings).toEqual([]);
+  });
+
+  it.each([
+    ['transient', { code: 1, stderr: 'sbatch: error: Batch job submission failed: Socket timed out on send/recv operation\n' }],
+    ['fatal-looking', { code: 1, stderr: '' }],
+    ['killed', { code: null, signal: 'SIGTERM' as const, stderr: '' }],
+  ])('does not submit again after an sbatch that failed (%s) but reached Slurm', async (_kind, result) => {
+    const h = await setup();
+    simulateCrunchRun(h.fake, h.slurm);
+    let n = 0;
+    h.slurm.sbatchHook = () => (n++ === 0 ? { submit: true, result: { ...result, stdout: '' } } : undefined);
+    const c = h.fake.addContainer({ priority: 1, ...SMALL });
+    await waitFor(() => state(h, c.uuid) === 'Running', 'Running');
+    await polls(h.slurm, 3);
+    expect(h.slurm.callsOf('sbatch')).toHaveLength(1);
+    expect(h.slurm.byName(c.uuid)).toHaveLength(1);
+    // The queue was looked at after the failed sbatch.
+    const sbEnd = h.slurm.callsOf('sbatch')[0].end ?? Infinity;
+    expect(h.slurm.polls().some((p) => p.start > sbEnd && p.result?.code === 0)).toBe(true);
+    finishJob(h, c.uuid);
+    await waitFor(() => h.settled.has(c.uuid), 'runner settled');
+    expect(h.settled.get(c.uuid)).toBeUndefined();
+    expect(h.fake.logs).toEqual([]);
+    expect(unlocks(h, c.uuid)).toBe(0);
+  });
+
+  it('retries transient failures with backoff, checking the queue before each attempt', async () => {
+    const h = await setup();
+    simulateCrunchRun(h.fake, h.slurm);
+    let n = 0;
+    h.slurm.sbatchHook = () =>
+      n++ < 2
+        ? { submit: false, result: { code: 1, stderr: 'sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)\n' } }
+        : undefined;
+    const c = h.fake.addContainer({ priority: 1, ...SMALL });
+    await waitFor(() => state(h, c.uuid) === 'Running', 'Running');
+    const sbatches = h.slurm.callsOf('sbatch');
+    expect(sbatches).toHaveLength(3);
+    expect(checkedBetween(h.slurm.calls, sbatches)).toBe(true);
+    // Before retrying, the record is checked: still Locked by us.
+    expect(h.fake.requests.filter((r) => r.route === 'containers.get' && r.uuid === c.uuid).length).toBeGreaterThanOrEqual(2);
+    expect(h.warnings.filter((w) => /failed \(transient\).*Unable to contact slurm controller.*retrying in \d+ ms/.test(w))).toHaveLength(2);
+    expect(unlocks(h, c.uuid)).toBe(0);
+    finishJob(h, c.uuid);
+    await waitFor(() => h.settled.has(c.uuid), 'runner settled');
+  });
+
+  it('stops retrying when the container is cancelled meanwhile', async () => {
+    const h = await setup({ runner: { submitRetry: { initialDelay: 60_000, maxDelay: 60_000 } } });
+    h.slurm.sbatchHook = () => ({ submit: false, result: { code: 1, stderr: 'sbatch: error: Socket timed out on send/recv operation' } });
+    const c = h.fake.addContainer({ priority: 1, ...SMALL });
+    await waitFor(() => h.slurm.callsOf('sbatch').length === 1, 'first sbatch');
+    h.fake.setPriority(c.uuid, 0);
+    await waitFor(() => h.settled.has(c.uuid), 'runner settled');
+    expect(h.settled.get(c.uuid)).toBeUndefined();
+    expect(h.slurm.callsOf('sbatch')).toHaveLength(1);
+    await waitFor(() => state(h, c.uuid) === 'Queued', 'unlocked by the dispatcher');
+  });
+
+  it('pauses every submission on a submit limit, without failing containers, and resumes when a job leaves', async () => {
+    const h = await setup({ runner: { submitRetry: { initialDelay: 5, maxDelay: 60_000 } } });
+    simulateCrunchRun(h.fake, h.slurm);
+    const refusal = {
+      code: 1,
+      stderr: "sbatch: error: AssocMaxSubmitJobLimit\nsbatch: error: Batch job submission failed: Job violates accounting/QOS policy (job submit limit, user's size and/or time limits)\n",
+    };
+    // A limit of one queued job.
+    h.slurm.sbatchHook = () => (h.slurm.jobs.size >= 1 ? { submit: false, result: refusal } : undefined);
+    const cs = [3, 2, 1].map((priority) => h.fake.addContainer({ priority, ...SMALL }));
+    const done = new Set<string>();
+    await waitFor(() => h.runner.status.submitPaused && h.slurm.jobs.size === 1, 'paused with one job queued');
+    const refusedSoFar = h.slurm.callsOf('sbatch').length;
+    await polls(h.slurm, 5);
+    // Paused: nobody tried again.
+    expect(h.slurm.callsOf('sbatch')).toHaveLength(refusedSoFar);
+    expect(h.warnings.some((w) => /pausing submissions/.test(w))).toBe(true);
+
+    while (done.size < cs.length) {
+      const job = await waitFor(() => [...h.slurm.jobs.values()].find((j) => !done.has(j.name)), 'a queued job');
+      await waitFor(() => state(h, job.name) === 'Running', 'Running');
+      done.add(job.name);
+      finishJob(h, job.name);
+    }
+    for (const c of cs) await waitFor(() => h.settled.has(c.uuid), 'runner settled');
+    for (const c of cs) {
+      expect(state(h, c.uuid)).toBe('Complete');
+      expect(unlocks(h, c.uuid)).toBe(0);
+      expect(h.settled.get(c.uuid)).toBeUndefined();
+    }
+    expect(h.fake.logs).toEqual([]);
+    // One success per container; refusals only when a probe or an in-flight submission met the limit.
+    const sbatches = h.slurm.callsOf('sbatch');
+    expect(sbatches.filter((s) => s.result?.code === 0)).toHaveLength(3);
+    expect(sbatches.length).toBeLessThanOrEqual(3 + 2 + 2);
+  });
+
+  it('rejects on a fatal sbatch failure (after checking the queue), so the dispatcher logs it and requeues the container', async () => {
+    const h = await setup({ dispatcher: { minRetryPeriod: 60_000 } });
+    h.slurm.sbatchHook = () => ({
+      submit: false,
+      result: { code: 1, stderr: 'sbatch: error: invalid partition specified: nosuch\nsbatch: error: Batch job submission failed: Invalid partition name specified\n' },
+    });
+    const c = h.fake.addContainer({ priority: 1, ...SMALL });
+    await waitFor(() => h.settled.has(c.uuid), 'runner settled');
+    expect(String(h.settled.get(c.uuid))).toMatch(/sbatch failed: sbatch: error: Batch job submission failed: Invalid partition name specified/);
+    await waitFor(() => state(h, c.uuid) === 'Queued', 'unlocked');
+    await waitFor(() => h.fake.logs.length > 0, 'log record');
+    expect(h.fake.logs[0]).toMatchObject({ object_uuid: c.uuid, event_type: 'dispatch' });
+    expect(String(h.fake.logs[0].properties.text)).toMatch(/Invalid partition name specified/);
+    const [sb] = h.slurm.callsOf('sbatch');
+    expect(h.slurm.callsOf('sbatch')).toHaveLength(1);
+    expect(h.slurm.polls().some((p) => p.start > (sb.end ?? Infinity) && p.result?.code === 0)).toBe(true);
+  });
+
+  it('rejects at once when sbatch cannot be started, without waiting for the queue', async () => {
+    const fake = await startFake();
+    const slurm = new FakeSlurm();
+    const missing = '/nonexistent/bin/sbatch';
+    const runner: SlurmRunnerOptions['runner'] = (cmd, args, o) => {
+      if (cmd !== missing) return slurm.runner(cmd, args, o);
+      // From now on the queue is unknown: the runner must not wait for it.
+      slurm.squeueFails = true;
+      return Promise.reject(Object.assign(new Error(`spawn ${missing} ENOENT`), { code: 'ENOENT' }));
+    };
+    const h = startDispatcher(fake, slurm, { runner: { runner, commands: { sbatch: missing } }, dispatcher: { minRetryPeriod: 60_000 } });
+    const c = fake.addContainer({ priority: 1, ...SMALL });
+    await waitFor(() => h.settled.has(c.uuid), 'runner settled');
+    expect(String(h.settled.get(c.uuid))).toMatch(/sbatch failed: spawn \/nonexistent\/bin\/sbatch ENOENT/);
+  });
+
+  it('rejects a bad argument template without running sbatch', async () => {
+    const h = await setup({ dispatcher: { minRetryPeriod: 60_000 }, runner: { sbatchArgs: ['--comment=%Z'] } });
+    const c = h.fake.addContainer({ priority: 1, ...SMALL });
+    await waitFor(() => h.settled.has(c.uuid), 'runner settled');
+    expect(String(h.settled.get(c.uuid))).toMatch(/Unknown substitution parameter %Z/);
+    expect(h.slurm.callsOf('sbatch')).toHaveLength(0);
+    await waitFor(() => state(h, c.uuid) === 'Queued', 'unlocked');
+  });
+
+  it('does not submit a container whose priority is already 0, and cancels its job if one exists (P-28)', async () => {
+    const fake = await startFake();
+    const slurm = new FakeSlurm();
+    const me = fake.rootToken.uuid;
+    const bare = fake.addContainer({ state: 'Locked', locked_by_uuid: me, priority: 0, ...SMALL });
+    const queued = fake.addContainer({ state: 'Locked', locked_by_uuid: me, priority: 0, ...SMALL });
+    slurm.initialState = 'PENDING';
+    slurm.add(queued.uuid);
+    const h = startDispatcher(fake, slurm);
+    await waitFor(() => h.settled.has(bare.uuid) && h.settled.has(queued.uuid), 'runners settled');
+    expect(slurm.callsOf('sbatch')).toHaveLength(0);
+    expect(slurm.has(queued.uuid)).toBe(false);
+    expect(slurm.callsOf('scancel').every((c) => c.args.includes(`--name=${queued.uuid}`))).toBe(true);
+    await waitFor(() => state(h, bare.uuid) === 'Queued' && state(h, queued.uuid) === 'Queued', 'both unlocked');
+  });
+
+  it('keeps at most 3 Slurm commands running at once', async () => {
+    const h = await setup();
+    h.slurm.delayMs = 20;
+    h.slurm.initialState = 'PENDING';
+    const cs = h.fake.addContainers(8, { priority: 1, ...SMALL });
+    await waitFor(() => cs.every((c) => h.slurm.has(c.uuid)), 'all submitted');
+    expect(h.slurm.maxConcurrent).toBe(3);
+  });
+
+  it('refuses a container UUID that is not one before running anything', async () => {
+    const fake = await startFake();
+    const slurm = new FakeSlurm();
+    const h = startDispatcher(fake, slurm, { attach: false });
+    const bad = { uuid: "zzzzz-dz642-$(touch /tmp/x)'", state: 'Locked', priority: 1, locked_by_uuid: null } as Container;
+    const never = { signal: new AbortController().signal, endReason: undefined, [Symbol.asyncIterator]: () => ({ next: () => new Promise<IteratorResult<Container>>(() => {}) }) };
+    await expect(h.runner.runContainer(h.d, bad, never)).rejects.toThrow(TypeError);
+    expect(slurm.calls).toEqual([]);
+  });
+});
+
+describe('SlurmRunner: cancelling', () => {
+  it('cancels on priority 0 with scancel by name (SIGTERM to the batch step), and settles once the job is gone', async () => {
+    const h = await setup();
+    simulateCrunchRun(h.fake, h.slurm);
+    const c = h.fake.addContainer({ priority: 1, ...SMALL });
+    await waitFor(() => state(h, c.uuid) === 'Running', 'Running');
+    const job = h.slurm.byName(c.uuid)[0];
+    h.fake.setPriority(c.uuid, 0);
+    await waitFor(() => h.settled.has(c.uuid), 'runner settled');
+    expect(state(h, c.uuid)).toBe('Cancelled');
+    expect(job.signals).toEqual(['TERM']);
+    expect(h.slurm.callsOf('scancel').map((s) => s.args)).toEqual([
+      [`--name=${c.uuid}`, '--state=pending'],
+      [`--name=${c.uuid}`, '--batch', '--signal=TERM', '--state=running'],
+      [`--name=${c.uuid}`, '--batch', '--signal=TERM', '--state=suspended'],
+    ]);
+    expect(h.lost).toEqual([]);
+  });
+
+  it('repeats scancel on each snapshot until the job leaves the queue', async () => {
+    const h = await setup();
+    simulateCrunchRun(h.fake, h.slurm);
+    let terms = 0;
+    // A crunch-run that needs three SIGTERMs.
+    h.slurm.onSignal = (job) => {
+      if (++terms < 3) return;
+      h.fake.updateAs(job.name, { state: 'Cancelled' });
+      h.slurm.jobs.delete(job.id);
+    };
+    const c = h.fake.addContainer({ priority: 1, ...SMALL });
+    await waitFor(() => state(h, c.uuid) === 'Running', 'Running');
+    h.fake.setPriority(c.uuid, 0);
+    await waitFor(() => h.settled.has(c.uuid), 'runner settled');
+    expect(terms).toBe(3);
+    expect(state(h, c.uuid)).toBe('Cancelled');
+  });
+
+  it('batches a mass cancellation into one job-ID lookup and one scancel per state', async () => {
+    const h = await setup();
+    simulateCrunchRun(h.fake, h.slurm);
+    const cs = h.fake.addContainers(6, { priority: 1, ...SMALL });
+    await waitFor(() => cs.every((c) => state(h, c.uuid) === 'Running'), 'all Running');
+    // Every runner has seen its job in a snapshot, so each cancels as soon as its update arrives.
+    await polls(h.slurm, 2);
+    const ids = cs.map((c) => String(h.slurm.byName(c.uuid)[0].id));
+    for (const c of cs) h.fake.setPriority(c.uuid, 0);
+    await waitFor(() => cs.every((c) => h.settled.has(c.uuid)), 'runners settled');
+    const scancels = h.slurm.callsOf('scancel');
+    expect(scancels.map((s) => s.args.filter((a) => a.startsWith('--')))).toEqual([
+      ['--state=pending'],
+      ['--batch', '--signal=TERM', '--state=running'],
+      ['--batch', '--signal=TERM', '--state=suspended'],
+    ]);
+    for (const s of scancels) expect(s.args.filter((a) => /^\d+$/.test(a)).sort()).toEqual([...ids].sort());
+    const lookups = h.slurm.callsOf('squeue').filter((s) => s.args.includes('--format=%i %j'));
+    expect(lookups).toHaveLength(1);
+    expect(lookups[0].args).toContain('--user=crunch');
+    for (const c of cs) expect(state(h, c.uuid)).toBe('Cancelled');
+  });
+
+  it('cancels the job when the container is finished or requeued while the job is still queued', async () => {
+    const h = await setup({ dispatcher: { minRetryPeriod: 60_000 } });
+    h.slurm.initialState = 'PENDING';
+    const done = h.fake.addContainer({ priority: 1, ...SMALL });
+    const requeued = h.fake.addContainer({ priority: 1, ...SMALL });
+    await waitFor(() => h.slurm.has(done.uuid) && h.slurm.has(requeued.uuid), 'both queued');
+    h.fake.cancelContainer(done.uuid);
+    h.fake.updateAs(requeued.uuid, { state: 'Queued' });
+    await waitFor(() => h.settled.has(done.uuid) && h.settled.has(requeued.uuid), 'runners settled');
+    expect(h.slurm.jobs.size).toBe(0);
+  });
+});
+
+describe('SlurmRunner: jobs that vanish', () => {
+  it('declares a job lost only after the grace, counting successful squeue runs only, then cancels the Running container', async () => {
+    const h = await setup({ runner: { vanishGrace: { misses: 3, ms: 0 } } });
+    simulateCrunchRun(h.fake, h.slurm);
+    const c = h.fake.addContainer({ priority: 1, ...SMALL });
+    await waitFor(() => state(h, c.uuid) === 'Running', 'Running');
+
+    // While squeue fails, nothing is known: no miss is counted.
+    h.slurm.squeueFails = true;
+    h.slurm.finish(c.uuid);
+    const failed = (): number => h.slurm.polls().filter((p) => p.result?.code === 1).length;
+    await waitFor(() => failed() >= 5, 'failed squeue runs');
+    expect(state(h, c.uuid)).toBe('Running');
+    expect(h.warnings.filter((w) => /squeue failed/.test(w))).toHaveLength(1);
+
+    const okBefore = h.slurm.polls().filter((p) => p.result?.code === 0).length;
+    h.slurm.squeueFails = false;
+    await waitFor(() => h.lost.length === 1, 'lost');
+    const okAfter = h.slurm.polls().filter((p) => p.result?.code === 0 && p.end !== undefined).length;
+    expect(okAfter - okBefore).toBeGreaterThanOrEqual(3);
+    expect(h.lost[0]).toMatchObject({ uuid: c.uuid, state: 'Running', action: 'cancelled', misses: 3 });
+
+    await waitFor(() => h.settled.has(c.uuid), 'runner settled');
+    const after = h.fake.container(c.uuid);
+    expect(after?.state).toBe('Cancelled');
+    expect(String(after?.runtime_status?.error)).toMatch(/left the queue without being cancelled by the dispatcher/);
+    await waitFor(() => h.fake.logs.length === 1, 'log record');
+    expect(h.fake.logs[0]).toMatchObject({ object_uuid: c.uuid, event_type: 'dispatch' });
+    expect(h.slurm.callsOf('scancel')).toHaveLength(0);
+  });
+
+  it('honours the time part of the grace', async () => {
+    const h = await setup({ runner: { vanishGrace: { misses: 1, ms: 300 } } });
+    simulateCrunchRun(h.fake, h.slurm);
+    const c = h.fake.addContainer({ priority: 1, ...SMALL });
+    await waitFor(() => state(h, c.uuid) === 'Running', 'Running');
+    const gone = Date.now();
+    h.slurm.finish(c.uuid);
+    await waitFor(() => h.lost.length === 1, 'lost');
+    expect(Date.now() - gone).toBeGreaterThanOrEqual(300);
+    expect(h.lost[0].ms).toBeGreaterThanOrEqual(300);
+    expect(h.lost[0].misses).toBeGreaterThan(1);
+  });
+
+  it('unlocks a Locked container whose job vanished before crunch-run started', async () => {
+    const h = await setup({ dispatcher: { minRetryPeriod: 60_000 } });
+    h.slurm.initialState = 'PENDING';
+    const c = h.fake.addContainer({ priority: 1, ...SMALL });
+    await waitFor(() => h.slurm.has(c.uuid), 'queued');
+    h.slurm.finish(c.uuid);
+    await waitFor(() => h.settled.has(c.uuid), 'runner settled');
+    expect(h.lost).toMatchObject([{ uuid: c.uuid, state: 'Locked', action: 'unlocked', misses: 2 }]);
+    expect(state(h, c.uuid)).toBe('Queued');
+    await waitFor(() => h.fake.logs.length === 1, 'log record');
+    expect(String(h.fake.logs[0].properties.text)).toMatch(/unlocking it/);
+  });
+
+  it('keeps following a job that reappears within the grace', async () => {
+    const h = await setup({ runner: { vanishGrace: { misses: 3, ms: 0 } } });
+    simulateCrunchRun(h.fake, h.slurm);
+    const c = h.fake.addContainer({ priority: 1, ...SMALL });
+    await waitFor(() => state(h, c.uuid) === 'Running', 'Running');
+    const [job] = h.slurm.byName(c.uuid);
+    h.slurm.jobs.delete(job.id);
+    await polls(h.slurm, 2);
+    h.slurm.jobs.set(job.id, job);
+    await polls(h.slurm, 5);
+    expect(h.lost).toEqual([]);
+    expect(state(h, c.uuid)).toBe('Running');
+    finishJob(h, c.uuid);
+    await waitFor(() => h.settled.has(c.uuid), 'runner settled');
+    expect(state(h, c.uuid)).toBe('Complete');
+  });
+
+  it('does nothing to a container that finished by itself when its job left', async () => {
+    const h = await setup({ runner: { vanishGrace: { misses: 1, ms: 0 } } });
+    simulateCrunchRun(h.fake, h.slurm);
+    const c = h.fake.addContainer({ priority: 1, ...SMALL });
+    await waitFor(() => state(h, c.uuid) === 'Running', 'Running');
+    finishJob(h, c.uuid);
+    await waitFor(() => h.settled.has(c.uuid), 'runner settled');
+    expect(h.lost).toEqual([]);
+    expect(h.fake.logs).toEqual([]);
+    expect(state(h, c.uuid)).toBe('Complete');
+  });
+});
+
+describe('SlurmRunner: priorities', () => {
+  it('renices pending jobs into Arvados order, only what changed, and leaves running jobs alone', async () => {
+    const h = await setup({ runner: { prioritySpread: 10 } });
+    h.slurm.initialState = 'PENDING';
+    h.slurm.initialReason = 'Priority';
+    const low = h.fake.addContainer({ priority: 1, ...SMALL });
+    const mid = h.fake.addContainer({ priority: 500, ...SMALL });
+    const high = h.fake.addContainer({ priority: 1000, ...SMALL });
+    const order = [high, mid, low].map((c) => c.uuid);
+    const slurmPriority = (uuid: string): number => {
+      const j = h.slurm.byName(uuid)[0];
+      return 4294901760 - j.id - j.nice;
+    };
+    const inOrder = (uuids: string[]): boolean =>
+      uuids.every((u) => h.slurm.has(u)) && uuids.every((u, i) => i === 0 || slurmPriority(uuids[i - 1]) > slurmPriority(u));
+    await waitFor(() => inOrder(order) && h.slurm.byName(high.uuid)[0].nice === 0, 'queue in Arvados order');
+
+    // Stable: no more renicing.
+    await polls(h.slurm, 2);
+    const before = h.slurm.callsOf('scontrol').length;
+    await polls(h.slurm, 5);
+    expect(h.slurm.callsOf('scontrol')).toHaveLength(before);
+    for (const s of h.slurm.callsOf('scontrol')) expect(s.args).toEqual(['update', expect.stringMatching(/^JobName=zzzzz-dz642-/), expect.stringMatching(/^Nice=\d+$/)]);
+
+    // The lowest and the highest swap; a job that runs is left alone.
+    h.slurm.byName(mid.uuid)[0].state = 'RUNNING';
+    const midCalls = (): number => h.slurm.callsOf('scontrol').filter((s) => s.args[1] === `JobName=${mid.uuid}`).length;
+    const midBefore = midCalls();
+    h.fake.setPriority(low.uuid, 1000);
+    h.fake.setPriority(high.uuid, 1);
+    await waitFor(() => slurmPriority(low.uuid) > slurmPriority(high.uuid), 'reordered');
+    await polls(h.slurm, 3);
+    expect(midCalls()).toBe(midBefore);
+    expect(h.slurm.byName(low.uuid)[0].nice).toBe(0);
+  });
+
+  it('warns once about a job that can never start, and logs it on the container', async () => {
+    const h = await setup();
+    h.slurm.initialState = 'PENDING';
+    h.slurm.initialReason = 'PartitionConfig';
+    const c = h.fake.addContainer({ priority: 1, runtime_constraints: { ram: 64 * MiB, vcpus: 64 } });
+    await waitFor(() => h.warnings.some((w) => /pending with reason PartitionConfig/.test(w)), 'warning');
+    await polls(h.slurm, 5);
+    expect(h.warnings.filter((w) => /PartitionConfig/.test(w))).toHaveLength(1);
+    await waitFor(() => h.fake.logs.length === 1, 'log record');
+    expect(h.fake.logs[0]).toMatchObject({ object_uuid: c.uuid, event_type: 'dispatch' });
+    h.fake.setPriority(c.uuid, 0);
+    await waitFor(() => h.settled.has(c.uuid), 'runner settled');
+    expect(h.slurm.jobs.size).toBe(0);
+  });
+});
+
+describe('SlurmRunner: startup and stop', () => {
+  it('hands jobs of this cluster found at startup to the dispatcher: orphans are cancelled, live ones followed', async () => {
+    const fake = await startFake();
+    const slurm = new FakeSlurm();
+    const me = fake.rootToken.uuid;
+    const finished = fake.addContainer({ priority: 1, ...SMALL });
+    fake.forceUpdate(finished.uuid, { state: 'Complete' });
+    const live = fake.addContainer({ state: 'Running', locked_by_uuid: me, priority: 1, ...SMALL });
+    const foreign = 'yyyyy-dz642-000000000000001';
+    const missing = 'zzzzz-dz642-000000000000404';
+    for (const name of [finished.uuid, live.uuid, foreign, missing, 'not-a-container']) slurm.add(name);
+    simulateCrunchRun(fake, slurm);
+    const orphans: string[][] = [];
+    const h = startDispatcher(fake, slurm);
+    h.runner.on('orphans', (names) => orphans.push(names));
+    await waitFor(() => h.settled.has(finished.uuid), 'orphan runner settled');
+    expect(slurm.has(finished.uuid)).toBe(false);
+    await waitFor(() => h.warnings.some((w) => w.includes(missing)), 'warning about the missing container');
+    await polls(slurm, 3);
+    expect(orphans).toEqual([expect.arrayContaining([finished.uuid, live.uuid, missing])]);
+    expect(orphans[0]).toHaveLength(3);
+    expect(slurm.has(live.uuid) && slurm.has(foreign) && slurm.has(missing)).toBe(true);
+    const cancelled = slurm.callsOf('scancel').flatMap((c) => c.args);
+    expect(cancelled.some((a) => a.includes(foreign) || a.includes(missing) || a.includes(live.uuid))).toBe(false);
+    expect(slurm.callsOf('sbatch')).toHaveLength(0);
+    expect(state(h, live.uuid)).toBe('Running');
+    finishJob(h, live.uuid);
+    await waitFor(() => h.settled.has(live.uuid), 'live runner settled');
+  });
+
+  it('leaves jobs alone when the dispatcher stops, and a restarted dispatcher follows them without submitting', async () => {
+    const fake = await startFake();
+    const slurm = new FakeSlurm();
+    simulateCrunchRun(fake, slurm);
+    const first = startDispatcher(fake, slurm);
+    const running = fake.addContainer({ priority: 2, ...SMALL });
+    await waitFor(() => state(first, running.uuid) === 'Running', 'Running');
+    slurm.initialState = 'PENDING';
+    const pending = fake.addContainer({ priority: 1, ...SMALL });
+    await waitFor(() => slurm.has(pending.uuid), 'pending queued');
+    await first.d.stop();
+    await first.runner.close();
+    const callsAtStop = slurm.calls.length;
+    expect(first.settled.get(running.uuid)).toBeUndefined();
+    expect(first.settled.get(pending.uuid)).toBeUndefined();
+    expect(slurm.callsOf('scancel')).toHaveLength(0);
+    expect(slurm.has(running.uuid) && slurm.has(pending.uuid)).toBe(true);
+    expect(state(first, running.uuid)).toBe('Running');
+    expect(state(first, pending.uuid)).toBe('Locked');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(slurm.calls.length).toBe(callsAtStop);
+
+    const sbatchBefore = slurm.callsOf('sbatch').length;
+    const second = startDispatcher(fake, slurm);
+    await polls(slurm, 5);
+    expect(slurm.callsOf('sbatch')).toHaveLength(sbatchBefore);
+    finishJob(second, running.uuid);
+    slurm.byName(pending.uuid)[0].state = 'RUNNING';
+    fake.startContainer(pending.uuid);
+    finishJob(second, pending.uuid);
+    await waitFor(() => second.settled.has(running.uuid) && second.settled.has(pending.uuid), 'runners settled');
+    expect(slurm.callsOf('sbatch')).toHaveLength(sbatchBefore);
+    expect(slurm.callsOf('scancel')).toHaveLength(0);
+    expect(fake.runCount(running.uuid)).toBe(1);
+  });
+});
+
+describe('resolveSlurmOptions', () => {
+  it('fills in the documented defaults', () => {
+    const o = resolveSlurmOptions();
+    expect(o).toMatchObject({
+      crunchRunCommand: 'crunch-run',
+      crunchRunArgs: [],
+      runtimeEngine: undefined,
+      reserveExtraRam: 550 * MiB,
+      prioritySpread: 10,
+      queueInterval: 10_000,
+      vanishGrace: { misses: 3, ms: 0 },
+      submitRetry: { initialDelay: 1_000, maxDelay: 60_000, factor: 2 },
+      jobOutputDir: '/tmp',
+      commands: { sbatch: 'sbatch', squeue: 'squeue', scancel: 'scancel', scontrol: 'scontrol' },
+      commandTimeout: 60_000,
+    });
+    expect(o.sbatchArgs).toEqual(['--job-name=%U', '--mem=%M', '--cpus-per-task=%C', '--tmp=%T', '--partition=%P']);
+    expect(o.sbatchGpuArgs).toEqual(['--gpus=%G']);
+    expect(resolveSlurmOptions({ jobOutputDir: null }).jobOutputDir).toBeNull();
+    expect(resolveSlurmOptions({ jobOutputDir: '/var/x/' }).jobOutputDir).toBe('/var/x');
+  });
+
+  it('rejects bad values, naming the option', () => {
+    expect(() => resolveSlurmOptions({ jobOutputDir: 'relative' })).toThrow(/jobOutputDir/);
+    expect(() => resolveSlurmOptions({ queueInterval: 0 })).toThrow(/queueInterval/);
+    expect(() => resolveSlurmOptions({ vanishGrace: { misses: 0 } })).toThrow(/vanishGrace.misses/);
+    expect(() => resolveSlurmOptions({ environment: { 'A B': 'x' } })).toThrow(/environment/);
+    expect(() => resolveSlurmOptions({ crunchRunArgs: 'x' as unknown as string[] })).toThrow(/crunchRunArgs/);
+    expect(() => resolveSlurmOptions({ submitRetry: { initialDelay: 10, maxDelay: 5 } })).toThrow(/maxDelay/);
+    expect(() => new SlurmRunner({ commands: { sbatch: '' } })).toThrow(/commands.sbatch/);
+  });
+});
