@@ -494,41 +494,46 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     this.#trackers.set(c.uuid, t);
     log('%s %s (state %s, priority %d); starting runner', how === 'locked' ? 'locked' : 'adopting', c.uuid, c.state, c.priority);
     this.emit(how, record);
-    // Promise.resolve().then(): a runner that throws synchronously still ends up as a rejection.
+    // Promise.resolve().then(): a runner that throws synchronously still ends up
+    // as a rejection, and never runs inside the poll loop. #settled never rejects.
     const runner = Promise.resolve()
       .then(() => this.#runContainer(this, record, t.stream))
       .then(
         () => this.#settled(t, undefined),
         (err: unknown) => this.#settled(t, err ?? new Error('runContainer rejected')),
-      )
-      // Only an event listener that throws can get here; never leave it unhandled.
-      .catch((err: unknown) => log('error after runner for %s settled: %s', t.uuid, describe(err)));
+      );
     this.#runners.set(c.uuid, runner);
     return t;
   }
 
   async #settled(t: Tracker, error: unknown): Promise<void> {
-    this.#runners.delete(t.uuid);
-    this.#endStream(t, 'runner-settled');
-    t.phase = 'cleanup';
-    this.emit('settled', t.uuid, error);
-    if (error !== undefined) {
-      const text = `Error running container ${t.uuid}: ${describe(error)}`;
-      this.#warn(text);
-      if (!this.#stopping) {
-        await this.client
-          .createLog({ object_uuid: t.uuid, event_type: 'dispatch', properties: { text } }, { signal: this.#ac.signal })
-          .catch((err: unknown) => log('could not record the error for %s: %s', t.uuid, describe(err)));
+    try {
+      this.#runners.delete(t.uuid);
+      this.#endStream(t, 'runner-settled');
+      t.phase = 'cleanup';
+      this.emit('settled', t.uuid, error);
+      if (error !== undefined) {
+        const text = `Error running container ${t.uuid}: ${describe(error)}`;
+        this.#warn(text);
+        if (!this.#stopping) {
+          await this.client
+            .createLog({ object_uuid: t.uuid, event_type: 'dispatch', properties: { text } }, { signal: this.#ac.signal })
+            .catch((err: unknown) => log('could not record the error for %s: %s', t.uuid, describe(err)));
+        }
+      } else {
+        log('runner for %s finished', t.uuid);
       }
-    } else {
-      log('runner for %s finished', t.uuid);
+      if (this.#stopping) {
+        // On stop, states are left as they are: a restarted dispatcher resumes them.
+        this.#trackers.delete(t.uuid);
+        return;
+      }
+      await this.#cleanup(t);
+    } catch (err) {
+      // Only an event listener that throws can get here; never leave it unhandled.
+      log('error after the runner for %s settled: %s', t.uuid, describe(err));
+      if (t.phase === 'cleanup' && !this.#stopping) this.#pendingCleanups.add(t);
     }
-    if (this.#stopping) {
-      // On stop, states are left as they are: a restarted dispatcher resumes them.
-      this.#trackers.delete(t.uuid);
-      return;
-    }
-    await this.#cleanup(t);
   }
 
   /**

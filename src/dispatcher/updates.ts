@@ -33,9 +33,15 @@ export class UpdateStream implements ContainerUpdates {
   #pending: Container | undefined;
   #waiters: Array<(r: IteratorResult<Container>) => void> = [];
   #end: StreamEndReason | undefined;
-  readonly #ac = new AbortController();
+  // Made on first use: an AbortSignal costs more memory than the rest of the
+  // stream, and many runners never look at it.
+  #ac: AbortController | undefined;
 
   get signal(): AbortSignal {
+    if (!this.#ac) {
+      this.#ac = new AbortController();
+      if (this.#end) this.#ac.abort(this.#end);
+    }
     return this.#ac.signal;
   }
 
@@ -61,7 +67,7 @@ export class UpdateStream implements ContainerUpdates {
     this.#end = reason;
     this.#pending = undefined;
     for (const w of this.#waiters.splice(0)) w({ value: undefined, done: true });
-    this.#ac.abort(reason);
+    this.#ac?.abort(reason);
   }
 
   [Symbol.asyncIterator](): AsyncIterator<Container> {
