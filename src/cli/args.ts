@@ -32,6 +32,32 @@ export type OptionValues = Record<string, string | boolean | string[] | undefine
 /** The `--help` option every command has. */
 export const HELP_OPTION: OptionSpec = { type: 'boolean', short: 'h', help: 'show this help' };
 
+/** `--json`, for every command. */
+export const JSON_OPTION: OptionSpec = { type: 'boolean', help: 'one JSON object per line instead of text' };
+
+/** Options of the Dispatcher, the same for every command that talks to a real API. */
+export const DISPATCHER_OPTIONS: OptionTable = {
+  'poll-interval': { type: 'string', metavar: 'DURATION', default: '10s', help: 'time between queue polls' },
+  'min-retry-period': { type: 'string', metavar: 'DURATION', default: '0s', help: 'minimum time between attempts to start the same container' },
+  'batch-size': { type: 'string', metavar: 'N', default: '100', help: 'page size of container queries' },
+  'lock-concurrency': { type: 'string', metavar: 'N', default: '8', help: 'lock requests in flight at once' },
+};
+
+/** `--status-interval`, `--json` and `--help`, last in the tables of the dispatching commands. */
+export const OUTPUT_OPTIONS: OptionTable = {
+  'status-interval': { type: 'string', metavar: 'DURATION', default: '30s', help: 'time between status lines; 0 for only the last one' },
+  json: JSON_OPTION,
+  help: HELP_OPTION,
+};
+
+/** The end of the help of the dispatching commands. */
+export const DISPATCHING_FOOTER =
+  'Credentials: ARVADOS_API_HOST, ARVADOS_API_TOKEN, ARVADOS_API_HOST_INSECURE, or\n' +
+  '$HOME/.config/arvados/settings.conf. Details on stderr: DEBUG=arvados-dispatch:*\n' +
+  'Stop with SIGINT, SIGTERM or SIGQUIT (a second one exits at once).\n' +
+  'Exit status: 0 after a clean stop, 1 if it cannot start or run,\n' +
+  '2 on a bad command line.';
+
 interface NodeError extends Error {
   code?: string;
 }

@@ -12,6 +12,7 @@ import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { ArvadosClient, type ArvadosClientOptions } from '../client/client.js';
+import { seededRandom } from '../prng.js';
 import type { Container, ContainerState, LogRecord } from '../types.js';
 import { ApiError } from './errors.js';
 import { Store, type TokenRecord, type Transition } from './store.js';
@@ -110,17 +111,6 @@ export interface FakeToken {
 const JSON_PARAMS = new Set(['filters', 'order', 'select', 'where', 'container', 'log', 'limit', 'offset']);
 const HASH_ATTRS = ['environment', 'mounts', 'runtime_constraints', 'runtime_status', 'command', 'scheduling_parameters'];
 const ALL_FAULTS: FaultKind[] = [500, 502, 503, 'html', 'reset', 'truncated', 'hang'];
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function decodeValue(key: string, v: unknown): unknown {
   if (typeof v !== 'string' || !JSON_PARAMS.has(key)) return v;
@@ -390,7 +380,7 @@ export class FakeArvados {
   setFaults(faults: FaultOptions | undefined): void {
     if (faults && (faults.rate < 0 || faults.rate > 1)) throw new RangeError('fault rate must be in [0, 1]');
     this.#faults = faults;
-    this.#random = faults?.seed !== undefined ? mulberry32(faults.seed) : Math.random;
+    this.#random = faults?.seed !== undefined ? seededRandom(faults.seed) : Math.random;
   }
 
   /** Sets the latency added to every request, in ms. */

@@ -14,13 +14,14 @@ import { LocalRunner } from '../../runners/local/local-runner.js';
 import { formatBytes, type ResourceCapacity } from '../../runners/local/resources.js';
 import { FakeArvados } from '../../testing/fake-arvados.js';
 import type { Container, ContainerState } from '../../types.js';
-import { HELP_OPTION, Options, formatHelp, parseOptions, type OptionTable } from '../args.js';
+import { HELP_OPTION, JSON_OPTION, Options, formatHelp, parseOptions, type OptionTable } from '../args.js';
 import { CliError, ExitCode, UsageError } from '../errors.js';
 import { LiveBlock } from '../live.js';
 import { Output, clockTime } from '../output.js';
 import { Reporter } from '../report.js';
 import { runSession } from '../session.js';
 import { localSession } from '../local-session.js';
+import { seededRandom } from '../../prng.js';
 
 /** One line for the overall help. */
 export const summary = 'dispatch simulated containers on an embedded fake cluster';
@@ -34,7 +35,7 @@ const CAPACITY: ResourceCapacity = { vcpus: 4, ram: 8 * GiB, gpus: { stack: 'cud
 
 const OPTIONS: OptionTable = {
   containers: { type: 'string', metavar: 'N', default: '20', help: `containers to queue (1-${MAX_CONTAINERS})` },
-  json: { type: 'boolean', help: 'one JSON object per line instead of text' },
+  json: JSON_OPTION,
   help: HELP_OPTION,
 };
 
@@ -53,17 +54,6 @@ export function help(): string {
   );
 }
 
-/** A small seeded PRNG, so that every demo queues the same containers. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** What the demo queues; `role` marks the special containers. */
 interface Planned {
@@ -72,7 +62,7 @@ interface Planned {
 }
 
 function plan(n: number): Planned[] {
-  const rand = prng(23075);
+  const rand = seededRandom(23075);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)];
   const out: Planned[] = [];
   for (let i = 0; i < n; i++) {

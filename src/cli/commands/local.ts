@@ -10,7 +10,7 @@ import { ArvadosConfigError } from '../../client/errors.js';
 import { Dispatcher } from '../../dispatcher/dispatcher.js';
 import { DEFAULT_STOP_GRACE, DEFAULT_KILL_GRACE, LocalRunner } from '../../runners/local/local-runner.js';
 import { formatBytes } from '../../runners/local/resources.js';
-import { HELP_OPTION, Options, formatHelp, parseOptions, type OptionTable } from '../args.js';
+import { DISPATCHER_OPTIONS, DISPATCHING_FOOTER, OUTPUT_OPTIONS, Options, formatHelp, parseOptions, type OptionTable } from '../args.js';
 import { formatDuration } from '../duration.js';
 import { CliError, ExitCode } from '../errors.js';
 import { Output } from '../output.js';
@@ -23,7 +23,7 @@ import { findExecutable } from '../which.js';
 export const summary = 'run queued containers as crunch-run processes on this machine';
 
 const OPTIONS: OptionTable = {
-  'poll-interval': { type: 'string', metavar: 'DURATION', default: '10s', help: 'time between queue polls' },
+  ...DISPATCHER_OPTIONS,
   'crunch-run-command': { type: 'string', metavar: 'CMD', default: 'crunch-run', help: 'crunch-run executable: a name on PATH or a path' },
   'crunch-run-arg': {
     type: 'string',
@@ -32,9 +32,6 @@ const OPTIONS: OptionTable = {
     help: 'argument for crunch-run, put before the container UUID; write --crunch-run-arg=-x for one that starts with "-"',
   },
   'runtime-engine': { type: 'string', metavar: 'ENGINE', help: 'pass --runtime-engine=ENGINE to crunch-run (docker, singularity)' },
-  'min-retry-period': { type: 'string', metavar: 'DURATION', default: '0s', help: 'minimum time between attempts to start the same container' },
-  'batch-size': { type: 'string', metavar: 'N', default: '100', help: 'page size of container queries' },
-  'lock-concurrency': { type: 'string', metavar: 'N', default: '8', help: 'lock requests in flight at once' },
   vcpus: { type: 'string', metavar: 'N', default: `${os.availableParallelism()}: this machine's CPUs`, help: 'vCPUs to hand out to containers' },
   ram: {
     type: 'string',
@@ -54,9 +51,7 @@ const OPTIONS: OptionTable = {
     default: formatDuration(DEFAULT_STOP_GRACE),
     help: `how long crunch-run gets after SIGINT before SIGTERM; SIGKILL follows ${formatDuration(DEFAULT_KILL_GRACE)} later`,
   },
-  'status-interval': { type: 'string', metavar: 'DURATION', default: '30s', help: 'time between status lines; 0 for only the last one' },
-  json: { type: 'boolean', help: 'one JSON object per line instead of text' },
-  help: HELP_OPTION,
+  ...OUTPUT_OPTIONS,
 };
 
 /** The `--help` text. */
@@ -70,11 +65,7 @@ export function help(): string {
       'credentials in its environment. Priority 0 or a stop sends it SIGINT, then\n' +
       'SIGTERM and SIGKILL if it does not exit.',
     OPTIONS,
-    'Credentials: ARVADOS_API_HOST, ARVADOS_API_TOKEN, ARVADOS_API_HOST_INSECURE, or\n' +
-      '$HOME/.config/arvados/settings.conf. Details on stderr: DEBUG=arvados-dispatch:*\n' +
-      'Stop with SIGINT, SIGTERM or SIGQUIT (a second one exits at once).\n' +
-      'Exit status: 0 after a clean stop, 1 if it cannot start or run,\n' +
-      '2 on a bad command line.',
+    DISPATCHING_FOOTER,
   );
 }
 

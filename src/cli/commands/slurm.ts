@@ -10,7 +10,7 @@ import { Dispatcher } from '../../dispatcher/dispatcher.js';
 import { SLURM_RUNNER_DEFAULTS } from '../../runners/slurm/options.js';
 import { SlurmRunner } from '../../runners/slurm/slurm-runner.js';
 import { DEFAULT_SBATCH_ARGUMENTS, DEFAULT_SBATCH_GPU_ARGUMENTS } from '../../runners/slurm/template.js';
-import { HELP_OPTION, Options, formatHelp, parseOptions, type OptionTable } from '../args.js';
+import { DISPATCHER_OPTIONS, DISPATCHING_FOOTER, OUTPUT_OPTIONS, Options, formatHelp, parseOptions, type OptionTable } from '../args.js';
 import { formatDuration } from '../duration.js';
 import { CliError, ExitCode, UsageError } from '../errors.js';
 import { Output } from '../output.js';
@@ -24,7 +24,7 @@ export const summary = 'submit queued containers to Slurm as batch jobs';
 const D = SLURM_RUNNER_DEFAULTS;
 
 const OPTIONS: OptionTable = {
-  'poll-interval': { type: 'string', metavar: 'DURATION', default: '10s', help: 'time between queue polls' },
+  ...DISPATCHER_OPTIONS,
   'squeue-interval': { type: 'string', metavar: 'DURATION', default: 'the poll interval', help: 'time between squeue runs' },
   'crunch-run-command': {
     type: 'string',
@@ -69,9 +69,6 @@ const OPTIONS: OptionTable = {
     default: formatDuration(D.submitRetry.maxDelay),
     help: 'longest wait between sbatch retries, and between probes while Slurm refuses submissions for a limit',
   },
-  'min-retry-period': { type: 'string', metavar: 'DURATION', default: '0s', help: 'minimum time between attempts to start the same container' },
-  'batch-size': { type: 'string', metavar: 'N', default: '100', help: 'page size of container queries' },
-  'lock-concurrency': { type: 'string', metavar: 'N', default: '8', help: 'lock requests in flight at once' },
   'job-output-dir': {
     type: 'string',
     metavar: 'DIR',
@@ -79,9 +76,7 @@ const OPTIONS: OptionTable = {
     help: 'absolute directory on the compute nodes for --chdir and the job output files; "none" adds neither',
   },
   'command-timeout': { type: 'string', metavar: 'DURATION', default: formatDuration(D.commandTimeout), help: 'kill a Slurm command that takes longer' },
-  'status-interval': { type: 'string', metavar: 'DURATION', default: '30s', help: 'time between status lines; 0 for only the last one' },
-  json: { type: 'boolean', help: 'one JSON object per line instead of text' },
-  help: HELP_OPTION,
+  ...OUTPUT_OPTIONS,
 };
 
 /** The `--help` text. */
@@ -98,11 +93,7 @@ export function help(): string {
       'leaves the queue on its own: its container is cancelled if Running, unlocked\n' +
       'if Locked. On stop, jobs are left in Slurm for the next dispatcher.',
     OPTIONS,
-    'Credentials: ARVADOS_API_HOST, ARVADOS_API_TOKEN, ARVADOS_API_HOST_INSECURE, or\n' +
-      '$HOME/.config/arvados/settings.conf. Details on stderr: DEBUG=arvados-dispatch:*\n' +
-      'Stop with SIGINT, SIGTERM or SIGQUIT (a second one exits at once).\n' +
-      'Exit status: 0 after a clean stop, 1 if it cannot start or run,\n' +
-      '2 on a bad command line.',
+    DISPATCHING_FOOTER,
   );
 }
 

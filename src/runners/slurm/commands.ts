@@ -128,35 +128,43 @@ export function spawnCommand(cmd: string, args: readonly string[], options: RunO
 export const slurmCommandQueue = new PQueue({ concurrency: SLURM_COMMAND_CONCURRENCY });
 
 /**
+ * `runner` behind the shared limiter, so that at most
+ * {@link SLURM_COMMAND_CONCURRENCY} such commands run at once in the
+ * process. Aborting while a command waits for a slot rejects without
+ * starting it.
+ */
+export function limited(runner: CommandRunner): CommandRunner {
+  return (cmd, args, options: RunOptions = {}) => {
+    const { signal } = options;
+    // p-queue's `signal` also races the running task and frees its slot at
+    // once, before the child has exited. Follow the caller's signal only
+    // while queued; once started, the runner handles the abort and holds the
+    // slot until the child is gone.
+    const whileQueued = new AbortController();
+    const forward = (): void => whileQueued.abort(signal?.reason);
+    if (signal?.aborted) forward();
+    else signal?.addEventListener('abort', forward, { once: true });
+    return slurmCommandQueue
+      .add(
+        () => {
+          signal?.removeEventListener('abort', forward);
+          log('%s %o', cmd, args);
+          return runner(cmd, args, options);
+        },
+        { signal: whileQueued.signal },
+      )
+      .finally(() => signal?.removeEventListener('abort', forward));
+  };
+}
+
+/**
  * Runs a Slurm command (sbatch, scancel, scontrol…) through the shared
- * limiter, so that at most {@link SLURM_COMMAND_CONCURRENCY} run at once.
- * Same results as {@link spawnCommand}; aborting while it waits for a slot
- * rejects without starting it.
+ * limiter: {@link spawnCommand} behind {@link limited}.
  *
  * @example
  * const { code, stderr } = await run('scontrol', ['update', `JobName=${uuid}`, 'Nice=0']);
  */
-export function run(cmd: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
-  const { signal } = options;
-  // p-queue's `signal` also races the running task and frees its slot at
-  // once, before the child has exited. Follow the caller's signal only while
-  // queued; once started, spawnCommand handles the abort and holds the slot
-  // until the child is gone.
-  const whileQueued = new AbortController();
-  const forward = (): void => whileQueued.abort(signal?.reason);
-  if (signal?.aborted) forward();
-  else signal?.addEventListener('abort', forward, { once: true });
-  return slurmCommandQueue
-    .add(
-      () => {
-        signal?.removeEventListener('abort', forward);
-        log('%s %o', cmd, args);
-        return spawnCommand(cmd, args, options);
-      },
-      { signal: whileQueued.signal },
-    )
-    .finally(() => signal?.removeEventListener('abort', forward));
-}
+export const run: CommandRunner = limited(spawnCommand);
 
 /** The job ID in sbatch's "Submitted batch job 123" (also with `--parsable`). */
 export function parseSbatchJobId(stdout: string): number | undefined {

@@ -12,8 +12,8 @@ import { isApiStatus } from '../../client/errors.js';
 import { logger } from '../../log.js';
 import type { ApiClientAuthorization, Container } from '../../types.js';
 import { assertContainerUuid } from '../../uuid.js';
-import type { CommandRunner, RunOptions, SlurmCli } from './commands.js';
-import { run, slurmCli, slurmCommandQueue, spawnCommand } from './commands.js';
+import type { CommandRunner, SlurmCli } from './commands.js';
+import { limited, run, slurmCli, spawnCommand } from './commands.js';
 import { SubmitGate } from './gate.js';
 import { SlurmJob, type JobContext, type LostJob } from './job.js';
 import { resolveSlurmOptions, type ResolvedSlurmOptions, type SlurmCommands, type SlurmRunnerOptions } from './options.js';
@@ -71,27 +71,6 @@ function currentUser(): string {
   } catch {
     return String(process.getuid?.() ?? '');
   }
-}
-
-/** `runner` behind the process-wide limit of concurrent sbatch/scancel/scontrol (like `run()`). */
-function limited(runner: CommandRunner): CommandRunner {
-  return (cmd, args, options: RunOptions = {}) => {
-    const { signal } = options;
-    // Follow the caller's signal only while queued; once started, the runner handles it.
-    const whileQueued = new AbortController();
-    const forward = (): void => whileQueued.abort(signal?.reason);
-    if (signal?.aborted) forward();
-    else signal?.addEventListener('abort', forward, { once: true });
-    return slurmCommandQueue
-      .add(
-        () => {
-          signal?.removeEventListener('abort', forward);
-          return runner(cmd, args, options);
-        },
-        { signal: whileQueued.signal },
-      )
-      .finally(() => signal?.removeEventListener('abort', forward));
-  };
 }
 
 /** `runner` with command names replaced by the configured paths. */
