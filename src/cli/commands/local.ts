@@ -5,8 +5,6 @@
  * @module
  */
 import os from 'node:os';
-import { ArvadosClient } from '../../client/client.js';
-import { ArvadosConfigError } from '../../client/errors.js';
 import { Dispatcher } from '../../dispatcher/dispatcher.js';
 import { DEFAULT_STOP_GRACE, DEFAULT_KILL_GRACE, LocalRunner } from '../../runners/local/local-runner.js';
 import { formatBytes } from '../../runners/local/resources.js';
@@ -16,6 +14,7 @@ import { CliError, ExitCode } from '../errors.js';
 import { Output } from '../output.js';
 import { Reporter } from '../report.js';
 import { runSession } from '../session.js';
+import { apiClientFromEnv, dispatcherSettings } from '../dispatching.js';
 import { localSession } from '../local-session.js';
 import { findExecutable } from '../which.js';
 
@@ -76,13 +75,11 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(help());
     return ExitCode.OK;
   }
-  const pollInterval = opts.duration('poll-interval', 10_000, 1);
+  const settings = dispatcherSettings(opts);
+  const { pollInterval } = settings;
   const crunchRunCommand = opts.string('crunch-run-command') ?? 'crunch-run';
   const crunchRunArgs = opts.list('crunch-run-arg');
   const runtimeEngine = opts.string('runtime-engine');
-  const minRetryPeriod = opts.duration('min-retry-period', 0);
-  const batchSize = opts.integer('batch-size', 100);
-  const lockConcurrency = opts.integer('lock-concurrency', 8);
   const vcpus = opts.integer('vcpus', undefined);
   const ram = opts.size('ram', undefined, 1);
   const reserveExtraRam = opts.size('reserve-extra-ram', undefined, 0);
@@ -97,14 +94,7 @@ export async function run(argv: string[]): Promise<number> {
     throw new CliError(`crunch-run command ${(err as Error).message} (set it with --crunch-run-command)`);
   }
 
-  let client: ArvadosClient;
-  try {
-    client = ArvadosClient.fromEnv();
-  } catch (err) {
-    if (err instanceof ArvadosConfigError) throw new CliError(err.message);
-    throw err;
-  }
-  out.addSecret(client.credentialsEnv().ARVADOS_API_TOKEN);
+  const client = apiClientFromEnv(out);
 
   let runner: LocalRunner;
   try {
@@ -122,10 +112,7 @@ export async function run(argv: string[]): Promise<number> {
   const d = new Dispatcher({
     client,
     runContainer: runner.runContainer,
-    pollInterval,
-    batchSize,
-    minRetryPeriod,
-    lockConcurrency,
+    ...settings,
     handleSignals: false,
     // The runner returns once crunch-run has exited, which can take the whole escalation.
     shutdownTimeout: stopGrace + DEFAULT_KILL_GRACE + 30_000,

@@ -4,8 +4,6 @@
  *
  * @module
  */
-import { ArvadosClient } from '../../client/client.js';
-import { ArvadosConfigError } from '../../client/errors.js';
 import { Dispatcher } from '../../dispatcher/dispatcher.js';
 import { SLURM_RUNNER_DEFAULTS } from '../../runners/slurm/options.js';
 import { SlurmRunner } from '../../runners/slurm/slurm-runner.js';
@@ -16,6 +14,7 @@ import { CliError, ExitCode, UsageError } from '../errors.js';
 import { Output } from '../output.js';
 import { Reporter } from '../report.js';
 import { runSession } from '../session.js';
+import { apiClientFromEnv, dispatcherSettings } from '../dispatching.js';
 import { findExecutable } from '../which.js';
 
 /** One line for the overall help. */
@@ -114,7 +113,8 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(help());
     return ExitCode.OK;
   }
-  const pollInterval = opts.duration('poll-interval', 10_000, 1);
+  const settings = dispatcherSettings(opts);
+  const { pollInterval } = settings;
   const queueInterval = opts.duration('squeue-interval', pollInterval, 1);
   const sbatchArgs = opts.list('sbatch-arg');
   const sbatchGpuArgs = opts.list('sbatch-gpu-arg');
@@ -153,22 +153,12 @@ export async function run(argv: string[]): Promise<number> {
     throw new UsageError(`${(err as Error).message.replace(/^SlurmRunner: /, '')}; see 'arvados-dispatch slurm --help'`);
   }
 
-  let client: ArvadosClient;
-  try {
-    client = ArvadosClient.fromEnv();
-  } catch (err) {
-    if (err instanceof ArvadosConfigError) throw new CliError(err.message);
-    throw err;
-  }
-  out.addSecret(client.credentialsEnv().ARVADOS_API_TOKEN);
+  const client = apiClientFromEnv(out);
 
   const d = new Dispatcher({
     client,
     runContainer: runner.runContainer,
-    pollInterval,
-    batchSize: opts.integer('batch-size', 100),
-    minRetryPeriod: opts.duration('min-retry-period', 0),
-    lockConcurrency: opts.integer('lock-concurrency', 8),
+    ...settings,
     handleSignals: false,
     // On stop the runner returns without touching Slurm; only running sbatch calls are waited for.
     shutdownTimeout: runner.options.commandTimeout + 5_000,
