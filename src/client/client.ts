@@ -14,7 +14,6 @@ import type {
   ApiClientAuthorization,
   Container,
   ContainerList,
-  ContainerState,
   Filter,
   ListParams,
   LockResult,
@@ -333,11 +332,6 @@ export class ArvadosClient {
     opts?: CallOptions,
   ): Promise<LogRecord> {
     return this.#call<LogRecord>({ method: 'POST', path: 'logs', body: { log: rec }, label: 'POST logs' }, opts);
-  }
-
-  /** Convenience: `PUT` of the state alone. */
-  setContainerState(uuid: string, state: ContainerState, opts?: CallOptions): Promise<Container> {
-    return this.updateContainer(uuid, { state }, opts);
   }
 
   #containerPath(uuid: string): string {

@@ -70,7 +70,7 @@ const rubyClass = (v: unknown): string =>
       : typeof v === 'number' ? (Number.isInteger(v) ? 'Integer' : 'Float') : 'Hash';
 
 /** Canonical API time string (9 fractional digits, `Z`), so times compare as strings. */
-export function canonicalTime(value: string): string | undefined {
+function canonicalTime(value: string): string | undefined {
   const ms = Date.parse(value);
   if (Number.isNaN(ms)) return undefined;
   const frac = /\.(\d+)/.exec(value)?.[1] ?? '';

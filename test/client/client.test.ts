@@ -288,7 +288,7 @@ describe('ArvadosClient', () => {
     expect(lock).toEqual({ uuid: c.uuid, state: 'Locked', priority: 4, auth_uuid: expect.stringMatching(/-gj3su-/), locked_by_uuid: fake.rootToken.uuid });
     const running: Container = await client.updateContainer(c.uuid, { state: 'Running' });
     expect(running.state).toBe('Running');
-    const cancelled = await client.setContainerState(c.uuid, 'Cancelled');
+    const cancelled = await client.updateContainer(c.uuid, { state: 'Cancelled' });
     expect(cancelled.state).toBe('Cancelled');
     const c2 = fake.addContainer();
     await client.lockContainer(c2.uuid);

@@ -1,6 +1,5 @@
 export {
   LocalRunner,
-  createLocalRunner,
   DEFAULT_KILL_GRACE,
   DEFAULT_RESERVE_EXTRA_RAM,
   DEFAULT_STOP_GRACE,

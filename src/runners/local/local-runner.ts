@@ -543,8 +543,3 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> {
     }
   }
 }
-
-/** Same as `new LocalRunner(opts)`. */
-export function createLocalRunner(opts: LocalRunnerOptions = {}): LocalRunner {
-  return new LocalRunner(opts);
-}
