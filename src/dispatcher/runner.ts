@@ -1,0 +1,79 @@
+/**
+ * The Runner contract: what a Dispatcher needs from whatever runs its
+ * containers (a local process pool, a batch system, a test double).
+ *
+ * @module
+ */
+import type { Container } from '../types.js';
+import type { ContainerUpdates } from './updates.js';
+import type { Dispatcher } from './dispatcher.js';
+
+/**
+ * Runs one container: starts it if it is Locked, or resumes watching it if it
+ * is already Running, and returns once the container is finished or
+ * `updates` has ended (then it should stop the container if it still runs).
+ * `updates` yields newer records of the container, latest-wins.
+ */
+export type RunContainer = (dispatcher: Dispatcher, container: Readonly<Container>, updates: ContainerUpdates) => Promise<void>;
+
+/**
+ * A runner the Dispatcher owns: `new Dispatcher({ runner })`. The Dispatcher
+ * calls `attach` once its token is identified and before the first poll, hands
+ * containers to `runContainer`, and calls `close` exactly once on every stop
+ * path, after its runners have settled.
+ */
+export interface Runner {
+  /** Runs one container; see {@link RunContainer}. */
+  runContainer: RunContainer;
+  /**
+   * Called once by `Dispatcher.run()` after the token is identified and before
+   * the first poll (e.g. to adopt batch jobs left from an earlier run). A
+   * rejection makes `run()` reject: a runner that cannot start must not lock.
+   */
+  attach?(dispatcher: Dispatcher, signal: AbortSignal): Promise<void>;
+  /** Frees everything the runner holds. Idempotent (returns the same promise). */
+  close(): Promise<void>;
+  /**
+   * How many more containers the runner can take now (e.g. the local
+   * runner's free resources), or undefined for no limit of its own. The
+   * Dispatcher does not lock beyond it.
+   */
+  capacity?(): number | undefined;
+  /** A short sentence on where a held container stands, for the management API. */
+  schedulingStatus?(uuid: string): string | undefined;
+}
+
+/** How a container is released: see {@link Dispatcher.release}. */
+export interface ReleaseOptions {
+  /**
+   * Why, in one line for the container's owner (written to `runtime_status.error`
+   * when the container is cancelled, and to the `logs` record).
+   */
+  reason: string;
+  /** The underlying error, if any: its redacted description becomes `runtime_status.errorDetail`. */
+  error?: unknown;
+  /** Cancel the container even if it is still Locked (e.g. it can never run here). Default false: Locked is unlocked. */
+  cancel?: boolean;
+  /** Extra lines for the `logs` record (e.g. the tail of crunch-run's stderr); redacted. */
+  detail?: string;
+}
+
+/** What a release did. */
+export type ReleaseAction = 'unlocked' | 'cancelled' | 'none';
+
+/**
+ * A failure that is not the container's fault: our configuration or this
+ * host's environment (a bad argument template, a missing command, a
+ * permission). A runner rejects with it (or passes it to `release`) and the
+ * Dispatcher stops locking new containers and says so, instead of cycling
+ * containers through lock/unlock until the API cancels them.
+ */
+export class RunnerConfigError extends Error {
+  /** `configuration` (ours to fix) or `environment` (this host's). */
+  readonly kind: 'configuration' | 'environment';
+  constructor(message: string, kind: 'configuration' | 'environment' = 'configuration', options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'RunnerConfigError';
+    this.kind = kind;
+  }
+}
