@@ -28,6 +28,8 @@ export interface RawRequest {
   /** Milliseconds before the request is given up. Default: none. */
   timeout?: number;
   signal?: AbortSignal;
+  /** Hang up once this many characters of the body have arrived (for endless bodies); the answer then has `cut: true`. */
+  limit?: number;
 }
 
 /** A response read to its end. */
@@ -37,6 +39,8 @@ export interface RawResponse {
   text: string;
   /** The parsed JSON object, or undefined when the body is not a JSON object. */
   json: Record<string, unknown> | undefined;
+  /** True when the body was cut at {@link RawRequest.limit} and the connection closed. */
+  cut?: boolean;
 }
 
 /** The base URL for an `ARVADOS_API_HOST` value: `host:port` means HTTPS. */
@@ -71,7 +75,14 @@ export function rawRequest(req: RawRequest): Promise<RawResponse> {
       (res) => {
         let text = '';
         res.setEncoding('utf8');
-        res.on('data', (c: string) => (text += c));
+        res.on('data', (c: string) => {
+          text += c;
+          if (req.limit !== undefined && text.length >= req.limit) {
+            res.removeAllListeners('end');
+            r.destroy();
+            resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json: undefined, cut: true });
+          }
+        });
         res.on('error', reject);
         res.on('end', () => {
           let json: Record<string, unknown> | undefined;
