@@ -97,6 +97,7 @@ export async function run(argv: string[]): Promise<number> {
   try {
     fake = new FakeArvados({
       tls,
+      port,
       clusterId,
       maxDispatchAttempts: opts.integer('max-dispatch-attempts', 10),
       // A long-lived server must not keep every request it served.
