@@ -73,7 +73,8 @@ export const CRUNCH_RUN_SIM_MODES: readonly CrunchRunSimMode[] = [
 ];
 
 /** The settings, by argument name; environment names are `CRUNCH_RUN_SIM_` + upper case (`CRUNCH_RUN_SIM_MODE`, ...). */
-type Setting = 'mode' | 'work' | 'code' | 'record';
+export type CrunchRunSimSetting = 'mode' | 'work' | 'code' | 'record';
+type Setting = CrunchRunSimSetting;
 
 const ENV_NAMES: Record<Setting, string> = {
   mode: 'CRUNCH_RUN_SIM_MODE',
@@ -123,6 +124,7 @@ export interface CrunchRunSimRecord {
   env: Record<string, string>;
   /** Its variable names, sorted. */
   envKeys: string[];
+  /** Its process id. */
   pid: number;
 }
 

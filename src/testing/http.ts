@@ -15,11 +15,13 @@ export interface RawRequest {
   path: string;
   /** Base URL, e.g. `https://127.0.0.1:41234`, or an `ARVADOS_API_HOST` value (`host:port` means HTTPS). */
   base?: string;
+  /** Default `GET`. */
   method?: string;
   /** Sent as `Authorization: Bearer <token>` when given. */
   token?: string | null;
   /** A string is sent as is (form-encoded unless a Content-Type is given); anything else as JSON. */
   body?: string | object;
+  /** Extra request headers. */
   headers?: Record<string, string>;
   /** A PEM certificate to trust (the fake's own). */
   ca?: string;
@@ -27,6 +29,7 @@ export interface RawRequest {
   insecure?: boolean;
   /** Milliseconds before the request is given up. Default: none. */
   timeout?: number;
+  /** Aborts the request. */
   signal?: AbortSignal;
   /** Hang up once this many characters of the body have arrived (for endless bodies); the answer then has `cut: true`. */
   limit?: number;
@@ -34,8 +37,11 @@ export interface RawRequest {
 
 /** A response read to its end. */
 export interface RawResponse {
+  /** The HTTP status. */
   status: number;
+  /** The response headers, lower-cased. */
   headers: http.IncomingHttpHeaders;
+  /** The body as received (up to {@link RawRequest.limit}). */
   text: string;
   /** The parsed JSON object, or undefined when the body is not a JSON object. */
   json: Record<string, unknown> | undefined;

@@ -24,6 +24,7 @@ export {
   type CrunchRunSimMode,
   type CrunchRunSimOptions,
   type CrunchRunSimRecord,
+  type CrunchRunSimSetting,
 } from './crunch-run-sim.js';
 export type { Transition, TokenRecord } from './store.js';
 export { selfSignedCert, type SelfSignedCert } from './tls.js';

@@ -188,3 +188,21 @@ d('crunch-run simulator', () => {
     expect(s.stderr()).toBe(`fake crunch-run: ${c.uuid}: container is Queued, not Locked\n`);
   });
 });
+
+describe('crunch-run simulator packaging', () => {
+  (built ? it : it.skip)('loads nothing but Node builtins and its own modules at run time (it runs from dist as a batch job)', () => {
+    const seen = new Set<string>();
+    const visit = (file: string): void => {
+      if (seen.has(file)) return;
+      seen.add(file);
+      const src = readFileSync(file, 'utf8');
+      for (const m of src.matchAll(/^\s*(?:import|export)\s[^'"]*?from\s+['"]([^'"]+)['"]|^\s*import\s+['"]([^'"]+)['"]/gm)) {
+        const spec = m[1] ?? m[2];
+        if (spec.startsWith('.')) visit(join(file, '..', spec));
+        else expect(spec).toMatch(/^node:/);
+      }
+    };
+    visit(crunchRunSimPath);
+    expect(seen.size).toBeGreaterThan(3);
+  });
+});
