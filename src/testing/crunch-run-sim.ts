@@ -238,9 +238,11 @@ export async function simulateCrunchRun(opts: CrunchRunSimOptions = {}): Promise
   const cvars = container?.environment as Record<string, unknown> | undefined;
   const setting = (name: Setting): string | undefined => early(name) ?? fromEnv(cvars, name);
   const code = Number(setting('code') ?? (mode === 'fail' ? 1 : 3));
+  if (!Number.isInteger(code) || code < 0 || code > 255) die(`code must be a whole number 0-255, got ${JSON.stringify(setting('code'))}`, 2);
   const command = Array.isArray(container?.command) ? (container.command as unknown[]) : [];
   const sleepCommand = command[0] === 'sleep' && Number(command[1]) >= 0 ? Number(command[1]) * 1000 : undefined;
   const work = Number(setting('work') ?? sleepCommand ?? 50);
+  if (!(work >= 0)) die(`work must be a number of ms >= 0, got ${JSON.stringify(setting('work'))}`, 2);
   if ((mode === 'release' || mode === 'orphan') && !record) die(`mode ${mode} needs a record directory (--record=DIR)`, 2);
 
   if (mode === 'exit-locked') {

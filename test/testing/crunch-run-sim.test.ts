@@ -170,6 +170,16 @@ d('crunch-run simulator', () => {
     const bad = sim(['--mode=complete', 'not-a-uuid']);
     expect(await bad.exited).toBe(2);
     expect(bad.stderr()).toMatch(/not a container UUID: "not-a-uuid"\n$/);
+    for (const [arg, msg] of [
+      ['--mode=nope', 'unknown mode "nope"'],
+      ['--code=x', 'code must be a whole number 0-255, got "x"'],
+      ['--work=-1', 'work must be a number of ms >= 0, got "-1"'],
+    ]) {
+      const s = sim([arg, c.uuid]);
+      expect(await s.exited).toBe(2);
+      expect(s.stderr()).toContain(`fake crunch-run: ${c.uuid}: ${msg}`);
+    }
+    expect(fake.container(c.uuid)?.state).toBe('Locked');
     // A proxy page that echoes the request: the simulator shows the status, never the page.
     fake.setFaults({ rate: 1, kinds: ['echo-headers'], routes: ['containers.update'] });
     try {

@@ -26,7 +26,7 @@ const OPTIONS: OptionTable = {
   faults: {
     type: 'string',
     metavar: 'JSON',
-    help: 'fault injection: a rule or a list of rules, e.g. \'{"rate":0.3,"kinds":["null-item"],"routes":["containers.list"],"seed":1}\'',
+    help: 'fault injection rules as in FakeArvados: one object or a list, e.g. {"rate":0.3,"kinds":["null-item"],"seed":1}',
   },
   help: HELP_OPTION,
 };
