@@ -189,7 +189,9 @@ export function checker<T>(schema: v.GenericSchema<unknown, T>): Check<T> {
  */
 function describeIssue(issue: v.BaseIssue<unknown>): string {
   const path = issue.path?.map((p) => String(p.key)).join('.') ?? '';
-  const what = issue.received === 'undefined' ? 'missing' : `expected ${issue.expected ?? issue.kind}, got ${issue.received}`;
+  const input: unknown = issue.input;
+  const got = input === null ? 'null' : Array.isArray(input) ? 'array' : typeof input;
+  const what = input === undefined ? 'missing' : `expected ${issue.expected ?? issue.kind}, got ${issue.type === got ? `another ${got}` : got}`;
   return path ? `${path}: ${what}` : what;
 }
 
