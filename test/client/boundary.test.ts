@@ -2,9 +2,10 @@
 // client. Against a real FakeArvados whose answers are overridden with
 // hostile ones.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import type {
+  ArvadosClient} from '../../src/index.js';
 import {
   ArvadosApiError,
-  ArvadosClient,
   ArvadosProtocolError,
   type ClientWarning,
   type Container,
