@@ -4,8 +4,9 @@
  * the client has to wonder whether a `uuid` is a string or a list item is an
  * object. Shapes follow the API server's templates (Rails `api_accessible`):
  * nullable where Rails sends `null`, optional where a field may be left out
- * (`select`, older clusters). Unknown fields are kept, so a newer API server
- * does not break an older client.
+ * (`select`, older clusters). Fields of full records that this version does
+ * not know are kept, so a newer API server does not break an older client;
+ * partial answers (lock results, selected fields) keep only what was checked.
  *
  * valibot was chosen over zod by `bench/schemas.mjs` (see bench/results.md,
  * "Schema library"): about a quarter of the install size, a tenth of the
@@ -107,8 +108,12 @@ export const containerEntries = {
 /** A full container record (get, update, list without `select`). */
 export const containerSchema = v.looseObject(containerEntries);
 
-/** The five fields of a lock or unlock answer. */
-export const lockResultSchema = v.looseObject({
+/**
+ * The five fields of a lock or unlock answer. Anything else in it is left
+ * out: a caller merging the answer into a full record must not pick up
+ * fields nobody checked.
+ */
+export const lockResultSchema = v.object({
   uuid: containerUuid,
   state,
   priority,
@@ -208,10 +213,12 @@ export function containerCheck(fields?: readonly string[]): Check<Container> {
   let check = selectCheckers.get(key);
   if (!check) {
     const keys = key.split(',').filter((k): k is keyof typeof containerEntries => k in containerEntries);
-    const picked: Record<string, v.GenericSchema> = {};
+    const picked: Record<string, v.GenericSchema> = { kind: containerEntries.kind };
     for (const k of keys) picked[k] = containerEntries[k];
-    // Typed as Container for the helper's sake; callers narrow it to the selected Pick.
-    check = checker(v.looseObject(picked) as unknown as v.GenericSchema<unknown, Container>);
+    // Fields that were not selected are left out rather than passed on
+    // unchecked. Typed as Container for the helper's sake; callers narrow it
+    // to the selected Pick.
+    check = checker(v.object(picked) as unknown as v.GenericSchema<unknown, Container>);
     selectCheckers.set(key, check);
   }
   return check;
