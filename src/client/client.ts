@@ -115,9 +115,10 @@ export interface ArvadosClientOptions {
   maxQueryLength?: number;
   /**
    * An agent for the connections, e.g. one that tunnels through a proxy
-   * (https-proxy-agent). `HTTPS_PROXY` is not read: axios would send https
-   * requests to a proxy without a CONNECT tunnel, and resolving it per request
-   * costs more than the request itself on a fast local network.
+   * (https-proxy-agent). `HTTPS_PROXY` is not read: reaching an https API
+   * through a proxy needs a CONNECT tunnel, which is the agent's job, and
+   * resolving proxy settings per request costs more than the request itself
+   * on a fast local network.
    */
   agent?: http.Agent;
   /** The clock retries wait on (tests pass a fake one). Default: the real clock. */
@@ -653,6 +654,7 @@ export class ArvadosClient extends EventEmitter<ArvadosClientEvents> {
       const started = performance.now();
       const event: RequestEvent = { method: req.method, path: req.pattern, durationMs: 0, attempt: n + 1 };
       const finish = (extra: Partial<RequestEvent>): void => {
+        if (this.listenerCount('request') === 0) return;
         Object.assign(event, extra);
         event.durationMs = performance.now() - started;
         this.#emitSafely('request', event);
