@@ -50,8 +50,12 @@ import { exchange, TransportError } from './transport.js';
 const log = logger('client');
 
 // How an attempt's error tells the retry loop what it means, without making
-// the decision a public field of the error.
-const RETRY = Symbol('retry');
+// the decision a field of the error (it would show in inspect and JSON).
+const decisions = new WeakMap<object, RetryDecision>();
+function decided(err: ArvadosApiError, decision: RetryDecision): ArvadosApiError {
+  decisions.set(err, decision);
+  return err;
+}
 
 /**
  * Default {@link ArvadosClientOptions.maxResponseBytes}: 144 MiB. The largest
@@ -683,7 +687,7 @@ export class ArvadosClient extends EventEmitter<ArvadosClientEvents> {
         }
         finish({ errorClass: err.code });
         const e = apiError({ status: 0, code: err.code, retryable: err.retryable, errors: [this.#redactor.redact(err.message)] });
-        throw Object.assign(e, { [RETRY]: { retry: err.retryable, maxRetries: err.maxRetries } satisfies RetryDecision });
+        throw decided(e, { retry: err.retryable, ...(err.maxRetries !== undefined ? { maxRetries: err.maxRetries } : {}) });
       }
 
       const { status, body } = res;
@@ -713,7 +717,7 @@ export class ArvadosClient extends EventEmitter<ArvadosClientEvents> {
         }
         finish({ status, errorClass: 'protocol' });
         const e = apiError({ status, errors: outcome.problems, retryable: idempotent }, ArvadosProtocolError);
-        throw Object.assign(e, { [RETRY]: { retry: idempotent } satisfies RetryDecision });
+        throw decided(e, { retry: idempotent });
       }
 
       finish({ status, errorClass: 'http' });
@@ -727,12 +731,12 @@ export class ArvadosClient extends EventEmitter<ArvadosClientEvents> {
         retryAfter = parseRetryAfter(typeof header === 'string' ? header : undefined, Date.now());
       }
       const e = apiError({ status, errors, retryable, ...(retryAfter !== undefined ? { retryAfter } : {}) });
-      throw Object.assign(e, { [RETRY]: { retry: retryable, ...(retryAfter !== undefined ? { after: retryAfter } : {}) } satisfies RetryDecision });
+      throw decided(e, { retry: retryable, ...(retryAfter !== undefined ? { after: retryAfter } : {}) });
     };
 
     return withRetries(attempt, {
       policy,
-      decide: (err) => (err as { [RETRY]?: RetryDecision })[RETRY] ?? { retry: false },
+      decide: (err) => (err instanceof Object && decisions.get(err)) || { retry: false },
       onRetry: (err, attempts, delay) =>
         log('%s (%s): %s; retry %d in %d ms', label, requestId, describeError(err), attempts, Math.round(delay)),
       signal: opts.signal,
