@@ -10,7 +10,7 @@ import { EventEmitter } from 'node:events';
 import PQueue from 'p-queue';
 import { ArvadosClient } from '../client/client.js';
 import { ArvadosApiError } from '../client/errors.js';
-import { sleep } from '../client/retry.js';
+import { sleep } from '../util/sleep.js';
 import { deferred } from '../deferred.js';
 import { logger } from '../log.js';
 import type { ApiClientAuthorization, Container, ContainerState, Filter } from '../types.js';
@@ -406,11 +406,14 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   /** Every page of a query; on failure, whatever was read and `ok: false`. */
   async #fetch(filters: Filter[], signal: AbortSignal): Promise<{ ok: boolean; items: Container[] }> {
     const items: Container[] = [];
+    let complete = true;
     try {
       for await (const page of this.client.pageContainers({ filters, limit: this.#batchSize }, { signal })) {
-        items.push(...page);
+        items.push(...page.items);
+        // A dropped (malformed) item may be a tracked container: not seeing it proves nothing.
+        if (page.dropped > 0) complete = false;
       }
-      return { ok: true, items };
+      return { ok: complete, items };
     } catch (err) {
       if (!isAbort(err, signal)) this.#warn(`error getting list of containers: ${describe(err)}`);
       return { ok: false, items };
