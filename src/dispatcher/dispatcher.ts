@@ -24,7 +24,7 @@ import { mergedRuntimeStatus, releaseLogText } from './release.js';
 import { RunnerConfigError, type ReleaseAction, type ReleaseOptions, type RunContainer, type Runner } from './runner.js';
 import { onStopSignals, type SecondSignal } from './signals.js';
 import { RetryBackoff, Throttle } from './throttle.js';
-import { UpdateStream, type ContainerUpdates, type StreamEndReason } from './updates.js';
+import { UpdateStream, type StreamEndReason } from './updates.js';
 
 export type { RunContainer } from './runner.js';
 
@@ -502,8 +502,9 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       this.#beginStop(`received ${sig}`);
     } else if (this.#secondSignal === 'exit') {
       log('received %s again; exiting', sig);
-      // The write callback runs once what listeners printed is out.
-      process.stderr.write('', () => process.exit(1));
+      // The 'signal' listeners have printed by now: writes to stderr are
+      // synchronous for files, pipes and terminals on POSIX.
+      process.exit(1);
     } else {
       log('received %s again; not waiting for runners', sig);
       this.#skipWait?.();
