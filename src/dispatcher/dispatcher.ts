@@ -902,13 +902,17 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       // The state change matters more than the note about it.
       log('could not write the dispatch log of %s: %s', uuid, describeError(err));
     }
+    let after: Container;
     if (cancel) {
       log('cancelling %s (was %s): %s', uuid, fresh.state, this.#redactor.redact(opts.reason));
-      await this.client.updateContainer(uuid, { state: 'Cancelled', runtime_status: mergedRuntimeStatus(fresh.runtime_status, opts, this.#redactor) }, { signal });
+      after = await this.client.updateContainer(uuid, { state: 'Cancelled', runtime_status: mergedRuntimeStatus(fresh.runtime_status, opts, this.#redactor) }, { signal });
     } else {
       log('unlocking %s: %s', uuid, this.#redactor.redact(opts.reason));
-      await this.client.unlockContainer(uuid, { signal });
+      // Past MaxDispatchAttempts the API cancels instead of unlocking; the record shows which.
+      const res = await this.client.unlockContainer(uuid, { signal });
+      after = { ...fresh, state: res.state, priority: res.priority, locked_by_uuid: res.locked_by_uuid, auth_uuid: res.auth_uuid };
     }
+    if (t && t.phase === 'running' && after.uuid === uuid) t.record = deepFreeze(after);
     const action = cancel ? 'cancelled' : 'unlocked';
     this.#safeEmit('released', uuid, action, fresh.state);
     if (opts.detail || (opts.error !== undefined && !(opts.error instanceof RunnerConfigError))) {

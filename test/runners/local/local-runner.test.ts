@@ -141,7 +141,7 @@ describe('LocalRunner: running containers', () => {
       args: ['--extra=1'],
       runner: {
         runtimeEngine: 'docker',
-        env: { PATH: '/usr/bin:/bin', TMPDIR: '/var/tmp', HOME: '/root', ARVADOS_API_TOKEN: 'parent-token', SECRET: 'x', CUDA_VISIBLE_DEVICES: '' },
+        processEnv: { PATH: '/usr/bin:/bin', TMPDIR: '/var/tmp', HOME: '/root', ARVADOS_API_TOKEN: 'parent-token', SECRET: 'x', CUDA_VISIBLE_DEVICES: '' },
       },
     });
     const c = s.fake.addContainer(small());
@@ -160,7 +160,7 @@ describe('LocalRunner: running containers', () => {
   });
 
   it('leaves TMPDIR out when it is not set', async () => {
-    const s = await setup({ runner: { env: { PATH: process.env.PATH } } });
+    const s = await setup({ runner: { processEnv: { PATH: process.env.PATH } } });
     const c = s.fake.addContainer(small());
     await waitFor(() => stateOf(s, c.uuid) === 'Complete', 'Complete');
     expect(Object.keys(s.stub.record(c.uuid)!.env).sort()).toEqual(['ARVADOS_API_HOST', 'ARVADOS_API_HOST_INSECURE', 'ARVADOS_API_TOKEN', 'PATH']);
@@ -336,14 +336,15 @@ describe('LocalRunner: stopping crunch-run', () => {
     expect(s.of('signalled', c.uuid)).toMatchObject([{ signal: 'SIGINT', reason: 'the container is already final but crunch-run is still running' }]);
   });
 
-  it('shutdown() stops every crunch-run and resolves once all have exited', async () => {
+  it('close() stops every crunch-run and resolves once all have exited; it is idempotent', async () => {
     const s = await setup({ mode: 'hang' });
     const cs = s.fake.addContainers(3, () => small());
     await waitFor(() => cs.every((c) => stateOf(s, c.uuid) === 'Running'), 'all Running');
-    const pids = s.runner.processes().map((p) => p.pid);
-    expect(pids).toHaveLength(3);
+    const pids = cs.map((c) => s.stub.record(c.uuid)!.pid);
     expect(s.runner.running).toBe(3);
-    await s.runner.shutdown();
+    const closing = s.runner.close();
+    expect(s.runner.close()).toBe(closing);
+    await closing;
     expect(pids.filter(alive)).toEqual([]);
     expect(s.runner.running).toBe(0);
     expect(cs.map((c) => stateOf(s, c.uuid))).toEqual(['Cancelled', 'Cancelled', 'Cancelled']);
@@ -392,19 +393,23 @@ describe('LocalRunner: when crunch-run does not finish the job', () => {
     expect(s.stub.record(uuid)).toBeUndefined();
   });
 
-  it('throws when crunch-run cannot be started: the dispatcher logs it and unlocks; no immediate cancel', async () => {
-    const s = await setup({ runner: { crunchRunCommand: '/nonexistent/crunch-run' }, fake: { maxDispatchAttempts: 3 } });
-    const c = s.fake.addContainer(small());
-    await waitFor(() => s.fake.logs.length >= 1, 'a dispatch log record');
-    expect(s.fake.logs[0]).toMatchObject({ object_uuid: c.uuid, event_type: 'dispatch' });
+  it('a crunch-run command that cannot be started stops locking: logged, unlocked once, not cycled', async () => {
+    // maxJobs 1: one container is handed over before the error is known.
+    const s = await setup({ runner: { crunchRunCommand: '/nonexistent/crunch-run' }, fake: { maxDispatchAttempts: 3 }, dispatcher: { maxJobs: 1 } });
+    const paused: string[] = [];
+    s.d.on('paused', (reason) => paused.push(reason));
+    const cs = s.fake.addContainers(3, (i) => small({ priority: 3 - i }));
+    await waitFor(() => s.fake.logs.length >= 1 && paused.length === 1 && s.d.status.tracked === 0, 'a dispatch log record, paused');
+    expect(s.fake.logs[0]).toMatchObject({ object_uuid: cs[0].uuid, event_type: 'dispatch' });
     expect(String(s.fake.logs[0].properties?.text)).toMatch(
-      new RegExp(`^Error running container ${c.uuid}: error starting "/nonexistent/crunch-run" for ${c.uuid}: .*ENOENT`),
+      new RegExp(`^Error running container ${cs[0].uuid}: error starting "/nonexistent/crunch-run" for ${cs[0].uuid}: .*ENOENT`),
     );
-    // Unlocked (not cancelled) after the first failure ...
-    await waitFor(() => s.fake.transitions.some((t) => t.uuid === c.uuid && t.from === 'Locked' && t.to === 'Queued'), 'unlocked');
-    // ... and cancelled by the API once MaxDispatchAttempts is reached.
-    await waitFor(() => stateOf(s, c.uuid) === 'Cancelled', 'Cancelled');
-    expect(s.fake.container(c.uuid)?.lock_count).toBe(3);
+    expect(paused[0]).toMatch(/^environment error: error starting "\/nonexistent\/crunch-run"/);
+    const cycles = s.d.status.cycles;
+    await waitFor(() => s.d.status.cycles >= cycles + 5, 'five more cycles');
+    // Unlocked, not cancelled, and nothing else was locked.
+    expect(cs.map((c) => stateOf(s, c.uuid))).toEqual(['Queued', 'Queued', 'Queued']);
+    expect(s.fake.count('containers.lock')).toBe(1);
     expect(s.of('started')).toEqual([]);
     expect(s.runner.pool.available.vcpus).toBe(4);
   });
@@ -419,7 +424,7 @@ describe('LocalRunner: options', () => {
   });
 
   it('builds the command without a shell and refuses a bad UUID', () => {
-    const r = new LocalRunner({ crunchRunArgs: ['--x'], runtimeEngine: 'singularity', env: { PATH: '/bin', HOME: '/h' } });
+    const r = new LocalRunner({ crunchRunArgs: ['--x'], runtimeEngine: 'singularity', processEnv: { PATH: '/bin', HOME: '/h' } });
     const creds = { ARVADOS_API_HOST: 'h:1', ARVADOS_API_TOKEN: 't', ARVADOS_API_HOST_INSECURE: '0' };
     expect(r.commandFor('zzzzz-dz642-012345678901234', creds)).toEqual({
       argv: ['crunch-run', '--runtime-engine=singularity', '--x', 'zzzzz-dz642-012345678901234'],
