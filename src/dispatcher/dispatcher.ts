@@ -662,9 +662,17 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   async #lockInOrder(candidates: Container[], signal: AbortSignal): Promise<number> {
     const waiting: DispatchEntry[] = [];
     const wait = (c: Container, why: string): void => void waiting.push({ container: c, scheduling_status: `waiting: ${why}` });
+    // First what holds a container back whatever the room: nothing is charged for these.
+    const eligible: Container[] = [];
+    for (const c of candidates) {
+      if (this.#paused !== undefined) wait(c, `locking stopped: ${this.#paused}`);
+      else if (this.#pressure.paused) wait(c, 'locking paused: the API is overloaded');
+      else if (!this.#backoff.ready(c.uuid)) wait(c, `retrying in ${Math.ceil(this.#backoff.remaining(c.uuid) / 1000)} s after a failure`);
+      else eligible.push(c);
+    }
     let room = this.#maxJobs - this.#runners.size;
     let roomWhy = `at max-jobs (${this.#maxJobs})`;
-    const cap = this.runner?.capacity?.();
+    const cap = eligible.length > 0 ? this.runner?.capacity?.(eligible) : undefined;
     if (cap !== undefined && cap < room) {
       room = Math.max(0, Math.floor(cap));
       roomWhy = 'the runner has no free capacity';
@@ -672,17 +680,15 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     let atQuota = false;
     const locking: Array<{ c: Container; lock: Promise<Container | undefined> }> = [];
     this.#locks.concurrency = this.#pressure.concurrency;
-    for (const c of candidates) {
-      if (this.#paused !== undefined) wait(c, `locking stopped: ${this.#paused}`);
-      else if (this.#pressure.paused) wait(c, `locking paused: the API is overloaded`);
-      else if (locking.length >= room) {
+    for (const c of eligible) {
+      if (locking.length >= room) {
         atQuota = true;
         wait(c, roomWhy);
-      } else if (!this.#backoff.ready(c.uuid)) wait(c, `retrying in ${Math.ceil(this.#backoff.remaining(c.uuid) / 1000)} s after a failure`);
-      else if (!this.#throttle.check(c.uuid)) wait(c, 'min-retry-period has not passed');
+      } else if (!this.#throttle.check(c.uuid)) wait(c, 'min-retry-period has not passed');
       else locking.push({ c, lock: this.#locks.add(() => this.#lock(c, signal)) as Promise<Container | undefined> });
     }
     this.#status.atQuota = atQuota;
+    waiting.sort((a, b) => byPriority(a.container, b.container));
     this.#waiting = waiting;
     this.#locking += locking.length;
     try {

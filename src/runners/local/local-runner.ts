@@ -250,17 +250,39 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
   }
 
   /**
-   * How many more containers to lock now: 0 while any container waits for
-   * resources (a new one would only queue behind it, holding a lock and a
-   * dispatch attempt another node could use), else the free vCPUs not yet
-   * promised to containers that are starting (every container needs at
-   * least one). The Dispatcher calls it before each round of locks.
+   * How many of `candidates` (in the Dispatcher's lock order) to lock now:
+   * those that fit, in order, into what is free and not yet promised to
+   * containers that are starting, stopping at the first that does not fit
+   * (it must not be jumped, as in the pool itself); 0 while any container
+   * waits for resources. A container that can never fit counts, so that it
+   * is locked and cancelled with the reason. Without candidates, the free
+   * vCPUs (every container needs at least one).
    */
-  capacity(): number {
+  capacity(candidates: readonly Readonly<Container>[] = []): number {
     if (this.pool.waiting > 0) return 0;
-    let free = this.pool.available.vcpus;
-    for (const j of this.#jobs.keys()) if (j.phase === 'starting' && !j.allocated && j.need) free -= j.need.vcpus;
-    return Math.max(0, Math.floor(free));
+    const free = { ...this.pool.available };
+    for (const j of this.#jobs.keys()) {
+      if (j.phase !== 'starting' || j.allocated || !j.need) continue;
+      free.vcpus -= j.need.vcpus;
+      free.ram -= j.need.ram;
+      free.gpus -= j.need.gpus?.count ?? 0;
+    }
+    if (candidates.length === 0) return Math.max(0, Math.floor(free.vcpus));
+    let n = 0;
+    for (const c of candidates) {
+      const need = this.needOf(c);
+      if (this.pool.check(need).length > 0) {
+        n++;
+        continue;
+      }
+      const gpus = need.gpus?.count ?? 0;
+      if (need.vcpus > free.vcpus || need.ram > free.ram || gpus > free.gpus) break;
+      free.vcpus -= need.vcpus;
+      free.ram -= need.ram;
+      free.gpus -= gpus;
+      n++;
+    }
+    return n;
   }
 
   /**
