@@ -208,12 +208,6 @@ function isOverload(err: unknown): err is ArvadosApiError {
   return err instanceof ArvadosApiError && (err.status === 503 || err.status === 429);
 }
 
-/** The server's Retry-After in ms, if the client recorded one. */
-function retryAfterMs(err: ArvadosApiError): number | undefined {
-  const v = (err as { retryAfter?: unknown }).retryAfter;
-  return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : undefined;
-}
-
 function positive(name: string, v: number | undefined, dflt: number, min: number): number {
   const x = v ?? dflt;
   if (typeof x !== 'number' || Number.isNaN(x) || x < min) throw new RangeError(`${name} must be a number >= ${min}, got ${String(v)}`);
@@ -708,11 +702,15 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   /** Every page of a query; on failure, whatever was read and `ok: false`. */
   async #fetch(filters: Filter[], signal: AbortSignal): Promise<{ ok: boolean; items: Container[] }> {
     const items: Container[] = [];
+    let complete = true;
     try {
       for await (const page of this.client.pageContainers({ filters, limit: this.#batchSize }, { signal })) {
-        items.push(...page);
+        items.push(...page.items);
+        // A dropped (malformed) item may be a tracked container: not seeing
+        // it proves nothing, so nothing may be declared gone this cycle.
+        if (page.dropped > 0) complete = false;
       }
-      return { ok: true, items };
+      return { ok: complete, items };
     } catch (err) {
       if (!isAbortOf(err, signal)) {
         this.#warn(`error getting list of containers: ${describeError(err)}`);
@@ -783,7 +781,10 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     if (signal.aborted || this.#trackers.has(c.uuid) || this.#pressure.paused || this.#paused !== undefined) return undefined;
     let lock;
     try {
-      lock = await this.client.lockContainer(c.uuid, { signal });
+      // No retries inside the call: an overloaded API is answered by pausing
+      // all locking (see #overloadedBy), and anything else is retried by the
+      // next poll, which also sees a lock whose answer was lost.
+      lock = await this.client.lockContainer(c.uuid, { signal, retries: 0 });
     } catch (err) {
       if (isAbortOf(err, signal)) return undefined;
       if (err instanceof ArvadosApiError && err.status === 422) {
@@ -804,7 +805,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
 
   #overloadedBy(err: unknown): void {
     if (!isOverload(err)) return;
-    const pause = this.#pressure.overloaded(retryAfterMs(err));
+    const pause = this.#pressure.overloaded(err.retryAfter);
     this.#locks.concurrency = this.#pressure.concurrency;
     const until = Date.now() + pause;
     this.#warn(`the API is overloaded (HTTP ${err.status}): locking paused for ${Math.ceil(pause / 1000)} s, lock concurrency ${this.#pressure.concurrency}`);
