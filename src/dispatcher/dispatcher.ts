@@ -20,7 +20,7 @@ import { Redactor } from '../util/redact.js';
 import { sleep } from '../util/sleep.js';
 import { assertContainerUuid, isContainerUuid } from '../uuid.js';
 import { ApiPressure } from './pressure.js';
-import { mergedRuntimeStatus, releaseLogText } from './release.js';
+import { releaseContainer } from './release.js';
 import { RunnerConfigError, type ReleaseAction, type ReleaseOptions, type RunContainer, type Runner } from './runner.js';
 import { onStopSignals, type SecondSignal } from './signals.js';
 import { RetryBackoff, Throttle } from './throttle.js';
@@ -898,42 +898,17 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
    */
   async #release(uuid: string, opts: ReleaseOptions, signal: AbortSignal): Promise<ReleaseAction> {
     const me = (await this.#identity.promise).uuid;
-    let fresh: Container;
-    try {
-      fresh = await this.client.getContainer(uuid, { signal });
-    } catch (err) {
-      if (err instanceof ArvadosApiError && err.status === 404) return this.#released(uuid, 'none', opts);
-      throw err;
-    }
+    const out = await releaseContainer(this.client, uuid, opts, { me, redactor: this.#redactor, signal });
     const t = this.#trackers.get(uuid);
-    if (t && t.phase === 'running' && fresh.uuid === uuid) t.record = deepFreeze(fresh);
-    if (fresh.uuid !== uuid || fresh.locked_by_uuid !== me || !LIVE.has(fresh.state)) return this.#released(uuid, 'none', opts);
-
-    const cancel = fresh.state === 'Running' || opts.cancel === true;
-    const text = releaseLogText(opts, this.#redactor);
-    try {
-      await this.client.createLog({ object_uuid: uuid, event_type: 'dispatch', properties: { text } }, { signal });
-    } catch (err) {
-      // The state change matters more than the note about it.
-      log('could not write the dispatch log of %s: %s', uuid, describeError(err));
+    const record = out.after ?? out.fresh;
+    if (t && t.phase === 'running' && record) t.record = deepFreeze(record);
+    if (out.action !== 'none') {
+      this.#safeEmit('released', uuid, out.action, out.fresh!.state);
+      if (opts.detail || (opts.error !== undefined && !(opts.error instanceof RunnerConfigError))) {
+        this.#warn(`${out.action} container ${uuid}: ${out.text.split('\n').slice(0, 12).join('\n')}`);
+      }
     }
-    let after: Container;
-    if (cancel) {
-      log('cancelling %s (was %s): %s', uuid, fresh.state, this.#redactor.redact(opts.reason));
-      after = await this.client.updateContainer(uuid, { state: 'Cancelled', runtime_status: mergedRuntimeStatus(fresh.runtime_status, opts, this.#redactor) }, { signal });
-    } else {
-      log('unlocking %s: %s', uuid, this.#redactor.redact(opts.reason));
-      // Past MaxDispatchAttempts the API cancels instead of unlocking; the record shows which.
-      const res = await this.client.unlockContainer(uuid, { signal });
-      after = { ...fresh, state: res.state, priority: res.priority, locked_by_uuid: res.locked_by_uuid, auth_uuid: res.auth_uuid };
-    }
-    if (t && t.phase === 'running' && after.uuid === uuid) t.record = deepFreeze(after);
-    const action = cancel ? 'cancelled' : 'unlocked';
-    this.#safeEmit('released', uuid, action, fresh.state);
-    if (opts.detail || (opts.error !== undefined && !(opts.error instanceof RunnerConfigError))) {
-      this.#warn(`${action} container ${uuid}: ${text.split('\n').slice(0, 12).join('\n')}`);
-    }
-    return this.#released(uuid, action, opts);
+    return this.#released(uuid, out.action, opts);
   }
 
   /** Bookkeeping after a release: the tracker, the failure backoff, a configuration error. */
