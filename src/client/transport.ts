@@ -9,10 +9,10 @@
  *
  * @module
  */
-import type http from 'node:http';
-import type https from 'node:https';
+import http from 'node:http';
+import https from 'node:https';
 import type { Readable } from 'node:stream';
-import axios from 'axios';
+import { createGunzip } from 'node:zlib';
 import { describeError } from '../util/errors.js';
 
 /** What to send. */
@@ -44,7 +44,7 @@ export interface WireOptions {
 export interface WireResponse {
   status: number;
   statusText: string;
-  headers: Readonly<Record<string, unknown>>;
+  headers: Readonly<http.IncomingHttpHeaders>;
   body: string;
 }
 
@@ -138,54 +138,87 @@ function transportError(err: unknown, url: URL, timeout: number, timedOut: boole
  * Sends `req` and reads the answer within `opts.timeout` and `opts.maxBytes`.
  * Rejects with a {@link TransportError}, or with `opts.signal`'s reason when
  * the caller aborted.
+ *
+ * Plain `node:http(s)` rather than axios: on the lock path (thousands of tiny
+ * requests) axios's per-request configuration work cost more CPU than the
+ * rest of the client together, and a streamed body with our own byte count
+ * and deadline is all this needs.
  */
-export async function exchange(req: WireRequest, opts: WireOptions): Promise<WireResponse> {
-  const timer = AbortSignal.timeout(Math.max(1, opts.timeout));
-  const signal = opts.signal ? AbortSignal.any([opts.signal, timer]) : timer;
-  const fail = (err: unknown): never => {
-    if (opts.signal?.aborted) throw opts.signal.reason;
-    throw err instanceof TransportError ? err : transportError(err, req.url, opts.timeout, timer.aborted);
-  };
-  let res;
-  try {
-    res = await axios.request<Readable>({
-      method: req.method,
-      url: req.url.href,
-      headers: req.headers,
-      data: req.data,
-      signal,
-      // A stream, so that the body is counted as it arrives (see readBody).
-      responseType: 'stream',
-      validateStatus: () => true,
-      maxRedirects: 0,
-      proxy: false,
-      httpAgent: opts.httpAgent,
-      httpsAgent: opts.httpsAgent,
+export function exchange(req: WireRequest, opts: WireOptions): Promise<WireResponse> {
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    let timedOut = false;
+    let request: http.ClientRequest | undefined;
+    let response: http.IncomingMessage | undefined;
+    const finish = (fn: () => void): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', onAbort);
+      fn();
+    };
+    const fail = (err: unknown): void => {
+      // Drop the connection: a half-read answer cannot be reused.
+      response?.destroy();
+      request?.destroy();
+      finish(() => {
+        if (opts.signal?.aborted) reject(opts.signal.reason);
+        else reject(err instanceof TransportError ? err : transportError(err, req.url, opts.timeout, timedOut));
+      });
+    };
+    const onAbort = (): void => fail(opts.signal!.reason);
+    const timer = setTimeout(() => {
+      timedOut = true;
+      fail(new Error('timeout'));
+    }, Math.max(1, opts.timeout));
+    if (opts.signal?.aborted) return onAbort();
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+
+    const tls = req.url.protocol === 'https:';
+    const headers: Record<string, string> = { 'Accept-Encoding': 'gzip', ...req.headers };
+    if (req.data !== undefined) headers['Content-Length'] = String(Buffer.byteLength(req.data));
+    try {
+      request = (tls ? https : http).request(req.url, {
+        method: req.method,
+        headers,
+        agent: tls ? opts.httpsAgent : opts.httpAgent,
+      });
+    } catch (err) {
+      return fail(err);
+    }
+    request.on('error', fail);
+    request.on('response', (res) => {
+      response = res;
+      // The server hung up in the middle of the body.
+      res.once('close', () => {
+        if (!res.complete) fail(Object.assign(new Error('connection closed before the answer was complete'), { code: 'ECONNRESET' }));
+      });
+      const status = res.statusCode ?? 0;
+      const ok = status >= 200 && status < 300;
+      const gzip = /^\s*(x-)?gzip\s*$/i.test(String(res.headers['content-encoding'] ?? ''));
+      const body: Readable = gzip ? res.pipe(createGunzip()) : res;
+      if (gzip) body.on('error', fail);
+      readBody(body, ok ? opts.maxBytes : opts.maxErrorBytes, !ok, req.url).then(
+        ({ text, complete }) => {
+          // The rest of a cut error body is not wanted; a complete one leaves
+          // the connection to be reused (422s are routine on the lock path).
+          if (!complete) res.destroy();
+          finish(() => resolve({ status, statusText: res.statusMessage ?? '', headers: res.headers, body: text }));
+        },
+        fail,
+      );
     });
-  } catch (err) {
-    return fail(err);
-  }
-  const ok = res.status >= 200 && res.status < 300;
-  try {
-    const body = await readBody(res.data, ok ? opts.maxBytes : opts.maxErrorBytes, !ok, signal, req.url);
-    return { status: res.status, statusText: res.statusText ?? '', headers: res.headers as Record<string, unknown>, body };
-  } catch (err) {
-    return fail(err);
-  }
+    request.end(req.data);
+  });
 }
 
-function readBody(stream: Readable, max: number, truncate: boolean, signal: AbortSignal, url: URL): Promise<string> {
+function readBody(stream: Readable, max: number, truncate: boolean, url: URL): Promise<{ text: string; complete: boolean }> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    const done = (fn: () => void): void => {
-      signal.removeEventListener('abort', onAbort);
+    const stop = (): void => {
       stream.removeListener('data', onData);
-      fn();
-    };
-    const onAbort = (): void => {
-      stream.destroy();
-      done(() => reject(signal.reason));
+      stream.pause();
     };
     const onData = (chunk: Buffer): void => {
       if (size + chunk.length <= max) {
@@ -193,22 +226,17 @@ function readBody(stream: Readable, max: number, truncate: boolean, signal: Abor
         size += chunk.length;
         return;
       }
-      // Past the cap: stop reading at once; the connection is dropped with the stream.
-      stream.destroy();
+      // Past the cap: stop reading at once; the caller drops the connection.
+      stop();
       if (truncate) {
         chunks.push(chunk.subarray(0, max - size));
-        size = max;
-        done(() => resolve(Buffer.concat(chunks, size).toString('utf8')));
+        resolve({ text: Buffer.concat(chunks, max).toString('utf8'), complete: false });
       } else {
-        done(() =>
-          reject(new TransportError(`answer from ${url.host} is larger than the limit of ${max} bytes (maxResponseBytes)`, 'ERESPONSETOOLARGE', false)),
-        );
+        reject(new TransportError(`answer from ${url.host} is larger than the limit of ${max} bytes (maxResponseBytes)`, 'ERESPONSETOOLARGE', false));
       }
     };
-    if (signal.aborted) return onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
     stream.on('data', onData);
-    stream.once('end', () => done(() => resolve(Buffer.concat(chunks, size).toString('utf8'))));
-    stream.once('error', (err) => done(() => reject(err)));
+    stream.once('end', () => resolve({ text: Buffer.concat(chunks, size).toString('utf8'), complete: true }));
+    stream.once('error', reject);
   });
 }

@@ -83,15 +83,23 @@ const nearRecord = fc
     return r;
   });
 const recordish = fc.oneof(fc.constant(validRecord), nearRecord, json);
+// A list item that is valid, or a near miss with a uuid of its own.
+const listItem = fc.oneof(recordish, fc.tuple(fc.constant(validRecord), fc.integer({ min: 0, max: 1e9 })).map(([r, i]) => ({ ...r, uuid: `zzzzz-dz642-${i.toString(36).padStart(15, '0')}` })));
 const bodyValue = fc.oneof(
   recordish,
-  fc.record({ items: fc.oneof(fc.array(recordish, { maxLength: 6 }), json), limit: fc.oneof(fc.constant(100), json), offset: fc.constant(0) }, { requiredKeys: [] }),
+  {
+    weight: 2,
+    arbitrary: fc.record(
+      { items: fc.oneof({ weight: 3, arbitrary: fc.array(listItem, { maxLength: 6 }) }, json), limit: fc.oneof(fc.constant(100), json), offset: fc.constant(0) },
+      { requiredKeys: ['items'] },
+    ),
+  },
   fc.record({ errors: fc.oneof(fc.array(text, { maxLength: 3 }), json) }),
   fc.record({ uuid: fc.oneof(fc.constant('zzzzz-gj3su-0123456789abcde'), json), api_token: text }, { requiredKeys: [] }),
 );
 const answer = fc.record({
-  status: fc.oneof(fc.constant(200), fc.constant(200), fc.constantFrom(201, 302, 400, 401, 403, 404, 422, 429, 500, 502, 503)),
-  body: fc.oneof(bodyValue.map((v) => JSON.stringify(v) ?? ''), text, fc.constant('')),
+  status: fc.oneof({ weight: 3, arbitrary: fc.constant(200) }, fc.constantFrom(201, 302, 400, 401, 403, 404, 422, 429, 500, 502, 503)),
+  body: fc.oneof({ weight: 4, arbitrary: bodyValue.map((v) => JSON.stringify(v) ?? '') }, text, fc.constant('')),
   retryAfter: fc.option(fc.oneof(fc.constantFrom('0', '1'), text), { nil: undefined }),
 });
 
