@@ -228,7 +228,9 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   /**
    * Resolves at the end of the first poll cycle that starts after this call
    * and finds nothing to do: every query succeeded, no Queued container was
-   * waiting to be locked (or adopted), and no runner, release or cleanup was
+   * waiting to be locked or adopted (not counting those held back because
+   * locking stopped for a configuration error: nothing changes for them
+   * until a restart), no lock failed, and no runner, release or cleanup was
    * in progress. Also resolves once `run()` has finished. The `idle` event
    * marks the same moments.
    *
@@ -514,12 +516,12 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         }
       }
     }
-    const waiting = await handOver;
+    const pending = await handOver;
     if (signal.aborted) return;
     for (const t of [...this.#pendingCleanups]) void this.#cleanup(t);
     this.#status = { ...this.#status, cycles: cycle, healthy };
     this.emit('cycle', this.status);
-    const idle = healthy && candidates.length === 0 && waiting === 0 && this.#deferredAdoptions === 0 && this.#busy() === 0;
+    const idle = healthy && pending === 0 && this.#deferredAdoptions === 0 && this.#busy() === 0;
     if (idle) this.#becameIdle(cycle);
   }
 
@@ -543,16 +545,23 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
    * hands them over in that same order: a container is handed to its runner
    * only after every higher-priority lock of the cycle has been answered, so
    * answers that arrive out of order cannot let a lower priority start
-   * first. Returns how many candidates were left waiting.
+   * first. Returns how many candidates are still to be handed over: those
+   * that wait for room, a backoff or the API, and those whose lock failed.
+   * Those held back because locking stopped for a configuration error are
+   * not counted: nothing will change for them until a restart.
    */
   async #lockInOrder(candidates: Container[], signal: AbortSignal): Promise<number> {
     const waiting: DispatchEntry[] = [];
     const wait = (c: Container, why: string): void => void waiting.push({ container: c, scheduling_status: `waiting: ${why}` });
     // First what holds a container back whatever the room: nothing is charged for these.
     const eligible: Container[] = [];
+    let stopped = 0;
+    let pending = 0;
     for (const c of candidates) {
-      if (this.#paused !== undefined) wait(c, `locking stopped: ${this.#paused}`);
-      else if (this.#pressure.paused) wait(c, 'locking paused: the API is overloaded');
+      if (this.#paused !== undefined) {
+        wait(c, `locking stopped: ${this.#paused}`);
+        stopped++;
+      } else if (this.#pressure.paused) wait(c, 'locking paused: the API is overloaded');
       else if (!this.#backoff.ready(c.uuid)) wait(c, `retrying in ${Math.ceil(this.#backoff.remaining(c.uuid) / 1000)} s after a failure`);
       else eligible.push(c);
     }
@@ -582,13 +591,14 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         const record = await lock;
         this.#locking--;
         if (record && !this.#stopping && !this.#trackers.has(record.uuid)) this.#start(record, 'locked');
+        else if (!record) pending++;
       }
     } catch (err) {
       // #lock never rejects; only an event listener that throws can get here.
       log('error handing over: %s', describeError(err));
       this.#locking = 0;
     }
-    return waiting.length;
+    return pending + waiting.length - stopped;
   }
 
   /** Every page of a query; on failure, whatever was read and `ok: false`. */

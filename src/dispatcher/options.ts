@@ -116,8 +116,7 @@ export interface DispatcherEvents {
   /** The API answered 503/429: lock concurrency lowered, locking paused until `until` (epoch ms). */
   'api-overloaded': [until: number, lockConcurrency: number];
   /**
-   * A poll cycle ended with nothing to do: every query succeeded, nothing was
-   * waiting to be locked or adopted, no runner or release was in progress.
+   * A poll cycle ended with nothing to do (see `Dispatcher.idle()`).
    */
   idle: [];
   /** A stop signal arrived; `count` is 1 for the first, 2 for the second, ... */
