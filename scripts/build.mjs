@@ -1,0 +1,74 @@
+// Builds dist/ from src/: the ES module build (dist/) and the CommonJS build
+// (dist/cjs/), each with .d.ts types and source maps that carry their sources
+// (the package ships no src/, so a map must not need it).
+//
+// The CommonJS build exists for consumers that cannot load ES modules:
+// Jest's default mode and TypeScript with `module: commonjs`. p-queue 9 is
+// ESM-only (p-queue 10 needs Node 22), so dist/cjs must never `require('p-queue')`:
+// it is bundled, with its two dependencies, into dist/cjs/vendor/p-queue.js, and
+// the compiled requires are pointed at that file. Everything else stays an
+// ordinary dependency.
+import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const DIST = join(ROOT, 'dist');
+const CJS = join(DIST, 'cjs');
+const VENDOR = join(CJS, 'vendor', 'p-queue.js');
+
+// A stale file from a removed module would otherwise be packed.
+rmSync(DIST, { recursive: true, force: true });
+
+const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
+for (const project of ['tsconfig.build.json', 'tsconfig.cjs.json']) {
+  const r = spawnSync(process.execPath, [tsc, '-p', join(ROOT, project)], { stdio: 'inherit' });
+  if (r.status !== 0) process.exit(r.status ?? 1);
+}
+
+// .js files under dist/cjs are CommonJS whatever the root package.json says.
+writeFileSync(join(CJS, 'package.json'), `${JSON.stringify({ type: 'commonjs' })}\n`);
+
+// p-queue, eventemitter3 and p-timeout are MIT: their notices travel with the code.
+// (p-timeout and eventemitter3 are resolved from p-queue, as esbuild does.)
+const packageDir = (name, from) => {
+  let dir = dirname(createRequire(from).resolve(name));
+  while (!existsSync(join(dir, 'package.json')) || JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).name !== name) dir = dirname(dir);
+  return dir;
+};
+const pQueue = packageDir('p-queue', join(ROOT, 'package.json'));
+const notices = ['p-queue', 'p-timeout', 'eventemitter3'].map((name) => {
+  const dir = name === 'p-queue' ? pQueue : packageDir(name, join(pQueue, 'package.json'));
+  const { version } = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
+  const file = readdirSync(dir).find((f) => /^licen[cs]e/i.test(f));
+  const text = readFileSync(join(dir, file), 'utf8').trim();
+  return `${name}@${version}\n\n${text}`;
+});
+await build({
+  entryPoints: [fileURLToPath(import.meta.resolve('p-queue'))],
+  bundle: true,
+  format: 'cjs',
+  platform: 'node',
+  target: 'node20',
+  outfile: VENDOR,
+  legalComments: 'none',
+  banner: { js: `/*\n * Bundled for the CommonJS build of arvados-dispatch.\n *\n${notices.join('\n\n').replace(/^/gm, ' * ').replace(/ +$/gm, '')}\n */` },
+  logLevel: 'warning',
+});
+
+// Point the compiled requires at the bundle.
+const walk = (dir) => readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(dir, e.name)) : [join(dir, e.name)]));
+for (const file of walk(CJS).filter((f) => f.endsWith('.js') && f !== VENDOR)) {
+  const code = readFileSync(file, 'utf8');
+  if (!code.includes('require("p-queue")')) continue;
+  let target = relative(dirname(file), VENDOR).split('\\').join('/');
+  if (!target.startsWith('.')) target = `./${target}`;
+  writeFileSync(file, code.replaceAll('require("p-queue")', `require(${JSON.stringify(target)})`));
+}
+
+// The CLI entry point must be executable (npm also does this when it links a
+// `bin`, but `npm run build` in a clone should give a runnable file as well).
+chmodSync(join(DIST, 'cli', 'main.js'), 0o755);
