@@ -59,14 +59,31 @@ await build({
   logLevel: 'warning',
 });
 
-// Point the compiled requires at the bundle.
 const walk = (dir) => readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(dir, e.name)) : [join(dir, e.name)]));
+
+// Point the compiled requires at the bundle.
 for (const file of walk(CJS).filter((f) => f.endsWith('.js') && f !== VENDOR)) {
   const code = readFileSync(file, 'utf8');
   if (!code.includes('require("p-queue")')) continue;
   let target = relative(dirname(file), VENDOR).split('\\').join('/');
   if (!target.startsWith('.')) target = `./${target}`;
   writeFileSync(file, code.replaceAll('require("p-queue")', `require(${JSON.stringify(target)})`));
+}
+
+// The CommonJS types still name p-queue's own (ES module) types, which a
+// CommonJS file may only reach with `resolution-mode: import` (TypeScript 5.3+);
+// without it, TypeScript reports TS1479 / TS1542 in projects that check
+// library types.
+const attribute = "{ 'resolution-mode': 'import' }";
+for (const file of walk(CJS).filter((f) => f.endsWith('.d.ts'))) {
+  const types = readFileSync(file, 'utf8');
+  if (!types.includes('p-queue')) continue;
+  const fixed = types
+    .replace(/^import (?:type )?([^{},]+|\{[^}]*\}) from 'p-queue';$/gm, `import type $1 from 'p-queue' with ${attribute};`)
+    .replaceAll('import("p-queue")', `import("p-queue", { with: ${attribute} })`);
+  const left = fixed.split('\n').filter((line) => line.includes('p-queue') && !line.includes('resolution-mode'));
+  if (left.length > 0) throw new Error(`${relative(ROOT, file)}: cannot rewrite this p-queue import for CommonJS: ${left[0].trim()}`);
+  writeFileSync(file, fixed);
 }
 
 // The CLI entry point must be executable (npm also does this when it links a

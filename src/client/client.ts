@@ -5,8 +5,8 @@
  *
  * @module
  */
-import http from 'node:http';
-import https from 'node:https';
+import * as http from 'node:http';
+import * as https from 'node:https';
 import axios, { type AxiosResponse } from 'axios';
 import { isContainerUuid } from '../uuid.js';
 import { logger } from '../log.js';
