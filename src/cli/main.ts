@@ -35,6 +35,7 @@ const COMMANDS: Record<string, () => Promise<CommandModule>> = {
   local: () => import('./commands/local.js'),
   slurm: () => import('./commands/slurm.js'),
   demo: () => import('./commands/demo.js'),
+  'fake-server': () => import('./commands/fake-server.js'),
 };
 
 /** The package version, read at run time from the package.json next to dist/. */
@@ -45,7 +46,7 @@ function version(): string {
 
 async function overallHelp(): Promise<string> {
   const rows: string[] = [];
-  for (const [name, load] of Object.entries(COMMANDS)) rows.push(`  ${name.padEnd(8)}${(await load()).summary}`);
+  for (const [name, load] of Object.entries(COMMANDS)) rows.push(`  ${`${name} `.padEnd(8)}${(await load()).summary}`);
   return (
     'Usage: arvados-dispatch <command> [options]\n' +
     '       arvados-dispatch <command> --help\n' +

@@ -15,6 +15,16 @@ import { ArvadosClient, type ArvadosClientOptions } from '../client/client.js';
 import { seededRandom } from '../prng.js';
 import type { Container, ContainerState, LogRecord } from '../types.js';
 import { ApiError } from './errors.js';
+import {
+  BAD_IDENTITIES,
+  ENDLESS_ITEM,
+  ROUTE_LIMITED_FAULTS,
+  HOSTILE_FAULTS,
+  corruptAnswer,
+  echoPage,
+  type HostileFaultKind,
+} from './hostile.js';
+import { CONTAINER_ATTRIBUTES } from './query.js';
 import { Store, type TokenRecord, type Transition } from './store.js';
 import { selfSignedCert } from './tls.js';
 
@@ -33,7 +43,7 @@ export type RouteName =
   | 'unknown';
 
 /**
- * Injected failures:
+ * Ordinary injected failures, what a healthy cluster does on a bad day:
  * - `500`, `502`, `503` (the last two with `Retry-After`), `html` (a 502
  *   proxy error page): answered *before* the request is processed;
  * - `reset` (connection closed with no answer), `truncated` (a 200 whose JSON
@@ -41,17 +51,35 @@ export type RouteName =
  *   *after* the request was processed, so the change happened but the client
  *   cannot know. That is the hard case for lock and update calls.
  */
-export type FaultKind = 500 | 502 | 503 | 'html' | 'reset' | 'truncated' | 'hang';
+export type OrdinaryFaultKind = 500 | 502 | 503 | 'html' | 'reset' | 'truncated' | 'hang';
 
-/** Fault injection settings. */
+/**
+ * An injected failure: an {@link OrdinaryFaultKind} or a
+ * {@link HostileFaultKind} (malformed items, token-echoing proxy pages,
+ * 200-with-errors, endless bodies, bad identities).
+ */
+export type FaultKind = OrdinaryFaultKind | HostileFaultKind;
+
+/** Every ordinary kind: the default of {@link FaultOptions.kinds}. */
+export const ORDINARY_FAULTS: readonly OrdinaryFaultKind[] = [500, 502, 503, 'html', 'reset', 'truncated', 'hang'];
+
+/**
+ * One fault injection rule. Several rules may be given at once (an array):
+ * each request is checked against them in order, each with its own rate and
+ * PRNG, and the first that fires decides the answer.
+ */
 export interface FaultOptions {
   /** Probability in [0, 1] that a request fails. */
   rate: number;
-  /** Kinds to choose from, uniformly. Default: all. */
-  kinds?: FaultKind[];
+  /**
+   * Kinds to choose from, uniformly among those that apply to the route
+   * (`bad-identity` applies to `current` only). Default: the ordinary kinds;
+   * hostile kinds are only served when named.
+   */
+  kinds?: readonly FaultKind[];
   /** Routes that may fail. Default: every route but `discovery`. */
-  routes?: RouteName[];
-  /** Seed for the fault PRNG, for reproducible runs. Default: random. */
+  routes?: readonly RouteName[];
+  /** Seed for this rule's PRNG (whether it fires, which kind, which variant), for reproducible runs. Default: random. */
   seed?: number;
   /** `Retry-After` seconds sent with 502/503. Default 0. */
   retryAfter?: number;
@@ -79,7 +107,8 @@ export interface FakeArvadosOptions {
   maxDispatchAttempts?: number;
   /** Milliseconds added to every request. Default 0. */
   latency?: number;
-  faults?: FaultOptions;
+  /** Fault injection: one rule or several (see {@link FaultOptions}). */
+  faults?: FaultOptions | readonly FaultOptions[];
   /** Port on 127.0.0.1; default: any free port. */
   port?: number;
   /** Keep a log of requests in {@link FakeArvados.requests}. Default true. */
@@ -100,6 +129,8 @@ export interface RequestRecord {
   /** The list parameters, for `containers.list`. */
   params?: Record<string, unknown>;
   fault?: FaultKind | 'override';
+  /** What a hostile fault served, e.g. the JSON of the hostile uuid or identity. */
+  faultDetail?: string;
 }
 
 /** A token for tests: its secret and its UUID. */
@@ -110,7 +141,23 @@ export interface FakeToken {
 
 const JSON_PARAMS = new Set(['filters', 'order', 'select', 'where', 'container', 'log', 'limit', 'offset']);
 const HASH_ATTRS = ['environment', 'mounts', 'runtime_constraints', 'runtime_status', 'command', 'scheduling_parameters'];
-const ALL_FAULTS: FaultKind[] = [500, 502, 503, 'html', 'reset', 'truncated', 'hang'];
+
+const CREATABLE_ATTRS = new Set<string>([...CONTAINER_ATTRIBUTES, 'secret_mounts', 'runtime_token']);
+const STATES: readonly ContainerState[] = ['Queued', 'Locked', 'Running', 'Complete', 'Cancelled'];
+const KNOWN_FAULTS = new Set<FaultKind>([...ORDINARY_FAULTS, ...HOSTILE_FAULTS]);
+
+/** A fault rule with its PRNG. */
+interface FaultRule {
+  opts: FaultOptions;
+  random: () => number;
+}
+
+/** Options of {@link FakeArvados.waitForState}. */
+export interface WaitForStateOptions {
+  /** Milliseconds before the wait rejects. Default 30 000; 0 for none. */
+  timeout?: number;
+  signal?: AbortSignal;
+}
 
 function decodeValue(key: string, v: unknown): unknown {
   if (typeof v !== 'string' || !JSON_PARAMS.has(key)) return v;
@@ -151,8 +198,7 @@ export class FakeArvados {
   readonly #sockets = new Set<Socket>();
   readonly #counts = new Map<RouteName, number>();
   readonly #overrides = new Map<RouteName, OverrideResponse>();
-  #faults?: FaultOptions;
-  #random: () => number = Math.random;
+  #faults: FaultRule[] = [];
   #latency: number;
   #port = 0;
 
@@ -356,6 +402,69 @@ export class FakeArvados {
     return this.store.transitions.filter((t) => t.uuid === uuid && t.to === 'Running').length;
   }
 
+  /**
+   * Resolves with the container once its state is `state` (or one of
+   * `states`), at once if it already is. Event-driven: it wakes on the
+   * store's change notifications, so there is no polling and no window in
+   * which a state passed by goes unseen, as long as the wait starts before
+   * the change (start it before the step that causes it).
+   *
+   * Rejects when `timeout` ms pass (default 30 000; 0 waits for ever), when
+   * `signal` aborts (with its reason), when the container is deleted, or
+   * when it is Cancelled without Cancelled being wanted (nothing can follow).
+   *
+   * @example
+   * ```ts
+   * const done = fake.waitForState(c.uuid, ['Complete', 'Cancelled'], { timeout: 10_000 });
+   * void dispatcher.run();
+   * expect((await done).state).toBe('Complete');
+   * ```
+   */
+  waitForState(uuid: string, state: ContainerState | readonly ContainerState[], opts: WaitForStateOptions = {}): Promise<Container> {
+    const wanted: readonly ContainerState[] = typeof state === 'string' ? [state] : state;
+    const timeout = opts.timeout ?? 30_000;
+    return new Promise<Container>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      let unsubscribe = (): void => {};
+      const onAbort = (): void => finish(() => reject(opts.signal?.reason));
+      const finish = (settle: () => void): void => {
+        unsubscribe();
+        clearTimeout(timer);
+        opts.signal?.removeEventListener('abort', onAbort);
+        settle();
+      };
+      const check = (): boolean => {
+        const row = this.store.row(uuid);
+        if (!row) {
+          finish(() => reject(new Error(`waitForState: container ${uuid} does not exist (waiting for ${wanted.join(' or ')})`)));
+          return true;
+        }
+        if (wanted.includes(row.state)) {
+          const c = this.store.present(row);
+          finish(() => resolve(c));
+          return true;
+        }
+        if (row.state === 'Cancelled') {
+          finish(() => reject(new Error(`waitForState: container ${uuid} is Cancelled and can never be ${wanted.join(' or ')}`)));
+          return true;
+        }
+        return false;
+      };
+      if (opts.signal?.aborted) return reject(opts.signal.reason);
+      if (check()) return;
+      unsubscribe = this.store.onChange((changed) => {
+        if (changed === uuid) check();
+      });
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      if (timeout > 0) {
+        timer = setTimeout(() => {
+          const now = this.store.row(uuid)?.state;
+          finish(() => reject(new Error(`waitForState: container ${uuid} is still ${now} after ${timeout} ms (waiting for ${wanted.join(' or ')})`)));
+        }, timeout);
+      }
+    });
+  }
+
   // ---- counters, faults, latency ---------------------------------------------
 
   /** Requests served on `route` (or all routes) since the start or the last {@link resetCounts}. */
@@ -376,11 +485,26 @@ export class FakeArvados {
     this.requests.length = 0;
   }
 
-  /** Sets (or with `undefined`, clears) fault injection. */
-  setFaults(faults: FaultOptions | undefined): void {
-    if (faults && (faults.rate < 0 || faults.rate > 1)) throw new RangeError('fault rate must be in [0, 1]');
-    this.#faults = faults;
-    this.#random = faults?.seed !== undefined ? seededRandom(faults.seed) : Math.random;
+  /**
+   * Sets fault injection: one rule or several, checked in order (see
+   * {@link FaultOptions}); `undefined` or `[]` clears it.
+   *
+   * @example
+   * ```ts
+   * // 30% of list answers carry a null item; current answers {"uuid": null} etc.
+   * fake.setFaults([
+   *   { rate: 0.3, kinds: ['null-item', 'malformed-items'], routes: ['containers.list'], seed: 1 },
+   *   { rate: 1, kinds: ['bad-identity'] },
+   * ]);
+   * ```
+   */
+  setFaults(faults: FaultOptions | readonly FaultOptions[] | undefined): void {
+    const rules = faults === undefined ? [] : Array.isArray(faults) ? (faults as readonly FaultOptions[]) : [faults as FaultOptions];
+    for (const f of rules) {
+      if (!(f.rate >= 0 && f.rate <= 1)) throw new RangeError(`fault rate must be in [0, 1], got ${f.rate}`);
+      for (const k of f.kinds ?? []) if (!KNOWN_FAULTS.has(k)) throw new RangeError(`unknown fault kind ${JSON.stringify(k)}`);
+    }
+    this.#faults = rules.map((opts) => ({ opts: { ...opts }, random: opts.seed !== undefined ? seededRandom(opts.seed) : Math.random }));
   }
 
   /** Sets the latency added to every request, in ms. */
@@ -480,12 +604,14 @@ export class FakeArvados {
       return;
     }
 
-    const fault = this.#pickFault(route.name);
+    const picked = this.#pickFault(route.name);
+    const fault = picked?.kind;
+    const pick = (n: number): number => Math.floor((picked?.rule.random ?? Math.random)() * n);
     if (fault !== undefined) record.fault = fault;
     if (fault === 500) return sendError(new ApiError(500, '#<PG::ConnectionBad: injected fault>'));
     if (fault === 502 || fault === 503) {
       record.status = fault;
-      res.writeHead(fault, { 'Content-Type': 'application/json', 'Retry-After': String(this.#faults?.retryAfter ?? 0), 'X-Request-Id': requestId });
+      res.writeHead(fault, { 'Content-Type': 'application/json', 'Retry-After': String(picked?.rule.opts.retryAfter ?? 0), 'X-Request-Id': requestId });
       res.end(JSON.stringify({ errors: [`${fault === 502 ? 'Bad Gateway' : 'Service Unavailable'} (injected fault)`] }));
       return;
     }
@@ -494,6 +620,22 @@ export class FakeArvados {
       res.writeHead(502, { 'Content-Type': 'text/html' });
       res.end('<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n');
       return;
+    }
+    if (fault === 'echo-headers') {
+      record.status = 502;
+      res.writeHead(502, { 'Content-Type': 'text/html' });
+      res.end(echoPage(req.method ?? 'GET', req.url ?? '/', req.rawHeaders));
+      return;
+    }
+    if (fault === 'errors-200') return send(200, { errors: [`#<ActiveRecord::StatementInvalid: injected fault> (${requestId})`] });
+    if (fault === 'bad-identity') {
+      const identity = BAD_IDENTITIES[pick(BAD_IDENTITIES.length)];
+      record.faultDetail = JSON.stringify(identity);
+      return send(200, identity === null ? 'null' : identity, { 'Content-Type': 'application/json; charset=utf-8' });
+    }
+    if (fault === 'endless') {
+      record.status = 200;
+      return endless(res, requestId);
     }
 
     let status = 200;
@@ -517,6 +659,11 @@ export class FakeArvados {
       record.status = 0;
       return; // the socket stays open until the client gives up or stop()
     }
+    if ((fault === 'null-item' || fault === 'malformed-items' || fault === 'hostile-uuid') && status === 200) {
+      const bad = corruptAnswer(fault, payload, pick);
+      record.faultDetail = bad.detail;
+      return send(status, JSON.stringify(bad.payload), { 'Content-Type': 'application/json; charset=utf-8' });
+    }
     if (fault === 'truncated') {
       const text = JSON.stringify(payload);
       record.status = status;
@@ -527,13 +674,20 @@ export class FakeArvados {
     send(status, payload);
   }
 
-  #pickFault(route: RouteName): FaultKind | undefined {
-    const f = this.#faults;
-    if (!f || f.rate <= 0) return undefined;
-    if (f.routes ? !f.routes.includes(route) : route === 'discovery') return undefined;
-    if (this.#random() >= f.rate) return undefined;
-    const kinds = f.kinds?.length ? f.kinds : ALL_FAULTS;
-    return kinds[Math.floor(this.#random() * kinds.length)];
+  #pickFault(route: RouteName): { kind: FaultKind; rule: FaultRule } | undefined {
+    for (const rule of this.#faults) {
+      const f = rule.opts;
+      if (f.rate <= 0) continue;
+      if (f.routes ? !f.routes.includes(route) : route === 'discovery') continue;
+      const kinds = (f.kinds?.length ? f.kinds : ORDINARY_FAULTS).filter((k) => {
+        const only = typeof k === 'string' ? ROUTE_LIMITED_FAULTS[k as HostileFaultKind] : undefined;
+        return !only || only.includes(route);
+      });
+      if (kinds.length === 0) continue;
+      if (rule.random() >= f.rate) continue;
+      return { kind: kinds[Math.floor(rule.random() * kinds.length)], rule };
+    }
+    return undefined;
   }
 
   #dispatch(route: { name: RouteName; uuid?: string }, params: Record<string, unknown>, req: http.IncomingMessage, record: RequestRecord): unknown {
@@ -566,7 +720,12 @@ export class FakeArvados {
         return this.store.get(uuid, params.select);
       case 'containers.create': {
         if (!caller.admin) throw new ApiError(403, '#<ArvadosModel::PermissionDeniedError: ArvadosModel::PermissionDeniedError>');
-        return this.store.create(attrsParam(params, 'container') as Partial<Container>);
+        const attrs = attrsParam(params, 'container');
+        for (const k of Object.keys(attrs)) {
+          if (!CREATABLE_ATTRS.has(k)) throw new ApiError(422, `#<ActiveModel::UnknownAttributeError: unknown attribute '${k}' for Container.>`);
+        }
+        if (attrs.state !== undefined && !STATES.includes(attrs.state as ContainerState)) throw new ApiError(422, 'State is not included in the list');
+        return this.store.create(attrs as Partial<Container>);
       }
       case 'containers.update':
         return this.store.update(uuid, attrsParam(params, 'container'), caller, params.select);
@@ -617,6 +776,26 @@ export class FakeArvados {
       },
     };
   }
+}
+
+/**
+ * A 200 JSON body that never ends: items written as fast as the client reads
+ * them (waiting for `drain`, so the fake's memory stays flat) until the
+ * client hangs up or the server stops.
+ */
+function endless(res: http.ServerResponse, requestId: string): void {
+  res.writeHead(200, { 'Content-Type': 'application/json; charset=utf-8', 'X-Request-Id': requestId });
+  res.write('{"kind":"arvados#containerList","offset":0,"limit":1000,"items":[');
+  const block = ENDLESS_ITEM.repeat(256);
+  const pump = (): void => {
+    while (!res.destroyed && !res.writableEnded) {
+      if (!res.write(block)) {
+        res.once('drain', pump);
+        return;
+      }
+    }
+  };
+  pump();
 }
 
 function readBody(req: http.IncomingMessage): Promise<string> {

@@ -5,13 +5,25 @@
  */
 export {
   FakeArvados,
+  ORDINARY_FAULTS,
   type FakeArvadosOptions,
   type FakeToken,
   type FaultKind,
   type FaultOptions,
+  type OrdinaryFaultKind,
   type OverrideResponse,
   type RequestRecord,
   type RouteName,
+  type WaitForStateOptions,
 } from './fake-arvados.js';
+export { BAD_IDENTITIES, HOSTILE_FAULTS, HOSTILE_UUIDS, MALFORMED_ITEMS, type HostileFaultKind } from './hostile.js';
+export {
+  CRUNCH_RUN_SIM_MODES,
+  crunchRunSimPath,
+  simulateCrunchRun,
+  type CrunchRunSimMode,
+  type CrunchRunSimOptions,
+  type CrunchRunSimRecord,
+} from './crunch-run-sim.js';
 export type { Transition, TokenRecord } from './store.js';
 export { selfSignedCert, type SelfSignedCert } from './tls.js';

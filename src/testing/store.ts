@@ -118,6 +118,7 @@ export class Store {
   #sortedDirty = false;
   #lastNanos = 0n;
   #etag = 0;
+  readonly #listeners = new Set<(uuid: string) => void>();
 
   constructor(opts: { clusterId: string; maxDispatchAttempts: number; maxItemsPerResponse: number }) {
     if (!/^[0-9a-z]{5}$/.test(opts.clusterId)) throw new TypeError(`clusterId must be 5 characters [0-9a-z]: ${opts.clusterId}`);
@@ -177,6 +178,20 @@ export class Store {
   revokeToken(uuidOrSecret: string): void {
     const rec = this.#tokensByUuid.get(uuidOrSecret) ?? this.#tokensBySecret.get(uuidOrSecret);
     if (rec) rec.expired = true;
+  }
+
+  /**
+   * Calls `listener` with a container's uuid after every change to it
+   * (create, update, force, delete), so that waiters need not poll.
+   * Returns the function that removes the listener.
+   */
+  onChange(listener: (uuid: string) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  #changed(uuid: string): void {
+    for (const l of [...this.#listeners]) l(uuid);
   }
 
   // ---- containers: reading --------------------------------------------------
@@ -341,12 +356,15 @@ export class Store {
     }
     this.#containers.set(uuid, row);
     this.#sortedDirty = true;
+    this.#changed(uuid);
     return this.present(row);
   }
 
   /** Deletes a container (admin side door), e.g. to simulate one vanishing. */
   delete(uuid: string): void {
-    if (this.#containers.delete(uuid)) this.#sortedDirty = true;
+    if (!this.#containers.delete(uuid)) return;
+    this.#sortedDirty = true;
+    this.#changed(uuid);
   }
 
   /** Side door: sets attributes with no checks at all (test setup). */
@@ -357,6 +375,7 @@ export class Store {
     row.modified_at = this.now();
     row.etag = this.#nextEtag();
     if (attrs.state && attrs.state !== from) this.#record(uuid, from, attrs.state, 'admin');
+    this.#changed(uuid);
     return this.present(row);
   }
 
@@ -527,6 +546,7 @@ export class Store {
     row.modified_by_user_uuid = caller.owner_uuid;
     row.etag = this.#nextEtag();
     if (stateChanging) this.#record(uuid, old, next, caller.uuid);
+    this.#changed(uuid);
     return this.present(row, sel);
   }
 

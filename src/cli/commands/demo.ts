@@ -8,10 +8,10 @@
  *
  * @module
  */
-import { fileURLToPath } from 'node:url';
 import { Dispatcher } from '../../dispatcher/dispatcher.js';
 import { LocalRunner } from '../../runners/local/local-runner.js';
 import { formatBytes, type ResourceCapacity } from '../../runners/local/resources.js';
+import { crunchRunSimPath } from '../../testing/crunch-run-sim.js';
 import { FakeArvados } from '../../testing/fake-arvados.js';
 import type { Container, ContainerState } from '../../types.js';
 import { HELP_OPTION, JSON_OPTION, Options, formatHelp, parseOptions, type OptionTable } from '../args.js';
@@ -135,10 +135,9 @@ async function demo(n: number, fake: FakeArvados, out: Output, tty: boolean, beg
   const queuedPriority = new Map(containers.map((c) => [c.uuid, c.priority]));
   const long = containers.find((c) => role.get(c.uuid) === 'long');
 
-  const sim = fileURLToPath(new URL('../sim-crunch-run.js', import.meta.url));
   const runner = new LocalRunner({
     crunchRunCommand: process.execPath,
-    crunchRunArgs: [sim],
+    crunchRunArgs: [crunchRunSimPath],
     capacity: CAPACITY,
     // Less than Arvados' 550 MiB, so that the small node holds a few containers at once.
     reserveExtraRam: 256 * MiB,
