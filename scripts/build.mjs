@@ -14,6 +14,7 @@ import { createRequire } from 'node:module';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import ts from 'typescript';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DIST = join(ROOT, 'dist');
@@ -24,10 +25,9 @@ const VENDOR = join(CJS, 'vendor', 'p-queue.js');
 rmSync(DIST, { recursive: true, force: true });
 
 const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
-for (const project of ['tsconfig.build.json', 'tsconfig.cjs.json']) {
-  const r = spawnSync(process.execPath, [tsc, '-p', join(ROOT, project)], { stdio: 'inherit' });
-  if (r.status !== 0) process.exit(r.status ?? 1);
-}
+const esm = spawnSync(process.execPath, [tsc, '-p', join(ROOT, 'tsconfig.build.json')], { stdio: 'inherit' });
+if (esm.status !== 0) process.exit(esm.status ?? 1);
+compileCommonJs(join(ROOT, 'tsconfig.cjs.json'));
 
 // .js files under dist/cjs are CommonJS whatever the root package.json says.
 writeFileSync(join(CJS, 'package.json'), `${JSON.stringify({ type: 'commonjs' })}\n`);
@@ -89,3 +89,31 @@ for (const file of walk(CJS).filter((f) => f.endsWith('.d.ts'))) {
 // The CLI entry point must be executable (npm also does this when it links a
 // `bin`, but `npm run build` in a clone should give a runnable file as well).
 chmodSync(join(DIST, 'cli', 'main.js'), 0o755);
+
+/**
+ * The CommonJS build, through the compiler API for one reason: `import.meta.url`
+ * (a module finding its own file) has no CommonJS spelling TypeScript accepts,
+ * so TS1343 is let through and the emitted code gets the CommonJS equivalent,
+ * as bundlers' CommonJS shims do. Any other diagnostic fails the build.
+ */
+function compileCommonJs(configPath) {
+  const config = ts.getParsedCommandLineOfConfigFile(configPath, {}, { ...ts.sys, onUnRecoverableConfigFileDiagnostic: (d) => fail([d]) });
+  const program = ts.createProgram({ rootNames: config.fileNames, options: config.options });
+  const write = (file, text, bom) => {
+    if (file.endsWith('.js')) {
+      text = text.replaceAll('import.meta.url', 'require("node:url").pathToFileURL(__filename).href');
+      if (text.includes('import.meta')) fail([], `${relative(ROOT, file)}: import.meta other than import.meta.url has no CommonJS equivalent here`);
+    }
+    ts.sys.writeFile(file, text, bom);
+  };
+  const emitted = program.emit(undefined, write);
+  fail([...ts.getPreEmitDiagnostics(program), ...emitted.diagnostics].filter((d) => d.code !== 1343));
+}
+
+function fail(diagnostics, message) {
+  if (diagnostics.length === 0 && !message) return;
+  const host = { getCanonicalFileName: (f) => f, getCurrentDirectory: () => ROOT, getNewLine: () => '\n' };
+  if (diagnostics.length > 0) process.stderr.write(ts.formatDiagnostics(diagnostics, host));
+  if (message) process.stderr.write(`${message}\n`);
+  process.exit(1);
+}
