@@ -35,7 +35,7 @@ runner.on('started', ({ uuid, pid }) => console.log(`${uuid}: crunch-run started
 runner.on('finished', ({ uuid, state }) => console.log(`${uuid}: ${state}`));
 
 // ArvadosClient.fromEnv() by default; SIGINT/SIGTERM/SIGQUIT stop it gracefully.
-const dispatcher = new Dispatcher({ runner, pollInterval: seconds('LAUNCHER_POLL', 10) });
+const dispatcher = new Dispatcher({ runContainer: runner.runContainer, pollInterval: seconds('LAUNCHER_POLL', 10) });
 dispatcher.on('warning', (message) => console.error(`warning: ${message}`));
 
 // 'idle' ends every poll cycle that found nothing to do (nothing queued for
@@ -59,4 +59,6 @@ try {
   // A rejected token or an unreachable API: one line, and a failed job.
   console.error(`batch-launcher: ${err instanceof Error ? err.message : String(err)}`);
   process.exitCode = 1;
+} finally {
+  await runner.shutdown(); // interrupts any crunch-run still going and waits for it
 }
