@@ -5,9 +5,12 @@
 // and `node16` (ES module package). Each one runs a dispatcher against
 // FakeArvados, so the check covers loading, not only resolving.
 //
-// The install uses npm's cache (`--prefer-offline`): after `npm ci` every
-// dependency is there, so no network is needed.
+// The install needs no network after `npm ci`: the throwaway project gets a
+// lockfile with this repository's own locked versions of the runtime
+// dependencies, so `npm ci` there fetches exactly what `npm ci` here put in
+// npm's cache (`--prefer-offline` takes it from there).
 import { execFileSync, spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
@@ -35,6 +38,36 @@ function project(dir: string, files: Record<string, string>): string {
     writeFileSync(join(dir, name), text);
   }
   return dir;
+}
+
+/**
+ * package.json and package-lock.json of a project that depends on `tarball`
+ * (one folder up), locked to the versions this repository's lockfile has for
+ * the runtime dependencies.
+ */
+function lockedProject(tarball: string): Record<string, string> {
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { name: string; version: string; license: string; dependencies: object; bin: object; engines: object };
+  const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, { dev?: boolean; devOptional?: boolean; link?: boolean }> };
+  const spec = `file:../${tarball.split('/').pop()}`;
+  const packages: Record<string, object> = {
+    '': { name: 'app', version: '1.0.0', dependencies: { [pkg.name]: spec } },
+    [`node_modules/${pkg.name}`]: {
+      version: pkg.version,
+      resolved: spec,
+      integrity: `sha512-${createHash('sha512').update(readFileSync(tarball)).digest('base64')}`,
+      license: pkg.license,
+      dependencies: pkg.dependencies,
+      bin: pkg.bin,
+      engines: pkg.engines,
+    },
+  };
+  for (const [path, entry] of Object.entries(lock.packages)) {
+    if (path.startsWith('node_modules/') && !entry.dev && !entry.devOptional && !entry.link) packages[path] = entry;
+  }
+  return {
+    'package.json': JSON.stringify({ name: 'app', version: '1.0.0', private: true, dependencies: { [pkg.name]: spec } }),
+    'package-lock.json': JSON.stringify({ name: 'app', version: '1.0.0', lockfileVersion: 3, requires: true, packages }, null, 2),
+  };
 }
 
 /** Every file under `dir`, relative to it. */
@@ -115,8 +148,8 @@ describe('npm pack + install into a throwaway project', () => {
     const [info] = JSON.parse(npm(['pack', '--json', '--ignore-scripts', '--pack-destination', work], ROOT)) as { filename: string; files: { path: string }[] }[];
     tarball = join(work, info!.filename);
     packed = info!.files.map((f) => f.path).sort();
-    app = project(join(work, 'app'), { 'package.json': JSON.stringify({ name: 'app', version: '1.0.0', private: true }) });
-    npm(['install', '--prefer-offline', '--no-package-lock', tarball], app);
+    app = project(join(work, 'app'), lockedProject(tarball));
+    npm(['ci', '--prefer-offline'], app);
   }, 240_000);
   afterAll(() => rmSync(work, { recursive: true, force: true }));
 
