@@ -13,8 +13,8 @@
  * @module
  */
 import { EventEmitter } from 'node:events';
-import http from 'node:http';
-import https from 'node:https';
+import * as http from 'node:http';
+import * as https from 'node:https';
 import { isContainerUuid } from '../uuid.js';
 import { addLogSecrets, logger } from '../log.js';
 import { describeError } from '../util/errors.js';

@@ -248,6 +248,7 @@ export class FakeArvados {
     await closed;
   }
 
+  /** Same as {@link FakeArvados.stop}, for `await using fake = await new FakeArvados().start()`. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.stop();
   }
@@ -263,6 +264,7 @@ export class FakeArvados {
     return `${this.#tls ? 'https' : 'http'}://127.0.0.1:${this.#port}`;
   }
 
+  /** The TCP port it listens on, once started. */
   get port(): number {
     return this.#port;
   }
@@ -480,6 +482,7 @@ export class FakeArvados {
     return Object.fromEntries(this.#counts);
   }
 
+  /** Sets every route's counter back to 0. */
   resetCounts(): void {
     this.#counts.clear();
     this.requests.length = 0;
@@ -520,6 +523,7 @@ export class FakeArvados {
     this.#overrides.set(route, { ...response });
   }
 
+  /** Removes the override of `route`, or of every route. */
   clearOverride(route?: RouteName): void {
     if (route) this.#overrides.delete(route);
     else this.#overrides.clear();

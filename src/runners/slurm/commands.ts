@@ -22,7 +22,7 @@ export const SLURM_COMMAND_CONCURRENCY = 3;
 /** How long a child gets to exit after SIGTERM before SIGKILL. */
 const KILL_GRACE_MS = 5_000;
 
-/** Options of {@link run} and {@link spawnCommand}. */
+/** Options of `run` and `spawnCommand` (the Slurm runner's command helpers). */
 export interface RunOptions {
   /** Written to the child's stdin, which is then closed. Without it stdin is /dev/null. */
   input?: string;
@@ -44,7 +44,7 @@ export interface RunResult {
   stderr: string;
 }
 
-/** Something that runs a command like {@link run}; tests substitute fakes. */
+/** Something that runs a command like the Slurm runner's `run`; tests substitute fakes. */
 export type CommandRunner = (cmd: string, args: readonly string[], options?: RunOptions) => Promise<RunResult>;
 
 /** Rejection of a command that ran past its `timeoutMs` (and was killed). */
