@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { describeError } from '../util/errors.js';
 import { parseArgs } from 'node:util';
 import { configPath, loadClusterConfig, valuesFor, type ClusterConfig, type ConfigValue } from './config.js';
 import { parseDuration } from './duration.js';
@@ -77,10 +78,10 @@ export const SUBMIT_RATE_OPTION: OptionSpec = {
   help: 'at most N scheduler commands (submit, renice, cancel) per PERIOD, e.g. 20/1s or 600/1m',
 };
 
-/** A rate: `count` events per `per` ms. */
+/** A rate: `count` commands per `periodMs` (the batch runners' `SubmitRate`). */
 export interface Rate {
   count: number;
-  per: number;
+  periodMs: number;
 }
 
 /**
@@ -94,18 +95,18 @@ export function parseSubmitRate(text: string): Rate {
   if (!m) throw new RangeError(`"${text}" is not N/PERIOD (e.g. 20/1s, 600/1m)`);
   const count = Number(m[1]);
   if (!Number.isSafeInteger(count) || count < 1) throw new RangeError(`"${text}": N must be a whole number >= 1`);
-  let per = 1000;
+  let periodMs = 1000;
   if (m[2] !== undefined) {
     // "20/s" reads naturally; parseDuration needs a number before the unit.
     const period = /^[a-zµ]+$/.test(m[2]) ? `1${m[2]}` : m[2];
     try {
-      per = parseDuration(period);
+      periodMs = parseDuration(period);
     } catch (err) {
-      throw new RangeError(`"${text}": ${(err as Error).message}`);
+      throw new RangeError(`"${text}": ${describeError(err)}`);
     }
-    if (per < 1) throw new RangeError(`"${text}": the period must be at least 1ms`);
+    if (periodMs < 1) throw new RangeError(`"${text}": the period must be at least 1ms`);
   }
-  return { count, per };
+  return { count, periodMs };
 }
 
 /** `--status-interval`, `--json` and `--help`, last in the tables of the dispatching commands. */
@@ -293,7 +294,7 @@ export class Options {
     try {
       return parseSubmitRate(v);
     } catch (err) {
-      throw this.#bad(name, (err as Error).message);
+      throw this.#bad(name, describeError(err));
     }
   }
 
@@ -317,7 +318,7 @@ export class Options {
     try {
       ms = parseDuration(v);
     } catch (err) {
-      throw this.#bad(name, (err as Error).message);
+      throw this.#bad(name, describeError(err));
     }
     if (ms < min) throw this.#bad(name, `must be at least ${min} ms, got "${v}"`);
     return ms;
@@ -331,7 +332,7 @@ export class Options {
     try {
       n = parseSize(v);
     } catch (err) {
-      throw this.#bad(name, (err as Error).message);
+      throw this.#bad(name, describeError(err));
     }
     if (n < min) throw this.#bad(name, `must be at least ${min} bytes, got "${v}"`);
     return n;

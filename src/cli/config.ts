@@ -14,6 +14,7 @@
  *
  * @module
  */
+import { describeError } from '../util/errors.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -26,6 +27,13 @@ export const DEFAULT_CONFIG_PATH = '/etc/arvados/config.yml';
 
 /** The value kinds of the keys we read. */
 type Kind = 'string' | 'duration' | 'size' | 'integer' | 'boolean' | 'list' | 'env' | 'url' | 'internal-urls';
+
+/** The pseudo-flag under which `ManagementToken` is kept (the flag is `--management-token-file`, a file holding it). */
+export const MANAGEMENT_TOKEN = '(management token)';
+/** Pseudo-flags of the API credentials, named after the variables that win over them. */
+export const API_HOST = '(ARVADOS_API_HOST)';
+export const API_TOKEN = '(ARVADOS_API_TOKEN)';
+export const API_INSECURE = '(ARVADOS_API_HOST_INSECURE)';
 
 /** One config key we read. */
 export interface ConfigKey {
@@ -44,10 +52,10 @@ export interface ConfigKey {
  * named.
  */
 export const CONFIG_KEYS: readonly ConfigKey[] = [
-  { key: 'Services.Controller.ExternalURL', flag: '(ARVADOS_API_HOST)', kind: 'url' },
-  { key: 'SystemRootToken', flag: '(ARVADOS_API_TOKEN)', kind: 'string' },
-  { key: 'TLS.Insecure', flag: '(ARVADOS_API_HOST_INSECURE)', kind: 'boolean' },
-  { key: 'ManagementToken', flag: 'management-token-file', kind: 'string' },
+  { key: 'Services.Controller.ExternalURL', flag: API_HOST, kind: 'url' },
+  { key: 'SystemRootToken', flag: API_TOKEN, kind: 'string' },
+  { key: 'TLS.Insecure', flag: API_INSECURE, kind: 'boolean' },
+  { key: 'ManagementToken', flag: MANAGEMENT_TOKEN, kind: 'string' },
   { key: 'Services.DispatchSLURM.InternalURLs', flag: 'listen', kind: 'internal-urls', commands: ['slurm'] },
   { key: 'Services.DispatchLSF.InternalURLs', flag: 'listen', kind: 'internal-urls', commands: ['lsf'] },
   { key: 'API.MaxItemsPerResponse', flag: 'batch-size', kind: 'integer' },
@@ -136,7 +144,7 @@ const durationText = z.union([z.string(), z.literal(0)]).transform((v, ctx) => {
   try {
     parseDuration(text);
   } catch (err) {
-    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    ctx.addIssue({ code: 'custom', message: describeError(err) });
     return z.NEVER;
   }
   return text.trim() === '0' ? '0s' : text;
@@ -147,7 +155,7 @@ const sizeText = z.union([z.string(), z.number().int().nonnegative()]).transform
   try {
     parseSize(text);
   } catch (err) {
-    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    ctx.addIssue({ code: 'custom', message: describeError(err) });
     return z.NEVER;
   }
   return text;
@@ -236,13 +244,13 @@ export function loadClusterConfig(path: string): ClusterConfig {
     text = readFileSync(path, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new UsageError(`cannot read cluster config ${path}: ${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (err as Error).message}`);
+    throw new UsageError(`cannot read cluster config ${path}: ${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : describeError(err)}`);
   }
   let doc: unknown;
   try {
     doc = parseYaml(text, { prettyErrors: false, uniqueKeys: true });
   } catch (err) {
-    throw new UsageError(`${path}: not valid YAML: ${(err as Error).message.split('\n')[0]}`);
+    throw new UsageError(`${path}: not valid YAML: ${describeError(err)}`);
   }
   const clusters = isMap(doc) ? lookup(doc, 'Clusters') : undefined;
   if (!clusters || !isMap(clusters.value)) throw new UsageError(`${path}: no "Clusters" section`);

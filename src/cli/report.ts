@@ -10,7 +10,12 @@ import type { LocalRunner } from '../runners/local/local-runner.js';
 import { formatBytes } from '../runners/local/resources.js';
 import type { SlurmRunner } from '../runners/slurm/slurm-runner.js';
 import type { ContainerState } from '../types.js';
-import type { Output } from './output.js';
+import { MAX_OUTPUT_LINE, type Output } from './output.js';
+
+/** How many recently finished UUIDs are remembered so a container reported twice is counted once. */
+const RECENT_FINAL = 4096;
+/** A crunch-run line is joined from the runner's 16 KiB pieces up to this length, then printed anyway. */
+const MAX_JOINED_LINE = 1024 * 1024;
 
 /** The numbers of the status line. */
 export interface StatusCounts {
@@ -45,8 +50,17 @@ export interface RunnerCounts {
 export class Reporter {
   readonly #out: Output;
   readonly #counts: RunnerCounts;
-  /** Final state per container, so nothing is counted twice. */
-  readonly #final = new Map<string, ContainerState>();
+  /**
+   * Containers counted lately, so one reported twice (by the dispatcher and
+   * by the runner) is counted once. Both reports come within moments, so a
+   * bounded window suffices; a long-running service does not keep one entry
+   * per container for ever.
+   */
+  readonly #recentFinal = new Set<string>();
+  #complete = 0;
+  #cancelled = 0;
+  /** Pieces of a crunch-run line the runner cut at 16 KiB, by `uuid stream`, waiting for the rest. */
+  readonly #partial = new Map<string, string>();
   /** Queued containers of the last poll that this dispatcher did not lock in it. */
   #queued = 0;
   #lockedThisCycle = 0;
@@ -95,7 +109,27 @@ export class Reporter {
         gpus: e.gpuIds,
       });
     });
-    runner.on('output', (e) => o.event('output', `${e.uuid} | ${e.line}`, { uuid: e.uuid, pid: e.pid, stream: e.stream, line: e.line }));
+    // The runner cuts lines at 16 KiB; a piece of exactly that length continues
+    // in the next event. Joining them before printing lets Output redact the
+    // whole line, so a token across the cut is masked rather than printed in halves.
+    runner.on('output', (e) => {
+      const key = `${e.uuid} ${e.stream}`;
+      const line = (this.#partial.get(key) ?? '') + e.line;
+      if (e.line.length === MAX_OUTPUT_LINE && line.length < MAX_JOINED_LINE) {
+        this.#partial.set(key, line);
+        return;
+      }
+      this.#partial.delete(key);
+      o.event('output', `${e.uuid} | ${line}`, { uuid: e.uuid, pid: e.pid, stream: e.stream, line });
+    });
+    runner.on('exited', (e) => {
+      for (const stream of ['stdout', 'stderr'] as const) {
+        const rest = this.#partial.get(`${e.uuid} ${stream}`);
+        if (rest === undefined) continue;
+        this.#partial.delete(`${e.uuid} ${stream}`);
+        o.event('output', `${e.uuid} | ${rest}`, { uuid: e.uuid, pid: e.pid, stream, line: rest });
+      }
+    });
     runner.on('signalled', (e) => o.event('signalled', `${e.uuid} sent ${e.signal} to crunch-run pid ${e.pid}: ${e.reason}`, { uuid: e.uuid, pid: e.pid, signal: e.signal, reason: e.reason }));
     runner.on('exited', (e) => {
       // People get the outcome from "finished"; collectors get the raw exit too.
@@ -141,23 +175,26 @@ export class Reporter {
   }
 
   #setFinal(uuid: string, state: ContainerState): void {
-    if (!this.#final.has(uuid)) this.#final.set(uuid, state);
+    if (this.#recentFinal.has(uuid)) return;
+    this.#recentFinal.add(uuid);
+    if (this.#recentFinal.size > RECENT_FINAL) this.#recentFinal.delete(this.#recentFinal.values().next().value as string);
+    if (state === 'Complete') this.#complete++;
+    else if (state === 'Cancelled') this.#cancelled++;
+  }
+
+  /** UUIDs remembered for de-duplication now (bounded; for tests). */
+  get remembered(): number {
+    return this.#recentFinal.size;
   }
 
   /** The current counts. */
   counts(): StatusCounts {
-    let complete = 0;
-    let cancelled = 0;
-    for (const s of this.#final.values()) {
-      if (s === 'Complete') complete++;
-      else if (s === 'Cancelled') cancelled++;
-    }
     return {
       queued: this.#queued + this.#counts.waiting(),
       running: this.#counts.running(),
-      done: complete + cancelled,
-      complete,
-      cancelled,
+      done: this.#complete + this.#cancelled,
+      complete: this.#complete,
+      cancelled: this.#cancelled,
     };
   }
 

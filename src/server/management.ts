@@ -10,7 +10,8 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { logger } from '../log.js';
-import type { Container } from '../types.js';
+import type { DispatchEntry } from '../dispatcher/dispatcher.js';
+import type { ReleaseAction } from '../dispatcher/runner.js';
 import { describeError } from '../util/errors.js';
 import { checkBearer } from './auth.js';
 import type { HealthMonitor } from './health.js';
@@ -18,20 +19,12 @@ import type { DispatchMetrics } from './metrics.js';
 
 const log = logger('server');
 
-/** One container held by the dispatcher, as the management API lists it. */
-export interface DispatchEntry {
-  /** The latest record the dispatcher has. */
-  readonly container: Readonly<Container>;
-  /** A short sentence: "waiting for resources: needs 16 vCPUs, 4 free", "Slurm: pending (Priority)", "running on node X". */
-  readonly schedulingStatus: string;
-}
-
-/** What the dispatch API reads and acts on. */
+/** What the dispatch API reads and acts on: a `Dispatcher` is one. */
 export interface DispatchView {
-  /** The containers held now. */
+  /** The containers held, and the Queued ones waiting to be locked. */
   entries(): Iterable<DispatchEntry>;
-  /** Stops a held container and cancels it, with `reason` on the container. */
-  kill(uuid: string, reason: string): Promise<unknown>;
+  /** Cancels a held container with `reason` on it; `none` if it is not held. */
+  kill(uuid: string, reason: string): Promise<ReleaseAction>;
 }
 
 /** Options of {@link startManagementServer}. */
@@ -83,7 +76,7 @@ function entryJson(e: DispatchEntry): Record<string, unknown> {
   const c = e.container as unknown as Record<string, unknown>;
   const container: Record<string, unknown> = {};
   for (const f of CONTAINER_FIELDS) container[f] = c[f] ?? null;
-  return { container, instance_type: null, scheduling_status: e.schedulingStatus };
+  return { container, instance_type: null, scheduling_status: e.scheduling_status };
 }
 
 function findEntry(view: DispatchView, uuid: string): DispatchEntry | undefined {
@@ -144,7 +137,8 @@ async function handle(opts: ManagementServerOptions, req: http.IncomingMessage, 
       if (!findEntry(opts.dispatch, uuid)) return error(res, 404, 'container not found');
       const reason = p.get('reason')?.trim();
       log('kill %s via the management API: %s', uuid, reason ?? '');
-      await opts.dispatch.kill(uuid, `via management API${reason ? `: ${reason}` : ''}`);
+      const action = await opts.dispatch.kill(uuid, `via management API${reason ? `: ${reason}` : ''}`);
+      if (action === 'none') return error(res, 404, 'container not held by this dispatcher');
       send(res, 200, {});
       return;
     }

@@ -1,0 +1,73 @@
+/**
+ * Feeds the metrics and the health monitor from the events of the
+ * Dispatcher and of the runner, so neither of them knows about Prometheus.
+ *
+ * @module
+ */
+import type { Dispatcher } from '../dispatcher/dispatcher.js';
+import type { LocalRunner } from '../runners/local/local-runner.js';
+import type { HealthMonitor } from './health.js';
+import type { DispatchMetrics, QueueView } from './metrics.js';
+
+/** The scrape-time queue view of a Dispatcher: its entries() by state. */
+export function dispatcherQueueView(d: Dispatcher): QueueView {
+  return {
+    queueEntries() {
+      const out = { Queued: 0, Locked: 0, Running: 0 };
+      for (const e of d.entries()) {
+        const s = e.container.state;
+        if (s === 'Queued' || s === 'Locked' || s === 'Running') out[s]++;
+      }
+      return out;
+    },
+    running() {
+      let n = 0;
+      for (const e of d.entries()) if (e.container.state === 'Running') n++;
+      return n;
+    },
+    oldestWaiting() {
+      let oldest: number | undefined;
+      for (const e of d.entries()) {
+        if (e.container.state !== 'Queued' && e.container.state !== 'Locked') continue;
+        const t = Date.parse(e.container.created_at ?? '');
+        if (Number.isFinite(t) && (oldest === undefined || t < oldest)) oldest = t;
+      }
+      return oldest;
+    },
+  };
+}
+
+/** Options of {@link observeDispatcher}. */
+export interface ObserveOptions {
+  /**
+   * The runner reports its own view of the queue (a batch scheduler's
+   * status poll); otherwise a complete API poll counts as the queue status.
+   */
+  schedulerQueue?: boolean;
+}
+
+/**
+ * Wires a Dispatcher: API health from each poll cycle, `at_quota` while
+ * `maxJobs` or the runner's capacity holds containers back, lock results,
+ * and the scrape-time queue gauges.
+ */
+export function observeDispatcher(metrics: DispatchMetrics, health: HealthMonitor, d: Dispatcher, opts: ObserveOptions = {}): void {
+  metrics.setView(dispatcherQueueView(d));
+  d.on('cycle', (st) => {
+    if (st.healthy) {
+      health.ok('api');
+      if (!opts.schedulerQueue) metrics.markQueueStatus();
+    } else {
+      health.failed('api', 'queries of the last poll failed or returned malformed records');
+    }
+    metrics.setAtQuota(st.atQuota);
+  });
+  d.on('locked', () => metrics.recordLock('ok'));
+  d.on('stream-ended', (_uuid, reason, c) => {
+    // The dispatcher sees every container end, whichever runner ran it.
+    if (reason === 'finished' && c && (c.state === 'Complete' || c.state === 'Cancelled')) metrics.recordFinished(c.state.toLowerCase());
+  });
+}
+
+/** Wires a LocalRunner: nothing beyond the dispatcher's view yet; kept as the place for runner-specific counters. */
+export function observeLocalRunner(_metrics: DispatchMetrics, _runner: LocalRunner): void {}
