@@ -228,6 +228,8 @@ function issueText(issue: z.core.$ZodIssue): string {
     const got = /received (\w+)/.exec(issue.message)?.[1];
     return `expected ${issue.expected}${got ? `, got ${got}` : ''}`;
   }
+  // A bad record key: the key's own check says why.
+  if (issue.code === 'invalid_key' && issue.issues[0]) return issue.issues[0].message;
   return issue.message;
 }
 
