@@ -144,10 +144,10 @@ describeBuilt('arvados-dispatch local: cannot start (exit 1)', () => {
     expect(oneErrorLine(onlyHost.stderr)).toMatch(/ARVADOS_API_TOKEN is not set/);
   });
 
-  it('fails fast when the crunch-run command is missing', async () => {
+  it('fails fast with exit 2 when the crunch-run command is missing', async () => {
     const f = await startFake();
     const r = await cliRun(['local', '--crunch-run-command', '/nonexistent/crunch-run'], f.env());
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(oneErrorLine(r.stderr)).toBe(
       'arvados-dispatch: crunch-run command "/nonexistent/crunch-run" does not exist (set it with --crunch-run-command)',
     );

@@ -11,7 +11,7 @@ import { DEFAULT_STOP_GRACE, DEFAULT_KILL_GRACE, LocalRunner } from '../../runne
 import { formatBytes } from '../../runners/local/resources.js';
 import { DISPATCHER_OPTIONS, DISPATCHING_FOOTER, OUTPUT_OPTIONS, formatHelp, parseCommandLine, type OptionTable } from '../args.js';
 import { formatDuration } from '../duration.js';
-import { CliError, ExitCode, UsageError } from '../errors.js';
+import { ExitCode, UsageError } from '../errors.js';
 import { Output } from '../output.js';
 import { Reporter } from '../report.js';
 import { runSession } from '../session.js';
@@ -126,11 +126,9 @@ export async function run(argv: string[]): Promise<number> {
   try {
     commandPath = findExecutable(crunchRunCommand);
   } catch (err) {
-    throw new CliError(`crunch-run command ${describeError(err)} (set it with --crunch-run-command)`);
+    // A startup check like any flag: exit 2 before anything is locked.
+    throw new UsageError(`crunch-run command ${describeError(err)} (set it with --crunch-run-command)`);
   }
-
-  const client = apiClientFromEnv(out, opts);
-  await checkReachable(client);
 
   let runner: LocalRunner;
   try {
@@ -143,8 +141,11 @@ export async function run(argv: string[]): Promise<number> {
       stopGrace,
     });
   } catch (err) {
-    throw new CliError(describeError(err));
+    throw new UsageError(describeError(err));
   }
+
+  const client = apiClientFromEnv(out, opts);
+  await checkReachable(client);
   const d = new Dispatcher({
     client,
     runContainer: runner.runContainer,
