@@ -10,12 +10,11 @@ import type { LocalRunner } from '../runners/local/local-runner.js';
 import { formatBytes } from '../runners/local/resources.js';
 import type { SlurmRunner } from '../runners/slurm/slurm-runner.js';
 import type { ContainerState } from '../types.js';
-import { MAX_OUTPUT_LINE, type Output } from './output.js';
+import type { Output } from './output.js';
 
 /** How many recently finished UUIDs are remembered so a container reported twice is counted once. */
 const RECENT_FINAL = 4096;
-/** A crunch-run line is joined from the runner's 16 KiB pieces up to this length, then printed anyway. */
-const MAX_JOINED_LINE = 1024 * 1024;
+
 
 /** The numbers of the status line. */
 export interface StatusCounts {
@@ -59,8 +58,7 @@ export class Reporter {
   readonly #recentFinal = new Set<string>();
   #complete = 0;
   #cancelled = 0;
-  /** Pieces of a crunch-run line the runner cut at 16 KiB, by `uuid stream`, waiting for the rest. */
-  readonly #partial = new Map<string, string>();
+
   /** Queued containers of the last poll that this dispatcher did not lock in it. */
   #queued = 0;
   #lockedThisCycle = 0;
@@ -109,27 +107,8 @@ export class Reporter {
         gpus: e.gpuIds,
       });
     });
-    // The runner cuts lines at 16 KiB; a piece of exactly that length continues
-    // in the next event. Joining them before printing lets Output redact the
-    // whole line, so a token across the cut is masked rather than printed in halves.
-    runner.on('output', (e) => {
-      const key = `${e.uuid} ${e.stream}`;
-      const line = (this.#partial.get(key) ?? '') + e.line;
-      if (e.line.length === MAX_OUTPUT_LINE && line.length < MAX_JOINED_LINE) {
-        this.#partial.set(key, line);
-        return;
-      }
-      this.#partial.delete(key);
-      o.event('output', `${e.uuid} | ${line}`, { uuid: e.uuid, pid: e.pid, stream: e.stream, line });
-    });
-    runner.on('exited', (e) => {
-      for (const stream of ['stdout', 'stderr'] as const) {
-        const rest = this.#partial.get(`${e.uuid} ${stream}`);
-        if (rest === undefined) continue;
-        this.#partial.delete(`${e.uuid} ${stream}`);
-        o.event('output', `${e.uuid} | ${rest}`, { uuid: e.uuid, pid: e.pid, stream, line: rest });
-      }
-    });
+    // The runner redacts each line before it cuts an over-long one; Output redacts again whole.
+    runner.on('output', (e) => o.event('output', `${e.uuid} | ${e.line}`, { uuid: e.uuid, pid: e.pid, stream: e.stream, line: e.line }));
     runner.on('signalled', (e) => o.event('signalled', `${e.uuid} sent ${e.signal} to crunch-run pid ${e.pid}: ${e.reason}`, { uuid: e.uuid, pid: e.pid, signal: e.signal, reason: e.reason }));
     runner.on('exited', (e) => {
       // People get the outcome from "finished"; collectors get the raw exit too.

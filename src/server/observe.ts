@@ -5,9 +5,8 @@
  * @module
  */
 import type { Dispatcher } from '../dispatcher/dispatcher.js';
-import type { LocalRunner } from '../runners/local/local-runner.js';
 import type { HealthMonitor } from './health.js';
-import type { DispatchMetrics, QueueView } from './metrics.js';
+import type { DispatchMetrics, LockResult, QueueView } from './metrics.js';
 
 /** The scrape-time queue view of a Dispatcher: its entries() by state. */
 export function dispatcherQueueView(d: Dispatcher): QueueView {
@@ -47,9 +46,10 @@ export interface ObserveOptions {
 }
 
 /**
- * Wires a Dispatcher: API health from each poll cycle, `at_quota` while
- * `maxJobs` or the runner's capacity holds containers back, lock results,
- * and the scrape-time queue gauges.
+ * Wires a Dispatcher and its client: API health from each poll cycle,
+ * `at_quota` while `maxJobs` or the runner's capacity holds containers back,
+ * API request durations and 503s, lock results, finished containers, and
+ * the scrape-time queue gauges.
  */
 export function observeDispatcher(metrics: DispatchMetrics, health: HealthMonitor, d: Dispatcher, opts: ObserveOptions = {}): void {
   metrics.setView(dispatcherQueueView(d));
@@ -62,12 +62,24 @@ export function observeDispatcher(metrics: DispatchMetrics, health: HealthMonito
     }
     metrics.setAtQuota(st.atQuota);
   });
-  d.on('locked', () => metrics.recordLock('ok'));
+  d.client.on('request', (e) => {
+    if (e.errorClass === 'aborted') return;
+    metrics.recordApiRequest(e.method, e.durationMs, e.status);
+    if (e.path === 'containers/{uuid}/lock') metrics.recordLock(lockResult(e.status));
+  });
   d.on('stream-ended', (_uuid, reason, c) => {
     // The dispatcher sees every container end, whichever runner ran it.
     if (reason === 'finished' && c && (c.state === 'Complete' || c.state === 'Cancelled')) metrics.recordFinished(c.state.toLowerCase());
   });
 }
 
-/** Wires a LocalRunner: nothing beyond the dispatcher's view yet; kept as the place for runner-specific counters. */
-export function observeLocalRunner(_metrics: DispatchMetrics, _runner: LocalRunner): void {}
+/**
+ * A lock answer's class: 2xx ok; 403/409/422 a conflict (another dispatcher
+ * has it, or its state or priority changed), which is normal on a busy
+ * cluster; anything else (no answer, 5xx) an error.
+ */
+function lockResult(status: number | undefined): LockResult {
+  if (status !== undefined && status >= 200 && status < 300) return 'ok';
+  if (status === 403 || status === 409 || status === 422) return 'conflict';
+  return 'error';
+}

@@ -1,3 +1,4 @@
+/* eslint-disable @typescript-eslint/no-explicit-any -- the tests edit parsed YAML documents of any shape */
 // The cluster config (a file modelled on Arvados' config.default.yml), its
 // precedence against flags and the environment, and the Go flag spellings.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';

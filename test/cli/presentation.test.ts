@@ -15,7 +15,6 @@ import { MAX_OUTPUT_LINE, Output } from '../../src/cli/output.js';
 import { Reporter } from '../../src/cli/report.js';
 import { managementSettings, parseListen } from '../../src/cli/service.js';
 import { Dispatcher } from '../../src/dispatcher/dispatcher.js';
-import { LocalRunner } from '../../src/runners/local/local-runner.js';
 import type { Container } from '../../src/types.js';
 
 const TOKEN = 'v2/zzzzz-gj3su-012345678901234/Qf3kLm9Zp2Xw7Rt5Vb8Nc1Hy4Jd6Gs0EkTu2Wq9Ao5Ix3Pl7Br';
@@ -68,34 +67,6 @@ describe('redaction before cutting', () => {
     expect(fragments(out.text() + j.text())).toEqual([]);
     for (const l of j.text().trim().split('\n')) JSON.parse(l);
   });
-
-  it("joins the local runner's 16 KiB pieces of a crunch-run line before masking it", () => {
-    const out = capture();
-    const o = new Output({ stdout: out.stream, stderr: out.stream });
-    o.addSecret(TOKEN);
-    const runner = new LocalRunner({ capacity: { vcpus: 1, ram: 2 ** 30 } });
-    new Reporter(o, dispatcher(), { running: () => 0, waiting: () => 0 }).watchLocal(runner);
-    const uuid = 'zzzzz-dz642-000000000000001';
-    const whole = `${'y'.repeat(MAX_OUTPUT_LINE - 20)}${TOKEN}${'z'.repeat(100)}`;
-    // How the runner delivers a line longer than 16 KiB: a piece of exactly 16 KiB, then the rest.
-    runner.emit('output', { uuid, pid: 1, stream: 'stderr', line: whole.slice(0, MAX_OUTPUT_LINE) });
-    expect(out.text()).toBe('');
-    runner.emit('output', { uuid, pid: 1, stream: 'stderr', line: whole.slice(MAX_OUTPUT_LINE) });
-    expect(fragments(out.text())).toEqual([]);
-    expect(out.text()).toContain(`${uuid} | yyyy`);
-    expect(out.text()).toContain('***zzzz');
-  });
-
-  it('prints a pending piece when crunch-run exits', () => {
-    const out = capture();
-    const o = new Output({ stdout: out.stream, stderr: out.stream });
-    const runner = new LocalRunner({ capacity: { vcpus: 1, ram: 2 ** 30 } });
-    new Reporter(o, dispatcher(), { running: () => 0, waiting: () => 0 }).watchLocal(runner);
-    const uuid = 'zzzzz-dz642-000000000000002';
-    runner.emit('output', { uuid, pid: 1, stream: 'stdout', line: 'q'.repeat(MAX_OUTPUT_LINE) });
-    runner.emit('exited', { uuid, pid: 1, code: 0, signal: null });
-    expect(out.text()).toContain(`${uuid} | qqqq`);
-  });
 });
 
 describe('the reporter', () => {
@@ -131,10 +102,11 @@ describe("crunch-run's extra environment", () => {
 
   it.each([
     [['NOEQUALS'], [], /--env: "NOEQUALS" is not NAME=VALUE/],
-    [['1A=x'], [], /--env: "1A" is not NAME=VALUE/],
-    [['ARVADOS_API_TOKEN=x'], [], /--env: ARVADOS_API_TOKEN is set from the dispatcher's own credentials/],
-    [[], ['A-B'], /--env-pass: "A-B" is not a variable name/],
-    [[], ['ARVADOS_API_HOST'], /--env-pass: ARVADOS_API_HOST is set from/],
+    [['=x'], [], /--env: "=x" is not NAME=VALUE/],
+    [['1A=x'], [], /--env: "1A" is not an environment variable name/],
+    [['ARVADOS_API_TOKEN=x'], [], /--env: ARVADOS_API_TOKEN is set by the runner and cannot be given/],
+    [[], ['A-B'], /--env-pass: "A-B" is not an environment variable name/],
+    [[], ['ARVADOS_API_HOST'], /--env-pass: ARVADOS_API_HOST is set by the runner/],
   ])('refuses %j %j', (env, pass, message) => {
     expect(() => crunchRunEnvironment(env, pass)).toThrow(UsageError);
     expect(() => crunchRunEnvironment(env, pass)).toThrow(message);

@@ -1,3 +1,4 @@
+/* eslint-disable @typescript-eslint/no-explicit-any -- the tests edit parsed YAML documents of any shape */
 // `arvados-dispatch local` run as a service, as the built binary: settings
 // from a cluster config only, the Go systemd unit's flags, the management
 // listener (health, metrics, list, kill), and every startup check exiting 2
@@ -10,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
 import { parse, stringify } from 'yaml';
+import { gatewayAuthSecret } from '../../src/runners/local/command.js';
 import { FakeArvados } from '../../src/testing/index.js';
 import { alive, makeCrunchRunStub, type CrunchRunStub } from '../fixtures/crunch-run-stub.js';
 import { built, spawnCli, type Cli } from '../helpers/cli.js';
@@ -82,7 +84,10 @@ describeBuilt('arvados-dispatch local as a service', () => {
     const cs = fake.addContainers(2, () => small);
     // No ARVADOS_* variables: the API host, token and TLS setting come from the config.
     // A short stop grace: a cancelled container's crunch-run is signalled that long after the cancel.
-    const c = cli(['local', '--config', config, '--listen', '127.0.0.1:0', '--vcpus', '4', '--ram', '8GiB', '--stop-grace', '100ms']);
+    const c = cli(
+      ['local', '--config', config, '--listen', '127.0.0.1:0', '--vcpus', '4', '--ram', '8GiB', '--stop-grace', '100ms', '--env', 'SITE=a=b', '--env-pass', 'HTTPS_PROXY'],
+      { HTTPS_PROXY: 'http://proxy:3128' },
+    );
     const base = await listening(c);
     await waitFor(() => cs.every((x) => fake!.container(x.uuid)?.state === 'Running'), 'both Running');
 
@@ -93,8 +98,19 @@ describeBuilt('arvados-dispatch local as a service', () => {
     }, 'two running in the metrics');
     expect(metrics.value('arvados_dispatch_lock_requests_total', { result: 'ok' })).toBe(2);
 
-    const list = JSON.parse((await http(base, '/arvados/v1/dispatch/containers')).body);
-    expect(list.items.map((i: any) => i.container.uuid).sort()).toEqual(cs.map((x) => x.uuid).sort());
+    // One that does not fit beside them waits, and says why.
+    const big = fake.addContainer({ priority: 1, runtime_constraints: { vcpus: 3, ram: 64 * 2 ** 20 } });
+    const list = await waitFor(async () => {
+      const l = JSON.parse((await http(base, '/arvados/v1/dispatch/containers')).body);
+      return l.items.length === 3 && l;
+    }, 'three listed');
+    const status = Object.fromEntries(list.items.map((i: any) => [i.container.uuid, i.scheduling_status]));
+    for (const x of cs) expect(status[x.uuid]).toMatch(/^running \(pid \d+\)$/);
+    // Not locked while it cannot fit (no dispatch attempt charged); the sentence is the dispatcher's.
+    expect(status[big.uuid]).toMatch(/^waiting/);
+    expect(list.items.find((i: any) => i.container.uuid === big.uuid).container.state).toBe('Queued');
+    const one = JSON.parse((await http(base, `/arvados/v1/dispatch/container?container_uuid=${big.uuid}`)).body);
+    expect(one.scheduling_status).toBe(status[big.uuid]);
 
     const [victim, other] = cs;
     const kill = await http(base, `/arvados/v1/dispatch/containers/kill?container_uuid=${victim.uuid}&reason=operator`, { method: 'POST' });
@@ -108,6 +124,10 @@ describeBuilt('arvados-dispatch local as a service', () => {
     const r = stub.record(other.uuid)!;
     expect(r.argv.slice(1)).toEqual([stub.command, '--runtime-engine=docker', '--mode=hang', stub.recordArg, other.uuid]);
     expect(r.env.ARVADOS_API_TOKEN).toBe(fake.rootToken.token);
+    expect(r.env.SITE).toBe('a=b');
+    expect(r.env.HTTPS_PROXY).toBe('http://proxy:3128');
+    // Keyed by the config's SystemRootToken, so the controller can reach the container gateway.
+    expect(r.env.GatewayAuthSecret).toBe(gatewayAuthSecret(fake.rootToken.token, other.uuid));
 
     c.child.kill('SIGTERM');
     expect((await c.exited).code).toBe(0);

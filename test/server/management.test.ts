@@ -58,7 +58,19 @@ async function get(url: string, token: string | null = TOKEN, init: RequestInit 
   return { status: res.status, body: await res.text(), type: res.headers.get('content-type') };
 }
 
-async function json(url: string, init: RequestInit = {}): Promise<{ status: number; body: any }> {
+/** The JSON answers of the management API, as far as the tests read them. */
+interface Answer {
+  health?: string;
+  error?: string;
+  errors?: string[];
+  items: Item[];
+  container: Record<string, unknown> & { uuid: string; state: string };
+  instance_type?: unknown;
+  scheduling_status?: string;
+}
+type Item = Pick<Answer, 'container' | 'instance_type' | 'scheduling_status'>;
+
+async function json(url: string, init: RequestInit = {}): Promise<{ status: number; body: Answer }> {
   const r = await get(url, TOKEN, init);
   return { status: r.status, body: JSON.parse(r.body) };
 }
@@ -116,14 +128,14 @@ describe('management listener', () => {
     await waitFor(() => f.container(a.uuid)?.state === 'Running' && f.container(b.uuid)?.state === 'Running', 'both running');
     const list = await waitFor(async () => {
       const r = await json(`${base}/arvados/v1/dispatch/containers`);
-      return r.body.items.length === 2 && r.body.items.every((i: any) => i.container.state === 'Running') && r;
+      return r.body.items.length === 2 && r.body.items.every((i) => i.container.state === 'Running') && r;
     }, 'both listed as Running');
     expect(list.status).toBe(200);
-    const item = list.body.items.find((i: any) => i.container.uuid === a.uuid);
-    expect(Object.keys(item).sort()).toEqual(['container', 'instance_type', 'scheduling_status']);
-    expect(item.instance_type).toBeNull();
-    expect(item.scheduling_status).toBe('running');
-    expect(Object.keys(item.container).sort()).toEqual(['container_image', 'created_at', 'priority', 'runtime_constraints', 'scheduling_parameters', 'state', 'uuid']);
+    const item = list.body.items.find((i) => i.container.uuid === a.uuid);
+    expect(Object.keys(item!).sort()).toEqual(['container', 'instance_type', 'scheduling_status']);
+    expect(item!.instance_type).toBeNull();
+    expect(item!.scheduling_status).toBe('running');
+    expect(Object.keys(item!.container).sort()).toEqual(['container_image', 'created_at', 'priority', 'runtime_constraints', 'scheduling_parameters', 'state', 'uuid']);
     // No field that may carry a secret leaves through this API.
     expect(JSON.stringify(list.body)).not.toContain('secretsecret');
 
@@ -190,6 +202,7 @@ describe('management listener', () => {
     expect(before.value('arvados_dispatch_lock_requests_total', { result: 'ok' })).toBe(0);
 
     const cs = f.addContainers(3, { priority: 1 });
+    const requestsBefore = before.samples.filter((x) => x.name === 'arvados_dispatch_api_request_duration_seconds_count').reduce((a, x) => a + x.value, 0);
     await waitFor(() => cs.every((c) => f.container(c.uuid)?.state === 'Running'), 'all running');
     const during = await waitFor(async () => {
       const m = parseExposition((await get(`${base}/metrics`)).body);
@@ -197,12 +210,27 @@ describe('management listener', () => {
     }, 'three running in the metrics');
     expect(during.value('arvados_dispatch_queue_entries', { state: 'Running' })).toBe(3);
     expect(during.value('arvados_dispatch_lock_requests_total', { result: 'ok' })).toBe(3);
+    const requestsDuring = during.samples.filter((x) => x.name === 'arvados_dispatch_api_request_duration_seconds_count').reduce((a, x) => a + x.value, 0);
+    expect(requestsDuring).toBeGreaterThan(requestsBefore);
+    expect(during.value('arvados_dispatch_api_request_duration_seconds_count', { method: 'POST' })).toBeGreaterThanOrEqual(3);
+
+    // A lock refused because another dispatcher got there first, and an overloaded API.
+    f.override('containers.lock', { status: 422, body: { errors: ['#<ArgumentError: cannot lock in state Locked>'] }, times: 1 });
+    f.override('containers.list', { status: 503, body: { errors: ['busy'] }, times: 1 });
+    const late = f.addContainer({ priority: 1 });
+    const moved = await waitFor(async () => {
+      const m = parseExposition((await get(`${base}/metrics`)).body);
+      return (m.value('arvados_dispatch_lock_requests_total', { result: 'conflict' }) ?? 0) >= 1 && (m.value('arvados_dispatch_last_503_time') ?? 0) > 0 && m;
+    }, 'a conflict and a 503 in the metrics');
+    expect(moved.value('arvados_dispatch_last_503_time')! * 1000).toBeGreaterThan(Date.now() - 60_000);
+    await waitFor(() => f.container(late.uuid)?.state === 'Running', 'the late one running after all');
+    cs.push(late);
 
     for (const c of cs) f.completeContainer(c.uuid);
     const after = await waitFor(async () => {
       const m = parseExposition((await get(`${base}/metrics`)).body);
-      return m.value('arvados_dispatch_jobs_finished_total', { reason: 'complete' }) === 3 && m;
-    }, 'three finished in the metrics');
+      return m.value('arvados_dispatch_jobs_finished_total', { reason: 'complete' }) === 4 && m;
+    }, 'four finished in the metrics');
     expect(after.value('arvados_dispatch_containers_running')).toBe(0);
     expect(after.value('arvados_dispatch_queue_status_age_seconds')).toBeLessThan(60);
   });

@@ -8,6 +8,7 @@ import { describeError } from '../../util/errors.js';
 import os from 'node:os';
 import { Dispatcher } from '../../dispatcher/dispatcher.js';
 import { DEFAULT_STOP_GRACE, DEFAULT_KILL_GRACE, LocalRunner } from '../../runners/local/local-runner.js';
+import { checkEnvOptions } from '../../runners/local/command.js';
 import { formatBytes } from '../../runners/local/resources.js';
 import { DISPATCHER_OPTIONS, DISPATCHING_FOOTER, OUTPUT_OPTIONS, formatHelp, parseCommandLine, type OptionTable } from '../args.js';
 import { formatDuration } from '../duration.js';
@@ -15,6 +16,7 @@ import { ExitCode, UsageError } from '../errors.js';
 import { Output } from '../output.js';
 import { Reporter } from '../report.js';
 import { runSession } from '../session.js';
+import { API_TOKEN } from '../config.js';
 import { apiClientFromEnv, checkReachable, dispatcherSettings } from '../dispatching.js';
 import { localSession } from '../local-session.js';
 import { managementSettings, startService } from '../service.js';
@@ -73,29 +75,25 @@ export function help(): string {
   );
 }
 
-/** Variables crunch-run gets from the client; --env must not replace them. */
-const RESERVED_ENV = new Set(['ARVADOS_API_HOST', 'ARVADOS_API_TOKEN', 'ARVADOS_API_HOST_INSECURE']);
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-
 /**
  * crunch-run's extra environment from `--env NAME=VALUE` and `--env-pass
- * NAME`. The API credentials are the client's and cannot be replaced.
+ * NAME`, checked by the runner's own rules (names, and the variables it
+ * sets itself, such as the API credentials, cannot be given).
  *
- * @throws {@link UsageError} naming the bad entry.
+ * @throws {@link UsageError} naming the flag and the bad entry.
  */
 export function crunchRunEnvironment(entries: readonly string[], pass: readonly string[]): { env: Record<string, string>; envPass: string[] } {
   const env: Record<string, string> = {};
   const usage = (msg: string): UsageError => new UsageError(`${msg}; see 'arvados-dispatch local --help'`);
   for (const e of entries) {
     const eq = e.indexOf('=');
-    const name = eq < 0 ? e : e.slice(0, eq);
-    if (eq < 0 || !ENV_NAME.test(name)) throw usage(`--env: "${e.split('=')[0]}" is not NAME=VALUE`);
-    if (RESERVED_ENV.has(name)) throw usage(`--env: ${name} is set from the dispatcher's own credentials`);
-    env[name] = e.slice(eq + 1);
+    if (eq <= 0) throw usage(`--env: "${e}" is not NAME=VALUE`);
+    env[e.slice(0, eq)] = e.slice(eq + 1);
   }
-  for (const name of pass) {
-    if (!ENV_NAME.test(name)) throw usage(`--env-pass: "${name}" is not a variable name`);
-    if (RESERVED_ENV.has(name)) throw usage(`--env-pass: ${name} is set from the dispatcher's own credentials`);
+  try {
+    checkEnvOptions(env, pass);
+  } catch (err) {
+    throw usage(describeError(err).replace(/^env:/, '--env:').replace(/^envPass:/, '--env-pass:'));
   }
   return { env, envPass: [...pass] };
 }
@@ -118,8 +116,12 @@ export async function run(argv: string[]): Promise<number> {
   const stopGrace = opts.duration('stop-grace', DEFAULT_STOP_GRACE);
   const statusInterval = opts.duration('status-interval', 30_000);
   const childEnv = crunchRunEnvironment(opts.list('env'), opts.list('env-pass'));
+  // GatewayAuthSecret is keyed by the cluster's SystemRootToken, as the controller computes it.
+  const rootToken = opts.configValue(API_TOKEN)?.value;
+  const systemRootToken = typeof rootToken === 'string' ? rootToken : undefined;
   const management = managementSettings(opts);
   const out = new Output({ json: opts.flag('json') });
+  if (systemRootToken) out.addSecret(systemRootToken);
   for (const note of opts.notes) out.warn(note);
 
   let commandPath: string;
@@ -139,6 +141,8 @@ export async function run(argv: string[]): Promise<number> {
       reserveExtraRam,
       capacity: { vcpus, ram },
       stopGrace,
+      ...childEnv,
+      ...(systemRootToken ? { systemRootToken } : {}),
     });
   } catch (err) {
     throw new UsageError(describeError(err));
@@ -148,7 +152,7 @@ export async function run(argv: string[]): Promise<number> {
   await checkReachable(client);
   const d = new Dispatcher({
     client,
-    runContainer: runner.runContainer,
+    runner,
     ...settings,
     secondSignal: 'exit',
     // The runner returns once crunch-run has exited, which can take the whole escalation.
