@@ -5,7 +5,7 @@ import { classifySbatchStderr, classifySlurmFailure } from '../../../src/runners
 const done = (code: number | null, stderr: string, signal: NodeJS.Signals | null = null) => ({ code, signal, stdout: '', stderr });
 
 // Each message as Slurm prints it; the source of each is cited in errors.ts.
-const samples: Array<[string, 'transient' | 'backpressure' | 'fatal']> = [
+const samples: Array<[string, 'transient' | 'backpressure' | 'fatal' | 'configuration']> = [
   ['sbatch: error: Batch job submission failed: Socket timed out on send/recv operation', 'transient'],
   ['sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)', 'transient'],
   ['sbatch: error: Batch job submission failed: Unable to contact slurm controller (send failure)', 'transient'],
