@@ -5,7 +5,7 @@ import { createHmac } from 'node:crypto';
 import { afterEach, describe, expect, it } from '@jest/globals';
 import { Dispatcher, type Container, type DispatcherOptions } from '../../../src/index.js';
 import { FakeArvados } from '../../../src/testing/index.js';
-import { SlurmRunner, resolveSlurmOptions, type LostJob, type SlurmRunnerOptions } from '../../../src/runners/slurm/index.js';
+import { SlurmRunner, type LostJob, type SlurmRunnerOptions } from '../../../src/runners/batch/index.js';
 import { waitFor } from '../../helpers/wait.js';
 import { FakeSlurm, type FakeCall, type FakeJob } from './fake-slurm.js';
 
@@ -49,15 +49,15 @@ function startDispatcher(
     commandTimeout: 5_000,
     ...opts.runner,
   });
-  const d = new Dispatcher({
+  const common = {
     client: fake.client({ retryDelay: 5, maxRetryDelay: 20, timeout: 5_000 }),
-    runContainer: runner.runContainer,
     pollInterval: 15,
     handleSignals: false,
     shutdownTimeout: 5_000,
     ...opts.dispatcher,
-  });
-  if (opts.attach !== false) runner.attach(d);
+  };
+  // attach: false gives only runContainer, which attaches on its first call.
+  const d = opts.attach === false ? new Dispatcher({ ...common, runContainer: runner.runContainer }) : new Dispatcher({ ...common, runner });
   const warnings: string[] = [];
   const settled = new Map<string, unknown>();
   const lost: LostJob[] = [];
@@ -135,8 +135,8 @@ describe('SlurmRunner: submission', () => {
       },
     });
     simulateCrunchRun(h.fake, h.slurm);
-    const submitted: Array<[string, number | undefined]> = [];
-    h.runner.on('submitted', (uuid, id) => submitted.push([uuid, id]));
+    const submitted: Array<[string, string, string | undefined]> = [];
+    h.runner.on('submitted', (uuid, result, id) => submitted.push([uuid, result, id]));
     const c = h.fake.addContainer({ priority: 1, ...SMALL });
     await waitFor(() => state(h, c.uuid) === 'Running', 'Running');
 
@@ -239,7 +239,7 @@ describe('SlurmRunner: submission', () => {
     h.slurm.sbatchHook = () => (h.slurm.jobs.size >= 1 ? { submit: false, result: refusal } : undefined);
     const cs = [3, 2, 1].map((priority) => h.fake.addContainer({ priority, ...SMALL }));
     const done = new Set<string>();
-    await waitFor(() => h.runner.status.submitPaused && h.slurm.jobs.size === 1, 'paused with one job queued');
+    await waitFor(() => h.runner.status.atQuota && h.slurm.jobs.size === 1, 'paused with one job queued');
     const refusedSoFar = h.slurm.callsOf('sbatch').length;
     await polls(h.slurm, 5);
     // Paused: nobody tried again.
@@ -623,35 +623,40 @@ describe('SlurmRunner: startup and stop', () => {
   });
 });
 
-describe('resolveSlurmOptions', () => {
+describe('SlurmRunner options', () => {
   it('fills in the documented defaults', () => {
-    const o = resolveSlurmOptions();
-    expect(o).toMatchObject({
+    const r = new SlurmRunner();
+    expect(r.options).toMatchObject({
       crunchRunCommand: 'crunch-run',
       crunchRunArgs: [],
       runtimeEngine: undefined,
       reserveExtraRam: 550 * MiB,
       prioritySpread: 10,
       queueInterval: 10_000,
+      queueIntervalMax: 60_000,
       vanishGrace: { misses: 3, ms: 0 },
       submitRetry: { initialDelay: 1_000, maxDelay: 60_000, factor: 2 },
-      jobOutputDir: '/tmp',
-      commands: { sbatch: 'sbatch', squeue: 'squeue', scancel: 'scancel', scontrol: 'scontrol' },
+      submitRate: { count: 20, periodMs: 1_000 },
+      commandConcurrency: 3,
+      neverClearsGrace: 60_000,
+      accounting: true,
       commandTimeout: 60_000,
     });
-    expect(o.sbatchArgs).toEqual(['--job-name=%U', '--mem=%M', '--cpus-per-task=%C', '--tmp=%T', '--partition=%P']);
-    expect(o.sbatchGpuArgs).toEqual(['--gpus=%G']);
-    expect(resolveSlurmOptions({ jobOutputDir: null }).jobOutputDir).toBeNull();
-    expect(resolveSlurmOptions({ jobOutputDir: '/var/x/' }).jobOutputDir).toBe('/var/x');
+    expect(r.options.args).toEqual(['--job-name=%U', '--mem=%M', '--cpus-per-task=%C', '--tmp=%T', '--partition=%P']);
+    expect(r.options.gpuArgs).toEqual(['--gpus=%G']);
+    expect(r.adapter.commands).toEqual({ sbatch: 'sbatch', squeue: 'squeue', scancel: 'scancel', scontrol: 'scontrol', sacct: 'sacct' });
   });
 
-  it('rejects bad values, naming the option', () => {
-    expect(() => resolveSlurmOptions({ jobOutputDir: 'relative' })).toThrow(/jobOutputDir/);
-    expect(() => resolveSlurmOptions({ queueInterval: 0 })).toThrow(/queueInterval/);
-    expect(() => resolveSlurmOptions({ vanishGrace: { misses: 0 } })).toThrow(/vanishGrace.misses/);
-    expect(() => resolveSlurmOptions({ environment: { 'A B': 'x' } })).toThrow(/environment/);
-    expect(() => resolveSlurmOptions({ crunchRunArgs: 'x' as unknown as string[] })).toThrow(/crunchRunArgs/);
-    expect(() => resolveSlurmOptions({ submitRetry: { initialDelay: 10, maxDelay: 5 } })).toThrow(/maxDelay/);
+  it('rejects bad values and templates at construction, naming the option', () => {
+    expect(() => new SlurmRunner({ jobOutputDir: 'relative' })).toThrow(/jobOutputDir/);
+    expect(() => new SlurmRunner({ queueInterval: 0 })).toThrow(/queueInterval/);
+    expect(() => new SlurmRunner({ vanishGrace: { misses: 0 } })).toThrow(/vanishGrace.misses/);
+    expect(() => new SlurmRunner({ environment: { 'A B': 'x' } })).toThrow(/environment/);
+    expect(() => new SlurmRunner({ crunchRunArgs: 'x' as unknown as string[] })).toThrow(/crunchRunArgs/);
+    expect(() => new SlurmRunner({ submitRetry: { initialDelay: 10, maxDelay: 5 } })).toThrow(/maxDelay/);
+    expect(() => new SlurmRunner({ submitRate: { count: 0, periodMs: 1000 } })).toThrow(/submitRate.count/);
     expect(() => new SlurmRunner({ commands: { sbatch: '' } })).toThrow(/commands.sbatch/);
+    expect(() => new SlurmRunner({ sbatchArgs: ['--x=%Z'] })).toThrow(/unknown substitution %Z in Slurm argument templates/);
+    expect(() => new SlurmRunner({ sbatchGpuArgs: ['--gres=gpu:%Q'] })).toThrow(/unknown substitution %Q/);
   });
 });
