@@ -1,24 +1,25 @@
 /**
- * Keeping Slurm's queue order in line with Arvados' priorities by adjusting
- * nice values (`scontrol update JobName=… Nice=…`), changing as few jobs as
- * possible each round.
+ * Keeping a scheduler's queue order in line with Arvados' priorities by
+ * adjusting each pending job's nice value (Slurm's `Nice`, or any value that
+ * lowers a job as it grows), changing as few jobs as possible each round.
  *
  * @module
  */
 import type { Container } from '../../types.js';
+import type { PriorityChange, QueueJob } from './adapter.js';
 
 /** The spread used when the configured one is below 1. */
 export const DEFAULT_PRIORITY_SPREAD = 10;
 
-/** A Slurm job's current priority and nice value, as squeue reports them. */
+/** A job's current priority and nice value, as the queue query reports them. */
 export interface NiceJob {
-  /** Slurm priority, which already includes the effect of `nice`. */
-  priority: number;
-  nice: number;
+  /** The scheduler's priority, which already includes the effect of `nice`. */
+  readonly priority: number;
+  readonly nice: number;
 }
 
 /**
- * Computes nice values that put `jobs` in the given order in Slurm's queue.
+ * Computes nice values that put `jobs` in the given order in the scheduler's queue.
  *
  * `jobs` must be sorted by desired order, most wanted first. The result has
  * one nice value per job. The first job always gets 0, i.e. the highest
@@ -67,44 +68,38 @@ export function wantNice(jobs: readonly NiceJob[], spread: number): number[] {
   return renice;
 }
 
-/** A job in squeue together with the priority Arvados wants for it. */
-export interface ReniceCandidate extends NiceJob {
-  /** Slurm job name: the container UUID. */
-  name: string;
-  /**
-   * Priority wanted by Arvados, from {@link slurmWantPriority}. 0 means
-   * unknown (e.g. not an Arvados job, or no update seen yet): such jobs are
-   * left alone.
-   */
-  wantPriority: bigint | number;
-}
-
-/** One `scontrol update JobName=<name> Nice=<nice>` to run. */
-export interface ReniceAction {
-  name: string;
-  nice: number;
+/** A pending job with the priority Arvados wants for it (see {@link wantPriority}). */
+export interface ReniceCandidate {
+  readonly job: QueueJob;
+  /** 0n means unknown (no usable record yet): such jobs are left alone. */
+  readonly want: bigint;
 }
 
 /**
- * The renice commands that bring the queue into Arvados' order: sorts the
- * jobs with a known wanted priority (highest first, ties broken by name,
- * descending, so the order does not flap between rounds), computes
- * {@link wantNice}, and returns only the jobs whose nice value changes.
+ * Sorts `candidates` into the order Arvados wants: highest wanted priority
+ * first, ties broken by name, descending, so the order does not flap between
+ * rounds. Jobs with an unknown (0n) priority are left out.
  */
-export function reniceActions(jobs: readonly ReniceCandidate[], spread: number): ReniceAction[] {
-  const known = jobs.filter((j) => BigInt(j.wantPriority) !== 0n);
+export function wantedOrder(candidates: readonly ReniceCandidate[]): QueueJob[] {
+  const known = candidates.filter((c) => c.want !== 0n);
   known.sort((a, b) => {
-    const wa = BigInt(a.wantPriority);
-    const wb = BigInt(b.wantPriority);
-    if (wa !== wb) return wa > wb ? -1 : 1;
-    return a.name > b.name ? -1 : a.name < b.name ? 1 : 0;
+    if (a.want !== b.want) return a.want > b.want ? -1 : 1;
+    return a.job.name > b.job.name ? -1 : a.job.name < b.job.name ? 1 : 0;
   });
-  const nice = wantNice(known, spread);
-  const actions: ReniceAction[] = [];
-  known.forEach((job, i) => {
-    if (nice[i] !== job.nice) actions.push({ name: job.name, nice: nice[i] });
+  return known.map((c) => c.job);
+}
+
+/**
+ * The default priority plan of the core: {@link wantNice} over jobs in the
+ * wanted order, returning only the jobs whose nice value changes.
+ */
+export function planNice(jobsInWantedOrder: readonly QueueJob[], spread: number): PriorityChange[] {
+  const nice = wantNice(jobsInWantedOrder, spread);
+  const changes: PriorityChange[] = [];
+  jobsInWantedOrder.forEach((job, i) => {
+    if (nice[i] !== job.nice) changes.push({ job, value: nice[i] });
   });
-  return actions;
+  return changes;
 }
 
 const ISO_TIME = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:?\d{2})$/;
@@ -125,7 +120,9 @@ export function timestampNanos(timestamp: string | null | undefined): bigint | u
 }
 
 /**
- * The priority to order a container by in Slurm, from its Arvados record.
+ * The priority to order a container by in the scheduler, from its Arvados
+ * record; 0n (leave the job alone) when the record has no usable priority,
+ * since a malformed update must never cost the process.
  *
  * Priorities up to 1000 are user-assigned, and many containers share each
  * value, so they are spread out by age: `p × 2^50 − (created_at in ns >> 14)`,
@@ -141,8 +138,10 @@ export function timestampNanos(timestamp: string | null | undefined): bigint | u
  * A record without a parsable `created_at` counts as created at the epoch,
  * i.e. first among its equals.
  */
-export function slurmWantPriority(container: Pick<Container, 'priority' | 'created_at'>): bigint {
-  const p = BigInt(Math.trunc(container.priority));
+export function wantPriority(container: Pick<Container, 'priority' | 'created_at'>): bigint {
+  const priority: unknown = container.priority;
+  if (typeof priority !== 'number' || !Number.isFinite(priority) || priority <= 0) return 0n;
+  const p = BigInt(Math.trunc(priority));
   if (p > 1000n) return p;
   const created = timestampNanos(container.created_at) ?? 0n;
   return (p << 50n) - (created >> 14n);
