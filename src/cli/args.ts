@@ -12,6 +12,8 @@ import { parseDuration } from './duration.js';
 import { UsageError } from './errors.js';
 import { GO_FLAGS_NOTE, goSpellings } from './go-flags.js';
 import { parseSize } from './size.js';
+import { parseRate } from '../runners/batch/limiter.js';
+import type { SubmitRate } from '../runners/batch/options.js';
 
 /** One option of a command. */
 export interface OptionSpec {
@@ -78,35 +80,14 @@ export const SUBMIT_RATE_OPTION: OptionSpec = {
   help: 'at most N scheduler commands (submit, renice, cancel) per PERIOD, e.g. 20/1s or 600/1m',
 };
 
-/** A rate: `count` commands per `periodMs` (the batch runners' `SubmitRate`). */
-export interface Rate {
-  count: number;
-  periodMs: number;
-}
-
 /**
- * Parses `N/PERIOD` (`20/1s`, `600/1m`, `5/500ms`; a bare `N` means per
- * second), as `--submit-rate` takes it.
+ * Parses `N/PERIOD` as `--submit-rate` takes it (`20/1s`, `600/1m`), with
+ * the batch core's rule and Go-style durations.
  *
  * @throws RangeError naming the bad text.
  */
-export function parseSubmitRate(text: string): Rate {
-  const m = /^\s*(\d+)\s*(?:\/\s*(\S+))?\s*$/.exec(text);
-  if (!m) throw new RangeError(`"${text}" is not N/PERIOD (e.g. 20/1s, 600/1m)`);
-  const count = Number(m[1]);
-  if (!Number.isSafeInteger(count) || count < 1) throw new RangeError(`"${text}": N must be a whole number >= 1`);
-  let periodMs = 1000;
-  if (m[2] !== undefined) {
-    // "20/s" reads naturally; parseDuration needs a number before the unit.
-    const period = /^[a-zµ]+$/.test(m[2]) ? `1${m[2]}` : m[2];
-    try {
-      periodMs = parseDuration(period);
-    } catch (err) {
-      throw new RangeError(`"${text}": ${describeError(err)}`);
-    }
-    if (periodMs < 1) throw new RangeError(`"${text}": the period must be at least 1ms`);
-  }
-  return { count, periodMs };
+export function parseSubmitRate(text: string): SubmitRate {
+  return parseRate(text, parseDuration);
 }
 
 /** `--status-interval`, `--json` and `--help`, last in the tables of the dispatching commands. */
@@ -288,7 +269,7 @@ export class Options {
   }
 
   /** `--submit-rate` style `N/PERIOD` (see {@link parseSubmitRate}). */
-  rate(name: string): Rate | undefined {
+  rate(name: string): SubmitRate | undefined {
     const v = this.string(name);
     if (v === undefined) return undefined;
     try {

@@ -9,6 +9,7 @@
 import { describeError } from '../util/errors.js';
 import { readFileSync } from 'node:fs';
 import type { Dispatcher } from '../dispatcher/dispatcher.js';
+import type { BatchRunner } from '../runners/batch/runner.js';
 import { HealthMonitor } from '../server/health.js';
 import { ManagementServerError, startManagementServer, type ManagementServer } from '../server/management.js';
 import { DispatchMetrics } from '../server/metrics.js';
@@ -109,8 +110,8 @@ export interface Service {
 
 /** Options of {@link startService}. */
 export interface StartServiceOptions {
-  /** The batch scheduler's status poll interval, when there is one: its health and queue age are followed too. */
-  schedulerInterval?: number;
+  /** The dispatcher's batch runner, if any: its scheduler's health, queue age, commands and job outcomes are followed too. */
+  batch?: BatchRunner;
 }
 
 /**
@@ -124,8 +125,9 @@ export async function startService(settings: ManagementSettings, out: Output, d:
   out.addSecret(settings.token);
   const metrics = new DispatchMetrics();
   const health = new HealthMonitor().watch('api', pollInterval);
-  if (opts.schedulerInterval !== undefined) health.watch('scheduler', opts.schedulerInterval);
-  observeDispatcher(metrics, health, d, { schedulerQueue: opts.schedulerInterval !== undefined });
+  const batch = opts.batch;
+  if (batch) health.watch('scheduler', () => batch.status.queueIntervalMs);
+  observeDispatcher(metrics, health, d, { batch: opts.batch });
   let server: ManagementServer;
   try {
     server = await startManagementServer({ listen: settings.listen, token: settings.token, health, metrics, dispatch: d });

@@ -15,7 +15,7 @@ export type HealthComponent = 'api' | 'scheduler';
 export type HealthState = { ok: true } | { ok: false; reason: string };
 
 interface ComponentState {
-  interval: number;
+  interval: () => number;
   /** Start of the current run of failures (or of monitoring, before the first success). */
   failingSince: number | undefined;
   everOk: boolean;
@@ -49,9 +49,13 @@ export class HealthMonitor {
     this.#clock = opts.clock ?? realClock;
   }
 
-  /** Starts following `component`, which polls every `interval` ms. */
-  watch(component: HealthComponent, interval: number): this {
-    this.#components.set(component, { interval, failingSince: this.#clock.now(), everOk: false, reason: 'no successful poll yet' });
+  /**
+   * Starts following `component`, which polls every `interval` ms (a
+   * function for a poller whose interval adapts, read at each check).
+   */
+  watch(component: HealthComponent, interval: number | (() => number)): this {
+    const read = typeof interval === 'function' ? interval : () => interval;
+    this.#components.set(component, { interval: read, failingSince: this.#clock.now(), everOk: false, reason: 'no successful poll yet' });
     return this;
   }
 
@@ -76,7 +80,7 @@ export class HealthMonitor {
     const now = this.#clock.now();
     for (const [name, c] of this.#components) {
       if (c.failingSince === undefined) continue;
-      const grace = Math.max(this.#minGrace, this.#intervals * c.interval);
+      const grace = Math.max(this.#minGrace, this.#intervals * c.interval());
       const for_ = now - c.failingSince;
       if (for_ > grace) {
         const what = c.everOk ? `${NAMES[name]} has failed for ${Math.round(for_ / 1000)}s` : `${NAMES[name]} has not succeeded in ${Math.round(for_ / 1000)}s`;

@@ -23,6 +23,13 @@ export interface QueueView {
   running(): number;
   /** When the longest-waiting container held here but not yet running was created (ms since epoch), if any. */
   oldestWaiting(): number | undefined;
+  /** Whether containers are held back now: `maxJobs`, the runner's capacity, or a scheduler's submit limit. */
+  atQuota(): boolean;
+  /**
+   * Ms since the scheduler's queue was last read, for batch runners;
+   * undefined to use the API poll (see {@link DispatchMetrics.markQueueStatus}).
+   */
+  queueStatusAgeMs?(): number | undefined;
 }
 
 /** Outcome classes of a lock request. */
@@ -47,7 +54,6 @@ export class DispatchMetrics {
   readonly #lock: Counter<'result'>;
   readonly #api: Histogram<'method'>;
   readonly #last503: Gauge;
-  readonly #atQuota: Gauge;
   readonly #cmdDuration: Histogram<'command' | 'result'>;
   readonly #cmdErrors: Counter<'command' | 'class'>;
   readonly #submissions: Counter<'result'>;
@@ -92,11 +98,20 @@ export class DispatchMetrics {
       help: "Age of the newest complete view of the queue: the scheduler's status poll, or the API poll for local",
       registers,
       collect() {
-        this.set(self.#lastQueueStatus === undefined ? 0 : (self.#clock.now() - self.#lastQueueStatus) / 1000);
+        const fromRunner = self.#view?.queueStatusAgeMs?.();
+        const age = fromRunner ?? (self.#lastQueueStatus === undefined ? undefined : self.#clock.now() - self.#lastQueueStatus);
+        this.set(age === undefined ? 0 : age / 1000);
+      },
+    });
+    new Gauge({
+      name: `${p}at_quota`,
+      help: '1 while queued containers are held back: max-jobs, the runner is full, or the scheduler refuses submissions for a limit; else 0',
+      registers,
+      collect() {
+        this.set(self.#view?.atQuota() ? 1 : 0);
       },
     });
     this.#last503 = new Gauge({ name: `${p}last_503_time`, help: 'Time of the last 503 answer from the API server (unix seconds)', registers });
-    this.#atQuota = new Gauge({ name: `${p}at_quota`, help: '1 while the scheduler refuses submissions for a limit (quota, QOS), else 0', registers });
     this.#lock = new Counter({ name: `${p}lock_requests_total`, help: 'Container lock requests by result (ok, conflict: another dispatcher or state change, error)', labelNames: ['result'], registers });
     this.#api = new Histogram({ name: `${p}api_request_duration_seconds`, help: 'API request durations (each attempt) by HTTP method', labelNames: ['method'], buckets: SECONDS_BUCKETS, registers });
     this.#cmdDuration = new Histogram({
@@ -112,7 +127,6 @@ export class DispatchMetrics {
     this.#finished = new Counter({ name: `${p}jobs_finished_total`, help: 'Containers that ended while held here, by reason', labelNames: ['reason'], registers });
     // Counters that exist from the start read 0 rather than being absent, so rate() works from the first scrape.
     for (const result of ['ok', 'conflict', 'error']) this.#lock.inc({ result }, 0);
-    this.#atQuota.set(0);
     if (opts.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });
   }
 
@@ -153,12 +167,7 @@ export class DispatchMetrics {
     this.#finished.inc({ reason });
   }
 
-  /** Whether the scheduler refuses submissions for a limit now. */
-  setAtQuota(atQuota: boolean): void {
-    this.#atQuota.set(atQuota ? 1 : 0);
-  }
-
-  /** A complete view of the queue has just been read. */
+  /** A complete API poll has just been read (the queue status age when the runner has no queue of its own). */
   markQueueStatus(): void {
     this.#lastQueueStatus = this.#clock.now();
   }

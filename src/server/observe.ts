@@ -5,12 +5,15 @@
  * @module
  */
 import type { Dispatcher } from '../dispatcher/dispatcher.js';
+import type { BatchRunner } from '../runners/batch/runner.js';
 import type { HealthMonitor } from './health.js';
 import type { DispatchMetrics, LockResult, QueueView } from './metrics.js';
 
-/** The scrape-time queue view of a Dispatcher: its entries() by state. */
-export function dispatcherQueueView(d: Dispatcher): QueueView {
+/** The scrape-time queue view of a Dispatcher (its entries() by state), and of its batch runner if it has one. */
+export function dispatcherQueueView(d: Dispatcher, batch?: BatchRunner): QueueView {
   return {
+    atQuota: () => d.status.atQuota || (batch?.status.atQuota ?? false),
+    ...(batch ? { queueStatusAgeMs: () => batch.status.queueAgeMs } : {}),
     queueEntries() {
       const out = { Queued: 0, Locked: 0, Running: 0 };
       for (const e of d.entries()) {
@@ -39,10 +42,10 @@ export function dispatcherQueueView(d: Dispatcher): QueueView {
 /** Options of {@link observeDispatcher}. */
 export interface ObserveOptions {
   /**
-   * The runner reports its own view of the queue (a batch scheduler's
-   * status poll); otherwise a complete API poll counts as the queue status.
+   * The dispatcher's batch runner: it reports the queue status, the
+   * scheduler's health and why jobs finished; see {@link observeBatchRunner}.
    */
-  schedulerQueue?: boolean;
+  batch?: BatchRunner;
 }
 
 /**
@@ -52,25 +55,45 @@ export interface ObserveOptions {
  * the scrape-time queue gauges.
  */
 export function observeDispatcher(metrics: DispatchMetrics, health: HealthMonitor, d: Dispatcher, opts: ObserveOptions = {}): void {
-  metrics.setView(dispatcherQueueView(d));
+  metrics.setView(dispatcherQueueView(d, opts.batch));
   d.on('cycle', (st) => {
     if (st.healthy) {
       health.ok('api');
-      if (!opts.schedulerQueue) metrics.markQueueStatus();
+      metrics.markQueueStatus();
     } else {
       health.failed('api', 'queries of the last poll failed or returned malformed records');
     }
-    metrics.setAtQuota(st.atQuota);
   });
   d.client.on('request', (e) => {
     if (e.errorClass === 'aborted') return;
     metrics.recordApiRequest(e.method, e.durationMs, e.status);
     if (e.path === 'containers/{uuid}/lock') metrics.recordLock(lockResult(e.status));
   });
+  if (opts.batch) {
+    observeBatchRunner(metrics, health, opts.batch);
+    return;
+  }
   d.on('stream-ended', (_uuid, reason, c) => {
-    // The dispatcher sees every container end, whichever runner ran it.
+    // Without a scheduler's accounting, the reason is the final state the dispatcher saw.
     if (reason === 'finished' && c && (c.state === 'Complete' || c.state === 'Cancelled')) metrics.recordFinished(c.state.toLowerCase());
   });
+}
+
+/**
+ * Wires a batch runner: scheduler command durations and errors, the
+ * scheduler's health (its queue query), submissions, vanished jobs, and
+ * why jobs ended (`out_of_memory`, `timeout`, ... from the accounting).
+ */
+export function observeBatchRunner(metrics: DispatchMetrics, health: HealthMonitor, runner: BatchRunner): void {
+  runner.on('command', (rec) => {
+    metrics.recordCommand(rec.command, rec.result, rec.durationMs, rec.errorClass);
+    // The last queue query decides; a failure run keeps its start time.
+    if (runner.status.queueHealthy) health.ok('scheduler');
+    else if (rec.result === 'error') health.failed('scheduler', `${runner.adapter.name}: ${rec.command} failed (${rec.errorClass ?? 'unknown'})`);
+  });
+  runner.on('submitted', (_uuid, result) => metrics.recordSubmission(result));
+  runner.on('vanished', (_uuid, resolution) => metrics.recordVanished(resolution));
+  runner.on('finished', (_uuid, kind) => metrics.recordFinished(kind.toLowerCase()));
 }
 
 /**
