@@ -108,8 +108,8 @@ describe('management listener', () => {
 
   it('/_health/ping answers OK, then ERROR with a reason once the API poll has failed for longer than its grace', async () => {
     const health = new HealthMonitor({ minGrace: 0, intervals: 3 });
-    const { base, fake: f } = await setup({ health: health.watch('api', 25) });
-    await waitFor(async () => (await json(`${base}/_health/ping`)).body.health === 'OK', 'health OK');
+    const { base, fake: f, d: disp } = await setup({ health: health.watch('api', 25) });
+    await waitFor(() => disp.status.cycles > 0 && disp.status.healthy, 'a complete poll');
     expect((await json(`${base}/_health/ping`)).body).toEqual({ health: 'OK' });
     f.setFaults({ rate: 1, kinds: [500], routes: ['containers.list'] });
     const bad = await waitFor(async () => {
