@@ -106,7 +106,7 @@ export const DISPATCHING_FOOTER =
   'Details on stderr: DEBUG=arvados-dispatch:*\n' +
   'Stop with SIGINT, SIGTERM or SIGQUIT (a second one exits at once).\n' +
   'Exit status: 0 after a clean stop, 1 if it cannot start or run,\n' +
-  '2 on a bad command line.';
+  '2 on a bad command line or configuration.';
 
 interface NodeError extends Error {
   code?: string;

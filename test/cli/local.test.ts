@@ -99,9 +99,13 @@ describeBuilt('arvados-dispatch: help, version, command line', () => {
     expect(l.code).toBe(0);
     for (const flag of ['--poll-interval DURATION', '--crunch-run-command CMD', '--crunch-run-arg ARG', '--min-retry-period', '--batch-size N',
       '--runtime-engine ENGINE', '--vcpus N', '--ram SIZE', '--reserve-extra-ram SIZE', '--lock-concurrency N', '--stop-grace DURATION',
-      '--status-interval DURATION', '--json']) {
+      '--status-interval DURATION', '--json', '--config PATH', '--max-jobs N', '--listen HOST:PORT', '--management-token-file PATH',
+      '--env NAME=VALUE', '--env-pass NAME']) {
       expect(l.stdout).toContain(flag);
     }
+    // Ours in the table; the Go spellings only mentioned in a note.
+    expect(l.stdout).not.toMatch(/^\s+-poll-interval/m);
+    expect(l.stdout).toMatch(/The Go dispatchers' -config, -poll-interval=SECONDS and -crunch-run-command\nare accepted too/);
     expect(l.stdout).toMatch(/Exit status: 0 after a clean stop, 1 if it cannot start or run,\n2 on a bad command line/);
     expect((await cliRun(['help', 'demo'])).stdout).toMatch(/Usage: arvados-dispatch demo \[--containers N\]/);
   });
