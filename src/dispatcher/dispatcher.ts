@@ -406,9 +406,14 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   release(uuid: string, opts: ReleaseOptions): Promise<ReleaseAction> {
     if (!isContainerUuid(uuid)) return Promise.reject(new TypeError(`not a container UUID: ${JSON.stringify(uuid)}`));
     if (typeof opts?.reason !== 'string') return Promise.reject(new TypeError('release: reason must be a string'));
+    return this.#releaseOnce(uuid, opts, AbortSignal.timeout(RELEASE_TIMEOUT));
+  }
+
+  /** One release per container at a time; later calls share it. */
+  #releaseOnce(uuid: string, opts: ReleaseOptions, signal: AbortSignal): Promise<ReleaseAction> {
     const running = this.#releases.get(uuid);
     if (running) return running;
-    const p = this.#release(uuid, opts).finally(() => this.#releases.delete(uuid));
+    const p = this.#release(uuid, opts, signal).finally(() => this.#releases.delete(uuid));
     this.#releases.set(uuid, p);
     return p;
   }
@@ -872,7 +877,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
           ? { reason: `Error running container ${t.uuid}`, error: t.error }
           : { reason: `the dispatcher's runner for container ${t.uuid} returned without finishing it` };
       try {
-        await this.release(t.uuid, opts);
+        await this.#releaseOnce(t.uuid, opts, AbortSignal.any([this.#ac.signal, AbortSignal.timeout(RELEASE_TIMEOUT)]));
       } catch (err) {
         if (this.#stopping) return;
         this.#warn(`cleanup of ${t.uuid} after its runner finished failed (will retry): ${describeError(err)}`);
@@ -884,12 +889,15 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     this.#retired.push(t.uuid);
   }
 
-  async #release(uuid: string, opts: ReleaseOptions): Promise<ReleaseAction> {
+  /**
+   * `signal`: for a runner's release only a timeout, not the dispatcher's
+   * abort signal, since a runner must be able to release on its way out
+   * while the dispatcher stops (a stopped local process cannot be resumed);
+   * for the dispatcher's own cleanup also its abort signal, since on stop
+   * states are left for a restart.
+   */
+  async #release(uuid: string, opts: ReleaseOptions, signal: AbortSignal): Promise<ReleaseAction> {
     const me = (await this.#identity.promise).uuid;
-    // Not the dispatcher's abort signal: a runner must be able to release on
-    // its way out while the dispatcher stops (a stopped local process cannot
-    // be resumed), so only a timeout bounds it.
-    const signal = AbortSignal.timeout(RELEASE_TIMEOUT);
     let fresh: Container;
     try {
       fresh = await this.client.getContainer(uuid, { signal });
