@@ -98,6 +98,7 @@ describe('why a job ended', () => {
     expect(end).toMatchObject({ state: 'TIMEOUT', exitCode: '0:15', timeLimit: '00:01:00', nodes: 'vm', reqMem: 64 * 2 ** 20 });
     expect(terminalReason(end!)?.detail).toBe('Slurm job 77 reached its time limit (00:01:00)');
     expect(parseScontrolJob(line, '78')).toBeUndefined();
+    expect(terminalReason({ jobId: '9', state: 'OUT_OF_MEMORY', reqMem: 128 * 2 ** 20 })?.detail).toBe('Slurm job 9 ran out of memory (requested 128 MiB)');
     expect(slurmBytes('4Gn')).toBe(4 * 2 ** 30);
     expect(slurmBytes('garbage')).toBeUndefined();
   });
