@@ -11,7 +11,7 @@ import type { SubmitRate } from '../../runners/batch/options.js';
 import { describeError } from '../../util/errors.js';
 import { DISPATCHER_OPTIONS, DISPATCHING_FOOTER, OUTPUT_OPTIONS, Options, formatHelp, parseOptions, type OptionTable } from '../args.js';
 import { formatDuration, parseDuration } from '../duration.js';
-import { CliError, ExitCode, UsageError } from '../errors.js';
+import { ExitCode, UsageError } from '../errors.js';
 import { Output } from '../output.js';
 import { Reporter } from '../report.js';
 import { runSession } from '../session.js';

@@ -152,8 +152,9 @@ export function slurmBytes(text: string | undefined): number | undefined {
   return m ? Number(m[1]) * UNITS[m[2] || 'M'] : undefined;
 }
 
-function gib(bytes: number): string {
-  return `${Number((bytes / 2 ** 30).toFixed(1))} GiB`;
+/** `4.1 GiB`, or `128 MiB` below 1 GiB. */
+function size(bytes: number): string {
+  return bytes >= 2 ** 30 ? `${Number((bytes / 2 ** 30).toFixed(1))} GiB` : `${Math.round(bytes / 2 ** 20)} MiB`;
 }
 
 const KINDS: Record<string, TerminalKind> = {
@@ -194,7 +195,7 @@ export function terminalReason(end: SlurmJobEnd): TerminalReason | undefined {
   let detail: string;
   switch (kind) {
     case 'OUT_OF_MEMORY': {
-      const parts = [end.reqMem ? `requested ${gib(end.reqMem)}` : '', end.maxRss ? `max RSS ${gib(end.maxRss)}` : ''].filter(Boolean);
+      const parts = [end.reqMem ? `requested ${size(end.reqMem)}` : '', end.maxRss ? `max RSS ${size(end.maxRss)}` : ''].filter(Boolean);
       detail = `${job} ran out of memory${parts.length ? ` (${parts.join(', ')})` : ''}`;
       break;
     }

@@ -155,7 +155,7 @@ export class FakeSlurm {
     return { stdout, ...outcome.result };
   }
 
-  #squeue(args: readonly string[]): Answer {
+  #squeue(_args: readonly string[]): Answer {
     if (this.squeueFails) return { code: 1, stderr: 'squeue: error: Socket timed out on send/recv operation' };
     const lines = [...this.jobs.values()].map(
       (j) => `${j.id}|${j.name}|${j.nice}|${Math.max(1, BASE_PRIORITY - j.id - j.nice)}|${j.state}|${j.state === 'PENDING' ? '' : 'node1'}|${j.reason}\n`,

@@ -73,6 +73,21 @@ defineBatchBehaviour(
       expect(h.finished).toContainEqual([c.uuid, 'TIMEOUT']);
     }, 6 * WAIT);
 
+    // Needs memory enforcement: scripts/slurm-up.sh configures task/cgroup where
+    // a cgroup memory controller exists; elsewhere a job runs past --mem.
+    const enforced = !unavailable && /task\/cgroup/.test(spawnSync('scontrol', ['show', 'config'], { encoding: 'utf8' }).stdout ?? '');
+    if (!enforced) console.warn('SKIPPING the Slurm OOM test: no memory enforcement (TaskPlugin is not task/cgroup; run scripts/slurm-up.sh)');
+    (enforced ? it : it.skip)('says why a job ended: a job past its --mem releases its container with "ran out of memory (requested 128 MiB)"', async () => {
+      const h = ctx.start();
+      const c = ctx.container({ runtime_constraints: { ram: 128 * 2 ** 20, vcpus: 1 }, env: { STUB_MODE: 'oom' } });
+      await waitFor(() => h.lost.length > 0, 'the job to run out of memory', 2 * WAIT);
+      expect(h.lost[0]).toMatchObject({ uuid: c.uuid, action: 'cancelled', terminal: { kind: 'OUT_OF_MEMORY' } });
+      expect(h.lost[0].reason).toMatch(/^Slurm job \d+ ran out of memory \(requested 128 MiB/);
+      await ctx.settledOk(h, c.uuid);
+      expect(String(ctx.fake().container(c.uuid)?.runtime_status?.error)).toBe(h.lost[0].reason);
+      expect(h.finished).toContainEqual([c.uuid, 'OUT_OF_MEMORY']);
+    }, 3 * WAIT);
+
     it('cancels a container whose job is pending for a reason that can never clear (more CPUs than any node), with the reason, after the grace', async () => {
       const h = ctx.start({ neverClearsGrace: 1_000 });
       const statuses: string[] = [];

@@ -554,6 +554,38 @@ describe('SlurmRunner: priorities', () => {
   });
 });
 
+describe('SlurmRunner: malformed records', () => {
+  it('survives an update whose priority is missing or not a number: no crash, the job is left alone, the container still runs', async () => {
+    const h = await setup();
+    h.slurm.initialState = 'PENDING';
+    h.slurm.initialReason = 'Priority';
+    const rejections: unknown[] = [];
+    const onRejection = (err: unknown): void => void rejections.push(err);
+    process.on('unhandledRejection', onRejection);
+    try {
+      const c = h.fake.addContainer({ priority: 1, ...SMALL });
+      await waitFor(() => h.slurm.has(c.uuid), 'queued');
+      for (const priority of [undefined, 'high', null]) {
+        h.fake.forceUpdate(c.uuid, { priority: priority as unknown as number });
+        await polls(h.slurm, 3);
+      }
+      expect(rejections).toEqual([]);
+      expect(h.settled.has(c.uuid)).toBe(false);
+      expect(h.slurm.callsOf('scancel')).toHaveLength(0);
+      // A good priority again: followed as before, and it runs to the end.
+      h.fake.forceUpdate(c.uuid, { priority: 1 });
+      h.slurm.byName(c.uuid)[0].state = 'RUNNING';
+      h.fake.startContainer(c.uuid);
+      finishJob(h, c.uuid);
+      await waitFor(() => h.settled.has(c.uuid), 'runner settled');
+      expect(h.settled.get(c.uuid)).toBeUndefined();
+      expect(state(h, c.uuid)).toBe('Complete');
+    } finally {
+      process.off('unhandledRejection', onRejection);
+    }
+  });
+});
+
 describe('SlurmRunner: startup and stop', () => {
   it('hands jobs of this cluster found at startup to the dispatcher: orphans are cancelled, live ones followed', async () => {
     const fake = await startFake();
