@@ -5,17 +5,16 @@
  * @module
  */
 import { Dispatcher } from '../../dispatcher/dispatcher.js';
-import { parseRate } from '../../runners/batch/limiter.js';
 import { DEFAULT_SBATCH_ARGUMENTS, DEFAULT_SBATCH_GPU_ARGUMENTS, SLURM_RUNNER_DEFAULTS, SlurmRunner } from '../../runners/batch/slurm.js';
-import type { SubmitRate } from '../../runners/batch/options.js';
 import { describeError } from '../../util/errors.js';
-import { DISPATCHER_OPTIONS, DISPATCHING_FOOTER, OUTPUT_OPTIONS, Options, formatHelp, parseOptions, type OptionTable } from '../args.js';
-import { formatDuration, parseDuration } from '../duration.js';
+import { DISPATCHER_OPTIONS, DISPATCHING_FOOTER, OUTPUT_OPTIONS, formatHelp, parseCommandLine, type OptionTable } from '../args.js';
+import { formatDuration } from '../duration.js';
 import { ExitCode, UsageError } from '../errors.js';
 import { Output } from '../output.js';
 import { Reporter } from '../report.js';
 import { runSession } from '../session.js';
-import { apiClientFromEnv, dispatcherSettings } from '../dispatching.js';
+import { apiClientFromEnv, checkReachable, dispatcherSettings } from '../dispatching.js';
+import { managementSettings, startService } from '../service.js';
 import { findExecutable } from '../which.js';
 
 /** One line for the overall help. */
@@ -133,7 +132,7 @@ function environment(entries: string[]): Record<string, string> {
 
 /** Runs the command; resolves to the exit status. */
 export async function run(argv: string[]): Promise<number> {
-  const opts = new Options(parseOptions(argv, OPTIONS, 'slurm'), 'slurm');
+  const opts = parseCommandLine(argv, OPTIONS, 'slurm');
   if (opts.flag('help')) {
     process.stdout.write(help());
     return ExitCode.OK;
@@ -142,18 +141,14 @@ export async function run(argv: string[]): Promise<number> {
   const { pollInterval } = settings;
   const queueInterval = opts.duration('squeue-interval', pollInterval, 1);
   const queueIntervalMax = opts.duration('squeue-interval-max', Math.max(queueInterval, Math.min(6 * queueInterval, 60_000)), queueInterval);
-  const rateText = opts.string('submit-rate');
-  let submitRate: SubmitRate | undefined;
-  try {
-    submitRate = rateText === undefined ? undefined : parseRate(rateText, parseDuration);
-  } catch (err) {
-    throw new UsageError(`--submit-rate: ${describeError(err)}; see 'arvados-dispatch slurm --help'`);
-  }
+  const submitRate = opts.rate('submit-rate');
   const sbatchArgs = opts.list('sbatch-arg');
   const sbatchGpuArgs = opts.list('sbatch-gpu-arg');
   const outputDir = opts.string('job-output-dir');
   const statusInterval = opts.duration('status-interval', 30_000);
+  const management = managementSettings(opts);
   const out = new Output({ json: opts.flag('json') });
+  for (const note of opts.notes) out.warn(note);
 
   // Fail fast, before any lock, when this host has no Slurm client.
   for (const cmd of ['sbatch', 'squeue', 'scancel', 'scontrol']) {
@@ -192,13 +187,14 @@ export async function run(argv: string[]): Promise<number> {
     throw new UsageError(`${describeError(err)}; see 'arvados-dispatch slurm --help'`);
   }
 
-  const client = apiClientFromEnv(out);
+  const client = apiClientFromEnv(out, opts);
+  await checkReachable(client);
 
   const d = new Dispatcher({
     client,
     runner,
     ...settings,
-    handleSignals: false,
+    secondSignal: 'exit',
     // On stop the runner returns without touching Slurm; only running sbatch calls are waited for.
     shutdownTimeout: runner.options.commandTimeout + 5_000,
   });
@@ -219,10 +215,12 @@ export async function run(argv: string[]): Promise<number> {
     `arvados-dispatch slurm: crunch-run ${o.crunchRunCommand}; sbatch ${o.args.join(' ')}; polling ${client.apiHost} every ${formatDuration(pollInterval)}, squeue every ${formatDuration(queueInterval)}`,
     { crunch_run: o.crunchRunCommand, sbatch_args: o.args, submit_rate: `${o.submitRate.count}/${formatDuration(o.submitRate.periodMs)}`, api_host: client.apiHost, poll_interval_ms: pollInterval, squeue_interval_ms: queueInterval, pid: process.pid },
   );
+  const service = management ? await startService(management, out, d, pollInterval, { batch: runner }) : undefined;
   try {
     await runSession({ out, dispatcher: d, runner: session, reporter, statusInterval });
   } finally {
     await runner.close();
+    await service?.close();
   }
   return ExitCode.OK;
 }
