@@ -164,6 +164,12 @@ EOF
   EDITOR=$work/edit-queue qconf -aq all.q >/dev/null 2>&1 || die "qconf -aq all.q failed"
 fi
 
+# qdel then sends SIGTERM, which crunch-run handles by stopping its
+# container cleanly, instead of SIGKILL, which leaves the container behind.
+if [[ $(qconf -sq all.q | awk '$1 == "terminate_method" { print $2 }') != SIGTERM ]]; then
+  qconf -mattr queue terminate_method SIGTERM all.q >/dev/null 2>&1 || die "qconf -mattr queue terminate_method SIGTERM all.q failed"
+fi
+
 if alive "$EXECD_PIDFILE" sge_execd && ((changed)); then
   # A running execd keeps stale values: restart it (only if we started it).
   if grep -q "^sge_execd " "$STATE_FILE" 2>/dev/null; then

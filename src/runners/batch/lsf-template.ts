@@ -7,8 +7,8 @@
  * @module
  */
 import type { Container } from '../../types.js';
-import { DEFAULT_RESERVE_EXTRA_RAM } from '../defaults.js';
-import { estimateScratchSpace, gpuCount } from '../slurm/template.js';
+import type { TemplateRules } from './adapter.js';
+import { expandTemplates, gpuCount, templateValues, validateTemplates } from './template.js';
 
 /** Arvados' default `Containers.LSF.BsubArgumentsList`. */
 export const DEFAULT_BSUB_ARGUMENTS: readonly string[] = Object.freeze([
@@ -30,25 +30,27 @@ export const DEFAULT_BSUB_GPU_ARGUMENTS: readonly string[] = Object.freeze(['-gp
 /** Arvados' default `Containers.LSF.MaxRunTimeOverhead` (5 minutes), in ms. */
 export const DEFAULT_MAX_RUN_TIME_OVERHEAD = 5 * 60_000;
 
-const MiB = 1024 * 1024;
-const KNOWN = new Set(['%%', '%C', '%G', '%M', '%T', '%U', '%W']);
-// Like Go's `%.`: a percent sign and the one character after it.
-const PERCENT_ANY = /%./gu;
+/**
+ * LSF's placeholders: those of Arvados' LSF dispatcher. `%W` is dropped
+ * with the option before it (`-We`, `%W`) when there is no limit: LSF has no
+ * value meaning "no limit".
+ */
+export const LSF_TEMPLATE_RULES: TemplateRules = Object.freeze({
+  placeholders: Object.freeze(['%C', '%G', '%M', '%T', '%U', '%W']),
+  dropWhenEmpty: Object.freeze(['%W']),
+  dropMode: 'pair',
+});
 
-/** A template with a `%x` that bsub templates do not know. */
-export class BsubTemplateError extends Error {
-  override name = 'BsubTemplateError';
-}
+/** How bsub templates are named in errors, as Arvados names them. */
+const WHAT = 'BsubArgumentsList';
 
-/** Options of {@link bsubCommand}. */
+/** Options of {@link bsubArgs}. */
 export interface BsubOptions {
   /** Argument templates; default {@link DEFAULT_BSUB_ARGUMENTS}. */
   args?: readonly string[];
   /** Templates added when the container wants GPUs; default {@link DEFAULT_BSUB_GPU_ARGUMENTS}. */
   gpuArgs?: readonly string[];
-  /** Run bsub as this user through `sudo -E -u USER`; default none. */
-  sudoUser?: string;
-  /** Bytes of RAM added to the request; default {@link DEFAULT_RESERVE_EXTRA_RAM}. */
+  /** Bytes of RAM added to the request; default 550 MiB. */
   reserveExtraRam?: number;
   /** Added to a known max run time for `%W`, in ms; default {@link DEFAULT_MAX_RUN_TIME_OVERHEAD}. */
   maxRunTimeOverhead?: number;
@@ -56,28 +58,14 @@ export interface BsubOptions {
   maxRunTimeDefault?: number;
 }
 
-/** A command and its arguments, ready for a spawn without a shell. */
-export interface CommandLine {
-  command: string;
-  args: string[];
-}
-
 /**
  * Checks templates once at startup, so that a typo stops the dispatcher
  * before any container is locked instead of failing every submission.
  *
- * @throws BsubTemplateError naming every unknown placeholder.
+ * @throws TemplateError naming the first unknown placeholder.
  */
 export function validateBsubTemplates(templates: readonly string[]): void {
-  const unknown = new Set<string>();
-  for (const t of templates) {
-    for (const m of t.matchAll(PERCENT_ANY)) if (!KNOWN.has(m[0])) unknown.add(m[0]);
-  }
-  if (unknown.size > 0) {
-    throw new BsubTemplateError(
-      [...unknown].map((p) => `Unknown substitution parameter ${p} in BsubArgumentsList`).join(', '),
-    );
-  }
+  validateTemplates(templates, LSF_TEMPLATE_RULES, WHAT);
 }
 
 /**
@@ -94,7 +82,7 @@ export function maxRunMinutes(container: Pick<Container, 'scheduling_parameters'
 }
 
 /**
- * The bsub command for `container` (its script goes on stdin):
+ * The bsub arguments for `container` (its script goes on stdin):
  *
  * | placeholder | value |
  * |---|---|
@@ -106,37 +94,19 @@ export function maxRunMinutes(container: Pick<Container, 'scheduling_parameters'
  * | `%U` | container UUID |
  * | `%W` | minutes of max run time (see {@link maxRunMinutes}) |
  *
- * When `%W` is 0, a `-W %W` or `-We %W` pair is left out entirely: LSF has
- * no value meaning "no limit". With `sudoUser`, the command becomes
- * `sudo -E -u USER bsub …` (`-E` keeps the credentials in the environment).
+ * The GPU templates are added when the container wants GPUs.
  *
- * @throws BsubTemplateError for an unknown placeholder.
+ * @example
+ * bsubArgs(ctr, { args: ['-J', '%U', '-We', '%W'] }) // => ['-J', 'zzzzz-dz642-…'] without a max run time
+ * @throws TemplateError for an unknown placeholder.
  */
-export function bsubCommand(container: Container, options: BsubOptions = {}): CommandLine {
-  const rc = container.runtime_constraints ?? {};
-  const reserve = options.reserveExtraRam ?? DEFAULT_RESERVE_EXTRA_RAM;
-  const gpus = gpuCount(container);
+export function bsubArgs(container: Container, options: BsubOptions = {}): string[] {
   const minutes = maxRunMinutes(container, options);
-  const repl: Record<string, string> = {
-    '%%': '%',
-    '%C': String(rc.vcpus ?? 0),
-    '%G': String(gpus),
-    '%M': String(Math.ceil(((rc.ram ?? 0) + (rc.keep_cache_ram ?? 0) + reserve) / MiB)),
-    '%T': String(Math.ceil(estimateScratchSpace(container) / MiB)),
-    '%U': container.uuid,
-    '%W': String(minutes),
+  const values = {
+    ...templateValues(container, { reserveExtraRam: options.reserveExtraRam }),
+    '%W': minutes > 0 ? String(minutes) : '',
   };
   const templates = [...(options.args ?? DEFAULT_BSUB_ARGUMENTS)];
-  if (gpus > 0) templates.push(...(options.gpuArgs ?? DEFAULT_BSUB_GPU_ARGUMENTS));
-  validateBsubTemplates(templates);
-  const args: string[] = [];
-  templates.forEach((template, i) => {
-    if (template === '%W' && minutes === 0 && i > 0 && (templates[i - 1] === '-W' || templates[i - 1] === '-We')) {
-      args.pop();
-      return;
-    }
-    args.push(template.replace(PERCENT_ANY, (p) => repl[p]));
-  });
-  if (options.sudoUser) return { command: 'sudo', args: ['-E', '-u', options.sudoUser, 'bsub', ...args] };
-  return { command: 'bsub', args };
+  if (gpuCount(container) > 0) templates.push(...(options.gpuArgs ?? DEFAULT_BSUB_GPU_ARGUMENTS));
+  return expandTemplates(templates, values, LSF_TEMPLATE_RULES, WHAT);
 }

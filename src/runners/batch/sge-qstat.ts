@@ -54,20 +54,21 @@ function parsePriority(text: string | undefined): number | undefined {
 }
 
 /**
- * Reads `qstat -u <user> -xml -pri` output into our jobs by name. Jobs whose
- * name is not a container UUID are skipped (they are not ours to follow); a
- * job list entry without a number, name or state is an error, as is output
- * that is not qstat's XML at all.
+ * Reads `qstat -u <user> -xml -pri` output into our jobs (several jobs may
+ * share a name: the caller sees them all). Jobs whose
+ * name is not a container UUID are skipped (they are not ours to follow); an
+ * entry without a number, name or state goes to `onBadLine` and is skipped.
+ * Output that is not qstat's XML at all is an error.
  *
  * @throws QstatParseError when the output cannot be trusted.
  */
-export function parseQstatXml(xml: string): Map<string, SgeJob> {
+export function parseQstatXml(xml: string, onBadLine?: (entry: string) => void): SgeJob[] {
   const text = xml.trim();
   // An empty queue is still a document: `<job_info><queue_info/><job_info/></job_info>`.
   if (!text.startsWith('<?xml') || !/<job_info\b/.test(text) || !/<\/job_info>\s*$/.test(text)) {
     throw new QstatParseError(`qstat -xml printed something else: ${JSON.stringify(text.slice(0, 120))}`);
   }
-  const jobs = new Map<string, SgeJob>();
+  const jobs: SgeJob[] = [];
   for (const m of text.matchAll(JOB_LIST)) {
     const fields = new Map<string, string>();
     for (const f of m[2].matchAll(FIELD)) {
@@ -78,7 +79,8 @@ export function parseQstatXml(xml: string): Map<string, SgeJob> {
     const name = fields.get('JB_name');
     const state = fields.get('state');
     if (id === undefined || !/^\d+$/.test(id) || name === undefined || !state) {
-      throw new QstatParseError(`qstat -xml: a job entry without number, name or state: ${JSON.stringify(m[0].slice(0, 200))}`);
+      onBadLine?.(m[0]);
+      continue;
     }
     if (!isContainerUuid(name)) continue;
     const job: SgeJob = {
@@ -89,13 +91,7 @@ export function parseQstatXml(xml: string): Map<string, SgeJob> {
       priority: parsePriority(fields.get('JB_priority')),
       queue: fields.get('queue_name') ?? '',
     };
-    const seen = jobs.get(name);
-    // Two jobs with one name (a duplicate we have to clean up): keep the one
-    // that holds slots, else the older one, so the survivor is stable.
-    if (seen === undefined || (!isRunningState(seen.state) && isRunningState(job.state))) jobs.set(name, job);
-    else if (!isRunningState(job.state) && Number(job.id) < Number(seen.id) && !isRunningState(seen.state)) {
-      jobs.set(name, job);
-    }
+    jobs.push(job);
   }
   return jobs;
 }
