@@ -131,7 +131,7 @@ export class SgeAdapter implements BatchAdapter {
         state: running ? 'running' : isPendingState(job.state) ? 'pending' : 'other',
         rawState: job.state,
         priority,
-        nice: -priority,
+        nice: 0 - priority,
         pendingReason: running ? '' : pendingReason(job)?.reason ?? '',
         ...(running && job.queue ? { nodes: job.queue.replace(/^[^@]*@/, '') } : {}),
       };
