@@ -10,12 +10,13 @@
  * @module
  */
 import { isContainerUuid } from '../../uuid.js';
+import { containerOfJob } from './sge-name.js';
 
 /** One of our jobs in qstat's output. */
 export interface SgeJob {
   /** Job number (`JB_job_number`). */
   id: string;
-  /** Job name (`JB_name`): the container UUID. */
+  /** The container UUID the job name (`JB_name`) stands for. */
   name: string;
   /** Owner (`JB_owner`). */
   owner: string;
@@ -82,10 +83,11 @@ export function parseQstatXml(xml: string, onBadLine?: (entry: string) => void):
       onBadLine?.(m[0]);
       continue;
     }
-    if (!isContainerUuid(name)) continue;
+    const uuid = containerOfJob(name);
+    if (!isContainerUuid(uuid)) continue;
     const job: SgeJob = {
       id,
-      name,
+      name: uuid,
       owner: fields.get('JB_owner') ?? '',
       state,
       priority: parsePriority(fields.get('JB_priority')),

@@ -16,6 +16,7 @@ import type { BatchAdapter, CommandOp, CommandSpec, ErrorClass, Exec, PriorityCh
 import { planNice } from './priority.js';
 import { parseQacct, sgeEnd } from './sge-qacct.js';
 import { RAISE_REFUSED, classifySge, parseQsubJobId, qdelOnlyGone } from './sge-output.js';
+import { containerOfJob, sgeJobName } from './sge-name.js';
 import { isPendingState, isRunningState, parseQstatXml, pendingReason } from './sge-qstat.js';
 
 /**
@@ -107,7 +108,7 @@ export class SgeAdapter implements BatchAdapter {
   submit(req: SubmitRequest): CommandSpec {
     return {
       command: 'qsub',
-      args: ['-terse', '-N', req.uuid, '-S', '/bin/sh', '-r', 'n', '-V', ...req.args],
+      args: ['-terse', '-N', sgeJobName(req.uuid), '-S', '/bin/sh', '-r', 'n', '-V', ...req.args],
       input: req.script,
     };
   }
@@ -187,7 +188,7 @@ export class SgeAdapter implements BatchAdapter {
     for (let attempt = 1; attempt <= this.#attempts; attempt++) {
       const result = await exec({ command: 'qacct', args: ['-j', job.jobId] }, signal);
       const acct = result.code === 0 ? parseQacct(result.stdout) : undefined;
-      if (acct && acct.jobname === job.name) {
+      if (acct && containerOfJob(acct.jobname) === containerOfJob(job.name)) {
         const end = sgeEnd(acct);
         return { kind: end.kind, ...(end.exitCode === undefined ? {} : { exitCode: end.exitCode }), detail: end.message };
       }
