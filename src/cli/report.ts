@@ -8,7 +8,7 @@
 import type { Dispatcher } from '../dispatcher/dispatcher.js';
 import type { LocalRunner } from '../runners/local/local-runner.js';
 import { formatBytes } from '../runners/local/resources.js';
-import type { SlurmRunner } from '../runners/slurm/slurm-runner.js';
+import type { BatchRunner } from '../runners/batch/runner.js';
 import type { ContainerState } from '../types.js';
 import type { Output } from './output.js';
 
@@ -39,7 +39,7 @@ export interface RunnerCounts {
 
 /**
  * Prints events as they happen and counts outcomes. Dispatcher events are
- * wired by the constructor; {@link watchLocal} / {@link watchSlurm} add
+ * wired by the constructor; {@link watchLocal} / {@link watchBatch} add
  * those of the runner.
  */
 export class Reporter {
@@ -118,8 +118,9 @@ export class Reporter {
     return this;
   }
 
-  /** Adds the lines of a {@link SlurmRunner}'s events. */
-  watchSlurm(runner: SlurmRunner, d: Dispatcher): this {
+  /** Adds the lines of a {@link BatchRunner}'s events (Slurm, LSF, Grid Engine). */
+  watchBatch(runner: BatchRunner, d: Dispatcher): this {
+    const name = runner.adapter.name;
     const o = this.#out;
     // The job ran elsewhere: the dispatcher's poll is what sees the container end.
     d.on('stream-ended', (uuid, reason, c) => {
@@ -127,14 +128,14 @@ export class Reporter {
       const exit = c.exit_code !== null && c.exit_code !== undefined ? ` (exit code ${c.exit_code})` : '';
       o.event('finished', `${uuid} finished: ${c.state}${exit}`, { uuid, state: c.state, exit_code: c.exit_code ?? null });
     });
-    runner.on('submitted', (uuid, jobId) =>
-      o.event('submitted', `${uuid} submitted to Slurm${jobId !== undefined ? ` as job ${jobId}` : ''}`, { uuid, job_id: jobId ?? null }),
-    );
-    runner.on('lost', (e) =>
-      o.warn(`${e.uuid} ${e.action}: its Slurm job left the queue while it was ${e.state} (${e.reason})`, { uuid: e.uuid, action: e.action, state: e.state, reason: e.reason }, 'lost'),
-    );
+    runner.on('submitted', (uuid, result, jobId) => {
+      if (result !== 'error') o.event('submitted', `${uuid} submitted to ${name}${jobId !== undefined ? ` as job ${jobId}` : ''}`, { uuid, job_id: jobId ?? null });
+    });
+    runner.on('lost', (e) => {
+      if (e.action !== 'none') o.warn(`${e.uuid} ${e.action}: ${e.reason}`, { uuid: e.uuid, action: e.action, job_id: e.jobId ?? null, reason: e.reason }, 'lost');
+    });
     runner.on('orphans', (uuids) =>
-      o.event('orphans', `found ${uuids.length} job(s) of this cluster in the Slurm queue at startup; following them`, { uuids }),
+      o.event('orphans', `found ${uuids.length} job(s) of this cluster in the ${name} queue at startup; following them`, { uuids }),
     );
     runner.on('warning', (message) => o.warn(message));
     return this;

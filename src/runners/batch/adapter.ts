@@ -156,6 +156,12 @@ export interface BatchAdapter {
   readonly commands: Readonly<Record<string, string>>;
   /** How this adapter's templates are expanded and validated. */
   readonly templates: TemplateRules;
+  /**
+   * Variables of the dispatcher's environment the submit command (and so the
+   * job) also gets, besides `PATH`, `HOME`, `USER`, `LOGNAME`, `LANG`,
+   * `LC_ALL`, `TZ` and `TMPDIR`; a trailing `*` is a prefix (e.g. `SBATCH_*`).
+   */
+  readonly passEnv?: readonly string[];
 
   /** The submit command for one container: job name = `req.uuid`, script on stdin. */
   submit(req: SubmitRequest): CommandSpec;

@@ -1,5 +1,5 @@
 /**
- * What a failed sbatch means for the next attempt, read from its stderr.
+ * What a failed Slurm command means for the next attempt, read from its stderr.
  *
  * The messages below are Slurm's own (`src/common/slurm_errno.c`, sbatch's
  * `src/sbatch/sbatch.c`, and the job-reason names of `job_state_reason_string`),
@@ -7,18 +7,8 @@
  *
  * @module
  */
+import type { CommandOp, ErrorClass, RunResult } from './adapter.js';
 import { CommandTimeoutError } from './commands.js';
-
-/**
- * - `transient`: Slurm could not be reached or was busy; the same submission
- *   may well work in a moment.
- * - `backpressure`: Slurm refused because a submit limit (per user, account,
- *   QOS, or cluster) is reached; retry once some of our jobs have left the
- *   queue, and submit no more meanwhile.
- * - `fatal`: this submission is wrong (bad partition, account, resources…)
- *   and will fail the same way again.
- */
-export type SbatchFailureKind = 'transient' | 'backpressure' | 'fatal';
 
 // A limit on how many jobs may be queued. sbatch prints the reason on its own
 // line before the generic "Job violates accounting/QOS policy" line.
@@ -91,11 +81,16 @@ const TRANSIENT: readonly RegExp[] = [
 const RETRY_NOTE = /sleeping and retrying|temporarily disabled, retrying/i;
 const FINAL_FAILURE = /submission failed:/i;
 
+// Our own arguments are wrong (a template with an option sbatch does not
+// know), or this host may not use Slurm: no container's fault.
+const CONFIGURATION = /unrecognized option|invalid option|option requires an argument|Invalid user|Permission denied|Access\/permission denied|Unable to open file/i;
+
 /**
  * Classifies a failed sbatch from its stderr (call it only when sbatch exited
  * non-zero; on success sbatch may still print retry notes).
  *
- * Precedence: a per-job limit is `fatal`; then submit limits and the bare
+ * Precedence: our own bad option or a permission problem is
+ * `configuration`; a per-job limit is `fatal`; then submit limits and the bare
  * accounting-policy message are `backpressure`; then controller and network
  * trouble is `transient`; anything else is `fatal`.
  *
@@ -103,7 +98,7 @@ const FINAL_FAILURE = /submission failed:/i;
  * classifySbatchStderr('sbatch: error: Batch job submission failed: Socket timed out on send/recv operation')
  * // => 'transient'
  */
-export function classifySbatchStderr(stderr: string): SbatchFailureKind {
+export function classifySbatchStderr(stderr: string): ErrorClass {
   let text = stderr;
   if (FINAL_FAILURE.test(text)) {
     text = text
@@ -111,33 +106,34 @@ export function classifySbatchStderr(stderr: string): SbatchFailureKind {
       .filter((line) => !RETRY_NOTE.test(line))
       .join('\n');
   }
+  if (CONFIGURATION.test(text)) return 'configuration';
   if (PER_JOB_LIMIT.test(text)) return 'fatal';
   if (BACKPRESSURE.some((re) => re.test(text)) || ACCOUNTING_POLICY.test(text)) return 'backpressure';
   if (TRANSIENT.some((re) => re.test(text))) return 'transient';
   return 'fatal';
 }
 
-/** What a failed sbatch left: a finished process, or an error from running it. */
-export type SbatchFailure = { code: number | null; signal?: NodeJS.Signals | null; stderr: string } | Error;
-
 /**
- * Classifies a failed sbatch, whether it exited non-zero (see
- * {@link classifySbatchStderr}) or could not be run to the end.
+ * Classifies a failed Slurm command, whether it exited non-zero or could not
+ * be run to the end. sbatch's stderr is read by {@link classifySbatchStderr};
+ * for the other commands a failure is `transient` (the next poll or snapshot
+ * repeats them) unless it says our arguments or permissions are wrong.
  *
  * A timeout or a kill by a signal is `transient`. Beware that sbatch may
- * have submitted the job before it was stopped: check squeue before
+ * have submitted the job before it was stopped: check the queue before
  * submitting again. A command that cannot be started at all (not installed,
- * not executable) is `fatal`.
+ * not executable) is `configuration`.
  */
-export function classifySbatchFailure(failure: SbatchFailure): SbatchFailureKind {
+export function classifySlurmFailure(failure: RunResult | Error, op: CommandOp = 'submit'): ErrorClass {
   if (failure instanceof CommandTimeoutError) return 'transient';
   if (failure instanceof Error) {
     const code = (failure as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'EACCES') return 'fatal';
+    if (code === 'ENOENT' || code === 'EACCES') return 'configuration';
     // Aborted by the caller, EAGAIN from fork(), …: nothing says the next
     // attempt will fail the same way.
     return 'transient';
   }
   if (failure.code === null) return 'transient';
-  return classifySbatchStderr(failure.stderr);
+  if (op === 'submit') return classifySbatchStderr(failure.stderr);
+  return CONFIGURATION.test(failure.stderr) ? 'configuration' : 'transient';
 }
