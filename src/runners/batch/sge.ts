@@ -44,6 +44,8 @@ export const SGE_TEMPLATE_RULES: TemplateRules = Object.freeze({
 
 /** qalter's range of `-p` values. */
 const MIN_PRIORITY = -1023;
+/** Added to `-p` for {@link QueueJob.priority}, which must be positive. */
+const PRIORITY_SHIFT = 1024;
 
 /** Options of {@link SgeAdapter}. */
 export interface SgeAdapterOptions {
@@ -60,9 +62,9 @@ export interface SgeAdapterOptions {
 /**
  * The Grid Engine adapter.
  *
- * Priorities: qstat's `-pri` value (`-p`, -1023..1024, larger first) is the
- * job's priority and its negation the "nice" the core's plan adjusts, so the
- * most wanted job sits at 0, the default. Only operators and managers may
+ * Priorities: qstat's `-pri` value (`-p`, -1023..1024, larger first) plus
+ * 1024 is the job's priority and its negation the "nice" the core's plan
+ * adjusts, so the most wanted job sits at `-p 0`, the default. Only operators and managers may
  * raise a job's priority; after the first such refusal this adapter only
  * ever lowers priorities, which keeps the order as well as it can be kept.
  *
@@ -124,15 +126,17 @@ export class SgeAdapter implements BatchAdapter {
 
   parseQueue(stdout: string, onBadLine?: (line: string) => void): QueueJob[] {
     return parseQstatXml(stdout, onBadLine).map((job) => {
-      const priority = job.priority ?? 0;
+      const p = job.priority ?? 0;
       const running = isRunningState(job.state);
       return {
         jobId: job.id,
         name: job.name,
         state: running ? 'running' : isPendingState(job.state) ? 'pending' : 'other',
         rawState: job.state,
-        priority,
-        nice: 0 - priority,
+        // Shifted into 1..2048: the core leaves jobs with a priority of 0 or
+        // less alone (Slurm's held jobs), and `priority + nice` stays constant.
+        priority: p + PRIORITY_SHIFT,
+        nice: 0 - p,
         pendingReason: running ? '' : pendingReason(job)?.reason ?? '',
         ...(running && job.queue ? { nodes: job.queue.replace(/^[^@]*@/, '') } : {}),
       };

@@ -59,10 +59,10 @@ describeSge('Grid Engine commands (real daemon)', () => {
   it('submits, lists, reprioritises and deletes a pending job; a second qdel counts as gone', async () => {
     const id = await submit(uuid(1), '#!/bin/sh\nexit 0\n', ['-h']);
     const [job] = await queue();
-    expect(job).toMatchObject({ jobId: id, name: uuid(1), state: 'pending', rawState: 'hqw', priority: 0 });
+    expect(job).toMatchObject({ jobId: id, name: uuid(1), state: 'pending', rawState: 'hqw', priority: 1024, nice: 0 });
     const r = await exec(adapter.renice(job, 25));
     expect(r.code).toBe(0);
-    expect((await queue())[0]).toMatchObject({ priority: -25, nice: 25 });
+    expect((await queue())[0]).toMatchObject({ priority: 999, nice: 25 });
     const [del] = adapter.cancel([job]);
     expect((await exec(del)).code).toBe(0);
     const again = await exec(del);

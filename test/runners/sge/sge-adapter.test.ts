@@ -82,9 +82,9 @@ describe('qstat -xml', () => {
   it('lists our jobs with state, priority as -p, nice as its negation, and the node', () => {
     const jobs = new SgeAdapter({ user: 'root' }).parseQueue(QSTAT);
     expect(jobs).toEqual([
-      { jobId: '1', name: 'zzzzz-dz642-runningcontaine', state: 'running', rawState: 'r', priority: -10, nice: 10, pendingReason: '', nodes: 'vm' },
-      { jobId: '2', name: 'zzzzz-dz642-pendingcontaine', state: 'pending', rawState: 'qw', priority: 0, nice: 0, pendingReason: 'waiting for a slot' },
-      { jobId: '3', name: 'zzzzz-dz642-errorcontainer0', state: 'pending', rawState: 'Eqw', priority: -20, nice: 20, pendingReason: 'job in error state (Eqw)' },
+      { jobId: '1', name: 'zzzzz-dz642-runningcontaine', state: 'running', rawState: 'r', priority: 1014, nice: 10, pendingReason: '', nodes: 'vm' },
+      { jobId: '2', name: 'zzzzz-dz642-pendingcontaine', state: 'pending', rawState: 'qw', priority: 1024, nice: 0, pendingReason: 'waiting for a slot' },
+      { jobId: '3', name: 'zzzzz-dz642-errorcontainer0', state: 'pending', rawState: 'Eqw', priority: 1004, nice: 20, pendingReason: 'job in error state (Eqw)' },
     ]);
   });
 
@@ -149,7 +149,7 @@ describe('qdel and qalter', () => {
     expect(qdelOnlyGone(result({ code: 1, stdout: 'denied: job "4" is not owned by you\n' }))).toBe(false);
   });
 
-  const job = (jobId: string, p: number): QueueJob => ({ jobId, name: `zzzzz-dz642-${jobId.padStart(15, '0')}`, state: 'pending', rawState: 'qw', priority: p, nice: -p, pendingReason: '' });
+  const job = (jobId: string, p: number): QueueJob => ({ jobId, name: `zzzzz-dz642-${jobId.padStart(15, '0')}`, state: 'pending', rawState: 'qw', priority: p + 1024, nice: 0 - p, pendingReason: '' });
 
   it('sets -p to the negated nice, within qalter\'s range', () => {
     const a = new SgeAdapter({ user: 'root' });

@@ -126,7 +126,8 @@ function bsub(args) {
   }
   const base = join(jobsDir, String(id));
   writeFileSync(`${base}.script`, stdin);
-  const job = { id, name, user, args, queue: 'normal', submitTime: Date.now(), priority: '' };
+  // As with MAX_USER_PRIORITY=100 in lsb.params: jobs start at half of it.
+  const job = { id, name, user, args, queue: 'normal', submitTime: Date.now(), priority: 50 };
   // The wrapper waits while held, marks the start, runs the script and
   // records its exit status; detached, so it outlives this bsub.
   const wrapper =
