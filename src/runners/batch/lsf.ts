@@ -13,7 +13,9 @@
 import { userInfo } from 'node:os';
 import type { BatchAdapter, CommandOp, CommandSpec, ErrorClass, Exec, PriorityChange, QueueJob, RunResult, SubmitRequest, TemplateRules, TerminalReason } from './adapter.js';
 import { BJOBS_FIELDS, BJOBS_FINAL_FIELDS, bkillOnlyGone, classifyLsf, lsfEnd, lsfNeverClears, parseBjobs, parseBsubJobId } from './lsf-output.js';
-import { LSF_TEMPLATE_RULES, bsubArgs, type BsubOptions } from './lsf-template.js';
+import { LSF_TEMPLATE_RULES, DEFAULT_BSUB_ARGUMENTS, DEFAULT_BSUB_GPU_ARGUMENTS, bsubArgs, type BsubOptions } from './lsf-template.js';
+import type { BatchRunnerOptions } from './options.js';
+import { BatchRunner } from './runner.js';
 
 /** The highest user priority LSF allows by default (`MAX_USER_PRIORITY` in lsb.params is often 100). */
 export const DEFAULT_MAX_USER_PRIORITY = 100;
@@ -49,6 +51,8 @@ export class LsfAdapter implements BatchAdapter {
   readonly name = 'LSF';
   readonly commands: Readonly<Record<string, string>>;
   readonly templates: TemplateRules = LSF_TEMPLATE_RULES;
+  /** bsub needs `LSF_ENVDIR` and friends to find the cluster; `LSB_*` tune it. */
+  readonly passEnv: readonly string[] = Object.freeze(['LSF_*', 'LSB_*']);
   readonly #options: LsfAdapterOptions;
   readonly #user: string;
   readonly #maxUserPriority: number;
@@ -146,5 +150,33 @@ export class LsfAdapter implements BatchAdapter {
     const result = await exec({ command: 'bjobs', args: ['-a', '-o', BJOBS_FINAL_FIELDS, '-json', job.jobId] }, signal);
     if (result.code !== 0 && result.stdout.trim() === '') return undefined;
     return lsfEnd(result.stdout);
+  }
+}
+
+/** Options of {@link LsfRunner}: the core's, plus LSF's. */
+export interface LsfRunnerOptions extends Omit<BatchRunnerOptions, 'args' | 'gpuArgs'>, Omit<LsfAdapterOptions, 'args' | 'gpuArgs' | 'reserveExtraRam'> {
+  /** `BsubArgumentsList`; default Arvados' ({@link DEFAULT_BSUB_ARGUMENTS}). */
+  bsubArgs?: readonly string[];
+  /** `BsubGPUArguments`; default Arvados' ({@link DEFAULT_BSUB_GPU_ARGUMENTS}). */
+  bsubGpuArgs?: readonly string[];
+}
+
+/**
+ * Runs containers as LSF jobs: the batch core with the {@link LsfAdapter}.
+ * See `BatchRunner` for the behaviour.
+ *
+ * @example
+ * ```ts
+ * const runner = new LsfRunner({ sudoUser: 'crunch', crunchRunCommand: '/usr/bin/crunch-run' });
+ * const dispatcher = new Dispatcher({ runner, pollInterval: 10_000 });
+ * await dispatcher.run();
+ * ```
+ */
+export class LsfRunner extends BatchRunner {
+  /** @throws TypeError or RangeError for a bad option; `TemplateError` for a bad template. */
+  constructor(options: LsfRunnerOptions = {}) {
+    const { sudoUser, commands, user, maxUserPriority, maxRunTimeOverhead, maxRunTimeDefault, bsubArgs: args, bsubGpuArgs: gpuArgs, ...core } = options;
+    const adapter = new LsfAdapter({ sudoUser, commands, user, maxUserPriority, maxRunTimeOverhead, maxRunTimeDefault, args, gpuArgs, reserveExtraRam: core.reserveExtraRam });
+    super(adapter, { ...core, args, gpuArgs }, { args: DEFAULT_BSUB_ARGUMENTS, gpuArgs: DEFAULT_BSUB_GPU_ARGUMENTS });
   }
 }

@@ -125,8 +125,10 @@ function gib(bytes: number): string {
  *   peak memory at its `h_vmem`: `OUT_OF_MEMORY`;
  * - killed at its `h_rt` wall-clock limit, or failure 37 (qmaster enforced a
  *   limit) without a memory explanation: `TIMEOUT`;
- * - failure 100 ("assumedly after job") with a signal: `CANCELLED` (deleted
- *   with qdel, by us or someone else: the caller knows which);
+ * - failure 100 ("assumedly after job") with a signal, or exit status 143
+ *   or 130 (the job ended on SIGTERM or SIGINT, which qdel sends with a
+ *   `terminate_method`): `CANCELLED` (by us or someone else: the caller
+ *   knows which);
  * - failures 1–99 other than 37 happen before the job runs (the execution
  *   host could not set it up): `NODE_FAIL`;
  * - any other non-zero exit status: `FAILED` with that code.
@@ -161,6 +163,11 @@ export function sgeEnd(acct: SgeAccounting): SgeEnd {
   }
   if (failedCode === 100 && signalled) {
     return { kind: 'CANCELLED', exitCode: code, message: `Grid Engine job ${id} was deleted (exit status ${acct.exitStatus})` };
+  }
+  // SIGTERM or SIGINT that the job answered by exiting: what qdel sends with
+  // the queue's terminate_method, or an operator's kill.
+  if (code === 143 || code === 130) {
+    return { kind: 'CANCELLED', exitCode: code, message: `Grid Engine job ${id} was terminated by a signal (exit status ${acct.exitStatus})` };
   }
   if (Number.isFinite(failedCode) && failedCode > 0 && failedCode < 100) {
     return { kind: 'NODE_FAIL', exitCode: code, message: `Grid Engine could not run job ${id}: failed ${failedCode}${failedText ? ` (${failedText})` : ''}` };

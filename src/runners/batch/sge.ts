@@ -13,7 +13,9 @@
 import { userInfo } from 'node:os';
 import { sleep } from '../../util/sleep.js';
 import type { BatchAdapter, CommandOp, CommandSpec, ErrorClass, Exec, PriorityChange, QueueJob, RunResult, SubmitRequest, TemplateRules, TerminalReason } from './adapter.js';
+import type { BatchRunnerOptions } from './options.js';
 import { planNice } from './priority.js';
+import { BatchRunner } from './runner.js';
 import { parseQacct, sgeEnd } from './sge-qacct.js';
 import { RAISE_REFUSED, classifySge, parseQsubJobId, qdelOnlyGone } from './sge-output.js';
 import { containerOfJob, sgeJobName } from './sge-name.js';
@@ -75,6 +77,8 @@ export class SgeAdapter implements BatchAdapter {
   readonly name = 'Grid Engine';
   readonly commands: Readonly<Record<string, string>>;
   readonly templates: TemplateRules = SGE_TEMPLATE_RULES;
+  /** qsub finds its cell through `SGE_ROOT`, `SGE_CELL` and `SGE_QMASTER_PORT`. */
+  readonly passEnv: readonly string[] = Object.freeze(['SGE_*']);
   readonly #user: string;
   readonly #attempts: number;
   readonly #delay: number;
@@ -202,5 +206,35 @@ export class SgeAdapter implements BatchAdapter {
       if (attempt < this.#attempts) await sleep(this.#delay, signal);
     }
     return undefined;
+  }
+}
+
+/** Options of {@link SgeRunner}: the core's, plus Grid Engine's. */
+export interface SgeRunnerOptions extends Omit<BatchRunnerOptions, 'args' | 'gpuArgs'>, SgeAdapterOptions {
+  /** qsub argument templates; default {@link DEFAULT_QSUB_ARGUMENTS}. */
+  qsubArgs?: readonly string[];
+  /** Templates added for containers that want GPUs; default none. */
+  qsubGpuArgs?: readonly string[];
+}
+
+/**
+ * Runs containers as Grid Engine jobs: the batch core with the
+ * {@link SgeAdapter}. See `BatchRunner` for the behaviour.
+ *
+ * @example
+ * ```ts
+ * const runner = new SgeRunner({ qsubArgs: [...DEFAULT_QSUB_ARGUMENTS, '-l', 'h_vmem=%MM', '-pe', 'smp', '%C'] });
+ * const dispatcher = new Dispatcher({ runner, pollInterval: 10_000 });
+ * await dispatcher.run();
+ * ```
+ */
+export class SgeRunner extends BatchRunner {
+  /** @throws TypeError or RangeError for a bad option; `TemplateError` for a bad template. */
+  constructor(options: SgeRunnerOptions = {}) {
+    const { commands, user, accountingAttempts, accountingDelay, qsubArgs, qsubGpuArgs, ...core } = options;
+    super(new SgeAdapter({ commands, user, accountingAttempts, accountingDelay }), { ...core, args: qsubArgs, gpuArgs: qsubGpuArgs }, {
+      args: DEFAULT_QSUB_ARGUMENTS,
+      gpuArgs: DEFAULT_QSUB_GPU_ARGUMENTS,
+    });
   }
 }

@@ -186,6 +186,8 @@ describe('qacct', () => {
     expect(sgeEnd({ ...base, failed: '100 : assumedly after job', exitStatus: '137', ruWallclock: '61s' }).kind).toBe('TIMEOUT');
     expect(sgeEnd({ ...base, failed: '37  : qmaster enforced h_rt, h_cpu, or h_vmem limit', exitStatus: '137', maxvmem: '1MB' }).kind).toBe('TIMEOUT');
     expect(sgeEnd({ ...base, failed: '100 : assumedly after job', exitStatus: '143' }).kind).toBe('CANCELLED');
+    expect(sgeEnd({ ...base, failed: '0', exitStatus: '143' }).kind).toBe('CANCELLED');
+    expect(sgeEnd({ ...base, failed: '0', exitStatus: '137', category: '' }).kind).toBe('FAILED');
     expect(sgeEnd({ ...base, failed: '28  : changing into working directory', exitStatus: '0' }).kind).toBe('NODE_FAIL');
     expect(sgeEnd({ ...base, failed: '0', exitStatus: '0' }).kind).toBe('COMPLETED');
     expect(parseSgeMemory('4G')).toBe(4 * 1024 ** 3);
