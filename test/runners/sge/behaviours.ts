@@ -37,6 +37,13 @@ export interface SeenJob {
   priority: number;
 }
 
+/** How a test wants the system's jobs to behave. */
+export interface How {
+  pending?: boolean;
+  failAfterSubmit?: string;
+  stuck?: boolean;
+}
+
 /** What a behaviour test needs from one batch system. */
 export interface SystemUnderTest {
   /** e.g. `Grid Engine`. */
@@ -51,8 +58,12 @@ export interface SystemUnderTest {
    * A runner for this system. `pending`: its jobs stay pending (held) until
    * cancelled. `failAfterSubmit`: its first submission reaches the queue, but
    * the submit command then fails as if the scheduler had not answered.
+   * `stuck`: its jobs stay pending for a reason the adapter says can never
+   * clear; {@link stuckReason} matches that reason.
    */
-  runner(options: BatchRunnerOptions, how: { pending?: boolean; failAfterSubmit?: string }): BatchRunner;
+  runner(options: BatchRunnerOptions, how: How): BatchRunner;
+  /** Matches the reason given for `stuck` jobs. */
+  readonly stuckReason: RegExp;
   /** Our jobs now (jobs named `prefix…`). */
   jobs(prefix: string): Promise<SeenJob[]>;
   /** Removes a job as an operator would, behind the dispatcher's back. */
@@ -121,7 +132,7 @@ export function describeBehaviours(system: SystemUnderTest): void {
       submitted: Array<[string, string]>;
     }
 
-    function start(how: { pending?: boolean; failAfterSubmit?: string } = {}, opts: BatchRunnerOptions = {}): Harness {
+    function start(how: How = {}, opts: BatchRunnerOptions = {}): Harness {
       const calls: Harness['calls'] = [];
       const counting: CommandRunner = (cmd, args, o) => {
         calls.push({ cmd: basename(cmd), args });
@@ -281,6 +292,17 @@ export function describeBehaviours(system: SystemUnderTest): void {
       for (const c of [low, mid, high]) fake.setPriority(c.uuid, 0);
       for (const c of [low, mid, high]) await settledOk(h, c.uuid);
       expect(submits(h)).toBe(3);
+    }, TEST_TIMEOUT);
+
+    it('cancels a container whose job waits for a reason that can never clear, with that reason, after the grace', async () => {
+      const h = start({ stuck: true }, { neverClearsGrace: 1_000 });
+      const c = container({ env: { STUB_MODE: 'hang' } });
+      await settledOk(h, c.uuid);
+      await waitFor(() => stateOf(c.uuid) === 'Cancelled', 'Cancelled', WAIT);
+      expect(String(fake.container(c.uuid)?.runtime_status?.error ?? '')).toMatch(system.stuckReason);
+      await until(async () => (await jobsNamed(c.uuid)).length === 0, 'the job gone');
+      expect(existsSync(join(markers, `${c.uuid}.json`))).toBe(false);
+      expect(submits(h)).toBe(1);
     }, TEST_TIMEOUT);
 
     it('leaves jobs in the queue when stopped; a restarted dispatcher adopts them without submitting and cancels orphans', async () => {

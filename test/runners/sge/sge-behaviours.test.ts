@@ -47,11 +47,13 @@ describeBehaviours({
   name: 'Grid Engine',
   unavailable: sgeUnavailable() && `${sgeUnavailable()}. Run scripts/sge-up.sh as root to enable them`,
   submitCommand: 'qsub',
+  stuckReason: /error state \(Eqw\)/,
   runner: (options, how) =>
     new SgeRunner({
       ...options,
       // Held jobs (-h) stay pending until deleted.
-      qsubArgs: [...DEFAULT_QSUB_ARGUMENTS, ...(how.pending ? ['-h'] : [])],
+      // A job whose output file cannot be opened goes to the error state Eqw.
+      qsubArgs: how.stuck ? ['-o', '/nonexistent/arvados-dispatch/out', '-e', '/dev/null'] : [...DEFAULT_QSUB_ARGUMENTS, ...(how.pending ? ['-h'] : [])],
       commands: how.failAfterSubmit ? { qsub: failingQsub(how.failAfterSubmit) } : undefined,
       accountingDelay: 500,
       accountingAttempts: 6,
