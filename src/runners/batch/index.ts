@@ -52,6 +52,8 @@ export { QueueMonitor, QueueMonitorStoppedError, byName, type QueueMonitorEvents
 export {
   STANDARD_PLACEHOLDERS,
   TemplateError,
+  containerArguments,
+  type ContainerArgumentsOptions,
   estimateDockerImageSize,
   estimateScratchSpace,
   expandTemplates,

@@ -23,7 +23,7 @@ import type { ResolvedBatchOptions } from './options.js';
 import { wantPriority } from './priority.js';
 import type { Renicer } from './renicer.js';
 import { batchScript } from './script.js';
-import { expandTemplates, gpuCount, templateValues, TemplateError } from './template.js';
+import { containerArguments, TemplateError } from './template.js';
 
 const log = logger('batch:job');
 
@@ -427,10 +427,8 @@ export class BatchJob {
   /** The expanded templates (and GPU templates when the container wants GPUs). */
   #templateArgs(): string[] {
     const { adapter, options: o } = this.#ctx;
-    const values = templateValues(this.#latest, { reserveExtraRam: o.reserveExtraRam });
-    const templates = gpuCount(this.#latest) > 0 ? [...o.args, ...o.gpuArgs] : o.args;
     try {
-      return expandTemplates(templates, values, adapter.templates, `${adapter.name} argument templates`);
+      return containerArguments(this.#latest, o, adapter.templates, `${adapter.name} argument templates`);
     } catch (err) {
       // Validated at startup; reaching this is our configuration, never the container's.
       if (err instanceof TemplateError) throw new RunnerConfigError(err.message, 'configuration', { cause: err });

@@ -163,3 +163,22 @@ export function expandTemplates(templates: readonly string[], values: TemplateVa
   }
   return out;
 }
+
+/** Options of {@link containerArguments}. */
+export interface ContainerArgumentsOptions extends TemplateValueOptions {
+  /** Argument templates. */
+  args: readonly string[];
+  /** Templates added when the container wants GPUs. */
+  gpuArgs: readonly string[];
+}
+
+/**
+ * The expanded templates for `container`: `args`, then `gpuArgs` if it wants GPUs.
+ *
+ * @throws TemplateError for a placeholder outside `rules`.
+ */
+export function containerArguments(container: Container, options: ContainerArgumentsOptions, rules: TemplateRules, what = 'argument templates'): string[] {
+  const values = templateValues(container, options);
+  const templates = gpuCount(container) > 0 ? [...options.args, ...options.gpuArgs] : options.args;
+  return expandTemplates(templates, values, rules, what);
+}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import { SubmitGate, type GateTicket } from '../../../src/runners/slurm/gate.js';
+import { SubmitGate, type GateTicket } from '../../../src/runners/batch/gate.js';
 
 /** Whether `p` has settled once pending callbacks have run. */
 function settled(p: Promise<unknown>): Promise<boolean> {

@@ -1,13 +1,17 @@
 import { describe, expect, it } from '@jest/globals';
-import type { NiceJob, ReniceCandidate } from '../../../src/runners/slurm/nice.js';
-import {
-  DEFAULT_PRIORITY_SPREAD,
-  reniceActions,
-  slurmWantPriority,
-  timestampNanos,
-  wantNice,
-} from '../../../src/runners/slurm/nice.js';
-import { parseSqueue } from '../../../src/runners/slurm/squeue.js';
+import type { QueueJob } from '../../../src/runners/batch/adapter.js';
+import type { NiceJob, ReniceCandidate } from '../../../src/runners/batch/priority.js';
+import { DEFAULT_PRIORITY_SPREAD, planNice, timestampNanos, wantNice, wantPriority, wantedOrder } from '../../../src/runners/batch/priority.js';
+import { parseSqueue } from '../../../src/runners/batch/slurm.js';
+
+/** The old one-call plan: order by wanted priority, then the nice-gap plan. */
+function reniceActions(candidates: ReniceCandidate[], spread: number): Array<{ name: string; nice: number }> {
+  return planNice(wantedOrder(candidates), spread).map((c) => ({ name: c.job.name, nice: c.value }));
+}
+
+function job(name: string, priority: number, nice: number): QueueJob {
+  return { jobId: '1', name, priority, nice, state: 'pending', rawState: 'PENDING', pendingReason: 'Resources' };
+}
 
 const d = DEFAULT_PRIORITY_SPREAD;
 
@@ -125,20 +129,20 @@ describe('wantNice (PrioritySuite)', () => {
   });
 });
 
-describe('reniceActions (SqueueSuite.TestReniceAll)', () => {
+describe('wantedOrder + planNice (SqueueSuite.TestReniceAll)', () => {
   const uuids = ['zzzzz-dz642-fake0fake0fake0', 'zzzzz-dz642-fake1fake1fake1', 'zzzzz-dz642-fake2fake2fake2'];
   const tests: Array<{ spread: number; squeue: string; want: Record<string, number>; expect: Array<[string, number]> }> =
     [
       {
         spread: 1,
-        squeue: `${uuids[0]} 10000 4294000000 PENDING Resources\n`,
+        squeue: `1|${uuids[0]}|10000|4294000000|PENDING||Resources\n`,
         want: { [uuids[0]]: 1 },
         expect: [[uuids[0], 0]],
       },
       {
         // fake0 priority is too high
         spread: 1,
-        squeue: `${uuids[0]} 10000 4294000777 PENDING Resources\n${uuids[1]} 10000 4294000444 PENDING Resources\n`,
+        squeue: `1|${uuids[0]}|10000|4294000777|PENDING||Resources\n1|${uuids[1]}|10000|4294000444|PENDING||Resources\n`,
         want: { [uuids[0]]: 1, [uuids[1]]: 999 },
         expect: [
           [uuids[1], 0],
@@ -148,7 +152,7 @@ describe('reniceActions (SqueueSuite.TestReniceAll)', () => {
       {
         // specify spread
         spread: 100,
-        squeue: `${uuids[0]} 10000 4294000777 PENDING Resources\n${uuids[1]} 10000 4294000444 PENDING Resources\n`,
+        squeue: `1|${uuids[0]}|10000|4294000777|PENDING||Resources\n1|${uuids[1]}|10000|4294000444|PENDING||Resources\n`,
         want: { [uuids[0]]: 1, [uuids[1]]: 999 },
         expect: [
           [uuids[1], 0],
@@ -159,9 +163,9 @@ describe('reniceActions (SqueueSuite.TestReniceAll)', () => {
         // ignore fake2: Arvados never said what it wants for it
         spread: 1,
         squeue:
-          `${uuids[0]} 10000 4294000000 PENDING Resources\n` +
-          `${uuids[1]} 10000 4294000111 PENDING Resources\n` +
-          `${uuids[2]} 10000 4294000222 PENDING Resources\n`,
+          `1|${uuids[0]}|10000|4294000000|PENDING||Resources\n` +
+          `1|${uuids[1]}|10000|4294000111|PENDING||Resources\n` +
+          `1|${uuids[2]}|10000|4294000222|PENDING||Resources\n`,
         want: { [uuids[0]]: 999, [uuids[1]]: 1 },
         expect: [
           [uuids[0], 0],
@@ -171,18 +175,15 @@ describe('reniceActions (SqueueSuite.TestReniceAll)', () => {
     ];
 
   it.each(tests)('spread $spread, want $want', ({ spread, squeue, want, expect: expected }) => {
-    const candidates: ReniceCandidate[] = [...parseSqueue(squeue).values()].map((job) => ({
-      ...job,
-      wantPriority: want[job.name] ?? 0,
-    }));
+    const candidates: ReniceCandidate[] = parseSqueue(squeue).map((j) => ({ job: j, want: BigInt(want[j.name] ?? 0) }));
     expect(reniceActions(candidates, spread).map((a) => [a.name, a.nice])).toEqual(expected);
   });
 
   it('breaks ties by name, descending, and accepts bigint priorities', () => {
     const jobs: ReniceCandidate[] = [
-      { name: 'a', priority: 100, nice: 10000, wantPriority: 5n },
-      { name: 'b', priority: 100, nice: 10000, wantPriority: 5n },
-      { name: 'c', priority: 100, nice: 10000, wantPriority: 1n << 60n },
+      { job: job('a', 100, 10000), want: 5n },
+      { job: job('b', 100, 10000), want: 5n },
+      { job: job('c', 100, 10000), want: 1n << 60n },
     ];
     expect(reniceActions(jobs, 10)).toEqual([
       { name: 'c', nice: 0 },
@@ -193,42 +194,48 @@ describe('reniceActions (SqueueSuite.TestReniceAll)', () => {
 
   it('returns nothing once the queue is in order', () => {
     const jobs: ReniceCandidate[] = [
-      { name: 'x', priority: 50, nice: 0, wantPriority: 2 },
-      { name: 'y', priority: 40, nice: 0, wantPriority: 1 },
+      { job: job('x', 50, 0), want: 2n },
+      { job: job('y', 40, 0), want: 1n },
     ];
     expect(reniceActions(jobs, 10)).toEqual([]);
   });
 });
 
-describe('slurmWantPriority', () => {
+describe('wantPriority', () => {
   // Arvados' "queued" fixture: priority 1, created_at 2016-01-11 11:11:11.111111111Z.
   const created = '2016-01-11T11:11:11.111111111Z';
 
   it('spreads user-assigned priorities by creation time (p<<50 - ns>>14)', () => {
-    expect(slurmWantPriority({ priority: 1, created_at: created })).toBe(1037245691076565n);
-    expect(slurmWantPriority({ priority: 1000, created_at: created })).toBe(1125811252626857941n);
+    expect(wantPriority({ priority: 1, created_at: created })).toBe(1037245691076565n);
+    expect(wantPriority({ priority: 1000, created_at: created })).toBe(1125811252626857941n);
   });
 
   it('puts older containers first among equals, to 2^14 ns resolution', () => {
-    const older = slurmWantPriority({ priority: 500, created_at: '2016-01-11T11:11:11.111111111Z' });
-    const newer = slurmWantPriority({ priority: 500, created_at: '2016-01-11T11:11:11.111127495Z' });
+    const older = wantPriority({ priority: 500, created_at: '2016-01-11T11:11:11.111111111Z' });
+    const newer = wantPriority({ priority: 500, created_at: '2016-01-11T11:11:11.111127495Z' });
     expect(older - newer).toBe(1n);
-    expect(slurmWantPriority({ priority: 1, created_at: '2016-01-11T11:11:11.111127495Z' })).toBe(
+    expect(wantPriority({ priority: 1, created_at: '2016-01-11T11:11:11.111127495Z' })).toBe(
       1037245691076564n,
     );
     // A higher priority beats any age.
-    expect(slurmWantPriority({ priority: 2, created_at: '2030-01-01T00:00:00Z' })).toBeGreaterThan(
-      slurmWantPriority({ priority: 1, created_at: '1970-01-01T00:00:00Z' }),
+    expect(wantPriority({ priority: 2, created_at: '2030-01-01T00:00:00Z' })).toBeGreaterThan(
+      wantPriority({ priority: 1, created_at: '1970-01-01T00:00:00Z' }),
     );
   });
 
   it('uses priorities above 1000 as they are', () => {
-    expect(slurmWantPriority({ priority: 1001, created_at: created })).toBe(1001n);
-    expect(slurmWantPriority({ priority: 2 ** 60, created_at: created })).toBe(1n << 60n);
+    expect(wantPriority({ priority: 1001, created_at: created })).toBe(1001n);
+    expect(wantPriority({ priority: 2 ** 60, created_at: created })).toBe(1n << 60n);
   });
 
   it('treats a missing created_at as the epoch', () => {
-    expect(slurmWantPriority({ priority: 3 })).toBe(3n << 50n);
+    expect(wantPriority({ priority: 3 })).toBe(3n << 50n);
+  });
+
+  it('returns 0n (leave the job alone) for a priority that is missing or not a number, never throwing', () => {
+    for (const priority of [undefined, null, 'high', Number.NaN, Infinity, {}]) {
+      expect(wantPriority({ priority: priority as unknown as number, created_at: created })).toBe(0n);
+    }
   });
 });
 

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from '@jest/globals';
-import { batchScript, shellQuote } from '../../../src/runners/slurm/script.js';
+import { batchScript, shellQuote } from '../../../src/runners/batch/script.js';
 
 describe('shellQuote', () => {
   it('wraps in single quotes and escapes single quotes', () => {

@@ -1,61 +1,14 @@
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir, userInfo } from 'node:os';
-import { join } from 'node:path';
+/**
+ * The core's queue poller, driven by a squeue whose every run waits until the
+ * test answers it (Slurm's output format, parsed by the Slurm adapter).
+ */
 import { afterEach, describe, expect, it } from '@jest/globals';
-import type { CommandRunner, RunOptions, RunResult } from '../../../src/runners/slurm/commands.js';
-import type { SqueueSnapshot } from '../../../src/runners/slurm/squeue.js';
-import {
-  SQUEUE_FORMAT,
-  SqueueMonitor,
-  SqueueMonitorStoppedError,
-  parseSqueue,
-} from '../../../src/runners/slurm/squeue.js';
+import type { CommandRunner, RunOptions, RunResult } from '../../../src/runners/batch/commands.js';
+import { QueueMonitor, QueueMonitorStoppedError, type QueueSnapshot } from '../../../src/runners/batch/monitor.js';
+import { parseSqueue } from '../../../src/runners/batch/slurm.js';
 
 const U0 = 'zzzzz-dz642-queuedcontainer';
 const U1 = 'zzzzz-dz642-000000000000001';
-
-describe('parseSqueue', () => {
-  it('parses name, nice, priority, state and a reason with spaces', () => {
-    const jobs = parseSqueue(
-      `${U0} 10000 4294901659 PENDING None\n` +
-        `${U1} -5 12 PENDING ReqNodeNotAvail, UnavailableNodes:compute[1-2]\n`,
-    );
-    expect([...jobs.keys()]).toEqual([U0, U1]);
-    expect(jobs.get(U0)).toEqual({ name: U0, nice: 10000, priority: 4294901659, state: 'PENDING', reason: 'None' });
-    expect(jobs.get(U1)).toEqual({
-      name: U1,
-      nice: -5,
-      priority: 12,
-      state: 'PENDING',
-      reason: 'ReqNodeNotAvail, UnavailableNodes:compute[1-2]',
-    });
-  });
-
-  it('ignores jobs that are not containers, including names with spaces', () => {
-    const bad: string[] = [];
-    const jobs = parseSqueue(
-      'a name with spaces 0 4294901757 PENDING Resources\n' +
-        'zzzzz-j7d0g-000000000000000 0 1 RUNNING None\n' +
-        'slurm-job 0 1 RUNNING None\n' +
-        '\n   \n' +
-        `${U0} 0 4294901757 RUNNING None\n`,
-      (line) => bad.push(line),
-    );
-    expect([...jobs.keys()]).toEqual([U0]);
-    expect(bad).toEqual([]);
-  });
-
-  it('reports malformed lines of containers and skips them', () => {
-    const bad: string[] = [];
-    const jobs = parseSqueue(`${U0} x 1 RUNNING None\n${U1} 0\n${U1} 0 1 running None\n`, (l) => bad.push(l));
-    expect(jobs.size).toBe(0);
-    expect(bad).toEqual([`${U0} x 1 RUNNING None`, `${U1} 0`, `${U1} 0 1 running None`]);
-  });
-
-  it('accepts an empty reason and CRLF line ends', () => {
-    expect(parseSqueue(`${U0} 0 1 COMPLETING\r\n`).get(U0)).toMatchObject({ state: 'COMPLETING', reason: '' });
-  });
-});
 
 interface Call {
   args: readonly string[];
@@ -98,9 +51,15 @@ function settled(p: Promise<unknown>): Promise<boolean> {
   return new Promise((r) => setImmediate(() => r(done)));
 }
 
-const monitors: SqueueMonitor[] = [];
-function monitor(fake: FakeSqueue, intervalMs = 5): SqueueMonitor {
-  const m = new SqueueMonitor({ intervalMs, runner: fake.runner, user: 'crunch' });
+const monitors: QueueMonitor[] = [];
+function monitor(fake: FakeSqueue, intervalMs = 5, maxIntervalMs?: number): QueueMonitor {
+  const m = new QueueMonitor({
+    intervalMs,
+    maxIntervalMs,
+    name: 'squeue',
+    query: (signal) => fake.runner('squeue', ['--noheader'], { signal }),
+    parse: (stdout, onBadLine) => parseSqueue(stdout, onBadLine),
+  });
   monitors.push(m);
   return m;
 }
@@ -108,29 +67,17 @@ afterEach(async () => {
   await Promise.all(monitors.splice(0).map((m) => m.stop()));
 });
 
-describe('SqueueMonitor', () => {
-  it('runs squeue for one user with the parseable format', () => {
-    const m = new SqueueMonitor({ intervalMs: 1000, user: 'crunch' });
-    expect(m.args).toEqual(['--user=crunch', '--noheader', `--format=${SQUEUE_FORMAT}`]);
-    expect(new SqueueMonitor({ intervalMs: 1000 }).args[0]).toBe(`--user=${userInfo().username}`);
-    expect(new SqueueMonitor({ intervalMs: 1000, user: 'x', allPartitions: true }).args.slice(0, 2)).toEqual([
-      '--all',
-      '--user=x',
-    ]);
-    expect(() => new SqueueMonitor({ intervalMs: 0 })).toThrow(RangeError);
-  });
-
+describe('QueueMonitor', () => {
   it('polls at once on start and resolves waiters with the snapshot', async () => {
     const fake = new FakeSqueue();
     const m = monitor(fake);
     const waiting = m.nextSnapshot();
     m.start();
     const first = await fake.call(1);
-    expect(first.args).toEqual(m.args);
-    first.resolve({ stdout: `${U0} 10000 100 PENDING Resources\n` });
+    first.resolve({ stdout: `1|${U0}|10000|100|PENDING||Resources\n` });
     const snap = await waiting;
     expect(snap.seq).toBe(1);
-    expect(snap.jobs.get(U0)?.state).toBe('PENDING');
+    expect(snap.jobs.get(U0)?.rawState).toBe('PENDING');
     expect(m.latest).toBe(snap);
     expect(snap.finishedAt).toBeGreaterThanOrEqual(snap.startedAt);
   });
@@ -146,7 +93,7 @@ describe('SqueueMonitor', () => {
     await new Promise((r) => setImmediate(r));
     expect(await settled(waiting)).toBe(false);
     expect(m.latest?.seq).toBe(1);
-    (await fake.call(2)).resolve({ stdout: `${U0} 0 1 RUNNING None\n` });
+    (await fake.call(2)).resolve({ stdout: `1|${U0}|0|1|RUNNING||None\n` });
     const snap = await waiting;
     expect(snap.seq).toBe(2);
     expect(snap.jobs.has(U0)).toBe(true);
@@ -156,12 +103,12 @@ describe('SqueueMonitor', () => {
     const fake = new FakeSqueue();
     const m = monitor(fake);
     const errors: Error[] = [];
-    const snapshots: SqueueSnapshot[] = [];
+    const snapshots: QueueSnapshot[] = [];
     m.on('pollError', (e) => errors.push(e));
     m.on('snapshot', (s) => snapshots.push(s));
     m.start();
-    (await fake.call(1)).resolve({ stdout: `${U0} 0 1 RUNNING None\n` });
-    const waiting = m.hasJob(U0);
+    (await fake.call(1)).resolve({ stdout: `1|${U0}|0|1|RUNNING||None\n` });
+    const waiting = m.nextSnapshot().then((s) => s.jobs.has(U0));
     (await fake.call(2)).resolve({
       code: 1,
       stderr: 'slurm_load_jobs error: Unable to contact slurm controller (connect failure)\n',
@@ -174,17 +121,17 @@ describe('SqueueMonitor', () => {
       'squeue failed: slurm_load_jobs error: Unable to contact slurm controller (connect failure)',
       'spawn squeue ENOENT',
     ]);
-    fake.calls[3].resolve({ stdout: `${U0} 0 1 RUNNING None\n` });
+    fake.calls[3].resolve({ stdout: `1|${U0}|0|1|RUNNING||None\n` });
     expect(await waiting).toBe(true);
     expect(snapshots.map((s) => s.seq)).toEqual([1, 4]);
   });
 
   it('survives a runner that throws and a listener that throws', async () => {
     let calls = 0;
-    const m = new SqueueMonitor({
+    const m = new QueueMonitor({
       intervalMs: 5,
-      user: 'u',
-      runner: async () => {
+      parse: (stdout) => parseSqueue(stdout),
+      query: async () => {
         calls++;
         if (calls === 1) throw new Error('boom');
         return { code: 0, signal: null, stdout: '', stderr: '' };
@@ -237,7 +184,7 @@ describe('SqueueMonitor', () => {
     const waiting = m.nextSnapshot();
     await m.stop();
     expect(second.options.signal?.aborted).toBe(true);
-    await expect(waiting).rejects.toBeInstanceOf(SqueueMonitorStoppedError);
+    await expect(waiting).rejects.toBeInstanceOf(QueueMonitorStoppedError);
     expect(m.running).toBe(false);
     // Ten intervals later, still nothing new.
     await new Promise((r) => setTimeout(r, 100));
@@ -268,31 +215,51 @@ describe('SqueueMonitor', () => {
     m.start();
     const waiting = m.nextSnapshot();
     const n = fake.calls.length;
-    (await fake.call(n)).resolve({ stdout: `${U1} 0 1 PENDING Priority\n` });
-    (await fake.call(n + 1)).resolve({ stdout: `${U1} 0 1 PENDING Priority\n` });
+    (await fake.call(n)).resolve({ stdout: `1|${U1}|0|1|PENDING||Priority\n` });
+    (await fake.call(n + 1)).resolve({ stdout: `1|${U1}|0|1|PENDING||Priority\n` });
     expect((await waiting).jobs.has(U1)).toBe(true);
   });
+});
 
-  it('runs a real squeue-like command through the default runner', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'fake-squeue-'));
-    try {
-      const script = join(dir, 'squeue');
-      // Echo the arguments back as a job line so the test sees what was passed.
-      writeFileSync(
-        script,
-        `#!/bin/sh\nprintf '%s 10000 100 PENDING %s\\n' ${U0} "$*"\necho 'not-a-container 0 0 RUNNING None'\n`,
-      );
-      chmodSync(script, 0o755);
-      const m = new SqueueMonitor({ intervalMs: 1000, command: script, user: 'crunch' });
-      monitors.push(m);
-      const next = m.nextSnapshot();
-      m.start();
-      const snap = await next;
-      expect([...snap.jobs.keys()]).toEqual([U0]);
-      expect(snap.jobs.get(U0)?.reason).toBe(`--user=crunch --noheader --format=${SQUEUE_FORMAT}`);
-      await m.stop();
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
+describe('QueueMonitor: adaptive interval', () => {
+  it('doubles the interval while the queue does not change, up to the cap, and drops back on a change or when hurried', async () => {
+    const fake = new FakeSqueue();
+    const m = monitor(fake, 5, 40);
+    m.start();
+    const same = `1|${U0}|0|1|PENDING||Priority\n`;
+    let n = 1;
+    (await fake.call(n++)).resolve({ stdout: same });
+    const seen: number[] = [];
+    // The first answer sets the baseline; each unchanged one doubles the interval.
+    for (let i = 0; i < 4; i++) {
+      (await fake.call(n++)).resolve({ stdout: same });
+      await new Promise((r) => setImmediate(r));
+      seen.push(m.interval);
     }
+    expect(seen).toEqual([10, 20, 40, 40]);
+    (await fake.call(n++)).resolve({ stdout: `1|${U0}|0|1|RUNNING|node1|None\n` });
+    await new Promise((r) => setImmediate(r));
+    expect(m.interval).toBe(5);
+    (await fake.call(n++)).resolve({ stdout: `1|${U0}|0|1|RUNNING|node1|None\n` });
+    await new Promise((r) => setImmediate(r));
+    expect(m.interval).toBe(10);
+    m.hurry();
+    expect(m.interval).toBe(5);
+  });
+
+  it('polls sooner when hurried than the slowed-down interval would', async () => {
+    const fake = new FakeSqueue();
+    const m = monitor(fake, 20, 60_000);
+    m.start();
+    const same = `1|${U0}|0|1|PENDING||Priority\n`;
+    for (let n = 1; n <= 12; n++) {
+      (await fake.call(n)).resolve({ stdout: same });
+      await new Promise((r) => setImmediate(r));
+    }
+    // Slowed far beyond a test's patience now; an urgent waiter brings the next poll forward.
+    expect(m.interval).toBeGreaterThan(10_000);
+    const urgent = m.nextSnapshot(undefined, true);
+    (await fake.call(13)).resolve({ stdout: same });
+    expect((await urgent).seq).toBe(13);
   });
 });

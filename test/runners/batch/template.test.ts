@@ -1,15 +1,36 @@
 import { describe, expect, it } from '@jest/globals';
 import type { Container } from '../../../src/types.js';
+import type { TemplateRules } from '../../../src/runners/batch/adapter.js';
+import { DEFAULT_SBATCH_ARGUMENTS, DEFAULT_SBATCH_GPU_ARGUMENTS, SLURM_TEMPLATE_RULES, SlurmAdapter } from '../../../src/runners/batch/slurm.js';
 import {
-  DEFAULT_SBATCH_ARGUMENTS,
-  SbatchTemplateError,
+  TemplateError,
+  containerArguments,
   estimateDockerImageSize,
   estimateScratchSpace,
-  expandTemplates,
+  expandTemplates as expand,
   gpuCount,
-  sbatchArgs,
   templateValues,
-} from '../../../src/runners/slurm/template.js';
+  validateTemplates,
+  type TemplateValues,
+} from '../../../src/runners/batch/template.js';
+
+function expandTemplates(templates: readonly string[], values: TemplateValues): string[] {
+  return expand(templates, values, SLURM_TEMPLATE_RULES, 'sbatch arguments');
+}
+
+/** sbatch's arguments for a container, as the Slurm adapter builds them (no output directory). */
+function sbatchArgs(
+  c: Container,
+  o: { args?: readonly string[]; gpuArgs?: readonly string[]; reserveExtraRam?: number; instanceType?: string } = {},
+): string[] {
+  const args = containerArguments(
+    c,
+    { args: o.args ?? DEFAULT_SBATCH_ARGUMENTS, gpuArgs: o.gpuArgs ?? DEFAULT_SBATCH_GPU_ARGUMENTS, reserveExtraRam: o.reserveExtraRam, instanceType: o.instanceType },
+    SLURM_TEMPLATE_RULES,
+    'sbatch arguments',
+  );
+  return [...new SlurmAdapter({ jobOutputDir: null }).submit({ uuid: c.uuid, script: '', args, container: c }).args];
+}
 
 const MiB = 1024 * 1024;
 
@@ -29,12 +50,12 @@ const queued = ctr({
 });
 
 describe('sbatchArgs (StubbedSuite)', () => {
-  it('TestSbatchArgs: the configured list follows --nice and --no-requeue', () => {
+  it('TestSbatchArgs: the configured list follows --nice and --no-requeue; the job name is always the UUID', () => {
     const c = ctr({ runtime_constraints: { ram: 250000000, vcpus: 2 } });
     // Go's test also passes nil, which there means "no arguments"; here an
     // omitted list means Arvados' default list (see the next test).
     for (const args of [[], ['--arg1=v1', '--arg2']]) {
-      expect(sbatchArgs(c, { args })).toEqual(['--nice=10000', '--no-requeue', ...args]);
+      expect(sbatchArgs(c, { args })).toEqual(['--nice=10000', '--no-requeue', ...args, '--job-name=123']);
     }
   });
 
@@ -73,10 +94,11 @@ describe('sbatchArgs (StubbedSuite)', () => {
 
   it('uses the default GPU list, and the legacy cuda constraint', () => {
     const c = ctr({ runtime_constraints: { ram: 0, vcpus: 1, cuda: { device_count: 2 } } });
-    expect(sbatchArgs(c, { args: [] })).toEqual(['--nice=10000', '--no-requeue', '--gpus=2']);
+    expect(sbatchArgs(c, { args: [] })).toEqual(['--nice=10000', '--no-requeue', '--gpus=2', '--job-name=123']);
     expect(sbatchArgs(ctr({ runtime_constraints: { vcpus: 1 } }), { args: [] })).toEqual([
       '--nice=10000',
       '--no-requeue',
+      '--job-name=123',
     ]);
   });
 
@@ -96,14 +118,12 @@ describe('sbatchArgs (StubbedSuite)', () => {
     ]);
   });
 
-  it('TestSbatchArgumentsError: rejects an unknown placeholder', () => {
-    expect(() => sbatchArgs(ctr({}), { args: ['--bad% template'] })).toThrow(
-      /^Unknown substitution parameter % {2}in .*/,
-    );
-    expect(() => sbatchArgs(ctr({}), { args: ['--x=%Z'] })).toThrow(SbatchTemplateError);
-    expect(() => sbatchArgs(ctr({}), { args: ['--x=%Z'] })).toThrow(
-      'Unknown substitution parameter %Z in sbatch arguments',
-    );
+  it('TestSbatchArgumentsError: rejects an unknown placeholder, at expansion and at startup validation', () => {
+    expect(() => sbatchArgs(ctr({}), { args: ['--bad% template'] })).toThrow(/^unknown substitution % {2}in sbatch arguments/);
+    expect(() => sbatchArgs(ctr({}), { args: ['--x=%Z'] })).toThrow(TemplateError);
+    expect(() => sbatchArgs(ctr({}), { args: ['--x=%Z'] })).toThrow('unknown substitution %Z in sbatch arguments');
+    expect(() => validateTemplates(['--x=%Z'], SLURM_TEMPLATE_RULES, 'sbatch arguments')).toThrow('unknown substitution %Z in sbatch arguments');
+    expect(() => validateTemplates([...DEFAULT_SBATCH_ARGUMENTS, '--time=%W', '100%%'], SLURM_TEMPLATE_RULES)).not.toThrow();
   });
 
   it('TestMissingFromSqueue: the arguments for the queued fixture', () => {
@@ -120,10 +140,10 @@ describe('sbatchArgs (StubbedSuite)', () => {
   it('TestSbatchInstanceTypeConstraint: %I is the given instance type, or empty', () => {
     const c = ctr({ runtime_constraints: { ram: 250000000, vcpus: 2 } });
     const args = ['--constraint=instancetype=%I'];
-    expect(sbatchArgs(c, { args, instanceType: 'a1.medium' }).slice(2)).toEqual([
+    expect(sbatchArgs(c, { args, instanceType: 'a1.medium' }).slice(2, -1)).toEqual([
       '--constraint=instancetype=a1.medium',
     ]);
-    expect(sbatchArgs(c, { args }).slice(2)).toEqual(['--constraint=instancetype=']);
+    expect(sbatchArgs(c, { args }).slice(2, -1)).toEqual(['--constraint=instancetype=']);
   });
 });
 
@@ -157,9 +177,16 @@ describe('expandTemplates', () => {
     expect(expandTemplates(['--time=%W', '--partition=%P'], values)).toEqual(['--time=2', '--partition=a']);
   });
 
-  it('rounds max_run_time up to whole minutes', () => {
-    const v = (s: number) => templateValues(ctr({ scheduling_parameters: { max_run_time: s } })).maxRunMinutes;
-    expect([v(0), v(1), v(60), v(61), v(124)]).toEqual([0, 1, 1, 2, 3]);
+  it('in pair mode, drops the option before an empty value too (LSF-style "-W %W")', () => {
+    const rules: TemplateRules = { placeholders: ['%W', '%C'], dropWhenEmpty: ['%W'], dropMode: 'pair' };
+    const none = templateValues(ctr({ runtime_constraints: { vcpus: 2 } }));
+    expect(expand(['-n', '%C', '-W', '%W', '-x'], none, rules)).toEqual(['-n', '2', '-x']);
+    expect(expand(['-n', '%C', '-W', '%W'], values, rules)).toEqual(['-n', '3', '-W', '2']);
+  });
+
+  it('rounds max_run_time up to whole minutes (empty for no limit)', () => {
+    const v = (s: number) => templateValues(ctr({ scheduling_parameters: { max_run_time: s } }))['%W'];
+    expect([v(0), v(1), v(60), v(61), v(124)]).toEqual(['', '1', '1', '2', '3']);
   });
 });
 
@@ -190,7 +217,7 @@ describe('scratch and GPU estimates', () => {
       runtime_constraints: { keep_cache_disk: 8 * 1024 * MiB },
       mounts: { '/mnt/out': { kind: 'tmp', capacity: 1000 } },
     });
-    expect(templateValues(pending).tmpMiB).toBe(8448);
+    expect(templateValues(pending)['%T']).toBe('8448');
   });
 
   it('estimates a Docker image from the size in its portable data hash', () => {
