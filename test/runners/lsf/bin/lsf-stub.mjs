@@ -15,7 +15,9 @@
 //
 // A job runs its script with /bin/sh, detached, in the environment bsub was
 // given (as LSF passes the submission environment on), unless held: the
-// wrapper waits while `hold` or jobs/<id>.hold exists. Output formats are
+// wrapper waits while `hold` or jobs/<id>.hold exists. A job submitted with
+// `-b TIME` (start no earlier than TIME) is held until killed: the stub keeps
+// no clock, and tests use it for jobs that must stay pending. Output formats are
 // LSF 10.1's: "Job <N> is submitted to default queue <normal>.", bjobs -json
 // {"COMMAND":"bjobs","JOBS":n,"RECORDS":[…]}, bkill "Job <N> is being
 // terminated" / "Job <N>: Job has already finished" / "Job <N>: No matching
@@ -126,6 +128,8 @@ function bsub(args) {
   }
   const base = join(jobsDir, String(id));
   writeFileSync(`${base}.script`, stdin);
+  const begin = args.indexOf('-b');
+  if (begin >= 0) writeFileSync(`${base}.hold`, '');
   // As with MAX_USER_PRIORITY=100 in lsb.params: jobs start at half of it.
   const job = { id, name, user, args, queue: 'normal', submitTime: Date.now(), priority: 50 };
   // The wrapper waits while held, marks the start, runs the script and
@@ -152,7 +156,11 @@ const FIELD = {
   USER: (j) => j.user,
   QUEUE: (j) => j.queue,
   JOB_NAME: (j) => j.name,
-  PEND_REASON: (j) => (stat(j) === 'PEND' ? (existsSync(join(dir, 'pend-reason')) ? readFileSync(join(dir, 'pend-reason'), 'utf8').trim() : 'New job is waiting for scheduling;') : ''),
+  PEND_REASON: (j) => {
+    if (stat(j) !== 'PEND') return '';
+    if (existsSync(join(dir, 'pend-reason'))) return readFileSync(join(dir, 'pend-reason'), 'utf8').trim();
+    return j.args.includes('-b') ? 'The job has a specified start time;' : 'New job is waiting for scheduling;';
+  },
   JOB_PRIORITY: (j) => String(j.priority ?? ''),
   EXIT_CODE: (j) => (['DONE', 'EXIT'].includes(stat(j)) ? exitCode(j) : ''),
   EXIT_REASON: (j) => (stat(j) === 'EXIT' ? j.exitReason ?? (j.killed ? 'TERM_OWNER: job killed by owner' : '') : ''),
