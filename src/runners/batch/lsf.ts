@@ -55,7 +55,7 @@ export class LsfAdapter implements BatchAdapter {
   readonly passEnv: readonly string[] = Object.freeze(['LSF_*', 'LSB_*']);
   readonly #options: LsfAdapterOptions;
   readonly #user: string;
-  readonly #maxUserPriority: number;
+  #maxUserPriority: number;
 
   constructor(options: LsfAdapterOptions = {}) {
     const c = options.commands ?? {};
@@ -136,8 +136,21 @@ export class LsfAdapter implements BatchAdapter {
     return changes;
   }
 
+  /**
+   * As {@link classifyLsf}. A `bmod -sp` refused for the priority itself
+   * (user priorities not enabled in lsb.params, or a value out of range)
+   * turns reprioritising off, so it is not retried on every snapshot.
+   */
   classify(outcome: RunResult | Error, op: CommandOp): ErrorClass {
+    if (op === 'renice' && !(outcome instanceof Error) && outcome.code !== 0 && /priority/i.test(`${outcome.stdout}\n${outcome.stderr}`)) {
+      this.#maxUserPriority = 0;
+    }
     return classifyLsf(outcome, op);
+  }
+
+  /** Whether pending jobs are kept in Arvados order (false once LSF refused a user priority). */
+  get reprioritising(): boolean {
+    return this.#maxUserPriority > 0;
   }
 
   neverClears(pendingReason: string): boolean {

@@ -191,6 +191,15 @@ describe('renicing with bmod -sp', () => {
     expect(a.renice(job('2', 0), 90)).toEqual({ command: 'bmod', args: ['-sp', '90', '2'] });
     expect(new LsfAdapter({ maxUserPriority: 0 }).planPriorities([job('1', 0)], 10)).toEqual([]);
   });
+
+  it('stops reprioritising once LSF refuses a user priority, but not for a job that just left', () => {
+    const a = new LsfAdapter({ maxUserPriority: 100 });
+    a.classify(result({ code: 255, stderr: 'Job <2>: No matching job found\n' }), 'renice');
+    expect(a.reprioritising).toBe(true);
+    a.classify(result({ code: 255, stderr: 'Job <2>: User-assigned job priority is not enabled\n' }), 'renice');
+    expect(a.reprioritising).toBe(false);
+    expect(a.planPriorities([job('1', 50), job('2', 50)], 10)).toEqual([]);
+  });
 });
 
 describe('terminal reasons from bjobs -a', () => {
