@@ -190,8 +190,11 @@ export class BatchJob {
     }
     if (this.#wantCancel()) {
       this.#interrupt?.abort(new Interrupted('cancel wanted'));
-      // Don't wait for the next snapshot to start cancelling a job we know is there.
-      if (this.#present) this.#requestCancel();
+      // Don't wait for the next snapshot to start cancelling a job we know is
+      // there, unless the container finished: its job is most likely leaving
+      // by itself, and the next (hurried) snapshot tells.
+      if (this.#present && !this.#cancelRequested && this.#updates.endReason !== 'finished') this.#requestCancel();
+      else this.#ctx.monitor.hurry();
     } else if (this.#present) {
       this.#ctx.renicer.setWant(this.uuid, wantPriority(this.#latest));
     }

@@ -49,7 +49,7 @@ export interface BatchRunnerEvents {
   vanished: [uuid: string, resolution: ReleaseAction];
   /** A job left the queue for good; `kind` from the scheduler's accounting, `UNKNOWN` without it. */
   finished: [uuid: string, kind: TerminalKind | 'UNKNOWN'];
-  /** Details of a vanished job (see {@link LostJob}). */
+  /** Details of a vanished job whose container was released (not for `none`; see {@link LostJob}). */
   lost: [info: LostJob];
   /** Jobs named like containers of this cluster were found at startup and handed to the dispatcher. */
   orphans: [uuids: string[]];
@@ -183,7 +183,8 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
       submitted: (uuid, result, jobId) => this.emit('submitted', uuid, result, jobId),
       lost: (info) => {
         this.emit('vanished', info.uuid, info.action);
-        this.emit('lost', info);
+        // `none`: the container had finished by itself; nothing was lost.
+        if (info.action !== 'none') this.emit('lost', info);
       },
       finished: (uuid, kind) => this.emit('finished', uuid, kind),
       release: (uuid, opts) => this.#release(uuid, opts),

@@ -116,7 +116,9 @@ defineBatchBehaviour(
       // burst plus what the elapsed time earned, plus the commands that were
       // already running (concurrency 3) when the window opened.
       const limited = records.filter((r) => r.command !== 'squeue').map((r) => r.at);
-      expect(limited.length).toBeGreaterThanOrEqual(32);
+      expect(records.filter((r) => r.command === 'sbatch')).toHaveLength(16);
+      // Cancellations are batched: far fewer scancels than jobs.
+      expect(records.filter((r) => r.command === 'scancel').length).toBeGreaterThan(0);
       for (let i = 0; i < limited.length; i++) {
         for (let j = i + 1; j < limited.length; j++) {
           const earned = Math.floor(((limited[j] - limited[i]) * rate.count) / rate.periodMs);
