@@ -34,6 +34,8 @@ export interface CommandModule {
 const COMMANDS: Record<string, () => Promise<CommandModule>> = {
   local: () => import('./commands/local.js'),
   slurm: () => import('./commands/slurm.js'),
+  lsf: () => import('./commands/lsf.js'),
+  sge: () => import('./commands/sge.js'),
   demo: () => import('./commands/demo.js'),
 };
 
