@@ -5,18 +5,18 @@
  * @module
  */
 import { Dispatcher } from '../../dispatcher/dispatcher.js';
-import { parseRate } from '../../runners/batch/limiter.js';
 import { DEFAULT_MAX_USER_PRIORITY, LsfRunner } from '../../runners/batch/lsf.js';
 import { DEFAULT_BSUB_ARGUMENTS, DEFAULT_BSUB_GPU_ARGUMENTS, DEFAULT_MAX_RUN_TIME_OVERHEAD } from '../../runners/batch/lsf-template.js';
-import { BATCH_RUNNER_DEFAULTS, type SubmitRate } from '../../runners/batch/options.js';
+import { BATCH_RUNNER_DEFAULTS } from '../../runners/batch/options.js';
 import { describeError } from '../../util/errors.js';
-import { DISPATCHER_OPTIONS, DISPATCHING_FOOTER, OUTPUT_OPTIONS, Options, formatHelp, parseOptions, type OptionTable } from '../args.js';
-import { formatDuration, parseDuration } from '../duration.js';
+import { DISPATCHER_OPTIONS, DISPATCHING_FOOTER, OUTPUT_OPTIONS, formatHelp, parseCommandLine, type OptionTable } from '../args.js';
+import { formatDuration } from '../duration.js';
 import { CliError, ExitCode, UsageError } from '../errors.js';
 import { Output } from '../output.js';
 import { Reporter } from '../report.js';
 import { runSession } from '../session.js';
-import { apiClientFromEnv, dispatcherSettings } from '../dispatching.js';
+import { apiClientFromEnv, checkReachable, dispatcherSettings } from '../dispatching.js';
+import { managementSettings, startService } from '../service.js';
 import { findExecutable } from '../which.js';
 
 /** One line for the overall help. */
@@ -135,7 +135,7 @@ function environment(entries: string[]): Record<string, string> {
 
 /** Runs the command; resolves to the exit status. */
 export async function run(argv: string[]): Promise<number> {
-  const opts = new Options(parseOptions(argv, OPTIONS, 'lsf'), 'lsf');
+  const opts = parseCommandLine(argv, OPTIONS, 'lsf');
   if (opts.flag('help')) {
     process.stdout.write(help());
     return ExitCode.OK;
@@ -144,18 +144,14 @@ export async function run(argv: string[]): Promise<number> {
   const { pollInterval } = settings;
   const queueInterval = opts.duration('bjobs-interval', pollInterval, 1);
   const queueIntervalMax = opts.duration('bjobs-interval-max', Math.max(queueInterval, Math.min(6 * queueInterval, 60_000)), queueInterval);
-  const rateText = opts.string('submit-rate');
-  let submitRate: SubmitRate | undefined;
-  try {
-    submitRate = rateText === undefined ? undefined : parseRate(rateText, parseDuration);
-  } catch (err) {
-    throw new UsageError(`--submit-rate: ${describeError(err)}; see 'arvados-dispatch lsf --help'`);
-  }
+  const submitRate = opts.rate('submit-rate');
   const bsubArgs = opts.list('bsub-arg');
   const bsubGpuArgs = opts.list('bsub-gpu-arg');
   const sudoUser = opts.string('bsub-sudo-user');
   const statusInterval = opts.duration('status-interval', 30_000);
+  const management = managementSettings(opts);
   const out = new Output({ json: opts.flag('json') });
+  for (const note of opts.notes) out.warn(note);
 
   // Fail fast, before any lock, when this host cannot submit to LSF.
   const commands = ['bsub', 'bjobs', 'bkill', ...(opts.integer('max-user-priority', DEFAULT_MAX_USER_PRIORITY, 0) > 0 ? ['bmod'] : []), ...(sudoUser ? ['sudo'] : [])];
@@ -196,12 +192,13 @@ export async function run(argv: string[]): Promise<number> {
     throw new UsageError(`${describeError(err)}; see 'arvados-dispatch lsf --help'`);
   }
 
-  const client = apiClientFromEnv(out);
+  const client = apiClientFromEnv(out, opts);
+  await checkReachable(client);
   const d = new Dispatcher({
     client,
     runner,
     ...settings,
-    handleSignals: false,
+    secondSignal: 'exit',
     // On stop the runner returns without touching LSF; only running bsub calls are waited for.
     shutdownTimeout: runner.options.commandTimeout + 5_000,
   });
@@ -231,10 +228,12 @@ export async function run(argv: string[]): Promise<number> {
       pid: process.pid,
     },
   );
+  const service = management ? await startService(management, out, d, pollInterval, { batch: runner }) : undefined;
   try {
     await runSession({ out, dispatcher: d, runner: session, reporter, statusInterval });
   } finally {
     await runner.close();
+    await service?.close();
   }
   return ExitCode.OK;
 }

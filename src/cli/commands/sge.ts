@@ -5,17 +5,17 @@
  * @module
  */
 import { Dispatcher } from '../../dispatcher/dispatcher.js';
-import { parseRate } from '../../runners/batch/limiter.js';
 import { DEFAULT_QSUB_ARGUMENTS, SgeRunner } from '../../runners/batch/sge.js';
-import { BATCH_RUNNER_DEFAULTS, type SubmitRate } from '../../runners/batch/options.js';
+import { BATCH_RUNNER_DEFAULTS } from '../../runners/batch/options.js';
 import { describeError } from '../../util/errors.js';
-import { DISPATCHER_OPTIONS, DISPATCHING_FOOTER, OUTPUT_OPTIONS, Options, formatHelp, parseOptions, type OptionTable } from '../args.js';
-import { formatDuration, parseDuration } from '../duration.js';
+import { DISPATCHER_OPTIONS, DISPATCHING_FOOTER, OUTPUT_OPTIONS, formatHelp, parseCommandLine, type OptionTable } from '../args.js';
+import { formatDuration } from '../duration.js';
 import { CliError, ExitCode, UsageError } from '../errors.js';
 import { Output } from '../output.js';
 import { Reporter } from '../report.js';
 import { runSession } from '../session.js';
-import { apiClientFromEnv, dispatcherSettings } from '../dispatching.js';
+import { apiClientFromEnv, checkReachable, dispatcherSettings } from '../dispatching.js';
+import { managementSettings, startService } from '../service.js';
 import { findExecutable } from '../which.js';
 
 /** One line for the overall help. */
@@ -116,7 +116,7 @@ function environment(entries: string[]): Record<string, string> {
 
 /** Runs the command; resolves to the exit status. */
 export async function run(argv: string[]): Promise<number> {
-  const opts = new Options(parseOptions(argv, OPTIONS, 'sge'), 'sge');
+  const opts = parseCommandLine(argv, OPTIONS, 'sge');
   if (opts.flag('help')) {
     process.stdout.write(help());
     return ExitCode.OK;
@@ -125,17 +125,13 @@ export async function run(argv: string[]): Promise<number> {
   const { pollInterval } = settings;
   const queueInterval = opts.duration('qstat-interval', pollInterval, 1);
   const queueIntervalMax = opts.duration('qstat-interval-max', Math.max(queueInterval, Math.min(6 * queueInterval, 60_000)), queueInterval);
-  const rateText = opts.string('submit-rate');
-  let submitRate: SubmitRate | undefined;
-  try {
-    submitRate = rateText === undefined ? undefined : parseRate(rateText, parseDuration);
-  } catch (err) {
-    throw new UsageError(`--submit-rate: ${describeError(err)}; see 'arvados-dispatch sge --help'`);
-  }
+  const submitRate = opts.rate('submit-rate');
   const qsubArgs = opts.list('qsub-arg');
   const qsubGpuArgs = opts.list('qsub-gpu-arg');
   const statusInterval = opts.duration('status-interval', 30_000);
+  const management = managementSettings(opts);
   const out = new Output({ json: opts.flag('json') });
+  for (const note of opts.notes) out.warn(note);
 
   // Fail fast, before any lock, when this host cannot submit to Grid Engine.
   for (const cmd of ['qsub', 'qstat', 'qdel', 'qalter', ...(opts.flag('no-accounting') ? [] : ['qacct'])]) {
@@ -171,12 +167,13 @@ export async function run(argv: string[]): Promise<number> {
     throw new UsageError(`${describeError(err)}; see 'arvados-dispatch sge --help'`);
   }
 
-  const client = apiClientFromEnv(out);
+  const client = apiClientFromEnv(out, opts);
+  await checkReachable(client);
   const d = new Dispatcher({
     client,
     runner,
     ...settings,
-    handleSignals: false,
+    secondSignal: 'exit',
     // On stop the runner returns without touching Grid Engine; only running qsub calls are waited for.
     shutdownTimeout: runner.options.commandTimeout + 5_000,
   });
@@ -205,10 +202,12 @@ export async function run(argv: string[]): Promise<number> {
       pid: process.pid,
     },
   );
+  const service = management ? await startService(management, out, d, pollInterval, { batch: runner }) : undefined;
   try {
     await runSession({ out, dispatcher: d, runner: session, reporter, statusInterval });
   } finally {
     await runner.close();
+    await service?.close();
   }
   return ExitCode.OK;
 }
