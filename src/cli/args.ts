@@ -242,12 +242,14 @@ export class Options {
     return this.#values[name] === undefined ? this.#fromConfig.get(name) : undefined;
   }
 
+  /** A boolean flag (or its config value). */
   flag(name: string): boolean {
     const v = this.#values[name];
     if (v !== undefined) return v === true;
     return this.#fromConfig.get(name)?.value === true;
   }
 
+  /** A string flag, else its config value; an empty value is a usage error. */
   string(name: string): string | undefined {
     let v = this.#values[name];
     if (v === undefined) {

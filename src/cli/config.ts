@@ -30,9 +30,11 @@ type Kind = 'string' | 'duration' | 'size' | 'integer' | 'boolean' | 'list' | 'e
 
 /** The pseudo-flag under which `ManagementToken` is kept (the flag is `--management-token-file`, a file holding it). */
 export const MANAGEMENT_TOKEN = '(management token)';
-/** Pseudo-flags of the API credentials, named after the variables that win over them. */
+/** Pseudo-flag of `Services.Controller.ExternalURL`, named after the variable that wins over it. */
 export const API_HOST = '(ARVADOS_API_HOST)';
+/** Pseudo-flag of `SystemRootToken`, named after the variable that wins over it. */
 export const API_TOKEN = '(ARVADOS_API_TOKEN)';
+/** Pseudo-flag of `TLS.Insecure`, named after the variable that wins over it. */
 export const API_INSECURE = '(ARVADOS_API_HOST_INSECURE)';
 
 /** One config key we read. */
