@@ -152,6 +152,22 @@ describeBuilt('arvados-dispatch local as a service', () => {
     expect((await c.exited).code).toBe(0);
   });
 
+  it('--max-jobs caps the containers in flight: the others are not locked at all', async () => {
+    fake = await new FakeArvados().start();
+    stub = makeCrunchRunStub();
+    const config = clusterConfig(fake);
+    const cs = fake.addContainers(3, () => small);
+    const c = cli(['local', '--config', config, '--max-jobs', '1', '--vcpus', '4', '--ram', '8GiB', '--stop-grace', '100ms']);
+    await waitFor(() => cs.some((x) => fake!.container(x.uuid)?.state === 'Running'), 'one Running');
+    // Several polls later, still one: the other two were never locked (no dispatch attempt charged).
+    const polls = fake.count('containers.list');
+    await waitFor(() => fake!.count('containers.list') >= polls + 6, 'more polls');
+    expect(cs.map((x) => fake!.container(x.uuid)?.state).sort()).toEqual(['Queued', 'Queued', 'Running']);
+    expect(fake.count('containers.lock')).toBe(1);
+    c.child.kill('SIGTERM');
+    expect((await c.exited).code).toBe(0);
+  });
+
   describe('startup checks: exit 2 with one line, nothing locked', () => {
     const cases: Array<[string, (config: string, dir: string) => string[], RegExp, ((c: Record<string, any>) => void)?]> = [
       ['an ill-typed config key', (cfg) => ['--config', cfg], /Clusters\.zzzzz\.Containers\.MinRetryPeriod: invalid duration "soon"/, (c) => (c.Containers.MinRetryPeriod = 'soon')],
