@@ -63,7 +63,8 @@ wait_for_pidfile() {
   return 1
 }
 
-if command -v sinfo >/dev/null 2>&1 &&
+# v2: memory enforcement and job accounting; an older configuration of ours is rewritten below.
+if command -v sinfo >/dev/null 2>&1 && grep -q 'slurm-up.sh (v2)' "$CONF" 2>/dev/null &&
   alive "$MUNGE_PIDFILE" munged && alive "$SLURMCTLD_PIDFILE" slurmctld &&
   alive "$SLURMD_PIDFILE" slurmd && node_usable; then
   say "already running; nothing to do"
@@ -90,6 +91,18 @@ else
   TMP_DISK=$(($(df -Pm /tmp | awk 'NR == 2 { print $2 }') * 9 / 10))
 fi
 
+# Memory enforcement, so that a job exceeding --mem ends OUT_OF_MEMORY as on a
+# real cluster: task/cgroup where a cgroup memory controller is available
+# (v1 or v2), else none (jobs then run past --mem; the OOM test is skipped).
+CGROUP=
+if [[ -d /sys/fs/cgroup/memory ]]; then
+  CGROUP=v1
+elif [[ -r /sys/fs/cgroup/cgroup.controllers ]] && grep -qw memory /sys/fs/cgroup/cgroup.controllers; then
+  CGROUP=v2
+fi
+TASK_PLUGIN=task/none
+[[ -n $CGROUP ]] && TASK_PLUGIN=task/cgroup
+
 mkdir -p /etc/munge /var/log/munge /var/lib/munge /run/munge \
   /var/spool/slurmctld /var/spool/slurmd /var/log/slurm /etc/slurm
 [[ -f /etc/munge/munge.key ]] || dd if=/dev/urandom bs=1 count=1024 of=/etc/munge/munge.key 2>/dev/null
@@ -98,7 +111,7 @@ chmod 400 /etc/munge/munge.key
 
 NEW_CONF=$(
   cat <<CONF
-# Written by arvados-dispatch scripts/slurm-up.sh: a single-node test cluster.
+# Written by arvados-dispatch scripts/slurm-up.sh (v2): a single-node test cluster.
 ClusterName=test
 SlurmctldHost=$H
 SlurmUser=root
@@ -107,10 +120,12 @@ AuthType=auth/munge
 StateSaveLocation=/var/spool/slurmctld
 SlurmdSpoolDir=/var/spool/slurmd
 ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
+TaskPlugin=$TASK_PLUGIN
 SchedulerType=sched/backfill
 SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
+SelectTypeParameters=CR_Core_Memory
+JobAcctGatherType=jobacct_gather/linux
+JobAcctGatherFrequency=task=1
 ReturnToService=2
 SlurmctldLogFile=/var/log/slurm/slurmctld.log
 SlurmdLogFile=/var/log/slurm/slurmd.log
@@ -120,12 +135,28 @@ NodeName=$H CPUs=$(nproc) RealMemory=$REAL_MEMORY TmpDisk=$TMP_DISK State=UNKNOW
 PartitionName=debug Nodes=$H Default=YES MaxTime=INFINITE State=UP
 CONF
 )
+if [[ -n $CGROUP ]]; then
+  printf 'CgroupPlugin=cgroup/%s\nConstrainRAMSpace=yes\nConstrainSwapSpace=yes\nAllowedSwapSpace=0\n' "$CGROUP" >/etc/slurm/cgroup.conf
+fi
+CONF_CHANGED=
 if [[ ! -f $CONF || $(cat "$CONF") != "$NEW_CONF" ]]; then
+  CONF_CHANGED=1
   # Keep a copy of a configuration someone else wrote rather than losing it.
   if [[ -f $CONF ]] && ! grep -q 'arvados-dispatch scripts/slurm-up.sh' "$CONF"; then
     cp -p "$CONF" "$CONF.before-arvados-dispatch"
   fi
   printf '%s\n' "$NEW_CONF" >"$CONF"
+fi
+
+# Daemons running on an older configuration of ours: restart them (by PID).
+if [[ -n $CONF_CHANGED ]]; then
+  for d in "$SLURMD_PIDFILE:slurmd" "$SLURMCTLD_PIDFILE:slurmctld"; do
+    if alive "${d%%:*}" "${d##*:}"; then
+      say "restarting ${d##*:} for the new configuration"
+      kill "$(tr -dc '0-9' <"${d%%:*}")"
+      for _ in $(seq 100); do alive "${d%%:*}" "${d##*:}" || break; sleep 0.1; done
+    fi
+  done
 fi
 
 if ! alive "$MUNGE_PIDFILE" munged; then

@@ -5,10 +5,15 @@
  *
  * @module
  */
+import { describeError } from '../util/errors.js';
 import { parseArgs } from 'node:util';
+import { configPath, loadClusterConfig, valuesFor, type ClusterConfig, type ConfigValue } from './config.js';
 import { parseDuration } from './duration.js';
 import { UsageError } from './errors.js';
+import { GO_FLAGS_NOTE, goSpellings } from './go-flags.js';
 import { parseSize } from './size.js';
+import { parseRate } from '../runners/batch/limiter.js';
+import type { SubmitRate } from '../runners/batch/options.js';
 
 /** One option of a command. */
 export interface OptionSpec {
@@ -35,13 +40,55 @@ export const HELP_OPTION: OptionSpec = { type: 'boolean', short: 'h', help: 'sho
 /** `--json`, for every command. */
 export const JSON_OPTION: OptionSpec = { type: 'boolean', help: 'one JSON object per line instead of text' };
 
-/** Options of the Dispatcher, the same for every command that talks to a real API. */
+/**
+ * Options of the Dispatcher and of running as a service, the same for every
+ * command that talks to a real API.
+ */
 export const DISPATCHER_OPTIONS: OptionTable = {
+  config: {
+    type: 'string',
+    metavar: 'PATH',
+    default: '$ARVADOS_CONFIG, else /etc/arvados/config.yml if it exists',
+    help: 'Arvados cluster configuration to take settings from; flags and ARVADOS_API_* win over it',
+  },
   'poll-interval': { type: 'string', metavar: 'DURATION', default: '10s', help: 'time between queue polls' },
   'min-retry-period': { type: 'string', metavar: 'DURATION', default: '0s', help: 'minimum time between attempts to start the same container' },
   'batch-size': { type: 'string', metavar: 'N', default: '100', help: 'page size of container queries' },
   'lock-concurrency': { type: 'string', metavar: 'N', default: '8', help: 'lock requests in flight at once' },
+  'max-jobs': {
+    type: 'string',
+    metavar: 'N',
+    default: "the dispatcher's",
+    help: 'containers in flight at most; beyond it queued containers are not locked (no dispatch attempt is charged)',
+  },
+  listen: {
+    type: 'string',
+    metavar: 'HOST:PORT',
+    help: 'serve the management API (health, metrics, containers) here; default: the config\'s InternalURLs of this service, else none',
+  },
+  'management-token-file': {
+    type: 'string',
+    metavar: 'PATH',
+    help: 'file holding the token the management API requires (default: ManagementToken of the config)',
+  },
 };
+
+/** `--submit-rate`, for the commands that submit to a batch system (see {@link parseSubmitRate}). */
+export const SUBMIT_RATE_OPTION: OptionSpec = {
+  type: 'string',
+  metavar: 'N/PERIOD',
+  help: 'at most N scheduler commands (submit, renice, cancel) per PERIOD, e.g. 20/1s or 600/1m',
+};
+
+/**
+ * Parses `N/PERIOD` as `--submit-rate` takes it (`20/1s`, `600/1m`), with
+ * the batch core's rule and Go-style durations.
+ *
+ * @throws RangeError naming the bad text.
+ */
+export function parseSubmitRate(text: string): SubmitRate {
+  return parseRate(text, parseDuration);
+}
 
 /** `--status-interval`, `--json` and `--help`, last in the tables of the dispatching commands. */
 export const OUTPUT_OPTIONS: OptionTable = {
@@ -52,11 +99,14 @@ export const OUTPUT_OPTIONS: OptionTable = {
 
 /** The end of the help of the dispatching commands. */
 export const DISPATCHING_FOOTER =
-  'Credentials: ARVADOS_API_HOST, ARVADOS_API_TOKEN, ARVADOS_API_HOST_INSECURE, or\n' +
-  '$HOME/.config/arvados/settings.conf. Details on stderr: DEBUG=arvados-dispatch:*\n' +
+  'Credentials: ARVADOS_API_HOST, ARVADOS_API_TOKEN, ARVADOS_API_HOST_INSECURE, else\n' +
+  'the cluster config (Services.Controller.ExternalURL, SystemRootToken,\n' +
+  'TLS.Insecure), else $HOME/.config/arvados/settings.conf.\n' +
+  `${GO_FLAGS_NOTE}\n` +
+  'Details on stderr: DEBUG=arvados-dispatch:*\n' +
   'Stop with SIGINT, SIGTERM or SIGQUIT (a second one exits at once).\n' +
   'Exit status: 0 after a clean stop, 1 if it cannot start or run,\n' +
-  '2 on a bad command line.';
+  '2 on a bad command line or configuration.';
 
 interface NodeError extends Error {
   code?: string;
@@ -97,6 +147,24 @@ export function parseOptions(argv: readonly string[], table: OptionTable, comman
   }
 }
 
+/**
+ * Parses a dispatching command's arguments: the Go dispatchers' single-dash
+ * spellings are accepted (see `go-flags.ts`), then the cluster config is
+ * read (unless only `--help` is asked) and its values become the defaults of
+ * the flags they map to.
+ *
+ * @throws {@link UsageError} for a bad command line or a bad config file.
+ */
+export function parseCommandLine(argv: readonly string[], table: OptionTable, command: string, env: NodeJS.ProcessEnv = process.env): Options {
+  const { args, notes } = goSpellings(argv, table);
+  const values = parseOptions(args, table, command);
+  if (values.help === true || !Object.hasOwn(table, 'config')) return new Options(values, command, { notes });
+  const flag = values.config;
+  const path = configPath(typeof flag === 'string' ? flag : undefined, env);
+  const config = path === undefined ? undefined : loadClusterConfig(path);
+  return new Options(values, command, { config, notes });
+}
+
 const HELP_WIDTH = 80;
 
 /** Splits `text` into lines of at most `width` characters, at spaces (at least 30 wide). */
@@ -128,34 +196,89 @@ export function formatHelp(usage: string, description: string, table: OptionTabl
   return `Usage: ${usage}\n\n${description}\n\nOptions:\n${lines.join('\n')}\n${footer ? `\n${footer}\n` : ''}`;
 }
 
-/** Typed access to parsed values; every error names the flag. */
+/** What {@link Options} knows besides the flags. */
+export interface OptionsContext {
+  /** The cluster config read, whose values stand in for flags not given. */
+  config?: ClusterConfig;
+  /** Notes about the command line to show once output is set up (e.g. an ignored Go flag). */
+  notes?: readonly string[];
+}
+
+/**
+ * Typed access to parsed values; every error names the flag, or the config
+ * key a value came from. A flag not given falls back to the cluster
+ * config's value for it (see `CONFIG_KEYS` in `config.ts`).
+ */
 export class Options {
   readonly #values: OptionValues;
   readonly #command: string;
+  readonly #fromConfig: ReadonlyMap<string, ConfigValue>;
+  /** The cluster config read, if any. */
+  readonly config: ClusterConfig | undefined;
+  /** Notes about the command line, e.g. Go flags accepted but ignored. */
+  readonly notes: readonly string[];
 
-  constructor(values: OptionValues, command: string) {
+  constructor(values: OptionValues, command: string, context: OptionsContext = {}) {
     this.#values = values;
     this.#command = command;
+    this.config = context.config;
+    this.notes = context.notes ?? [];
+    this.#fromConfig = context.config ? valuesFor(context.config, command) : new Map();
+  }
+
+  /** The command these options are for. */
+  get command(): string {
+    return this.#command;
   }
 
   #bad(name: string, why: string): UsageError {
+    const cfg = this.#values[name] === undefined ? this.#fromConfig.get(name) : undefined;
+    if (cfg && this.config) return new UsageError(`${this.config.path}: ${cfg.key}: ${why}`);
     return new UsageError(`--${name}: ${why}; see 'arvados-dispatch ${this.#command} --help'`);
   }
 
-  flag(name: string): boolean {
-    return this.#values[name] === true;
+  /** The config value standing in for flag `name`, when the flag is not given. */
+  configValue(name: string): ConfigValue | undefined {
+    return this.#values[name] === undefined ? this.#fromConfig.get(name) : undefined;
   }
 
-  string(name: string): string | undefined {
+  /** A boolean flag (or its config value). */
+  flag(name: string): boolean {
     const v = this.#values[name];
+    if (v !== undefined) return v === true;
+    return this.#fromConfig.get(name)?.value === true;
+  }
+
+  /** A string flag, else its config value; an empty value is a usage error. */
+  string(name: string): string | undefined {
+    let v = this.#values[name];
+    if (v === undefined) {
+      const c = this.#fromConfig.get(name)?.value;
+      if (typeof c === 'string') v = c;
+    }
     if (typeof v !== 'string') return undefined;
     if (v.trim() === '') throw this.#bad(name, 'must not be empty');
     return v;
   }
 
+  /** The values of a repeatable flag; if it is not given, the config's list. */
   list(name: string): string[] {
     const v = this.#values[name];
-    return Array.isArray(v) ? [...v] : typeof v === 'string' ? [v] : [];
+    if (Array.isArray(v) && v.length) return [...v];
+    if (typeof v === 'string') return [v];
+    const c = this.#fromConfig.get(name)?.value;
+    return Array.isArray(c) && c.every((x) => typeof x === 'string') ? [...(c as string[])] : [];
+  }
+
+  /** `--submit-rate` style `N/PERIOD` (see {@link parseSubmitRate}). */
+  rate(name: string): SubmitRate | undefined {
+    const v = this.string(name);
+    if (v === undefined) return undefined;
+    try {
+      return parseSubmitRate(v);
+    } catch (err) {
+      throw this.#bad(name, describeError(err));
+    }
   }
 
   /** An integer >= `min`. */
@@ -178,7 +301,7 @@ export class Options {
     try {
       ms = parseDuration(v);
     } catch (err) {
-      throw this.#bad(name, (err as Error).message);
+      throw this.#bad(name, describeError(err));
     }
     if (ms < min) throw this.#bad(name, `must be at least ${min} ms, got "${v}"`);
     return ms;
@@ -192,7 +315,7 @@ export class Options {
     try {
       n = parseSize(v);
     } catch (err) {
-      throw this.#bad(name, (err as Error).message);
+      throw this.#bad(name, describeError(err));
     }
     if (n < min) throw this.#bad(name, `must be at least ${min} bytes, got "${v}"`);
     return n;

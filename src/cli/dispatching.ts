@@ -1,21 +1,47 @@
 /**
- * What the dispatching commands (`local`, `slurm`) share: the API client
- * from the environment, and the Dispatcher settings of their flags.
+ * What the dispatching commands (`local`, `slurm`, `lsf`, `sge`) share: the
+ * API client (environment, then cluster config, then settings.conf), a
+ * quick reachability check, and the Dispatcher settings of their flags.
  *
  * @module
  */
+import { lookup } from 'node:dns/promises';
+import net from 'node:net';
 import { ArvadosClient } from '../client/client.js';
 import { ArvadosConfigError } from '../client/errors.js';
 import type { DispatcherOptions } from '../dispatcher/dispatcher.js';
 import type { Options } from './args.js';
+import { API_HOST, API_INSECURE, API_TOKEN } from './config.js';
 import { CliError } from './errors.js';
 import type { Output } from './output.js';
 
-/** The client from ARVADOS_* / settings.conf; its token is masked in all output from now on. */
-export function apiClientFromEnv(out: Output): ArvadosClient {
+/**
+ * The ARVADOS_* variables the client is built from: each from the
+ * environment if set, else from the cluster config; what both lack is left
+ * for `$HOME/.config/arvados/settings.conf`.
+ */
+export function credentialsEnv(opts: Options | undefined, env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const merged: NodeJS.ProcessEnv = { ...env };
+  const fill = (name: string, v: string | undefined): void => {
+    if (v !== undefined && (merged[name] === undefined || merged[name]!.trim() === '')) merged[name] = v;
+  };
+  const host = opts?.configValue(API_HOST)?.value;
+  const token = opts?.configValue(API_TOKEN)?.value;
+  const insecure = opts?.configValue(API_INSECURE)?.value;
+  fill('ARVADOS_API_HOST', typeof host === 'string' ? host : undefined);
+  fill('ARVADOS_API_TOKEN', typeof token === 'string' ? token : undefined);
+  if (typeof insecure === 'boolean') fill('ARVADOS_API_HOST_INSECURE', insecure ? '1' : '0');
+  return merged;
+}
+
+/**
+ * The API client: ARVADOS_* variables, then the cluster config of `opts`,
+ * then settings.conf. Its token is masked in all output from now on.
+ */
+export function apiClientFromEnv(out: Output, opts?: Options, env: NodeJS.ProcessEnv = process.env): ArvadosClient {
   let client: ArvadosClient;
   try {
-    client = ArvadosClient.fromEnv();
+    client = ArvadosClient.fromEnv(credentialsEnv(opts, env));
   } catch (err) {
     if (err instanceof ArvadosConfigError) throw new CliError(err.message);
     throw err;
@@ -24,12 +50,54 @@ export function apiClientFromEnv(out: Output): ArvadosClient {
   return client;
 }
 
-/** The Dispatcher settings of the `DISPATCHER_OPTIONS` flags. */
-export function dispatcherSettings(opts: Options): Required<Pick<DispatcherOptions, 'pollInterval' | 'batchSize' | 'minRetryPeriod' | 'lockConcurrency'>> {
+/** How long the reachability check may take before the client's own retries take over. */
+const CONNECT_CHECK_TIMEOUT = 5_000;
+
+/**
+ * Fails at once, with one line, when the API host cannot be resolved or
+ * refuses connections: those do not heal within the client's retries, and
+ * an operator who mistyped a host name wants to know now. A timeout or
+ * anything else is left to the client, which retries.
+ */
+export async function checkReachable(client: ArvadosClient): Promise<void> {
+  const url = new URL(client.baseUrl);
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  const port = Number(url.port || (url.protocol === 'http:' ? 80 : 443));
+  let address: string;
+  try {
+    address = (await lookup(host)).address;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOTFOUND' || code === 'EAI_NONAME' || code === 'EAI_FAIL') {
+      throw new CliError(`cannot resolve the API host name "${host}" (check ARVADOS_API_HOST or Services.Controller.ExternalURL)`);
+    }
+    return;
+  }
+  await new Promise<void>((resolve, reject) => {
+    const socket = net.connect({ host: address, port });
+    const done = (err?: CliError): void => {
+      socket.destroy();
+      if (err) reject(err);
+      else resolve();
+    };
+    socket.setTimeout(CONNECT_CHECK_TIMEOUT, () => done());
+    socket.once('connect', () => done());
+    socket.once('error', (err: NodeJS.ErrnoException) =>
+      done(err.code === 'ECONNREFUSED' ? new CliError(`cannot connect to the API server at ${url.host}: connection refused`) : undefined),
+    );
+  });
+}
+
+/** The Dispatcher settings of the `DISPATCHER_OPTIONS` flags (and their config keys). */
+export function dispatcherSettings(
+  opts: Options,
+): Required<Pick<DispatcherOptions, 'pollInterval' | 'batchSize' | 'minRetryPeriod' | 'lockConcurrency'>> & Pick<DispatcherOptions, 'maxJobs'> {
+  const maxJobs = opts.integer('max-jobs', undefined, 1);
   return {
     pollInterval: opts.duration('poll-interval', 10_000, 1),
     batchSize: opts.integer('batch-size', 100),
     minRetryPeriod: opts.duration('min-retry-period', 0),
     lockConcurrency: opts.integer('lock-concurrency', 8),
+    ...(maxJobs !== undefined ? { maxJobs } : {}),
   };
 }

@@ -7,6 +7,15 @@
 
 const ESC = '\x1b[';
 
+/**
+ * The size to draw in. A terminal that reports 0 columns or rows (some
+ * emulators and `script` sessions do) or none at all counts as 80x24:
+ * drawing into 0 would cut every line to nothing.
+ */
+export function terminalSize(stream: { columns?: number; rows?: number }): { columns: number; rows: number } {
+  return { columns: Math.max(20, stream.columns || 80), rows: Math.max(5, stream.rows || 24) };
+}
+
 /** Redraws `render()` in place every `interval` ms until {@link stop}. */
 export class LiveBlock {
   readonly #stream: NodeJS.WriteStream;
@@ -35,8 +44,7 @@ export class LiveBlock {
 
   /** Draws now. */
   draw(): void {
-    const cols = Math.max(20, this.#stream.columns ?? 80);
-    const rows = Math.max(5, this.#stream.rows ?? 24);
+    const { columns: cols, rows } = terminalSize(this.#stream);
     // Lines must not wrap, or the count of lines to move up would be wrong.
     const lines = this.#render()
       .slice(0, rows - 1)

@@ -11,7 +11,7 @@ import type { SessionRunner } from './session.js';
 /** How a session stops a local runner and counts its work: no crunch-run may outlive the dispatcher. */
 export function localSession(runner: LocalRunner): SessionRunner & RunnerCounts {
   return {
-    shutdown: () => runner.shutdown(),
+    shutdown: () => runner.close(),
     stopNotice: () => {
       const n = runner.running;
       return n ? `sending SIGINT to ${n} crunch-run process(es) and waiting for them` : 'no crunch-run is running';

@@ -34,6 +34,8 @@ export interface CommandModule {
 const COMMANDS: Record<string, () => Promise<CommandModule>> = {
   local: () => import('./commands/local.js'),
   slurm: () => import('./commands/slurm.js'),
+  lsf: () => import('./commands/lsf.js'),
+  sge: () => import('./commands/sge.js'),
   demo: () => import('./commands/demo.js'),
   'fake-server': () => import('./commands/fake-server.js'),
 };
@@ -54,11 +56,12 @@ async function overallHelp(): Promise<string> {
     'Dispatches Arvados containers: polls the API for queued containers, locks them\n' +
     'and runs them.\n\n' +
     `Commands:\n${rows.join('\n')}\n\n` +
-    'Credentials: ARVADOS_API_HOST, ARVADOS_API_TOKEN, ARVADOS_API_HOST_INSECURE, or\n' +
+    'Credentials: ARVADOS_API_HOST, ARVADOS_API_TOKEN, ARVADOS_API_HOST_INSECURE, else\n' +
+    'the cluster config (--config, $ARVADOS_CONFIG or /etc/arvados/config.yml), else\n' +
     '$HOME/.config/arvados/settings.conf (the demo needs none).\n' +
     'Details on stderr: DEBUG=arvados-dispatch:*\n' +
     'Exit status: 0 after a clean stop, 1 if it cannot start or run,\n' +
-    '2 on a bad command line.\n'
+    '2 on a bad command line or configuration.\n'
   );
 }
 

@@ -8,6 +8,11 @@
  * @module
  */
 
+import { Redactor } from '../util/redact.js';
+
+/** Longest line written; longer human lines are split (after redaction) into pieces of this size. */
+export const MAX_OUTPUT_LINE = 16 * 1024;
+
 /** Severity of an event line. */
 export type Level = 'info' | 'warn';
 
@@ -34,15 +39,17 @@ export function clockTime(d: Date): string {
 /**
  * Formats and writes event lines. Human lines go to stdout, warnings to
  * stderr; JSON lines all go to stdout, so a collector reads one stream.
- * Anything registered with {@link addSecret} is masked in every line, so a
- * token a child process printed cannot reach the logs.
+ * Every line is redacted whole (anything registered with {@link addSecret},
+ * plus token and Authorization shapes) before a long human line is split
+ * into {@link MAX_OUTPUT_LINE} pieces, so no piece of a secret is printed,
+ * not even half of one that a split would have cut.
  */
 export class Output {
   readonly json: boolean;
   readonly #stdout: NodeJS.WritableStream;
   readonly #stderr: NodeJS.WritableStream;
   readonly #now: () => Date;
-  readonly #secrets = new Set<string>();
+  readonly #redactor = new Redactor();
   #sink: LineSink | undefined;
 
   constructor(opts: OutputOptions = {}) {
@@ -52,9 +59,14 @@ export class Output {
     this.#now = opts.now ?? (() => new Date());
   }
 
-  /** Masks `secret` as `***` in everything written from now on. */
+  /** Masks `secret` (and, for a v2 token, its secret part) as `***` in everything written from now on. */
   addSecret(secret: string): void {
-    if (secret.length >= 4) this.#secrets.add(secret);
+    this.#redactor.add(secret);
+  }
+
+  /** `text` as it would be printed: every secret masked. */
+  redact(text: string): string {
+    return this.#redactor.redact(text);
   }
 
   /** Sends lines to `sink` instead of the streams (or back, with undefined). */
@@ -70,7 +82,8 @@ export class Output {
     if (this.json) {
       const { uuid, ...rest } = fields;
       const rec = { time: this.#now().toISOString(), level, event, ...(uuid !== undefined ? { uuid } : {}), ...rest, msg };
-      this.#write('out', JSON.stringify(rec));
+      // Strings are redacted before encoding, as JSON escapes could hide a secret from a match on the encoded text.
+      this.#emit('out', this.#redactor.redact(JSON.stringify(rec, (_k, v: unknown) => (typeof v === 'string' ? this.#redactor.redact(v) : v))));
     } else {
       const time = clockTime(this.#now());
       this.#write(level === 'warn' ? 'err' : 'out', `${time} ${level === 'warn' ? 'warning: ' : ''}${msg.replace(/\r?\n/g, ' ')}`);
@@ -88,9 +101,14 @@ export class Output {
     for (const line of text.replace(/\n$/, '').split('\n')) this.#write('out', line);
   }
 
+  /** Redacts the whole line, then writes it in pieces of at most {@link MAX_OUTPUT_LINE}. */
   #write(stream: 'out' | 'err', line: string): void {
-    let text = line;
-    for (const s of this.#secrets) text = text.split(s).join('***');
+    const text = this.#redactor.redact(line);
+    if (text.length <= MAX_OUTPUT_LINE) return this.#emit(stream, text);
+    for (let i = 0; i < text.length; i += MAX_OUTPUT_LINE) this.#emit(stream, text.slice(i, i + MAX_OUTPUT_LINE));
+  }
+
+  #emit(stream: 'out' | 'err', text: string): void {
     if (this.#sink) this.#sink(stream, text);
     else (stream === 'out' ? this.#stdout : this.#stderr).write(`${text}\n`);
   }

@@ -8,9 +8,13 @@
 import type { Dispatcher } from '../dispatcher/dispatcher.js';
 import type { LocalRunner } from '../runners/local/local-runner.js';
 import { formatBytes } from '../runners/local/resources.js';
-import type { SlurmRunner } from '../runners/slurm/slurm-runner.js';
+import type { BatchRunner } from '../runners/batch/runner.js';
 import type { ContainerState } from '../types.js';
 import type { Output } from './output.js';
+
+/** How many recently finished UUIDs are remembered so a container reported twice is counted once. */
+const RECENT_FINAL = 4096;
+
 
 /** The numbers of the status line. */
 export interface StatusCounts {
@@ -39,14 +43,22 @@ export interface RunnerCounts {
 
 /**
  * Prints events as they happen and counts outcomes. Dispatcher events are
- * wired by the constructor; {@link watchLocal} / {@link watchSlurm} add
+ * wired by the constructor; {@link watchLocal} / {@link watchBatch} add
  * those of the runner.
  */
 export class Reporter {
   readonly #out: Output;
   readonly #counts: RunnerCounts;
-  /** Final state per container, so nothing is counted twice. */
-  readonly #final = new Map<string, ContainerState>();
+  /**
+   * Containers counted lately, so one reported twice (by the dispatcher and
+   * by the runner) is counted once. Both reports come within moments, so a
+   * bounded window suffices; a long-running service does not keep one entry
+   * per container for ever.
+   */
+  readonly #recentFinal = new Set<string>();
+  #complete = 0;
+  #cancelled = 0;
+
   /** Queued containers of the last poll that this dispatcher did not lock in it. */
   #queued = 0;
   #lockedThisCycle = 0;
@@ -95,6 +107,7 @@ export class Reporter {
         gpus: e.gpuIds,
       });
     });
+    // The runner redacts each line before it cuts an over-long one; Output redacts again whole.
     runner.on('output', (e) => o.event('output', `${e.uuid} | ${e.line}`, { uuid: e.uuid, pid: e.pid, stream: e.stream, line: e.line }));
     runner.on('signalled', (e) => o.event('signalled', `${e.uuid} sent ${e.signal} to crunch-run pid ${e.pid}: ${e.reason}`, { uuid: e.uuid, pid: e.pid, signal: e.signal, reason: e.reason }));
     runner.on('exited', (e) => {
@@ -118,8 +131,9 @@ export class Reporter {
     return this;
   }
 
-  /** Adds the lines of a {@link SlurmRunner}'s events. */
-  watchSlurm(runner: SlurmRunner, d: Dispatcher): this {
+  /** Adds the lines of a {@link BatchRunner}'s events (Slurm, LSF, Grid Engine). */
+  watchBatch(runner: BatchRunner, d: Dispatcher): this {
+    const name = runner.adapter.name;
     const o = this.#out;
     // The job ran elsewhere: the dispatcher's poll is what sees the container end.
     d.on('stream-ended', (uuid, reason, c) => {
@@ -127,37 +141,40 @@ export class Reporter {
       const exit = c.exit_code !== null && c.exit_code !== undefined ? ` (exit code ${c.exit_code})` : '';
       o.event('finished', `${uuid} finished: ${c.state}${exit}`, { uuid, state: c.state, exit_code: c.exit_code ?? null });
     });
-    runner.on('submitted', (uuid, jobId) =>
-      o.event('submitted', `${uuid} submitted to Slurm${jobId !== undefined ? ` as job ${jobId}` : ''}`, { uuid, job_id: jobId ?? null }),
-    );
-    runner.on('lost', (e) =>
-      o.warn(`${e.uuid} ${e.action}: its Slurm job left the queue while it was ${e.state} (${e.reason})`, { uuid: e.uuid, action: e.action, state: e.state, reason: e.reason }, 'lost'),
-    );
+    runner.on('submitted', (uuid, result, jobId) => {
+      if (result !== 'error') o.event('submitted', `${uuid} submitted to ${name}${jobId !== undefined ? ` as job ${jobId}` : ''}`, { uuid, job_id: jobId ?? null });
+    });
+    runner.on('lost', (e) => {
+      if (e.action !== 'none') o.warn(`${e.uuid} ${e.action}: ${e.reason}`, { uuid: e.uuid, action: e.action, job_id: e.jobId ?? null, reason: e.reason }, 'lost');
+    });
     runner.on('orphans', (uuids) =>
-      o.event('orphans', `found ${uuids.length} job(s) of this cluster in the Slurm queue at startup; following them`, { uuids }),
+      o.event('orphans', `found ${uuids.length} job(s) of this cluster in the ${name} queue at startup; following them`, { uuids }),
     );
     runner.on('warning', (message) => o.warn(message));
     return this;
   }
 
   #setFinal(uuid: string, state: ContainerState): void {
-    if (!this.#final.has(uuid)) this.#final.set(uuid, state);
+    if (this.#recentFinal.has(uuid)) return;
+    this.#recentFinal.add(uuid);
+    if (this.#recentFinal.size > RECENT_FINAL) this.#recentFinal.delete(this.#recentFinal.values().next().value as string);
+    if (state === 'Complete') this.#complete++;
+    else if (state === 'Cancelled') this.#cancelled++;
+  }
+
+  /** UUIDs remembered for de-duplication now (bounded; for tests). */
+  get remembered(): number {
+    return this.#recentFinal.size;
   }
 
   /** The current counts. */
   counts(): StatusCounts {
-    let complete = 0;
-    let cancelled = 0;
-    for (const s of this.#final.values()) {
-      if (s === 'Complete') complete++;
-      else if (s === 'Cancelled') cancelled++;
-    }
     return {
       queued: this.#queued + this.#counts.waiting(),
       running: this.#counts.running(),
-      done: complete + cancelled,
-      complete,
-      cancelled,
+      done: this.#complete + this.#cancelled,
+      complete: this.#complete,
+      cancelled: this.#cancelled,
     };
   }
 

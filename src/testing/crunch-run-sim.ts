@@ -41,6 +41,9 @@ import { baseUrl, rawRequest, type RawResponse } from './http.js';
  *   stdout/stderr open for a minute (its pid in `<record>/<uuid>.grandchild`).
  * - `mute`: Running, then wait; on SIGINT/SIGTERM exit at once (128 + signal
  *   number) without telling the API, like a crunch-run that died.
+ * - `oom`: Running, then allocate (and touch) 16 MiB every 50 ms until the
+ *   batch system's memory limit kills it, like a container that outgrew its
+ *   RAM request.
  * - `leak-token`: print token-like text (the token alone, as a v2 token's
  *   secret, in `Authorization:` headers, across a 16 KiB line boundary and
  *   across two writes) on stdout and stderr, then behave like `complete`:
@@ -56,6 +59,7 @@ export type CrunchRunSimMode =
   | 'exit-locked'
   | 'orphan'
   | 'mute'
+  | 'oom'
   | 'leak-token';
 
 /** Every mode, in the order documented on {@link CrunchRunSimMode}. */
@@ -69,6 +73,7 @@ export const CRUNCH_RUN_SIM_MODES: readonly CrunchRunSimMode[] = [
   'exit-locked',
   'orphan',
   'mute',
+  'oom',
   'leak-token',
 ];
 
@@ -276,6 +281,11 @@ export async function simulateCrunchRun(opts: CrunchRunSimOptions = {}): Promise
       // Until a signal (or SIGKILL): the handlers end the process.
       setInterval(() => {}, 1 << 30);
       return;
+    case 'oom': {
+      const hog: Buffer[] = [];
+      setInterval(() => hog.push(Buffer.alloc(16 * 1024 * 1024, 1)), 50);
+      return;
+    }
     case 'release':
       while (!finishing && !existsSync(join(record!, `${uuid}.release`))) await sleep(20);
       break;

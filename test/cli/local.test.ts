@@ -99,9 +99,13 @@ describeBuilt('arvados-dispatch: help, version, command line', () => {
     expect(l.code).toBe(0);
     for (const flag of ['--poll-interval DURATION', '--crunch-run-command CMD', '--crunch-run-arg ARG', '--min-retry-period', '--batch-size N',
       '--runtime-engine ENGINE', '--vcpus N', '--ram SIZE', '--reserve-extra-ram SIZE', '--lock-concurrency N', '--stop-grace DURATION',
-      '--status-interval DURATION', '--json']) {
+      '--status-interval DURATION', '--json', '--config PATH', '--max-jobs N', '--listen HOST:PORT', '--management-token-file PATH',
+      '--env NAME=VALUE', '--env-pass NAME']) {
       expect(l.stdout).toContain(flag);
     }
+    // Ours in the table; the Go spellings only mentioned in a note.
+    expect(l.stdout).not.toMatch(/^\s+-poll-interval/m);
+    expect(l.stdout).toMatch(/The Go dispatchers' -config, -poll-interval=SECONDS and -crunch-run-command\nare accepted too/);
     expect(l.stdout).toMatch(/Exit status: 0 after a clean stop, 1 if it cannot start or run,\n2 on a bad command line/);
     expect((await cliRun(['help', 'demo'])).stdout).toMatch(/Usage: arvados-dispatch demo \[--containers N\]/);
   });
@@ -144,10 +148,10 @@ describeBuilt('arvados-dispatch local: cannot start (exit 1)', () => {
     expect(oneErrorLine(onlyHost.stderr)).toMatch(/ARVADOS_API_TOKEN is not set/);
   });
 
-  it('fails fast when the crunch-run command is missing', async () => {
+  it('fails fast with exit 2 when the crunch-run command is missing', async () => {
     const f = await startFake();
     const r = await cliRun(['local', '--crunch-run-command', '/nonexistent/crunch-run'], f.env());
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(oneErrorLine(r.stderr)).toBe(
       'arvados-dispatch: crunch-run command "/nonexistent/crunch-run" does not exist (set it with --crunch-run-command)',
     );

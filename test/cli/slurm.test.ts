@@ -50,6 +50,9 @@ afterAll(() => {
       [['slurm', '--squeue-interval', 'soon'], '--squeue-interval:'],
       [['slurm', '--job-output-dir', 'relative/dir'], 'jobOutputDir must be an absolute path'],
       [['slurm', '--vanish-grace-misses', '0'], '--vanish-grace-misses: "0" is not a whole number >= 1'],
+      [['slurm', '--submit-rate', '20'], '--submit-rate: "20" is not a rate N/PERIOD'],
+      [['slurm', '--sbatch-arg=--comment=%Z'], 'unknown substitution %Z in Slurm argument templates'],
+      [['slurm', '--sbatch-gpu-arg=--gres=gpu:%Q'], 'unknown substitution %Q in Slurm GPU argument templates'],
     ] as const) {
       const r = await runCli([...args], { HOME: home, PATH: process.env.PATH ?? '' });
       expect(r.code).toBe(2);
@@ -58,22 +61,35 @@ afterAll(() => {
     }
   });
 
-  it('says so when this host has no Slurm client (exit 1)', async () => {
+  it('says so when this host has no Slurm client (exit 2, before any lock)', async () => {
     const r = await runCli(['slurm'], { HOME: home, PATH: '/nonexistent' });
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.stderr.trim()).toBe('arvados-dispatch: Slurm command "sbatch" was not found on PATH: is this a Slurm submit host?');
   });
 
   it('documents its flags', async () => {
     const r = await runCli(['slurm', '--help'], { HOME: home });
     expect(r.code).toBe(0);
-    for (const flag of ['--poll-interval', '--squeue-interval', '--crunch-run-command', '--sbatch-arg', '--priority-spread', '--vanish-grace', '--min-retry-period']) {
+    for (const flag of ['--poll-interval', '--squeue-interval', '--squeue-interval-max', '--squeue-all', '--submit-rate', '--pending-grace', '--no-accounting', '--crunch-run-command', '--sbatch-arg', '--priority-spread', '--vanish-grace', '--min-retry-period']) {
       expect(r.stdout).toContain(flag);
     }
   });
 });
 
 (unavailable ? describe.skip : describe)('arvados-dispatch slurm with real Slurm', () => {
+  it('refuses a bad template with exit 2 and one line before locking anything', async () => {
+    const f = await new FakeArvados({ clusterId: CLUSTER }).start();
+    try {
+      const c = f.addContainer({ runtime_constraints: { ram: 64 * MiB, vcpus: 1 } });
+      const r = await runCli(['slurm', '--sbatch-arg=--comment=%Z', '--poll-interval', '100ms'], { HOME: home, ...f.env() });
+      expect(r.code).toBe(2);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(f.transitions.filter((t) => t.uuid === c.uuid)).toEqual([]);
+    } finally {
+      await f.stop();
+    }
+  });
+
   let fake: FakeArvados;
   let out: string;
   beforeAll(async () => {

@@ -4,18 +4,22 @@
  *
  * @module
  */
+import { describeError } from '../../util/errors.js';
 import os from 'node:os';
 import { Dispatcher } from '../../dispatcher/dispatcher.js';
 import { DEFAULT_STOP_GRACE, DEFAULT_KILL_GRACE, LocalRunner } from '../../runners/local/local-runner.js';
+import { checkEnvOptions } from '../../runners/local/command.js';
 import { formatBytes } from '../../runners/local/resources.js';
-import { DISPATCHER_OPTIONS, DISPATCHING_FOOTER, OUTPUT_OPTIONS, Options, formatHelp, parseOptions, type OptionTable } from '../args.js';
+import { DISPATCHER_OPTIONS, DISPATCHING_FOOTER, OUTPUT_OPTIONS, formatHelp, parseCommandLine, type OptionTable } from '../args.js';
 import { formatDuration } from '../duration.js';
-import { CliError, ExitCode } from '../errors.js';
+import { ExitCode, UsageError } from '../errors.js';
 import { Output } from '../output.js';
 import { Reporter } from '../report.js';
 import { runSession } from '../session.js';
-import { apiClientFromEnv, dispatcherSettings } from '../dispatching.js';
+import { API_TOKEN } from '../config.js';
+import { apiClientFromEnv, checkReachable, dispatcherSettings } from '../dispatching.js';
 import { localSession } from '../local-session.js';
+import { managementSettings, startService } from '../service.js';
 import { findExecutable } from '../which.js';
 
 /** One line for the overall help. */
@@ -31,6 +35,8 @@ const OPTIONS: OptionTable = {
     help: 'argument for crunch-run, put before the container UUID; write --crunch-run-arg=-x for one that starts with "-"',
   },
   'runtime-engine': { type: 'string', metavar: 'ENGINE', help: 'pass --runtime-engine=ENGINE to crunch-run (docker, singularity)' },
+  env: { type: 'string', multiple: true, metavar: 'NAME=VALUE', help: "set a variable in crunch-run's environment" },
+  'env-pass': { type: 'string', multiple: true, metavar: 'NAME', help: "pass this process's variable NAME on to crunch-run" },
   vcpus: { type: 'string', metavar: 'N', default: `${os.availableParallelism()}: this machine's CPUs`, help: 'vCPUs to hand out to containers' },
   ram: {
     type: 'string',
@@ -60,17 +66,41 @@ export function help(): string {
     'Polls the Arvados API for queued containers, locks them and runs each as\n' +
       '  <crunch-run-command> [--runtime-engine=E] [ARG...] <container-uuid>\n' +
       "within this machine's vCPUs, RAM and GPUs (CUDA_VISIBLE_DEVICES or\n" +
-      'AMD_VISIBLE_DEVICES). crunch-run gets only PATH, TMPDIR and the API\n' +
-      'credentials in its environment. Priority 0 or a stop sends it SIGINT, then\n' +
+      'AMD_VISIBLE_DEVICES). crunch-run gets only PATH, TMPDIR, the API\n' +
+      'credentials and what --env / --env-pass add in its environment. Priority 0\n' +
+      'or a stop sends it SIGINT, then\n' +
       'SIGTERM and SIGKILL if it does not exit.',
     OPTIONS,
     DISPATCHING_FOOTER,
   );
 }
 
+/**
+ * crunch-run's extra environment from `--env NAME=VALUE` and `--env-pass
+ * NAME`, checked by the runner's own rules (names, and the variables it
+ * sets itself, such as the API credentials, cannot be given).
+ *
+ * @throws {@link UsageError} naming the flag and the bad entry.
+ */
+export function crunchRunEnvironment(entries: readonly string[], pass: readonly string[]): { env: Record<string, string>; envPass: string[] } {
+  const env: Record<string, string> = {};
+  const usage = (msg: string): UsageError => new UsageError(`${msg}; see 'arvados-dispatch local --help'`);
+  for (const e of entries) {
+    const eq = e.indexOf('=');
+    if (eq <= 0) throw usage(`--env: "${e}" is not NAME=VALUE`);
+    env[e.slice(0, eq)] = e.slice(eq + 1);
+  }
+  try {
+    checkEnvOptions(env, pass);
+  } catch (err) {
+    throw usage(describeError(err).replace(/^env:/, '--env:').replace(/^envPass:/, '--env-pass:'));
+  }
+  return { env, envPass: [...pass] };
+}
+
 /** Runs the command; resolves to the exit status. */
 export async function run(argv: string[]): Promise<number> {
-  const opts = new Options(parseOptions(argv, OPTIONS, 'local'), 'local');
+  const opts = parseCommandLine(argv, OPTIONS, 'local');
   if (opts.flag('help')) {
     process.stdout.write(help());
     return ExitCode.OK;
@@ -85,16 +115,22 @@ export async function run(argv: string[]): Promise<number> {
   const reserveExtraRam = opts.size('reserve-extra-ram', undefined, 0);
   const stopGrace = opts.duration('stop-grace', DEFAULT_STOP_GRACE);
   const statusInterval = opts.duration('status-interval', 30_000);
+  const childEnv = crunchRunEnvironment(opts.list('env'), opts.list('env-pass'));
+  // GatewayAuthSecret is keyed by the cluster's SystemRootToken, as the controller computes it.
+  const rootToken = opts.configValue(API_TOKEN)?.value;
+  const systemRootToken = typeof rootToken === 'string' ? rootToken : undefined;
+  const management = managementSettings(opts);
   const out = new Output({ json: opts.flag('json') });
+  if (systemRootToken) out.addSecret(systemRootToken);
+  for (const note of opts.notes) out.warn(note);
 
   let commandPath: string;
   try {
     commandPath = findExecutable(crunchRunCommand);
   } catch (err) {
-    throw new CliError(`crunch-run command ${(err as Error).message} (set it with --crunch-run-command)`);
+    // A startup check like any flag: exit 2 before anything is locked.
+    throw new UsageError(`crunch-run command ${describeError(err)} (set it with --crunch-run-command)`);
   }
-
-  const client = apiClientFromEnv(out);
 
   let runner: LocalRunner;
   try {
@@ -105,15 +141,20 @@ export async function run(argv: string[]): Promise<number> {
       reserveExtraRam,
       capacity: { vcpus, ram },
       stopGrace,
+      ...childEnv,
+      ...(systemRootToken ? { systemRootToken } : {}),
     });
   } catch (err) {
-    throw new CliError((err as Error).message);
+    throw new UsageError(describeError(err));
   }
+
+  const client = apiClientFromEnv(out, opts);
+  await checkReachable(client);
   const d = new Dispatcher({
     client,
-    runContainer: runner.runContainer,
+    runner,
     ...settings,
-    handleSignals: false,
+    secondSignal: 'exit',
     // The runner returns once crunch-run has exited, which can take the whole escalation.
     shutdownTimeout: stopGrace + DEFAULT_KILL_GRACE + 30_000,
   });
@@ -127,6 +168,11 @@ export async function run(argv: string[]): Promise<number> {
     `arvados-dispatch local: ${cap.vcpus} vCPUs, ${formatBytes(cap.ram)} RAM, ${gpus}; crunch-run ${commandPath}; polling ${client.apiHost} every ${formatDuration(pollInterval)}`,
     { vcpus: cap.vcpus, ram: cap.ram, gpus: cap.gpus.ids, gpu_stack: cap.gpus.stack, crunch_run: commandPath, api_host: client.apiHost, poll_interval_ms: pollInterval, pid: process.pid },
   );
-  await runSession({ out, dispatcher: d, runner: session, reporter, statusInterval });
+  const service = management ? await startService(management, out, d, pollInterval) : undefined;
+  try {
+    await runSession({ out, dispatcher: d, runner: session, reporter, statusInterval });
+  } finally {
+    await service?.close();
+  }
   return ExitCode.OK;
 }

@@ -5,16 +5,16 @@
  * @module
  */
 import { Dispatcher } from '../../dispatcher/dispatcher.js';
-import { SLURM_RUNNER_DEFAULTS } from '../../runners/slurm/options.js';
-import { SlurmRunner } from '../../runners/slurm/slurm-runner.js';
-import { DEFAULT_SBATCH_ARGUMENTS, DEFAULT_SBATCH_GPU_ARGUMENTS } from '../../runners/slurm/template.js';
-import { DISPATCHER_OPTIONS, DISPATCHING_FOOTER, OUTPUT_OPTIONS, Options, formatHelp, parseOptions, type OptionTable } from '../args.js';
+import { DEFAULT_SBATCH_ARGUMENTS, DEFAULT_SBATCH_GPU_ARGUMENTS, SLURM_RUNNER_DEFAULTS, SlurmRunner } from '../../runners/batch/slurm.js';
+import { describeError } from '../../util/errors.js';
+import { DISPATCHER_OPTIONS, DISPATCHING_FOOTER, OUTPUT_OPTIONS, formatHelp, parseCommandLine, type OptionTable } from '../args.js';
 import { formatDuration } from '../duration.js';
-import { CliError, ExitCode, UsageError } from '../errors.js';
+import { ExitCode, UsageError } from '../errors.js';
 import { Output } from '../output.js';
 import { Reporter } from '../report.js';
 import { runSession } from '../session.js';
-import { apiClientFromEnv, dispatcherSettings } from '../dispatching.js';
+import { apiClientFromEnv, checkReachable, dispatcherSettings } from '../dispatching.js';
+import { managementSettings, startService } from '../service.js';
 import { findExecutable } from '../which.js';
 
 /** One line for the overall help. */
@@ -24,7 +24,27 @@ const D = SLURM_RUNNER_DEFAULTS;
 
 const OPTIONS: OptionTable = {
   ...DISPATCHER_OPTIONS,
-  'squeue-interval': { type: 'string', metavar: 'DURATION', default: 'the poll interval', help: 'time between squeue runs' },
+  'squeue-interval': { type: 'string', metavar: 'DURATION', default: 'the poll interval', help: 'time between squeue runs while there is work' },
+  'squeue-interval-max': {
+    type: 'string',
+    metavar: 'DURATION',
+    default: '6 x the squeue interval, at most 1m',
+    help: 'longest time between squeue runs: the interval doubles while the queue does not change, and drops back when it does',
+  },
+  'squeue-all': { type: 'boolean', help: "run squeue --all (also jobs in hidden partitions, as Go's dispatcher does); still only this user's jobs" },
+  'submit-rate': {
+    type: 'string',
+    metavar: 'N/PERIOD',
+    default: `${D.submitRate.count}/${formatDuration(D.submitRate.periodMs)}`,
+    help: 'most sbatch, scancel, scontrol and sacct commands per period (token bucket), e.g. 20/1s or 100/1m',
+  },
+  'pending-grace': {
+    type: 'string',
+    metavar: 'DURATION',
+    default: formatDuration(D.neverClearsGrace),
+    help: 'how long a job may stay pending for a reason that can never clear (BadConstraints, PartitionConfig...) before its container is cancelled with that reason',
+  },
+  'no-accounting': { type: 'boolean', help: 'do not ask sacct / scontrol show job why a job ended' },
   'crunch-run-command': {
     type: 'string',
     metavar: 'CMD',
@@ -90,7 +110,11 @@ export function help(): string {
       'follows the jobs and renices pending ones to follow Arvados priorities.\n' +
       'Priority 0 cancels a job (scancel; running jobs get SIGTERM). A job that\n' +
       'leaves the queue on its own: its container is cancelled if Running, unlocked\n' +
-      'if Locked. On stop, jobs are left in Slurm for the next dispatcher.',
+      'if Locked, with the reason from sacct (or scontrol show job): out of memory,\n' +
+      'time limit, node failure... A job pending for a reason that can never clear\n' +
+      'is cancelled with that reason after --pending-grace. Slurm commands share\n' +
+      'one limiter (3 at once, --submit-rate). On stop, jobs are left in Slurm for\n' +
+      'the next dispatcher. Bad templates or missing Slurm commands: exit 2.',
     OPTIONS,
     DISPATCHING_FOOTER,
   );
@@ -108,7 +132,7 @@ function environment(entries: string[]): Record<string, string> {
 
 /** Runs the command; resolves to the exit status. */
 export async function run(argv: string[]): Promise<number> {
-  const opts = new Options(parseOptions(argv, OPTIONS, 'slurm'), 'slurm');
+  const opts = parseCommandLine(argv, OPTIONS, 'slurm');
   if (opts.flag('help')) {
     process.stdout.write(help());
     return ExitCode.OK;
@@ -116,18 +140,22 @@ export async function run(argv: string[]): Promise<number> {
   const settings = dispatcherSettings(opts);
   const { pollInterval } = settings;
   const queueInterval = opts.duration('squeue-interval', pollInterval, 1);
+  const queueIntervalMax = opts.duration('squeue-interval-max', Math.max(queueInterval, Math.min(6 * queueInterval, 60_000)), queueInterval);
+  const submitRate = opts.rate('submit-rate');
   const sbatchArgs = opts.list('sbatch-arg');
   const sbatchGpuArgs = opts.list('sbatch-gpu-arg');
   const outputDir = opts.string('job-output-dir');
   const statusInterval = opts.duration('status-interval', 30_000);
+  const management = managementSettings(opts);
   const out = new Output({ json: opts.flag('json') });
+  for (const note of opts.notes) out.warn(note);
 
-  // Fail fast, with a clear message, when this host has no Slurm client.
+  // Fail fast, before any lock, when this host has no Slurm client.
   for (const cmd of ['sbatch', 'squeue', 'scancel', 'scontrol']) {
     try {
       findExecutable(cmd);
     } catch (err) {
-      throw new CliError(`Slurm command ${(err as Error).message}: is this a Slurm submit host?`);
+      throw new UsageError(`Slurm command ${(err as Error).message}: is this a Slurm submit host?`);
     }
   }
 
@@ -143,6 +171,11 @@ export async function run(argv: string[]): Promise<number> {
       reserveExtraRam: opts.size('reserve-extra-ram', undefined, 0),
       prioritySpread: opts.integer('priority-spread', undefined, 0),
       queueInterval,
+      queueIntervalMax,
+      squeueAll: opts.flag('squeue-all'),
+      submitRate,
+      neverClearsGrace: opts.duration('pending-grace', D.neverClearsGrace),
+      accounting: !opts.flag('no-accounting'),
       vanishGrace: { misses: opts.integer('vanish-grace-misses', undefined, 1), ms: opts.duration('vanish-grace', 0) },
       submitRetry: { maxDelay: opts.duration('submit-retry-max', D.submitRetry.maxDelay, D.submitRetry.initialDelay) },
       jobOutputDir: outputDir === 'none' ? null : outputDir,
@@ -150,41 +183,44 @@ export async function run(argv: string[]): Promise<number> {
     });
   } catch (err) {
     if (err instanceof UsageError) throw err;
-    throw new UsageError(`${(err as Error).message.replace(/^SlurmRunner: /, '')}; see 'arvados-dispatch slurm --help'`);
+    // A bad template or option: one line, exit 2, before any lock.
+    throw new UsageError(`${describeError(err)}; see 'arvados-dispatch slurm --help'`);
   }
 
-  const client = apiClientFromEnv(out);
+  const client = apiClientFromEnv(out, opts);
+  await checkReachable(client);
 
   const d = new Dispatcher({
     client,
-    runContainer: runner.runContainer,
+    runner,
     ...settings,
-    handleSignals: false,
+    secondSignal: 'exit',
     // On stop the runner returns without touching Slurm; only running sbatch calls are waited for.
     shutdownTimeout: runner.options.commandTimeout + 5_000,
   });
-  runner.attach(d);
   const counts = {
-    running: () => runner.status.queued,
-    waiting: () => Math.max(0, runner.status.containers - runner.status.queued),
+    running: () => runner.status.running,
+    waiting: () => Math.max(0, runner.status.containers - runner.status.running),
   };
-  const reporter = new Reporter(out, d, counts).watchSlurm(runner, d);
+  const reporter = new Reporter(out, d, counts).watchBatch(runner, d);
   const session = {
     shutdown: () => runner.close(),
-    stopNotice: () => `leaving ${runner.status.queued} Slurm job(s) in the queue for the next dispatcher`,
+    stopNotice: () => `leaving ${runner.status.inQueue} Slurm job(s) in the queue for the next dispatcher`,
     leftBehind: () => `${runner.status.containers} container(s) being followed`,
   };
 
   const o = runner.options;
   out.event(
     'start',
-    `arvados-dispatch slurm: crunch-run ${o.crunchRunCommand}; sbatch ${o.sbatchArgs.join(' ')}; polling ${client.apiHost} every ${formatDuration(pollInterval)}, squeue every ${formatDuration(queueInterval)}`,
-    { crunch_run: o.crunchRunCommand, sbatch_args: o.sbatchArgs, api_host: client.apiHost, poll_interval_ms: pollInterval, squeue_interval_ms: queueInterval, pid: process.pid },
+    `arvados-dispatch slurm: crunch-run ${o.crunchRunCommand}; sbatch ${o.args.join(' ')}; polling ${client.apiHost} every ${formatDuration(pollInterval)}, squeue every ${formatDuration(queueInterval)}`,
+    { crunch_run: o.crunchRunCommand, sbatch_args: o.args, submit_rate: `${o.submitRate.count}/${formatDuration(o.submitRate.periodMs)}`, api_host: client.apiHost, poll_interval_ms: pollInterval, squeue_interval_ms: queueInterval, pid: process.pid },
   );
+  const service = management ? await startService(management, out, d, pollInterval, { batch: runner }) : undefined;
   try {
     await runSession({ out, dispatcher: d, runner: session, reporter, statusInterval });
   } finally {
     await runner.close();
+    await service?.close();
   }
   return ExitCode.OK;
 }

@@ -1,9 +1,11 @@
 import { describe, expect, it } from '@jest/globals';
-import { CommandTimeoutError } from '../../../src/runners/slurm/commands.js';
-import { classifySbatchFailure, classifySbatchStderr } from '../../../src/runners/slurm/errors.js';
+import { CommandTimeoutError } from '../../../src/runners/batch/commands.js';
+import { classifySbatchStderr, classifySlurmFailure } from '../../../src/runners/batch/slurm-errors.js';
+
+const done = (code: number | null, stderr: string, signal: NodeJS.Signals | null = null) => ({ code, signal, stdout: '', stderr });
 
 // Each message as Slurm prints it; the source of each is cited in errors.ts.
-const samples: Array<[string, 'transient' | 'backpressure' | 'fatal']> = [
+const samples: Array<[string, 'transient' | 'backpressure' | 'fatal' | 'configuration']> = [
   ['sbatch: error: Batch job submission failed: Socket timed out on send/recv operation', 'transient'],
   ['sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)', 'transient'],
   ['sbatch: error: Batch job submission failed: Unable to contact slurm controller (send failure)', 'transient'],
@@ -50,7 +52,8 @@ const samples: Array<[string, 'transient' | 'backpressure' | 'fatal']> = [
   ],
   ['sbatch: error: Batch job submission failed: Requested node configuration is not available', 'fatal'],
   ['sbatch: error: Batch job submission failed: Memory required by task is not available', 'fatal'],
-  ["sbatch: unrecognized option '--bogus'", 'fatal'],
+  // Our template's mistake, not the container's: no dispatch attempt is charged.
+  ["sbatch: unrecognized option '--bogus'", 'configuration'],
   ['', 'fatal'],
 ];
 
@@ -75,25 +78,38 @@ describe('classifySbatchStderr', () => {
   });
 });
 
-describe('classifySbatchFailure', () => {
+describe('classifySlurmFailure', () => {
   it('classifies a non-zero exit by its stderr', () => {
-    expect(classifySbatchFailure({ code: 1, stderr: 'sbatch: error: AssocMaxSubmitJobLimit' })).toBe('backpressure');
-    expect(classifySbatchFailure({ code: 1, stderr: 'sbatch: error: Batch job submission failed: Invalid partition name specified' })).toBe('fatal');
+    expect(classifySlurmFailure(done(1, 'sbatch: error: AssocMaxSubmitJobLimit'))).toBe('backpressure');
+    expect(classifySlurmFailure(done(1, 'sbatch: error: Batch job submission failed: Invalid partition name specified'))).toBe('fatal');
   });
 
   it('treats a kill by a signal and a timeout as transient', () => {
-    expect(classifySbatchFailure({ code: null, signal: 'SIGKILL', stderr: '' })).toBe('transient');
-    expect(classifySbatchFailure(new CommandTimeoutError('sbatch', [], 10, { stdout: '', stderr: '' }))).toBe(
+    expect(classifySlurmFailure(done(null, '', 'SIGKILL'))).toBe('transient');
+    expect(classifySlurmFailure(new CommandTimeoutError('sbatch', [], 10, { stdout: '', stderr: '' }))).toBe(
       'transient',
     );
   });
 
-  it('treats a missing or unrunnable sbatch as fatal, other errors as transient', () => {
+  it('treats a missing or unrunnable command as configuration (no container is charged), other errors as transient', () => {
     const enoent = Object.assign(new Error('spawn sbatch ENOENT'), { code: 'ENOENT' });
     const eacces = Object.assign(new Error('spawn sbatch EACCES'), { code: 'EACCES' });
     const eagain = Object.assign(new Error('spawn EAGAIN'), { code: 'EAGAIN' });
-    expect(classifySbatchFailure(enoent)).toBe('fatal');
-    expect(classifySbatchFailure(eacces)).toBe('fatal');
-    expect(classifySbatchFailure(eagain)).toBe('transient');
+    expect(classifySlurmFailure(enoent)).toBe('configuration');
+    expect(classifySlurmFailure(eacces)).toBe('configuration');
+    expect(classifySlurmFailure(eagain)).toBe('transient');
+  });
+});
+
+describe('classifySlurmFailure: our own mistakes', () => {
+  it('reads an option sbatch does not know (a bad template) as configuration, not as the container\'s fault', () => {
+    expect(classifySlurmFailure(done(1, "sbatch: unrecognized option '--foo=1'\nTry \"sbatch --help\" for more information"))).toBe('configuration');
+    expect(classifySlurmFailure(done(1, 'sbatch: error: Batch job submission failed: Access/permission denied'))).toBe('configuration');
+  });
+
+  it('reads other commands\' failures as transient unless they say our arguments are wrong', () => {
+    expect(classifySlurmFailure(done(1, 'squeue: error: Unable to contact slurm controller'), 'query')).toBe('transient');
+    expect(classifySlurmFailure(done(1, "squeue: error: Invalid user: nobody-here"), 'query')).toBe('configuration');
+    expect(classifySlurmFailure(done(1, 'scancel: error: Kill job error on job id 5: Invalid job id specified'), 'cancel')).toBe('transient');
   });
 });

@@ -1,8 +1,10 @@
-// An in-memory Slurm behind a CommandRunner: sbatch, squeue (the monitor's
-// format and the `%i %j` lookup), scancel (by name or by IDs, with --state
-// and --batch --signal) and scontrol update, answering like Slurm 22.05.
+// An in-memory Slurm behind a CommandRunner: sbatch, squeue (the adapter's
+// format), scancel (by name or by IDs, with --state and --batch --signal),
+// scontrol update (by JobId or JobName) and scontrol show job, answering like
+// Slurm 22.05. sacct answers that accounting is disabled, as on the real
+// single-node setup.
 import { basename } from 'node:path';
-import type { CommandRunner, RunOptions, RunResult } from '../../../src/runners/slurm/commands.js';
+import type { CommandRunner, RunOptions, RunResult } from '../../../src/runners/batch/commands.js';
 
 export type FakeJobState = 'PENDING' | 'RUNNING' | 'SUSPENDED' | 'COMPLETING';
 
@@ -114,10 +116,13 @@ export class FakeSlurm {
     return this.calls.filter((c) => c.cmd === cmd);
   }
 
-  /** The monitor's squeue runs (not the job-ID lookups). */
+  /** The monitor's squeue runs. */
   polls(): FakeCall[] {
-    return this.calls.filter((c) => c.cmd === 'squeue' && !c.args.includes('--format=%i %j'));
+    return this.calls.filter((c) => c.cmd === 'squeue');
   }
+
+  /** How ended jobs ended, for `scontrol show job` (job id -> JobState). */
+  readonly ended = new Map<number, string>();
 
   #answer(cmd: string, args: readonly string[], options: RunOptions): Answer {
     switch (cmd) {
@@ -129,6 +134,8 @@ export class FakeSlurm {
         return this.#scancel(args);
       case 'scontrol':
         return this.#scontrol(args);
+      case 'sacct':
+        return { code: 1, stderr: 'sacct: error: Slurm accounting storage is disabled' };
       default:
         return { code: 127, stderr: `${cmd}: not found` };
     }
@@ -148,15 +155,10 @@ export class FakeSlurm {
     return { stdout, ...outcome.result };
   }
 
-  #squeue(args: readonly string[]): Answer {
-    if (args.includes('--format=%i %j')) {
-      const names = new Set((args.find((a) => a.startsWith('--name='))?.slice('--name='.length) ?? '').split(','));
-      const lines = [...this.jobs.values()].filter((j) => names.has(j.name)).map((j) => `${j.id} ${j.name}\n`);
-      return { stdout: lines.join('') };
-    }
+  #squeue(_args: readonly string[]): Answer {
     if (this.squeueFails) return { code: 1, stderr: 'squeue: error: Socket timed out on send/recv operation' };
     const lines = [...this.jobs.values()].map(
-      (j) => `${j.name} ${j.nice} ${Math.max(1, BASE_PRIORITY - j.id - j.nice)} ${j.state} ${j.reason}\n`,
+      (j) => `${j.id}|${j.name}|${j.nice}|${Math.max(1, BASE_PRIORITY - j.id - j.nice)}|${j.state}|${j.state === 'PENDING' ? '' : 'node1'}|${j.reason}\n`,
     );
     return { stdout: lines.join('') };
   }
@@ -192,10 +194,18 @@ export class FakeSlurm {
   }
 
   #scontrol(args: readonly string[]): Answer {
+    if (args[0] === 'show') {
+      const id = Number(args.at(-1));
+      const state = this.ended.get(id);
+      if (!state) return { code: 1, stderr: 'slurm_load_jobs error: Invalid job id specified' };
+      return { stdout: `JobId=${id} JobName=x JobState=${state} Reason=None ExitCode=0:0 TimeLimit=00:01:00 NodeList=node1\n` };
+    }
     const name = args.find((a) => a.startsWith('JobName='))?.slice('JobName='.length);
+    const id = args.find((a) => a.startsWith('JobId='))?.slice('JobId='.length);
     const nice = Number(args.find((a) => a.startsWith('Nice='))?.slice('Nice='.length));
-    const jobs = name === undefined ? [] : this.byName(name);
-    if (jobs.length === 0) return { code: 1, stderr: `scontrol: error: No jobs with name ${name}` };
+    const byId = id === undefined ? undefined : this.jobs.get(Number(id));
+    const jobs = name !== undefined ? this.byName(name) : byId ? [byId] : [];
+    if (jobs.length === 0) return { code: 1, stderr: `scontrol: error: Invalid job id specified` };
     for (const j of jobs) j.nice = nice;
     return {};
   }

@@ -3,9 +3,9 @@
 // for a condition (a state, a number of squeue runs), never for a time.
 import { createHmac } from 'node:crypto';
 import { afterEach, describe, expect, it } from '@jest/globals';
-import { Dispatcher, type Container, type DispatcherOptions } from '../../../src/index.js';
+import { Dispatcher, RunnerConfigError, type Container, type DispatcherOptions } from '../../../src/index.js';
 import { FakeArvados } from '../../../src/testing/index.js';
-import { SlurmRunner, resolveSlurmOptions, type LostJob, type SlurmRunnerOptions } from '../../../src/runners/slurm/index.js';
+import { SlurmRunner, type LostJob, type SlurmRunnerOptions } from '../../../src/runners/batch/index.js';
 import { waitFor } from '../../helpers/wait.js';
 import { FakeSlurm, type FakeCall, type FakeJob } from './fake-slurm.js';
 
@@ -49,15 +49,15 @@ function startDispatcher(
     commandTimeout: 5_000,
     ...opts.runner,
   });
-  const d = new Dispatcher({
+  const common = {
     client: fake.client({ retryDelay: 5, maxRetryDelay: 20, timeout: 5_000 }),
-    runContainer: runner.runContainer,
     pollInterval: 15,
     handleSignals: false,
     shutdownTimeout: 5_000,
     ...opts.dispatcher,
-  });
-  if (opts.attach !== false) runner.attach(d);
+  };
+  // attach: false gives only runContainer, which attaches on its first call.
+  const d = opts.attach === false ? new Dispatcher({ ...common, runContainer: runner.runContainer }) : new Dispatcher({ ...common, runner });
   const warnings: string[] = [];
   const settled = new Map<string, unknown>();
   const lost: LostJob[] = [];
@@ -135,8 +135,8 @@ describe('SlurmRunner: submission', () => {
       },
     });
     simulateCrunchRun(h.fake, h.slurm);
-    const submitted: Array<[string, number | undefined]> = [];
-    h.runner.on('submitted', (uuid, id) => submitted.push([uuid, id]));
+    const submitted: Array<[string, string, string | undefined]> = [];
+    h.runner.on('submitted', (uuid, result, id) => submitted.push([uuid, result, id]));
     const c = h.fake.addContainer({ priority: 1, ...SMALL });
     await waitFor(() => state(h, c.uuid) === 'Running', 'Running');
 
@@ -159,7 +159,7 @@ describe('SlurmRunner: submission', () => {
     expect(env.PATH).toBeTruthy();
     // Secrets only in the environment.
     expect(JSON.stringify(sb.args) + String(sb.options.input)).not.toContain(token);
-    expect(submitted).toEqual([[c.uuid, h.slurm.byName(c.uuid)[0].id]]);
+    expect(submitted).toEqual([[c.uuid, 'ok', String(h.slurm.byName(c.uuid)[0].id)]]);
 
     finishJob(h, c.uuid);
     await waitFor(() => h.settled.has(c.uuid), 'runner settled');
@@ -239,7 +239,7 @@ describe('SlurmRunner: submission', () => {
     h.slurm.sbatchHook = () => (h.slurm.jobs.size >= 1 ? { submit: false, result: refusal } : undefined);
     const cs = [3, 2, 1].map((priority) => h.fake.addContainer({ priority, ...SMALL }));
     const done = new Set<string>();
-    await waitFor(() => h.runner.status.submitPaused && h.slurm.jobs.size === 1, 'paused with one job queued');
+    await waitFor(() => h.runner.status.atQuota && h.slurm.jobs.size === 1, 'paused with one job queued');
     const refusedSoFar = h.slurm.callsOf('sbatch').length;
     await polls(h.slurm, 5);
     // Paused: nobody tried again.
@@ -265,7 +265,7 @@ describe('SlurmRunner: submission', () => {
     expect(sbatches.length).toBeLessThanOrEqual(3 + 2 + 2);
   });
 
-  it('rejects on a fatal sbatch failure (after checking the queue), so the dispatcher logs it and requeues the container', async () => {
+  it('releases the container on a fatal sbatch failure (after checking the queue), with the reason in its log, and it is requeued', async () => {
     const h = await setup({ dispatcher: { minRetryPeriod: 60_000 } });
     h.slurm.sbatchHook = () => ({
       submit: false,
@@ -273,17 +273,17 @@ describe('SlurmRunner: submission', () => {
     });
     const c = h.fake.addContainer({ priority: 1, ...SMALL });
     await waitFor(() => h.settled.has(c.uuid), 'runner settled');
-    expect(String(h.settled.get(c.uuid))).toMatch(/sbatch failed: sbatch: error: Batch job submission failed: Invalid partition name specified/);
+    expect(h.settled.get(c.uuid)).toBeUndefined();
     await waitFor(() => state(h, c.uuid) === 'Queued', 'unlocked');
     await waitFor(() => h.fake.logs.length > 0, 'log record');
     expect(h.fake.logs[0]).toMatchObject({ object_uuid: c.uuid, event_type: 'dispatch' });
-    expect(String(h.fake.logs[0].properties.text)).toMatch(/Invalid partition name specified/);
+    expect(String(h.fake.logs[0].properties.text)).toMatch(/Slurm refused the job: sbatch: error: Batch job submission failed: Invalid partition name specified/);
     const [sb] = h.slurm.callsOf('sbatch');
     expect(h.slurm.callsOf('sbatch')).toHaveLength(1);
     expect(h.slurm.polls().some((p) => p.start > (sb.end ?? Infinity) && p.result?.code === 0)).toBe(true);
   });
 
-  it('rejects at once when sbatch cannot be started, without waiting for the queue', async () => {
+  it('rejects at once with a RunnerConfigError when sbatch cannot be started, without waiting for the queue', async () => {
     const fake = await startFake();
     const slurm = new FakeSlurm();
     const missing = '/nonexistent/bin/sbatch';
@@ -296,15 +296,21 @@ describe('SlurmRunner: submission', () => {
     const h = startDispatcher(fake, slurm, { runner: { runner, commands: { sbatch: missing } }, dispatcher: { minRetryPeriod: 60_000 } });
     const c = fake.addContainer({ priority: 1, ...SMALL });
     await waitFor(() => h.settled.has(c.uuid), 'runner settled');
-    expect(String(h.settled.get(c.uuid))).toMatch(/sbatch failed: spawn \/nonexistent\/bin\/sbatch ENOENT/);
+    expect(h.settled.get(c.uuid)).toBeInstanceOf(RunnerConfigError);
+    expect(String(h.settled.get(c.uuid))).toMatch(/submitting container \S+ to Slurm failed \(configuration\): spawn \/nonexistent\/bin\/sbatch ENOENT/);
   });
 
-  it('rejects a bad argument template without running sbatch', async () => {
-    const h = await setup({ dispatcher: { minRetryPeriod: 60_000 }, runner: { sbatchArgs: ['--comment=%Z'] } });
+  it('refuses a bad argument template at construction, before any dispatcher or lock', () => {
+    expect(() => new SlurmRunner({ sbatchArgs: ['--comment=%Z'] })).toThrow(/unknown substitution %Z/);
+  });
+
+  it('reports an option sbatch does not know as a RunnerConfigError (our configuration, no attempt charged)', async () => {
+    const h = await setup({ dispatcher: { minRetryPeriod: 60_000 }, runner: { sbatchArgs: ['--comment=x'] } });
+    h.slurm.sbatchHook = () => ({ submit: false, result: { code: 1, stderr: "sbatch: unrecognized option '--comment=x'\n" } });
     const c = h.fake.addContainer({ priority: 1, ...SMALL });
     await waitFor(() => h.settled.has(c.uuid), 'runner settled');
-    expect(String(h.settled.get(c.uuid))).toMatch(/Unknown substitution parameter %Z/);
-    expect(h.slurm.callsOf('sbatch')).toHaveLength(0);
+    expect(h.settled.get(c.uuid)).toBeInstanceOf(RunnerConfigError);
+    expect(h.slurm.callsOf('sbatch')).toHaveLength(1);
     await waitFor(() => state(h, c.uuid) === 'Queued', 'unlocked');
   });
 
@@ -320,7 +326,8 @@ describe('SlurmRunner: submission', () => {
     await waitFor(() => h.settled.has(bare.uuid) && h.settled.has(queued.uuid), 'runners settled');
     expect(slurm.callsOf('sbatch')).toHaveLength(0);
     expect(slurm.has(queued.uuid)).toBe(false);
-    expect(slurm.callsOf('scancel').every((c) => c.args.includes(`--name=${queued.uuid}`))).toBe(true);
+    const job = String(slurm.calls.find((c) => c.cmd === 'scancel')?.args.at(-1));
+    expect(slurm.callsOf('scancel').every((c) => c.args.at(-1) === job)).toBe(true);
     await waitFor(() => state(h, bare.uuid) === 'Queued' && state(h, queued.uuid) === 'Queued', 'both unlocked');
   });
 
@@ -345,7 +352,7 @@ describe('SlurmRunner: submission', () => {
 });
 
 describe('SlurmRunner: cancelling', () => {
-  it('cancels on priority 0 with scancel by name (SIGTERM to the batch step), and settles once the job is gone', async () => {
+  it('cancels on priority 0 with scancel by job id (SIGTERM to the batch step), and settles once the job is gone', async () => {
     const h = await setup();
     simulateCrunchRun(h.fake, h.slurm);
     const c = h.fake.addContainer({ priority: 1, ...SMALL });
@@ -355,11 +362,7 @@ describe('SlurmRunner: cancelling', () => {
     await waitFor(() => h.settled.has(c.uuid), 'runner settled');
     expect(state(h, c.uuid)).toBe('Cancelled');
     expect(job.signals).toEqual(['TERM']);
-    expect(h.slurm.callsOf('scancel').map((s) => s.args)).toEqual([
-      [`--name=${c.uuid}`, '--state=pending'],
-      [`--name=${c.uuid}`, '--batch', '--signal=TERM', '--state=running'],
-      [`--name=${c.uuid}`, '--batch', '--signal=TERM', '--state=suspended'],
-    ]);
+    expect(h.slurm.callsOf('scancel').map((s) => s.args)).toEqual([['--batch', '--signal=TERM', '--state=running', String(job.id)]]);
     expect(h.lost).toEqual([]);
   });
 
@@ -381,7 +384,7 @@ describe('SlurmRunner: cancelling', () => {
     expect(state(h, c.uuid)).toBe('Cancelled');
   });
 
-  it('batches a mass cancellation into one job-ID lookup and one scancel per state', async () => {
+  it('batches a mass cancellation into one scancel of every job id', async () => {
     const h = await setup();
     simulateCrunchRun(h.fake, h.slurm);
     const cs = h.fake.addContainers(6, { priority: 1, ...SMALL });
@@ -392,15 +395,8 @@ describe('SlurmRunner: cancelling', () => {
     for (const c of cs) h.fake.setPriority(c.uuid, 0);
     await waitFor(() => cs.every((c) => h.settled.has(c.uuid)), 'runners settled');
     const scancels = h.slurm.callsOf('scancel');
-    expect(scancels.map((s) => s.args.filter((a) => a.startsWith('--')))).toEqual([
-      ['--state=pending'],
-      ['--batch', '--signal=TERM', '--state=running'],
-      ['--batch', '--signal=TERM', '--state=suspended'],
-    ]);
+    expect(scancels.map((s) => s.args.filter((a) => a.startsWith('--')))).toEqual([['--batch', '--signal=TERM', '--state=running']]);
     for (const s of scancels) expect(s.args.filter((a) => /^\d+$/.test(a)).sort()).toEqual([...ids].sort());
-    const lookups = h.slurm.callsOf('squeue').filter((s) => s.args.includes('--format=%i %j'));
-    expect(lookups).toHaveLength(1);
-    expect(lookups[0].args).toContain('--user=crunch');
     for (const c of cs) expect(state(h, c.uuid)).toBe('Cancelled');
   });
 
@@ -437,7 +433,7 @@ describe('SlurmRunner: jobs that vanish', () => {
     await waitFor(() => h.lost.length === 1, 'lost');
     const okAfter = h.slurm.polls().filter((p) => p.result?.code === 0 && p.end !== undefined).length;
     expect(okAfter - okBefore).toBeGreaterThanOrEqual(3);
-    expect(h.lost[0]).toMatchObject({ uuid: c.uuid, state: 'Running', action: 'cancelled', misses: 3 });
+    expect(h.lost[0]).toMatchObject({ uuid: c.uuid, action: 'cancelled', misses: 3 });
 
     await waitFor(() => h.settled.has(c.uuid), 'runner settled');
     const after = h.fake.container(c.uuid);
@@ -468,10 +464,10 @@ describe('SlurmRunner: jobs that vanish', () => {
     await waitFor(() => h.slurm.has(c.uuid), 'queued');
     h.slurm.finish(c.uuid);
     await waitFor(() => h.settled.has(c.uuid), 'runner settled');
-    expect(h.lost).toMatchObject([{ uuid: c.uuid, state: 'Locked', action: 'unlocked', misses: 2 }]);
+    expect(h.lost).toMatchObject([{ uuid: c.uuid, action: 'unlocked', misses: 2 }]);
     expect(state(h, c.uuid)).toBe('Queued');
     await waitFor(() => h.fake.logs.length === 1, 'log record');
-    expect(String(h.fake.logs[0].properties.text)).toMatch(/unlocking it/);
+    expect(String(h.fake.logs[0].properties.text)).toMatch(/^Slurm job \d+ for container \S+ left the queue without being cancelled by the dispatcher/);
   });
 
   it('keeps following a job that reappears within the grace', async () => {
@@ -526,11 +522,12 @@ describe('SlurmRunner: priorities', () => {
     const before = h.slurm.callsOf('scontrol').length;
     await polls(h.slurm, 5);
     expect(h.slurm.callsOf('scontrol')).toHaveLength(before);
-    for (const s of h.slurm.callsOf('scontrol')) expect(s.args).toEqual(['update', expect.stringMatching(/^JobName=zzzzz-dz642-/), expect.stringMatching(/^Nice=\d+$/)]);
+    for (const s of h.slurm.callsOf('scontrol')) expect(s.args).toEqual(['update', expect.stringMatching(/^JobId=\d+$/), expect.stringMatching(/^Nice=\d+$/)]);
 
     // The lowest and the highest swap; a job that runs is left alone.
     h.slurm.byName(mid.uuid)[0].state = 'RUNNING';
-    const midCalls = (): number => h.slurm.callsOf('scontrol').filter((s) => s.args[1] === `JobName=${mid.uuid}`).length;
+    const midId = h.slurm.byName(mid.uuid)[0].id;
+    const midCalls = (): number => h.slurm.callsOf('scontrol').filter((s) => s.args[1] === `JobId=${midId}`).length;
     const midBefore = midCalls();
     h.fake.setPriority(low.uuid, 1000);
     h.fake.setPriority(high.uuid, 1);
@@ -540,19 +537,52 @@ describe('SlurmRunner: priorities', () => {
     expect(h.slurm.byName(low.uuid)[0].nice).toBe(0);
   });
 
-  it('warns once about a job that can never start, and logs it on the container', async () => {
-    const h = await setup();
+  it('warns once about a job that can never start, then cancels the container with the reason after the grace', async () => {
+    const h = await setup({ runner: { neverClearsGrace: 100 } });
     h.slurm.initialState = 'PENDING';
     h.slurm.initialReason = 'PartitionConfig';
     const c = h.fake.addContainer({ priority: 1, runtime_constraints: { ram: 64 * MiB, vcpus: 64 } });
     await waitFor(() => h.warnings.some((w) => /pending with reason PartitionConfig/.test(w)), 'warning');
-    await polls(h.slurm, 5);
-    expect(h.warnings.filter((w) => /PartitionConfig/.test(w))).toHaveLength(1);
+    expect(h.runner.schedulingStatus(c.uuid)).toBe('Slurm: pending (PartitionConfig)');
+    await waitFor(() => state(h, c.uuid) === 'Cancelled', 'cancelled');
+    expect(h.warnings.filter((w) => /pending with reason PartitionConfig/.test(w))).toHaveLength(1);
+    expect(String(h.fake.container(c.uuid)?.runtime_status?.error)).toMatch(/^Slurm job \d+ cannot start: pending with reason PartitionConfig/);
     await waitFor(() => h.fake.logs.length === 1, 'log record');
     expect(h.fake.logs[0]).toMatchObject({ object_uuid: c.uuid, event_type: 'dispatch' });
-    h.fake.setPriority(c.uuid, 0);
     await waitFor(() => h.settled.has(c.uuid), 'runner settled');
     expect(h.slurm.jobs.size).toBe(0);
+  });
+});
+
+describe('SlurmRunner: malformed records', () => {
+  it('survives an update whose priority is missing or not a number: no crash, the job is left alone, the container still runs', async () => {
+    const h = await setup();
+    h.slurm.initialState = 'PENDING';
+    h.slurm.initialReason = 'Priority';
+    const rejections: unknown[] = [];
+    const onRejection = (err: unknown): void => void rejections.push(err);
+    process.on('unhandledRejection', onRejection);
+    try {
+      const c = h.fake.addContainer({ priority: 1, ...SMALL });
+      await waitFor(() => h.slurm.has(c.uuid), 'queued');
+      for (const priority of [undefined, 'high', null]) {
+        h.fake.forceUpdate(c.uuid, { priority: priority as unknown as number });
+        await polls(h.slurm, 3);
+      }
+      expect(rejections).toEqual([]);
+      expect(h.settled.has(c.uuid)).toBe(false);
+      expect(h.slurm.callsOf('scancel')).toHaveLength(0);
+      // A good priority again: followed as before, and it runs to the end.
+      h.fake.forceUpdate(c.uuid, { priority: 1 });
+      h.slurm.byName(c.uuid)[0].state = 'RUNNING';
+      h.fake.startContainer(c.uuid);
+      finishJob(h, c.uuid);
+      await waitFor(() => h.settled.has(c.uuid), 'runner settled');
+      expect(h.settled.get(c.uuid)).toBeUndefined();
+      expect(state(h, c.uuid)).toBe('Complete');
+    } finally {
+      process.off('unhandledRejection', onRejection);
+    }
   });
 });
 
@@ -623,35 +653,40 @@ describe('SlurmRunner: startup and stop', () => {
   });
 });
 
-describe('resolveSlurmOptions', () => {
+describe('SlurmRunner options', () => {
   it('fills in the documented defaults', () => {
-    const o = resolveSlurmOptions();
-    expect(o).toMatchObject({
+    const r = new SlurmRunner();
+    expect(r.options).toMatchObject({
       crunchRunCommand: 'crunch-run',
       crunchRunArgs: [],
       runtimeEngine: undefined,
       reserveExtraRam: 550 * MiB,
       prioritySpread: 10,
       queueInterval: 10_000,
+      queueIntervalMax: 60_000,
       vanishGrace: { misses: 3, ms: 0 },
       submitRetry: { initialDelay: 1_000, maxDelay: 60_000, factor: 2 },
-      jobOutputDir: '/tmp',
-      commands: { sbatch: 'sbatch', squeue: 'squeue', scancel: 'scancel', scontrol: 'scontrol' },
+      submitRate: { count: 20, periodMs: 1_000 },
+      commandConcurrency: 3,
+      neverClearsGrace: 60_000,
+      accounting: true,
       commandTimeout: 60_000,
     });
-    expect(o.sbatchArgs).toEqual(['--job-name=%U', '--mem=%M', '--cpus-per-task=%C', '--tmp=%T', '--partition=%P']);
-    expect(o.sbatchGpuArgs).toEqual(['--gpus=%G']);
-    expect(resolveSlurmOptions({ jobOutputDir: null }).jobOutputDir).toBeNull();
-    expect(resolveSlurmOptions({ jobOutputDir: '/var/x/' }).jobOutputDir).toBe('/var/x');
+    expect(r.options.args).toEqual(['--job-name=%U', '--mem=%M', '--cpus-per-task=%C', '--tmp=%T', '--partition=%P']);
+    expect(r.options.gpuArgs).toEqual(['--gpus=%G']);
+    expect(r.adapter.commands).toEqual({ sbatch: 'sbatch', squeue: 'squeue', scancel: 'scancel', scontrol: 'scontrol', sacct: 'sacct' });
   });
 
-  it('rejects bad values, naming the option', () => {
-    expect(() => resolveSlurmOptions({ jobOutputDir: 'relative' })).toThrow(/jobOutputDir/);
-    expect(() => resolveSlurmOptions({ queueInterval: 0 })).toThrow(/queueInterval/);
-    expect(() => resolveSlurmOptions({ vanishGrace: { misses: 0 } })).toThrow(/vanishGrace.misses/);
-    expect(() => resolveSlurmOptions({ environment: { 'A B': 'x' } })).toThrow(/environment/);
-    expect(() => resolveSlurmOptions({ crunchRunArgs: 'x' as unknown as string[] })).toThrow(/crunchRunArgs/);
-    expect(() => resolveSlurmOptions({ submitRetry: { initialDelay: 10, maxDelay: 5 } })).toThrow(/maxDelay/);
+  it('rejects bad values and templates at construction, naming the option', () => {
+    expect(() => new SlurmRunner({ jobOutputDir: 'relative' })).toThrow(/jobOutputDir/);
+    expect(() => new SlurmRunner({ queueInterval: 0 })).toThrow(/queueInterval/);
+    expect(() => new SlurmRunner({ vanishGrace: { misses: 0 } })).toThrow(/vanishGrace.misses/);
+    expect(() => new SlurmRunner({ environment: { 'A B': 'x' } })).toThrow(/environment/);
+    expect(() => new SlurmRunner({ crunchRunArgs: 'x' as unknown as string[] })).toThrow(/crunchRunArgs/);
+    expect(() => new SlurmRunner({ submitRetry: { initialDelay: 10, maxDelay: 5 } })).toThrow(/maxDelay/);
+    expect(() => new SlurmRunner({ submitRate: { count: 0, periodMs: 1000 } })).toThrow(/submitRate.count/);
     expect(() => new SlurmRunner({ commands: { sbatch: '' } })).toThrow(/commands.sbatch/);
+    expect(() => new SlurmRunner({ sbatchArgs: ['--x=%Z'] })).toThrow(/unknown substitution %Z in Slurm argument templates/);
+    expect(() => new SlurmRunner({ sbatchGpuArgs: ['--gres=gpu:%Q'] })).toThrow(/unknown substitution %Q/);
   });
 });

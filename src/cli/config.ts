@@ -1,0 +1,328 @@
+/**
+ * The Arvados cluster configuration (`/etc/arvados/config.yml`), read the
+ * way the Go services read it, for the keys this program uses. Each key we
+ * read maps to a command-line flag ({@link CONFIG_KEYS}); the value is
+ * handed to the command as that flag's lower-precedence default, so one set
+ * of checks covers both spellings.
+ *
+ * Like the Go loader (YAML turned into JSON, then decoded by encoding/json),
+ * key names match case-insensitively. Keys elsewhere in the file are
+ * ignored: a real config holds hundreds this program has no use for. In the
+ * sections read whole (`Containers.SLURM`, `Containers.LSF`) an unknown key
+ * is an error, because it is almost always a misspelt key we would
+ * otherwise silently not apply.
+ *
+ * @module
+ */
+import { describeError } from '../util/errors.js';
+import { existsSync, readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { parseDuration } from './duration.js';
+import { UsageError } from './errors.js';
+import { parseSize } from './size.js';
+
+/** Where the Go services look when neither `-config` nor `$ARVADOS_CONFIG` is given. */
+export const DEFAULT_CONFIG_PATH = '/etc/arvados/config.yml';
+
+/** The value kinds of the keys we read. */
+type Kind = 'string' | 'duration' | 'size' | 'integer' | 'boolean' | 'list' | 'env' | 'url' | 'internal-urls';
+
+/** The pseudo-flag under which `ManagementToken` is kept (the flag is `--management-token-file`, a file holding it). */
+export const MANAGEMENT_TOKEN = '(management token)';
+/** Pseudo-flag of `Services.Controller.ExternalURL`, named after the variable that wins over it. */
+export const API_HOST = '(ARVADOS_API_HOST)';
+/** Pseudo-flag of `SystemRootToken`, named after the variable that wins over it. */
+export const API_TOKEN = '(ARVADOS_API_TOKEN)';
+/** Pseudo-flag of `TLS.Insecure`, named after the variable that wins over it. */
+export const API_INSECURE = '(ARVADOS_API_HOST_INSECURE)';
+
+/** One config key we read. */
+export interface ConfigKey {
+  /** Path below `Clusters.<id>`, e.g. `Containers.MinRetryPeriod`. */
+  key: string;
+  /** The flag (without `--`) it sets, or how else it is used. */
+  flag: string;
+  kind: Kind;
+  /** Commands that read it; undefined: all dispatching commands. */
+  commands?: readonly string[];
+}
+
+/**
+ * Every key read, and the flag it stands for. The README's mapping table is
+ * this list. `flag` values in parentheses are not flags but the setting
+ * named.
+ */
+export const CONFIG_KEYS: readonly ConfigKey[] = [
+  { key: 'Services.Controller.ExternalURL', flag: API_HOST, kind: 'url' },
+  { key: 'SystemRootToken', flag: API_TOKEN, kind: 'string' },
+  { key: 'TLS.Insecure', flag: API_INSECURE, kind: 'boolean' },
+  { key: 'ManagementToken', flag: MANAGEMENT_TOKEN, kind: 'string' },
+  { key: 'Services.DispatchSLURM.InternalURLs', flag: 'listen', kind: 'internal-urls', commands: ['slurm'] },
+  { key: 'Services.DispatchLSF.InternalURLs', flag: 'listen', kind: 'internal-urls', commands: ['lsf'] },
+  { key: 'API.MaxItemsPerResponse', flag: 'batch-size', kind: 'integer' },
+  { key: 'Containers.CloudVMs.PollInterval', flag: 'poll-interval', kind: 'duration' },
+  { key: 'Containers.MinRetryPeriod', flag: 'min-retry-period', kind: 'duration' },
+  { key: 'Containers.CrunchRunCommand', flag: 'crunch-run-command', kind: 'string' },
+  { key: 'Containers.CrunchRunArgumentsList', flag: 'crunch-run-arg', kind: 'list' },
+  { key: 'Containers.RuntimeEngine', flag: 'runtime-engine', kind: 'string' },
+  { key: 'Containers.ReserveExtraRAM', flag: 'reserve-extra-ram', kind: 'size' },
+  { key: 'Containers.SLURM.SbatchArgumentsList', flag: 'sbatch-arg', kind: 'list', commands: ['slurm'] },
+  { key: 'Containers.SLURM.SbatchGPUArgumentsList', flag: 'sbatch-gpu-arg', kind: 'list', commands: ['slurm'] },
+  { key: 'Containers.SLURM.SbatchEnvironmentVariables', flag: 'sbatch-env', kind: 'env', commands: ['slurm'] },
+  { key: 'Containers.SLURM.PrioritySpread', flag: 'priority-spread', kind: 'integer', commands: ['slurm'] },
+  { key: 'Containers.LSF.BsubSudoUser', flag: 'bsub-sudo-user', kind: 'string', commands: ['lsf'] },
+  { key: 'Containers.LSF.BsubArgumentsList', flag: 'bsub-arg', kind: 'list', commands: ['lsf'] },
+  { key: 'Containers.LSF.BsubGPUArguments', flag: 'bsub-gpu-arg', kind: 'list', commands: ['lsf'] },
+  { key: 'Containers.LSF.MaxRunTimeOverhead', flag: 'max-run-time-overhead', kind: 'duration', commands: ['lsf'] },
+  { key: 'Containers.LSF.MaxRunTimeDefault', flag: 'max-run-time-default', kind: 'duration', commands: ['lsf'] },
+];
+
+/**
+ * Keys of the sections read whole that are known but not used: documented
+ * in some Arvados release's config.default.yml, so not a typo.
+ */
+const KNOWN_UNUSED: Record<string, readonly string[]> = {
+  'Containers.SLURM': ['Managed'],
+  'Containers.LSF': ['BsubCUDAArguments'],
+};
+
+/** One `InternalURLs` entry: where to listen. */
+export interface ListenAddress {
+  host: string;
+  port: number;
+  /** The InternalURLs key it came from, for messages. */
+  url: string;
+}
+
+/** A config value in the form a flag would give it, and the key it came from. */
+export interface ConfigValue {
+  value: string | string[] | boolean | ListenAddress[];
+  /** The full key, e.g. `Clusters.zzzzz.Containers.MinRetryPeriod`. */
+  key: string;
+}
+
+/** A config value and the flag it stands for. */
+export interface ConfigEntry extends ConfigValue {
+  flag: string;
+  /** Commands that read it; undefined: all. */
+  commands?: readonly string[];
+}
+
+/** The validated parts of a cluster configuration. */
+export interface ClusterConfig {
+  /** The file it was read from. */
+  readonly path: string;
+  /** The cluster id (the only key of `Clusters`). */
+  readonly clusterId: string;
+  /** The values of the keys of {@link CONFIG_KEYS} present and not empty. */
+  readonly entries: readonly ConfigEntry[];
+}
+
+/** Which file to read: the flag, else `$ARVADOS_CONFIG`, else the default path when it exists. */
+export function configPath(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (flag !== undefined) return flag;
+  const fromEnv = env.ARVADOS_CONFIG?.trim();
+  if (fromEnv) return fromEnv;
+  return existsSync(DEFAULT_CONFIG_PATH) ? DEFAULT_CONFIG_PATH : undefined;
+}
+
+type Node = Record<string, unknown>;
+
+function isMap(v: unknown): v is Node {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** `obj[name]`, matching the key case-insensitively as Go's JSON decoding does. */
+function lookup(obj: Node, name: string): { key: string; value: unknown } | undefined {
+  if (Object.hasOwn(obj, name)) return { key: name, value: obj[name] };
+  const lower = name.toLowerCase();
+  for (const k of Object.keys(obj)) if (k.toLowerCase() === lower) return { key: k, value: obj[k] };
+  return undefined;
+}
+
+const durationText = z.union([z.string(), z.literal(0)]).transform((v, ctx) => {
+  const text = String(v);
+  try {
+    parseDuration(text);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: describeError(err) });
+    return z.NEVER;
+  }
+  return text.trim() === '0' ? '0s' : text;
+});
+
+const sizeText = z.union([z.string(), z.number().int().nonnegative()]).transform((v, ctx) => {
+  const text = String(v);
+  try {
+    parseSize(text);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: describeError(err) });
+    return z.NEVER;
+  }
+  return text;
+});
+
+const urlText = z.string().transform((v, ctx) => {
+  if (v.trim() === '') return '';
+  let u: URL;
+  try {
+    u = new URL(v);
+  } catch {
+    ctx.addIssue({ code: 'custom', message: `"${v}" is not a URL` });
+    return z.NEVER;
+  }
+  if (u.protocol !== 'https:' && u.protocol !== 'http:') {
+    ctx.addIssue({ code: 'custom', message: `"${v}" is not an http(s) URL` });
+    return z.NEVER;
+  }
+  // The client takes host[:port] for https (as ARVADOS_API_HOST), and an explicit http:// URL otherwise.
+  return u.protocol === 'https:' ? u.host : `http://${u.host}`;
+});
+
+const internalUrls = z.record(z.string(), z.union([z.null(), z.object({ ListenURL: z.string().optional() }).loose()])).transform((v, ctx) => {
+  const out: ListenAddress[] = [];
+  for (const [url, conf] of Object.entries(v)) {
+    if (url === 'SAMPLE') continue;
+    const listen = conf?.ListenURL?.trim() || url;
+    let u: URL;
+    try {
+      u = new URL(listen);
+    } catch {
+      ctx.addIssue({ code: 'custom', message: `"${listen}" is not a URL`, path: [url] });
+      continue;
+    }
+    if (u.protocol !== 'http:') {
+      ctx.addIssue({
+        code: 'custom',
+        message: `"${listen}": only http:// listeners are supported (put a TLS proxy in front, or give ListenURL "http://...")`,
+        path: [url],
+      });
+      continue;
+    }
+    const port = u.port ? Number(u.port) : 80;
+    out.push({ host: u.hostname.replace(/^\[|\]$/g, ''), port, url });
+  }
+  return out;
+});
+
+const SCHEMAS: Record<Kind, z.ZodType<unknown>> = {
+  string: z.string(),
+  duration: durationText,
+  size: sizeText,
+  integer: z.number().int().nonnegative().transform(String),
+  boolean: z.boolean(),
+  list: z.array(z.string()),
+  env: z
+    .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'not a valid environment variable name'), z.string())
+    .transform((env) => Object.entries(env).filter(([k]) => k !== 'SAMPLE').map(([k, v]) => `${k}=${v}`)),
+  url: urlText,
+  'internal-urls': internalUrls,
+};
+
+function bad(path: string, key: string, why: string): UsageError {
+  return new UsageError(`${path}: ${key}: ${why}`);
+}
+
+/** Zod's message for an issue, short: "expected a string, got number". */
+function issueText(issue: z.core.$ZodIssue): string {
+  if (issue.code === 'invalid_type') {
+    const got = /received (\w+)/.exec(issue.message)?.[1];
+    return `expected ${issue.expected}${got ? `, got ${got}` : ''}`;
+  }
+  // A bad record key: the key's own check says why.
+  if (issue.code === 'invalid_key' && issue.issues[0]) return issue.issues[0].message;
+  return issue.message;
+}
+
+/**
+ * Reads and validates the cluster configuration at `path`.
+ *
+ * @throws {@link UsageError} (exit status 2) naming the file and the key for
+ * a missing or unreadable file, bad YAML, not exactly one cluster, an
+ * ill-typed key we read, or an unknown key in a section we read whole.
+ */
+export function loadClusterConfig(path: string): ClusterConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new UsageError(`cannot read cluster config ${path}: ${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : describeError(err)}`);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text, { prettyErrors: false, uniqueKeys: true });
+  } catch (err) {
+    throw new UsageError(`${path}: not valid YAML: ${describeError(err)}`);
+  }
+  const clusters = isMap(doc) ? lookup(doc, 'Clusters') : undefined;
+  if (!clusters || !isMap(clusters.value)) throw new UsageError(`${path}: no "Clusters" section`);
+  const ids = Object.keys(clusters.value);
+  if (ids.length !== 1) {
+    throw new UsageError(`${path}: Clusters must hold exactly one cluster, found ${ids.length}${ids.length ? ` (${ids.join(', ')})` : ''}`);
+  }
+  const clusterId = ids[0];
+  if (!/^[a-z0-9]{5}$/.test(clusterId)) throw bad(path, `Clusters.${clusterId}`, 'a cluster id is 5 lowercase letters or digits');
+  const cluster = clusters.value[clusterId];
+  if (!isMap(cluster)) throw bad(path, `Clusters.${clusterId}`, 'expected a mapping');
+  const prefix = `Clusters.${clusterId}`;
+
+  for (const [section, unused] of Object.entries(KNOWN_UNUSED)) {
+    const found = walk(cluster, section.split('.'), path, prefix);
+    if (found === undefined) continue;
+    if (!isMap(found.value)) throw bad(path, `${prefix}.${found.path}`, 'expected a mapping');
+    const known = [...CONFIG_KEYS.filter((k) => k.key.startsWith(`${section}.`)).map((k) => k.key.slice(section.length + 1)), ...unused];
+    for (const k of Object.keys(found.value)) {
+      if (!known.some((n) => n.toLowerCase() === k.toLowerCase())) {
+        throw bad(path, `${prefix}.${found.path}.${k}`, `unknown key (known: ${known.join(', ')})`);
+      }
+    }
+  }
+
+  const entries: ConfigEntry[] = [];
+  for (const spec of CONFIG_KEYS) {
+    const found = walk(cluster, spec.key.split('.'), path, prefix);
+    if (found === undefined || found.value === null) continue;
+    const fullKey = `${prefix}.${found.path}`;
+    const parsed = SCHEMAS[spec.kind].safeParse(found.value);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      const where = issue.path.length ? `${fullKey}.${issue.path.join('.')}` : fullKey;
+      throw bad(path, where, issueText(issue));
+    }
+    const v = parsed.data as ConfigValue['value'];
+    // An empty string means "not set" in Arvados configs (e.g. SystemRootToken: "").
+    if (v === '' || (Array.isArray(v) && v.length === 0 && spec.kind === 'internal-urls')) continue;
+    entries.push({ flag: spec.flag, commands: spec.commands, value: v, key: fullKey });
+  }
+  return { path, clusterId, entries };
+}
+
+/** Follows `parts` below `obj` case-insensitively; undefined if any is missing. */
+function walk(obj: Node, parts: string[], path: string, prefix: string): { value: unknown; path: string } | undefined {
+  let cur: unknown = obj;
+  const seen: string[] = [];
+  for (const p of parts) {
+    if (cur === null || cur === undefined) return undefined;
+    if (!isMap(cur)) throw bad(path, `${prefix}.${seen.join('.')}`, 'expected a mapping');
+    const hit = lookup(cur, p);
+    if (!hit) return undefined;
+    seen.push(hit.key);
+    cur = hit.value;
+  }
+  return { value: cur, path: seen.join('.') };
+}
+
+/**
+ * The config values for `command`, by flag name: the keys every command
+ * reads, plus those only `command` reads (e.g. `Containers.SLURM.*` for
+ * `slurm`).
+ */
+export function valuesFor(config: ClusterConfig, command: string): Map<string, ConfigValue> {
+  const out = new Map<string, ConfigValue>();
+  for (const e of config.entries) {
+    if (!e.commands || e.commands.includes(command)) out.set(e.flag, { value: e.value, key: e.key });
+  }
+  return out;
+}

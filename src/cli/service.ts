@@ -1,0 +1,140 @@
+/**
+ * Running as a service: the management listener's settings (from
+ * `--listen` / `--management-token-file` or the cluster config), checked at
+ * startup, and the listener itself with its metrics and health monitor
+ * wired to the Dispatcher.
+ *
+ * @module
+ */
+import { describeError } from '../util/errors.js';
+import { readFileSync } from 'node:fs';
+import type { Dispatcher } from '../dispatcher/dispatcher.js';
+import type { BatchRunner } from '../runners/batch/runner.js';
+import { HealthMonitor } from '../server/health.js';
+import { ManagementServerError, startManagementServer, type ManagementServer } from '../server/management.js';
+import { DispatchMetrics } from '../server/metrics.js';
+import { observeDispatcher } from '../server/observe.js';
+import type { Options } from './args.js';
+import { MANAGEMENT_TOKEN, type ListenAddress } from './config.js';
+import { CliError, UsageError } from './errors.js';
+import type { Output } from './output.js';
+
+/** Where and with which token the management listener runs. */
+export interface ManagementSettings {
+  /** Addresses to try in order. */
+  listen: ListenAddress[];
+  token: string;
+}
+
+/**
+ * Parses `HOST:PORT`, `:PORT` (every interface), `[::1]:PORT` or an
+ * `http://HOST:PORT/` URL.
+ *
+ * @throws RangeError naming the bad text.
+ */
+export function parseListen(text: string): ListenAddress {
+  const t = text.trim();
+  let host: string;
+  let port: string;
+  const url = /^http:\/\//i.test(t);
+  if (url) {
+    let u: URL;
+    try {
+      u = new URL(t);
+    } catch {
+      throw new RangeError(`"${text}" is not HOST:PORT`);
+    }
+    host = u.hostname;
+    port = u.port || '80';
+  } else {
+    const m = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d+)$/.exec(t);
+    if (!m) throw new RangeError(`"${text}" is not HOST:PORT (e.g. 127.0.0.1:9005, :9005, [::1]:9005)`);
+    host = m[1] ?? m[2];
+    port = m[3];
+  }
+  const n = Number(port);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new RangeError(`"${text}": port must be 0-65535`);
+  return { host: host.replace(/^\[|\]$/g, ''), port: n, url: t };
+}
+
+/**
+ * The management settings of `opts`, or undefined when no listener is
+ * asked for. Everything is checked here, before the dispatcher starts.
+ *
+ * @throws {@link UsageError} for a bad address, an unreadable or empty
+ * token file, or a listener without a token.
+ */
+export function managementSettings(opts: Options): ManagementSettings | undefined {
+  let listen: ListenAddress[] = [];
+  const flag = opts.string('listen');
+  if (flag !== undefined) {
+    try {
+      listen = [parseListen(flag)];
+    } catch (err) {
+      throw new UsageError(`--listen: ${describeError(err)}; see 'arvados-dispatch ${opts.command} --help'`);
+    }
+  } else {
+    const v = opts.configValue('listen')?.value;
+    if (Array.isArray(v)) listen = v as ListenAddress[];
+  }
+  const file = opts.string('management-token-file');
+  let token: string | undefined;
+  if (file !== undefined) {
+    try {
+      token = readFileSync(file, 'utf8').trim();
+    } catch (err) {
+      throw new UsageError(`--management-token-file: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? describeError(err)}`);
+    }
+    if (!token) throw new UsageError(`--management-token-file: ${file} is empty`);
+    if (/\s/.test(token)) throw new UsageError(`--management-token-file: ${file} holds more than one word`);
+  } else {
+    const v = opts.configValue(MANAGEMENT_TOKEN)?.value;
+    if (typeof v === 'string' && v.trim()) token = v.trim();
+  }
+  if (listen.length === 0) return undefined;
+  if (!token) {
+    throw new UsageError(
+      `refusing to start the management listener on ${listen.map((a) => a.url).join(', ')} without a token: set ManagementToken in the cluster config or give --management-token-file`,
+    );
+  }
+  return { listen, token };
+}
+
+/** A running management listener and what feeds it. */
+export interface Service {
+  readonly server: ManagementServer;
+  readonly metrics: DispatchMetrics;
+  readonly health: HealthMonitor;
+  close(): Promise<void>;
+}
+
+/** Options of {@link startService}. */
+export interface StartServiceOptions {
+  /** The dispatcher's batch runner, if any: its scheduler's health, queue age, commands and job outcomes are followed too. */
+  batch?: BatchRunner;
+}
+
+/**
+ * Starts the management listener for `d` (call before `d.run()`), masks the
+ * token in all output, and says where it listens. The caller closes it after
+ * the dispatcher stopped.
+ *
+ * @throws {@link CliError} when no address can be listened on.
+ */
+export async function startService(settings: ManagementSettings, out: Output, d: Dispatcher, pollInterval: number, opts: StartServiceOptions = {}): Promise<Service> {
+  out.addSecret(settings.token);
+  const metrics = new DispatchMetrics();
+  const health = new HealthMonitor().watch('api', pollInterval);
+  const batch = opts.batch;
+  if (batch) health.watch('scheduler', () => batch.status.queueIntervalMs);
+  observeDispatcher(metrics, health, d, { batch: opts.batch });
+  let server: ManagementServer;
+  try {
+    server = await startManagementServer({ listen: settings.listen, token: settings.token, health, metrics, dispatch: d });
+  } catch (err) {
+    if (err instanceof ManagementServerError) throw new CliError(err.message);
+    throw err;
+  }
+  out.event('listening', `management API on http://${server.address}/ (health, metrics, containers)`, { address: server.address });
+  return { server, metrics, health, close: () => server.close() };
+}

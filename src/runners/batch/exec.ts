@@ -1,0 +1,106 @@
+/**
+ * Running an adapter's commands: configured paths, the runner's one limiter
+ * (concurrency and rate), a timeout, and a `command` event for metrics.
+ * Also the core's first word on what a failure means, before the adapter's.
+ *
+ * @module
+ */
+import { logger } from '../../log.js';
+import type { BatchAdapter, CommandOp, CommandSpec, ErrorClass, RunResult } from './adapter.js';
+import { CommandTimeoutError, spawnCommand, type CommandRunner } from './commands.js';
+import type { CommandLimiter } from './limiter.js';
+
+const log = logger('batch:exec');
+
+/** Per-call options of an {@link Executor}. */
+export interface ExecOptions {
+  /** The command's whole environment (the submit command's carries the credentials). */
+  env?: NodeJS.ProcessEnv;
+  signal?: AbortSignal;
+  /** What the command is for; classifies failures in the `command` record. */
+  op?: CommandOp;
+}
+
+/** One command run, for metrics. */
+export interface CommandRecord {
+  /** The adapter's command name (e.g. `sbatch`). */
+  command: string;
+  durationMs: number;
+  result: 'ok' | 'error';
+  /** For `error`: what the failure means (when the command's purpose is known). */
+  errorClass?: ErrorClass;
+}
+
+/**
+ * What a failed command means: a command that cannot be started (missing,
+ * not executable) is `configuration`; a timeout or a kill by a signal is
+ * `transient`; anything else is the adapter's call.
+ */
+export function classifyOutcome(adapter: BatchAdapter, outcome: RunResult | Error, op: CommandOp): ErrorClass {
+  if (outcome instanceof CommandTimeoutError) return 'transient';
+  if (outcome instanceof Error) {
+    const code = (outcome as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'EACCES' || code === 'EPERM' || code === 'ENOEXEC') return 'configuration';
+    return adapter.classify(outcome, op);
+  }
+  if (outcome.code === null) return 'transient';
+  return adapter.classify(outcome, op);
+}
+
+/** The most telling line of a command's complaint, for messages. */
+export function complaint(r: RunResult | Error): string {
+  if (r instanceof Error) return r.message;
+  const lines = r.stderr.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  const last = lines.filter((l) => /failed|error|denied|invalid/i.test(l)).pop() ?? lines.pop();
+  return last ?? (r.code === null ? `killed by ${r.signal}` : `exit status ${r.code}`);
+}
+
+/** Runs commands for one runner. */
+export class Executor {
+  readonly #adapter: BatchAdapter;
+  readonly #runner: CommandRunner;
+  readonly #limiter: CommandLimiter;
+  readonly #timeoutMs: number;
+  readonly #record: (r: CommandRecord) => void;
+
+  constructor(adapter: BatchAdapter, limiter: CommandLimiter, timeoutMs: number, record: (r: CommandRecord) => void, runner: CommandRunner = spawnCommand) {
+    this.#adapter = adapter;
+    this.#runner = runner;
+    this.#limiter = limiter;
+    this.#timeoutMs = timeoutMs;
+    this.#record = record;
+  }
+
+  /** Runs `spec` through the limiter (submit, cancel, renice, accounting). */
+  limited(spec: CommandSpec, options: ExecOptions = {}): Promise<RunResult> {
+    return this.#limiter.run(() => this.direct(spec, options), options.signal);
+  }
+
+  /**
+   * Runs `spec` outside the limiter: only the queue query, which one poller
+   * runs once per interval whatever the load.
+   */
+  async direct(spec: CommandSpec, options: ExecOptions = {}, timeoutMs = this.#timeoutMs): Promise<RunResult> {
+    const path = Object.hasOwn(this.#adapter.commands, spec.command) ? this.#adapter.commands[spec.command] : spec.command;
+    const started = Date.now();
+    log('%s %o', spec.command, spec.args);
+    try {
+      const r = await this.#runner(path, spec.args, { input: spec.input, env: options.env, signal: options.signal, timeoutMs });
+      this.#done(spec, started, r, options.op);
+      return r;
+    } catch (err) {
+      if (!options.signal?.aborted) this.#done(spec, started, err instanceof Error ? err : new Error(String(err)), options.op);
+      throw err;
+    }
+  }
+
+  #done(spec: CommandSpec, started: number, outcome: RunResult | Error, op: CommandOp | undefined): void {
+    const durationMs = Date.now() - started;
+    if (!(outcome instanceof Error) && outcome.code === 0) {
+      this.#record({ command: spec.command, durationMs, result: 'ok' });
+      return;
+    }
+    const errorClass = op === undefined ? undefined : classifyOutcome(this.#adapter, outcome, op);
+    this.#record({ command: spec.command, durationMs, result: 'error', ...(errorClass ? { errorClass } : {}) });
+  }
+}

@@ -1,0 +1,128 @@
+/**
+ * The one limiter every scheduler command of a runner goes through (submit,
+ * cancel, renice, accounting): at most `concurrency` at once, and at most
+ * `rate.count` started per `rate.periodMs` (a token bucket). A busy
+ * controller answers "Socket timed out" when many commands arrive at once
+ * (Arvados #14110), and a burst of thousands of queued containers must not
+ * become thousands of scheduler commands in a minute.
+ *
+ * @module
+ */
+import type { SubmitRate } from './options.js';
+
+interface Waiter {
+  resolve: () => void;
+  reject: (reason: unknown) => void;
+  signal?: AbortSignal;
+  onAbort?: () => void;
+}
+
+/**
+ * Counting semaphore plus token bucket, first come first served.
+ *
+ * @example
+ * const limiter = new CommandLimiter(3, { count: 20, periodMs: 1000 });
+ * const result = await limiter.run(() => spawnCommand('sbatch', args), signal);
+ */
+export class CommandLimiter {
+  readonly #concurrency: number;
+  readonly #rate: SubmitRate;
+  #running = 0;
+  #tokens: number;
+  #refilledAt = Date.now();
+  #queue: Waiter[] = [];
+  #timer: NodeJS.Timeout | undefined;
+  /** Commands started, for tests and metrics. */
+  #started = 0;
+
+  constructor(concurrency: number, rate: SubmitRate) {
+    this.#concurrency = concurrency;
+    this.#rate = rate;
+    this.#tokens = rate.count;
+  }
+
+  /** Commands running now. */
+  get running(): number {
+    return this.#running;
+  }
+
+  /** Commands waiting for a slot or a token. */
+  get waiting(): number {
+    return this.#queue.length;
+  }
+
+  /** Commands started since construction. */
+  get started(): number {
+    return this.#started;
+  }
+
+  /**
+   * Runs `task` once a slot and a token are free. Aborting `signal` while
+   * waiting rejects without running it; once started, the task owns the
+   * abort (it holds its slot until it has really ended).
+   */
+  async run<T>(task: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    await this.#acquire(signal);
+    this.#started++;
+    try {
+      return await task();
+    } finally {
+      this.#running--;
+      this.#pump();
+    }
+  }
+
+  #acquire(signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    return new Promise<void>((resolve, reject) => {
+      const waiter: Waiter = { resolve, reject, signal };
+      if (signal) {
+        waiter.onAbort = () => {
+          this.#queue = this.#queue.filter((w) => w !== waiter);
+          reject(signal.reason);
+        };
+        signal.addEventListener('abort', waiter.onAbort, { once: true });
+      }
+      this.#queue.push(waiter);
+      this.#pump();
+    });
+  }
+
+  #refill(): void {
+    const now = Date.now();
+    const earned = ((now - this.#refilledAt) / this.#rate.periodMs) * this.#rate.count;
+    this.#tokens = Math.min(this.#rate.count, this.#tokens + earned);
+    this.#refilledAt = now;
+  }
+
+  #pump(): void {
+    this.#refill();
+    while (this.#queue.length > 0 && this.#running < this.#concurrency && this.#tokens >= 1) {
+      const w = this.#queue.shift() as Waiter;
+      if (w.onAbort) w.signal?.removeEventListener('abort', w.onAbort);
+      this.#tokens -= 1;
+      this.#running++;
+      w.resolve();
+    }
+    if (this.#queue.length > 0 && this.#running < this.#concurrency && this.#tokens < 1 && !this.#timer) {
+      // Wake when the next token is due.
+      const wait = Math.ceil(((1 - this.#tokens) * this.#rate.periodMs) / this.#rate.count);
+      this.#timer = setTimeout(() => {
+        this.#timer = undefined;
+        this.#pump();
+      }, Math.max(1, wait));
+      this.#timer.unref?.();
+    }
+  }
+}
+
+/** Parses `N/PERIOD` (`20/1s`, `100/1m`, `5/500ms`) with `parseDuration` for the period. */
+export function parseRate(text: string, parseDuration: (d: string) => number): SubmitRate {
+  const m = /^\s*(\d+)\s*\/\s*(\S+)\s*$/.exec(text);
+  if (!m) throw new RangeError(`"${text}" is not a rate N/PERIOD (e.g. 20/1s)`);
+  const count = Number(m[1]);
+  const periodMs = parseDuration(m[2]);
+  if (!(count >= 1) || !(periodMs > 0)) throw new RangeError(`"${text}": the count must be >= 1 and the period > 0`);
+  return { count, periodMs };
+}
+

@@ -1,0 +1,218 @@
+/**
+ * Options of the batch core ({@link BatchRunner}), for every batch system,
+ * with their defaults and their validation.
+ *
+ * @module
+ */
+import { DEFAULT_RESERVE_EXTRA_RAM } from '../defaults.js';
+import type { CommandRunner } from './commands.js';
+import { DEFAULT_PRIORITY_SPREAD } from './priority.js';
+
+/**
+ * How long a job may be missing from the queue before its container counts
+ * as lost. Both conditions must hold: at least `misses` successful queue
+ * queries in a row without the job, *and* at least `ms` milliseconds since
+ * the first of them. Failed queries count as neither.
+ */
+export interface VanishGrace {
+  /** Consecutive successful queries without the job. Default 3 (at least 1). */
+  misses?: number;
+  /** Milliseconds since the first miss. Default 0. */
+  ms?: number;
+}
+
+/**
+ * Backoff between submit attempts after a transient failure: `initialDelay`,
+ * then × `factor` per attempt up to `maxDelay`, each with up to 50 % random
+ * reduction so that many containers do not retry in lockstep. There is no
+ * attempt limit: the container stays Locked, visibly waiting, until the
+ * scheduler answers or the container is cancelled.
+ */
+export interface RetryBackoff {
+  /** First delay in ms. Default 1 000. */
+  initialDelay?: number;
+  /**
+   * Largest delay in ms. Default 60 000. Also how long submissions stay
+   * paused after a back-pressure refusal before one submission probes again,
+   * if none of our jobs has left the queue meanwhile.
+   */
+  maxDelay?: number;
+  /** Growth per attempt. Default 2. */
+  factor?: number;
+}
+
+/** A token bucket: at most `count` scheduler commands per `periodMs`, bursts up to `count`. */
+export interface SubmitRate {
+  count: number;
+  periodMs: number;
+}
+
+/** Options of the batch core. Every one is optional. */
+export interface BatchRunnerOptions {
+  /** The crunch-run executable the batch script `exec`s. Default `crunch-run`. */
+  crunchRunCommand?: string;
+  /** Arguments after the command, before `--runtime-engine` and the UUID. Default none. */
+  crunchRunArgs?: readonly string[];
+  /** Passed as `--runtime-engine=<engine>` (e.g. `docker`, `singularity`) when set. */
+  runtimeEngine?: string;
+  /** Argument templates (the adapter's default when absent); validated at construction. */
+  args?: readonly string[];
+  /** Templates added when the container wants GPUs (the adapter's default when absent). */
+  gpuArgs?: readonly string[];
+  /** Bytes of RAM added to each container's request for crunch-run itself. Default 550 MiB. */
+  reserveExtraRam?: number;
+  /** Gap between adjacent pending jobs when renicing; below 1 means 10. Default 10. */
+  prioritySpread?: number;
+  /**
+   * Milliseconds between queue queries while there is work (a submission,
+   * a cancellation, a change in the queue). Default 10 000.
+   */
+  queueInterval?: number;
+  /**
+   * Longest interval the poller slows down to while nothing changes (it
+   * doubles after each unchanged query). Default 6 × `queueInterval`,
+   * capped at 60 s; equal to `queueInterval` disables slowing down.
+   */
+  queueIntervalMax?: number;
+  /** When a job missing from the queue counts as lost. Default `{ misses: 3, ms: 0 }`. */
+  vanishGrace?: VanishGrace;
+  /** Backoff between submit attempts after transient failures. */
+  submitRetry?: RetryBackoff;
+  /**
+   * Scheduler commands (submit, cancel, renice, accounting) per period,
+   * shared through one token bucket. Default 20 per second. The queue query
+   * is not counted: it runs once per interval whatever the load.
+   */
+  submitRate?: SubmitRate;
+  /** Scheduler commands running at once (submit, cancel, renice, accounting). Default 3. */
+  commandConcurrency?: number;
+  /**
+   * How long a job may stay pending for a reason that can never clear
+   * (a partition that does not exist…) before its container is cancelled
+   * with that reason. Default 60 000.
+   */
+  neverClearsGrace?: number;
+  /** Read why a job ended from the scheduler's accounting when it leaves the queue. Default true. */
+  accounting?: boolean;
+  /**
+   * Extra environment variables for the submit command, which passes them
+   * on to the job and so to crunch-run.
+   */
+  environment?: Readonly<Record<string, string>>;
+  /** Runs commands instead of spawning them (for tests). Default: spawn them. */
+  runner?: CommandRunner;
+  /** Kill a scheduler command that runs longer than this many ms. Default 60 000. */
+  commandTimeout?: number;
+}
+
+/** {@link BatchRunnerOptions} with every default filled in. */
+export interface ResolvedBatchOptions {
+  readonly crunchRunCommand: string;
+  readonly crunchRunArgs: readonly string[];
+  readonly runtimeEngine: string | undefined;
+  readonly args: readonly string[];
+  readonly gpuArgs: readonly string[];
+  readonly reserveExtraRam: number;
+  readonly prioritySpread: number;
+  readonly queueInterval: number;
+  readonly queueIntervalMax: number;
+  readonly vanishGrace: Readonly<Required<VanishGrace>>;
+  readonly submitRetry: Readonly<Required<RetryBackoff>>;
+  readonly submitRate: Readonly<SubmitRate>;
+  readonly commandConcurrency: number;
+  readonly neverClearsGrace: number;
+  readonly accounting: boolean;
+  readonly environment: Readonly<Record<string, string>>;
+  readonly runner: CommandRunner | undefined;
+  readonly commandTimeout: number;
+}
+
+/** Documented defaults of {@link BatchRunnerOptions}. */
+export const BATCH_RUNNER_DEFAULTS = Object.freeze({
+  crunchRunCommand: 'crunch-run',
+  queueInterval: 10_000,
+  vanishGrace: Object.freeze({ misses: 3, ms: 0 }),
+  submitRetry: Object.freeze({ initialDelay: 1_000, maxDelay: 60_000, factor: 2 }),
+  submitRate: Object.freeze({ count: 20, periodMs: 1_000 }),
+  commandConcurrency: 3,
+  neverClearsGrace: 60_000,
+  commandTimeout: 60_000,
+  prioritySpread: DEFAULT_PRIORITY_SPREAD,
+  reserveExtraRam: DEFAULT_RESERVE_EXTRA_RAM,
+});
+
+function number(name: string, v: number | undefined, dflt: number, min: number): number {
+  const x = v ?? dflt;
+  if (typeof x !== 'number' || !Number.isFinite(x) || x < min) {
+    throw new RangeError(`${name} must be a number >= ${min}, got ${String(v)}`);
+  }
+  return x;
+}
+
+function strings(name: string, v: readonly string[] | undefined, dflt: readonly string[]): readonly string[] {
+  const x = v ?? dflt;
+  if (!Array.isArray(x) || !x.every((s) => typeof s === 'string')) {
+    throw new TypeError(`${name} must be an array of strings`);
+  }
+  return Object.freeze([...x]);
+}
+
+/**
+ * Fills in defaults and checks every option.
+ *
+ * @param defaults - The adapter's default templates.
+ * @throws TypeError or RangeError naming the bad option.
+ */
+export function resolveBatchOptions(
+  opts: BatchRunnerOptions,
+  defaults: { args: readonly string[]; gpuArgs: readonly string[] },
+): ResolvedBatchOptions {
+  const d = BATCH_RUNNER_DEFAULTS;
+  const env = opts.environment ?? {};
+  for (const [k, v] of Object.entries(env)) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k) || typeof v !== 'string') {
+      throw new TypeError(`environment must map variable names to strings; bad entry ${JSON.stringify(k)}`);
+    }
+  }
+  if (opts.runtimeEngine !== undefined && (typeof opts.runtimeEngine !== 'string' || opts.runtimeEngine === '')) {
+    throw new TypeError('runtimeEngine must be a non-empty string when set');
+  }
+  if (opts.runner !== undefined && typeof opts.runner !== 'function') throw new TypeError('runner must be a function');
+  const crunchRunCommand = opts.crunchRunCommand ?? d.crunchRunCommand;
+  if (typeof crunchRunCommand !== 'string' || crunchRunCommand === '') throw new TypeError('crunchRunCommand must be a non-empty string');
+  const retry = opts.submitRetry ?? {};
+  const initialDelay = number('submitRetry.initialDelay', retry.initialDelay, d.submitRetry.initialDelay, 1);
+  const grace = opts.vanishGrace ?? {};
+  const queueInterval = number('queueInterval', opts.queueInterval, d.queueInterval, 1);
+  const rate = opts.submitRate ?? d.submitRate;
+  return {
+    crunchRunCommand,
+    crunchRunArgs: strings('crunchRunArgs', opts.crunchRunArgs, []),
+    runtimeEngine: opts.runtimeEngine,
+    args: strings('args', opts.args, defaults.args),
+    gpuArgs: strings('gpuArgs', opts.gpuArgs, defaults.gpuArgs),
+    reserveExtraRam: number('reserveExtraRam', opts.reserveExtraRam, d.reserveExtraRam, 0),
+    prioritySpread: number('prioritySpread', opts.prioritySpread, d.prioritySpread, 0),
+    queueInterval,
+    queueIntervalMax: number('queueIntervalMax', opts.queueIntervalMax, Math.max(queueInterval, Math.min(6 * queueInterval, 60_000)), queueInterval),
+    vanishGrace: Object.freeze({
+      misses: Math.floor(number('vanishGrace.misses', grace.misses, d.vanishGrace.misses, 1)),
+      ms: number('vanishGrace.ms', grace.ms, d.vanishGrace.ms, 0),
+    }),
+    submitRetry: Object.freeze({
+      initialDelay,
+      maxDelay: number('submitRetry.maxDelay', retry.maxDelay, Math.max(d.submitRetry.maxDelay, initialDelay), initialDelay),
+      factor: number('submitRetry.factor', retry.factor, d.submitRetry.factor, 1),
+    }),
+    submitRate: Object.freeze({
+      count: Math.floor(number('submitRate.count', rate.count, d.submitRate.count, 1)),
+      periodMs: number('submitRate.periodMs', rate.periodMs, d.submitRate.periodMs, 1),
+    }),
+    commandConcurrency: Math.floor(number('commandConcurrency', opts.commandConcurrency, d.commandConcurrency, 1)),
+    neverClearsGrace: number('neverClearsGrace', opts.neverClearsGrace, d.neverClearsGrace, 0),
+    accounting: opts.accounting ?? true,
+    environment: Object.freeze({ ...env }),
+    runner: opts.runner,
+    commandTimeout: number('commandTimeout', opts.commandTimeout, d.commandTimeout, 1),
+  };
+}

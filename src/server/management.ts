@@ -1,0 +1,210 @@
+/**
+ * The management listener: health, metrics and the dispatch API in the
+ * shapes of Arvados' cloud dispatcher, so the controller (Workbench's
+ * "scheduling status"), the health aggregator and Prometheus can read it.
+ * Every path, including unknown ones, needs `Authorization: Bearer
+ * <ManagementToken>`, as the Go services require.
+ *
+ * @module
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { logger } from '../log.js';
+import type { DispatchEntry } from '../dispatcher/dispatcher.js';
+import type { ReleaseAction } from '../dispatcher/runner.js';
+import { describeError } from '../util/errors.js';
+import { checkBearer } from './auth.js';
+import type { HealthMonitor } from './health.js';
+import type { DispatchMetrics } from './metrics.js';
+
+const log = logger('server');
+
+/** What the dispatch API reads and acts on: a `Dispatcher` is one. */
+export interface DispatchView {
+  /** The containers held, and the Queued ones waiting to be locked. */
+  entries(): Iterable<DispatchEntry>;
+  /** Cancels a held container with `reason` on it; `none` if it is not held. */
+  kill(uuid: string, reason: string): Promise<ReleaseAction>;
+}
+
+/** Options of {@link startManagementServer}. */
+export interface ManagementServerOptions {
+  /** Addresses to try in order; the first one this host can listen on is used (as Go services pick their InternalURL). */
+  listen: ReadonlyArray<{ host: string; port: number }>;
+  /** The management token; required. */
+  token: string;
+  health: HealthMonitor;
+  metrics: DispatchMetrics;
+  dispatch: DispatchView;
+}
+
+/** A running management listener. */
+export interface ManagementServer {
+  /** `host:port` it listens on. */
+  readonly address: string;
+  /** Stops listening and closes open connections. */
+  close(): Promise<void>;
+}
+
+/** Why the listener did not start: the message names the address and the cause. */
+export class ManagementServerError extends Error {
+  override name = 'ManagementServerError';
+}
+
+/** A form body bigger than this is refused (the kill form is a few hundred bytes). */
+const MAX_BODY = 64 * 1024;
+
+function send(res: http.ServerResponse, status: number, body: unknown): void {
+  const text = `${JSON.stringify(body)}\n`;
+  res.writeHead(status, { 'Content-Type': 'application/json', 'X-Content-Type-Options': 'nosniff', 'Content-Length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function error(res: http.ServerResponse, status: number, message: string): void {
+  send(res, status, { errors: [message] });
+}
+
+/**
+ * The fields of a container the cloud dispatcher fills in its queue entries;
+ * nothing else is shown, so no field that may carry a secret (runtime_token,
+ * mounts, environment) can leave through this API.
+ */
+const CONTAINER_FIELDS = ['uuid', 'state', 'priority', 'runtime_constraints', 'container_image', 'scheduling_parameters', 'created_at'] as const;
+
+/** The cloud dispatcher's queue entry shape. */
+function entryJson(e: DispatchEntry): Record<string, unknown> {
+  const c = e.container as unknown as Record<string, unknown>;
+  const container: Record<string, unknown> = {};
+  for (const f of CONTAINER_FIELDS) container[f] = c[f] ?? null;
+  return { container, instance_type: null, scheduling_status: e.scheduling_status };
+}
+
+function findEntry(view: DispatchView, uuid: string): DispatchEntry | undefined {
+  for (const e of view.entries()) if (e.container.uuid === uuid) return e;
+  return undefined;
+}
+
+/** Query parameters, plus a urlencoded form body for POST (Go's FormValue reads both). */
+async function params(req: http.IncomingMessage, url: URL): Promise<URLSearchParams> {
+  const out = new URLSearchParams(url.search);
+  if (req.method !== 'POST' || !/^application\/x-www-form-urlencoded/i.test(req.headers['content-type'] ?? '')) return out;
+  let size = 0;
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY) throw new RangeError('request body too large');
+    chunks.push(chunk as Buffer);
+  }
+  for (const [k, v] of new URLSearchParams(Buffer.concat(chunks).toString('utf8'))) if (!out.has(k)) out.set(k, v);
+  return out;
+}
+
+async function handle(opts: ManagementServerOptions, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  const auth = checkBearer(req.headers.authorization, opts.token);
+  if (auth !== 'ok') {
+    error(res, auth, auth === 401 ? 'Unauthorized' : 'Forbidden');
+    return;
+  }
+  const url = new URL(req.url ?? '/', 'http://localhost');
+  const route = `${req.method ?? 'GET'} ${url.pathname}`;
+  switch (route) {
+    case 'GET /_health/ping': {
+      const h = opts.health.check();
+      send(res, 200, h.ok ? { health: 'OK' } : { health: 'ERROR', error: h.reason });
+      return;
+    }
+    case 'GET /metrics': {
+      const text = await opts.metrics.text();
+      res.writeHead(200, { 'Content-Type': opts.metrics.contentType });
+      res.end(text);
+      return;
+    }
+    case 'GET /arvados/v1/dispatch/containers':
+      send(res, 200, { items: [...opts.dispatch.entries()].map(entryJson) });
+      return;
+    case 'GET /arvados/v1/dispatch/container': {
+      const uuid = url.searchParams.get('container_uuid');
+      if (!uuid) return error(res, 400, 'container_uuid parameter not provided');
+      const e = findEntry(opts.dispatch, uuid);
+      if (!e) return error(res, 404, 'container not found');
+      send(res, 200, entryJson(e));
+      return;
+    }
+    case 'POST /arvados/v1/dispatch/containers/kill': {
+      const p = await params(req, url);
+      const uuid = p.get('container_uuid');
+      if (!uuid) return error(res, 400, 'container_uuid parameter not provided');
+      if (!findEntry(opts.dispatch, uuid)) return error(res, 404, 'container not found');
+      const reason = p.get('reason')?.trim();
+      log('kill %s via the management API: %s', uuid, reason ?? '');
+      const action = await opts.dispatch.kill(uuid, `via management API${reason ? `: ${reason}` : ''}`);
+      if (action === 'none') return error(res, 404, 'container not held by this dispatcher');
+      send(res, 200, {});
+      return;
+    }
+    default: {
+      const known = ['/_health/ping', '/metrics', '/arvados/v1/dispatch/containers', '/arvados/v1/dispatch/container', '/arvados/v1/dispatch/containers/kill'];
+      if (known.includes(url.pathname)) return error(res, 405, 'method not allowed');
+      error(res, 404, 'not found');
+    }
+  }
+}
+
+function listenOn(server: http.Server, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error): void => {
+      server.off('listening', onListening);
+      reject(err);
+    };
+    const onListening = (): void => {
+      server.off('error', onError);
+      resolve();
+    };
+    server.once('error', onError);
+    server.once('listening', onListening);
+    server.listen(port, host);
+  });
+}
+
+/**
+ * Starts the management listener on the first address of `opts.listen`
+ * this host can listen on.
+ *
+ * @throws {@link ManagementServerError} without a token, or when no address can be listened on.
+ */
+export async function startManagementServer(opts: ManagementServerOptions): Promise<ManagementServer> {
+  if (!opts.token || opts.token.trim() === '') throw new ManagementServerError('refusing to start the management listener without a management token');
+  if (opts.listen.length === 0) throw new ManagementServerError('no address to listen on');
+  const server = http.createServer((req, res) => {
+    handle(opts, req, res).catch((err: unknown) => {
+      log('management request %s %s failed: %s', req.method, req.url, describeError(err));
+      if (!res.headersSent) error(res, err instanceof RangeError ? 413 : 500, err instanceof RangeError ? err.message : 'internal error');
+      else res.destroy();
+    });
+  });
+  // Slow or idle clients must not hold sockets open for ever.
+  server.requestTimeout = 30_000;
+  server.headersTimeout = 10_000;
+  server.keepAliveTimeout = 5_000;
+  const failures: string[] = [];
+  for (const a of opts.listen) {
+    try {
+      await listenOn(server, a.host, a.port);
+      const addr = server.address() as AddressInfo;
+      const address = `${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
+      log('management listener on %s', address);
+      return {
+        address,
+        close: () =>
+          new Promise<void>((resolve) => {
+            server.close(() => resolve());
+            server.closeAllConnections();
+          }),
+      };
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      failures.push(`${a.host}:${a.port}: ${code === 'EADDRINUSE' ? 'address in use' : code === 'EADDRNOTAVAIL' ? 'not an address of this host' : code === 'EACCES' ? 'permission denied' : describeError(err)}`);
+    }
+  }
+  throw new ManagementServerError(`cannot start the management listener (${failures.join('; ')})`);
+}

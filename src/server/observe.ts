@@ -1,0 +1,108 @@
+/**
+ * Feeds the metrics and the health monitor from the events of the
+ * Dispatcher and of the runner, so neither of them knows about Prometheus.
+ *
+ * @module
+ */
+import type { Dispatcher } from '../dispatcher/dispatcher.js';
+import type { BatchRunner } from '../runners/batch/runner.js';
+import type { HealthMonitor } from './health.js';
+import type { DispatchMetrics, LockResult, QueueView } from './metrics.js';
+
+/** The scrape-time queue view of a Dispatcher (its entries() by state), and of its batch runner if it has one. */
+export function dispatcherQueueView(d: Dispatcher, batch?: BatchRunner): QueueView {
+  return {
+    atQuota: () => d.status.atQuota || (batch?.status.atQuota ?? false),
+    ...(batch ? { queueStatusAgeMs: () => batch.status.queueAgeMs } : {}),
+    queueEntries() {
+      const out = { Queued: 0, Locked: 0, Running: 0 };
+      for (const e of d.entries()) {
+        const s = e.container.state;
+        if (s === 'Queued' || s === 'Locked' || s === 'Running') out[s]++;
+      }
+      return out;
+    },
+    running() {
+      let n = 0;
+      for (const e of d.entries()) if (e.container.state === 'Running') n++;
+      return n;
+    },
+    oldestWaiting() {
+      let oldest: number | undefined;
+      for (const e of d.entries()) {
+        if (e.container.state !== 'Queued' && e.container.state !== 'Locked') continue;
+        const t = Date.parse(e.container.created_at ?? '');
+        if (Number.isFinite(t) && (oldest === undefined || t < oldest)) oldest = t;
+      }
+      return oldest;
+    },
+  };
+}
+
+/** Options of {@link observeDispatcher}. */
+export interface ObserveOptions {
+  /**
+   * The dispatcher's batch runner: it reports the queue status, the
+   * scheduler's health and why jobs finished; see {@link observeBatchRunner}.
+   */
+  batch?: BatchRunner;
+}
+
+/**
+ * Wires a Dispatcher and its client: API health from each poll cycle,
+ * `at_quota` while `maxJobs` or the runner's capacity holds containers back,
+ * API request durations and 503s, lock results, finished containers, and
+ * the scrape-time queue gauges.
+ */
+export function observeDispatcher(metrics: DispatchMetrics, health: HealthMonitor, d: Dispatcher, opts: ObserveOptions = {}): void {
+  metrics.setView(dispatcherQueueView(d, opts.batch));
+  d.on('cycle', (st) => {
+    if (st.healthy) {
+      health.ok('api');
+      metrics.markQueueStatus();
+    } else {
+      health.failed('api', 'queries of the last poll failed or returned malformed records');
+    }
+  });
+  d.client.on('request', (e) => {
+    if (e.errorClass === 'aborted') return;
+    metrics.recordApiRequest(e.method, e.durationMs, e.status);
+    if (e.path === 'containers/{uuid}/lock') metrics.recordLock(lockResult(e.status));
+  });
+  if (opts.batch) {
+    observeBatchRunner(metrics, health, opts.batch);
+    return;
+  }
+  d.on('stream-ended', (_uuid, reason, c) => {
+    // Without a scheduler's accounting, the reason is the final state the dispatcher saw.
+    if (reason === 'finished' && c && (c.state === 'Complete' || c.state === 'Cancelled')) metrics.recordFinished(c.state.toLowerCase());
+  });
+}
+
+/**
+ * Wires a batch runner: scheduler command durations and errors, the
+ * scheduler's health (its queue query), submissions, vanished jobs, and
+ * why jobs ended (`out_of_memory`, `timeout`, ... from the accounting).
+ */
+export function observeBatchRunner(metrics: DispatchMetrics, health: HealthMonitor, runner: BatchRunner): void {
+  runner.on('command', (rec) => {
+    metrics.recordCommand(rec.command, rec.result, rec.durationMs, rec.errorClass);
+    // The last queue query decides; a failure run keeps its start time.
+    if (runner.status.queueHealthy) health.ok('scheduler');
+    else if (rec.result === 'error') health.failed('scheduler', `${runner.adapter.name}: ${rec.command} failed (${rec.errorClass ?? 'unknown'})`);
+  });
+  runner.on('submitted', (_uuid, result) => metrics.recordSubmission(result));
+  runner.on('vanished', (_uuid, resolution) => metrics.recordVanished(resolution));
+  runner.on('finished', (_uuid, kind) => metrics.recordFinished(kind.toLowerCase()));
+}
+
+/**
+ * A lock answer's class: 2xx ok; 403/409/422 a conflict (another dispatcher
+ * has it, or its state or priority changed), which is normal on a busy
+ * cluster; anything else (no answer, 5xx) an error.
+ */
+function lockResult(status: number | undefined): LockResult {
+  if (status !== undefined && status >= 200 && status < 300) return 'ok';
+  if (status === 403 || status === 409 || status === 422) return 'conflict';
+  return 'error';
+}

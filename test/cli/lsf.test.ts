@@ -1,0 +1,103 @@
+// `arvados-dispatch lsf` as a process: against FakeArvados and the LSF stub
+// commands (test/runners/lsf/bin, first on PATH), which run the crunch-run
+// simulator on this machine; bad flags and a host without LSF need neither.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { FakeArvados } from '../../src/testing/index.js';
+import { built, runCli, spawnCli, type Cli } from '../helpers/cli.js';
+import { waitFor } from '../helpers/wait.js';
+
+const STUB = fileURLToPath(new URL('../fixtures/slurm-crunch-run.mjs', import.meta.url));
+const BIN = fileURLToPath(new URL('../runners/lsf/bin', import.meta.url));
+const MiB = 2 ** 20;
+let home: string;
+const children: Cli[] = [];
+
+if (!built) console.warn('SKIPPING the arvados-dispatch lsf CLI tests: dist/ is not built (npm test builds it)');
+
+beforeAll(() => {
+  home = mkdtempSync(join(tmpdir(), 'arvados-dispatch-home-'));
+});
+afterEach(() => {
+  for (const c of children.splice(0)) if (c.child.exitCode === null) c.child.kill('SIGKILL');
+});
+afterAll(() => {
+  rmSync(home, { recursive: true, force: true });
+});
+
+(built ? describe : describe.skip)('arvados-dispatch lsf', () => {
+  const PATH = `${BIN}:${process.env.PATH ?? ''}`;
+
+  it('rejects bad flags and templates with exit 2 and one line', async () => {
+    for (const [args, message] of [
+      [['lsf', '--bsub-env', 'NOT AN ASSIGNMENT'], '--bsub-env: "NOT AN ASSIGNMENT" is not NAME=VALUE'],
+      [['lsf', '--bjobs-interval', 'soon'], '--bjobs-interval:'],
+      [['lsf', '--bsub-arg=-J', '--bsub-arg=%U', '--bsub-arg=-q', '--bsub-arg=%P'], 'unknown substitution %P in LSF argument templates'],
+      [['lsf', '--bsub-sudo-user', 'not a user'], 'not a user name'],
+      [['lsf', '--submit-rate', 'fast'], '--submit-rate:'],
+    ] as const) {
+      const r = await runCli([...args], { HOME: home, PATH });
+      expect({ args, code: r.code }).toEqual({ args, code: 2 });
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stderr).toContain(message);
+    }
+  });
+
+  it('says so in one line when this host has no LSF client (exit 1)', async () => {
+    const r = await runCli(['lsf'], { HOME: home, PATH: '/nonexistent' });
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim()).toBe('arvados-dispatch: LSF command "bsub" was not found on PATH: is this an LSF submission host?');
+  });
+
+  it('documents its flags', async () => {
+    const r = await runCli(['lsf', '--help'], { HOME: home });
+    expect(r.code).toBe(0);
+    for (const flag of ['--poll-interval', '--bjobs-interval', '--crunch-run-command', '--crunch-run-arg', '--bsub-arg', '--bsub-gpu-arg', '--bsub-sudo-user', '--max-run-time-overhead', '--max-run-time-default', '--bsub-env', '--priority-spread', '--vanish-grace', '--submit-rate']) {
+      expect(r.stdout).toContain(flag);
+    }
+  });
+
+  describe('with the stub LSF', () => {
+    let fake: FakeArvados;
+    let table: string;
+    beforeAll(async () => {
+      fake = await new FakeArvados().start();
+      table = mkdtempSync('/tmp/arvados-dispatch-cli-lsf-');
+    });
+    afterAll(async () => {
+      await fake.stop();
+      rmSync(table, { recursive: true, force: true });
+    });
+
+    it('runs containers through bsub, and a SIGTERM leaves running jobs for the next dispatcher (exit 0)', async () => {
+      const small = { runtime_constraints: { ram: 64 * MiB, vcpus: 1 } };
+      const quick = fake.addContainer({ ...small, environment: { STUB_MODE: 'complete', STUB_RUN_MS: '200' } });
+      const long = fake.addContainer({ ...small, environment: { STUB_MODE: 'hang' } });
+      const cli = spawnCli(
+        ['lsf', '--poll-interval', '200ms', '--bjobs-interval', '200ms', '--crunch-run-command', process.execPath, `--crunch-run-arg=${STUB}`, '--status-interval', '0'],
+        { HOME: home, PATH, LSF_STUB_DIR: table, ...fake.env() },
+      );
+      children.push(cli);
+      await waitFor(() => cli.stdout().includes(`${quick.uuid} finished: Complete (exit code 0)`), 'the quick container complete', 60_000);
+      await waitFor(() => fake.container(long.uuid)?.state === 'Running', 'the long one running', 60_000);
+      cli.child.kill('SIGTERM');
+      const { code } = await cli.exited;
+      expect(code).toBe(0);
+      const stdout = cli.stdout();
+      expect(stdout).toMatch(new RegExp(`${quick.uuid} submitted to LSF as job \\d+`));
+      expect(stdout).toMatch(/leaving \d+ LSF job\(s\) in the queue for the next dispatcher/);
+      expect(stdout + cli.stderr()).not.toContain(fake.rootToken.token);
+      const bsubs = readFileSync(join(table, 'calls.log'), 'utf8').split('\n').filter((l) => l.includes('"command":"bsub"'));
+      expect(bsubs).toHaveLength(2);
+      expect(bsubs.join('\n')).not.toContain(fake.rootToken.token);
+      expect(fake.container(long.uuid)?.state).toBe('Running');
+      // Leave nothing running behind.
+      const left = JSON.parse(spawnSync(join(BIN, 'bjobs'), ['-o', 'jobid', '-json'], { encoding: 'utf8', env: { ...process.env, LSF_STUB_DIR: table } }).stdout) as { RECORDS: Array<{ JOBID: string }> };
+      spawnSync(join(BIN, 'bkill'), left.RECORDS.map((r) => r.JOBID), { env: { ...process.env, LSF_STUB_DIR: table } });
+    }, 120_000);
+  });
+});

@@ -1,0 +1,105 @@
+/* eslint-disable @typescript-eslint/no-explicit-any -- the test edits a parsed YAML document of any shape */
+// `arvados-dispatch slurm --config` as an operator starts it: everything
+// from the cluster config (API, Containers.SLURM, the management listener
+// from Services.DispatchSLURM.InternalURLs), against the real Slurm
+// (scripts/slurm-up.sh); the scheduler's metrics move as a job runs.
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from '@jest/globals';
+import { parse, stringify } from 'yaml';
+import { FakeArvados } from '../../src/testing/index.js';
+import { built, spawnCli } from '../helpers/cli.js';
+import { parseExposition } from '../helpers/prometheus.js';
+import { waitFor } from '../helpers/wait.js';
+
+const STUB = fileURLToPath(new URL('../fixtures/slurm-crunch-run.mjs', import.meta.url));
+const MGMT = 'mgmt-slurm-0123456789abcdefghijklmnopqrstuvwxyz';
+
+function slurmUnavailable(): string | undefined {
+  if (!built) return 'dist/ is not built (npm test builds it)';
+  const r = spawnSync('sinfo', ['--noheader', '--format=%T'], { encoding: 'utf8', timeout: 15_000 });
+  if (r.error || r.status !== 0) return 'sinfo failed';
+  return /^(idle|mixed|allocated|completing)/m.test(r.stdout) ? undefined : 'no usable Slurm node';
+}
+const unavailable = slurmUnavailable();
+
+// Job names start with a random cluster id, so cleanup finds exactly ours.
+const CLUSTER = `s${randomBytes(3).toString('hex').slice(0, 4)}`;
+const home = mkdtempSync(join(tmpdir(), 'arvados-dispatch-home-'));
+const out = mkdtempSync('/tmp/arvados-dispatch-service-slurm-');
+afterAll(() => {
+  const q = spawnSync('squeue', ['--noheader', '--format=%i %j'], { encoding: 'utf8' });
+  const ours = (q.stdout ?? '').split('\n').filter((l) => l.split(' ')[1]?.startsWith(CLUSTER)).map((l) => l.split(' ')[0]);
+  if (ours.length) spawnSync('scancel', ours);
+  rmSync(home, { recursive: true, force: true });
+  rmSync(out, { recursive: true, force: true });
+});
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+(unavailable ? describe.skip : describe)('arvados-dispatch slurm as a service', () => {
+  it('runs from the cluster config alone; health, metrics and the container list come from its InternalURL', async () => {
+    const fake = await new FakeArvados({ clusterId: CLUSTER }).start();
+    try {
+      const port = await freePort();
+      const doc = parse(readFileSync(new URL('../fixtures/config/cluster.yml', import.meta.url), 'utf8')) as Record<string, any>;
+      const c = doc.Clusters.zzzzz;
+      c.SystemRootToken = fake.rootToken.token;
+      c.ManagementToken = MGMT;
+      c.Services.Controller.ExternalURL = fake.url;
+      c.Services.DispatchSLURM.InternalURLs = { [`http://127.0.0.1:${port}`]: {} };
+      c.TLS.Insecure = true;
+      c.Containers.CrunchRunCommand = process.execPath;
+      c.Containers.CrunchRunArgumentsList = [STUB];
+      c.Containers.CloudVMs.PollInterval = '200ms';
+      c.Containers.SLURM.SbatchArgumentsList = ['--job-name=%U', '--mem=%M', '--cpus-per-task=%C'];
+      c.Containers.SLURM.SbatchEnvironmentVariables = {};
+      const config = join(home, 'config.yml');
+      writeFileSync(config, stringify(doc));
+
+      const x = fake.addContainer({ runtime_constraints: { ram: 64 * 2 ** 20, vcpus: 1 }, environment: { STUB_MODE: 'complete', STUB_RUN_MS: '200' } } as never);
+      const cli = spawnCli(['slurm', '--config', config, '--squeue-interval', '200ms', '--job-output-dir', out, '--status-interval', '0'], { HOME: home });
+      try {
+        const base = `http://127.0.0.1:${port}`;
+        await waitFor(() => cli.stdout().includes('management API on'), 'the listener', 30_000);
+        const get = async (path: string): Promise<string> => (await fetch(`${base}${path}`, { headers: { Authorization: `Bearer ${MGMT}` } })).text();
+        await waitFor(() => fake.container(x.uuid)?.state === 'Complete', 'Complete', 60_000);
+        const m = await waitFor(async () => {
+          const e = parseExposition(await get('/metrics'));
+          return (e.value('arvados_dispatch_submissions_total', { result: 'ok' }) ?? 0) >= 1 && e;
+        }, 'a submission in the metrics', 30_000);
+        expect(m.value('arvados_dispatch_scheduler_command_duration_seconds_count', { command: 'sbatch', result: 'ok' })).toBeGreaterThanOrEqual(1);
+        expect(m.value('arvados_dispatch_scheduler_command_duration_seconds_count', { command: 'squeue', result: 'ok' })).toBeGreaterThanOrEqual(1);
+        expect(m.value('arvados_dispatch_queue_status_age_seconds')).toBeLessThan(30);
+        // The job left the queue: its end is counted with the accounting's reason.
+        await waitFor(async () => {
+          const e = parseExposition(await get('/metrics'));
+          return e.samples.filter((s) => s.name === 'arvados_dispatch_jobs_finished_total').reduce((a, s) => a + s.value, 0) >= 1;
+        }, 'the job counted as finished', 30_000);
+        expect(JSON.parse(await get('/_health/ping'))).toEqual({ health: 'OK' });
+        expect(JSON.parse(await get('/arvados/v1/dispatch/containers'))).toHaveProperty('items');
+        cli.child.kill('SIGTERM');
+        expect((await cli.exited).code).toBe(0);
+        expect(cli.stdout()).toMatch(new RegExp(`${x.uuid} submitted to Slurm as job \\d+`));
+        expect(cli.stdout() + cli.stderr()).not.toContain(fake.rootToken.token);
+        expect(cli.stdout() + cli.stderr()).not.toContain(MGMT);
+      } finally {
+        if (cli.child.exitCode === null) cli.child.kill('SIGKILL');
+      }
+    } finally {
+      await fake.stop();
+    }
+  }, 120_000);
+});

@@ -1,0 +1,384 @@
+/**
+ * The behaviour every batch-system adapter must show, as one test list
+ * parametrised by an environment: a real Dispatcher on FakeArvados (HTTPS),
+ * the adapter's runner against its batch system (a real daemon, or stub
+ * commands where none can run), and a stub crunch-run
+ * (test/fixtures/slurm-crunch-run.mjs) that the jobs run on this machine and
+ * that talks to the fake API with the credentials the submit command passed
+ * on in the job's environment.
+ *
+ * `defineBatchBehaviour(env)` defines the tests of issue 10's "For each
+ * adapter" list; each adapter's test file calls it with its environment.
+ */
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
+import { Dispatcher, type Container } from '../../../src/index.js';
+import { FakeArvados } from '../../../src/testing/index.js';
+import type { BatchRunner } from '../../../src/runners/batch/runner.js';
+import type { BatchRunnerOptions } from '../../../src/runners/batch/options.js';
+import type { LostJob } from '../../../src/runners/batch/job.js';
+import { spawnCommand, type CommandRunner } from '../../../src/runners/batch/commands.js';
+import type { JobState } from '../../../src/runners/batch/adapter.js';
+import { waitFor } from '../../helpers/wait.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+/** The stub crunch-run the jobs run. */
+export const STUB = resolve(here, '../../fixtures/slurm-crunch-run.mjs');
+const MiB = 1024 * 1024;
+/** A small container's constraints (a job any node takes). */
+export const SMALL = { runtime_constraints: { ram: 64 * MiB, vcpus: 1 } };
+export const INTERVAL = 200;
+export const WAIT = 60_000;
+export const TEST_TIMEOUT = 2 * WAIT;
+
+/** Random lowercase letters and digits. */
+export function randomId(n: number): string {
+  const alphabet = 'abcdefghijklmnopqrstuvwxyz0123456789';
+  return [...randomBytes(n)].map((b) => alphabet[b % alphabet.length]).join('');
+}
+
+/** One of our jobs as the batch system shows it now (read by the test, not by the runner). */
+export interface SeenJob {
+  id: string;
+  name: string;
+  state: JobState;
+  /** The scheduler's priority (larger starts first). */
+  priority: number;
+  pendingReason: string;
+}
+
+/** What the behaviour list needs of a batch system. */
+export interface BatchEnvironment {
+  /** For test names: `Slurm`, `LSF`, `Grid Engine`. */
+  name: string;
+  /** Why the batch system cannot be used here (the tests are skipped, visibly), or undefined. */
+  unavailable: string | undefined;
+  /**
+   * A runner with `options` (the core's) plus, when `failingSubmit` is set,
+   * a submit command that submits the job and then fails (the answer lost).
+   */
+  runner(options: BatchRunnerOptions & { jobOutputDir: string; failingSubmit?: string }): BatchRunner;
+  /** The adapter's submit / cancel / renice command names, as counted. */
+  commands: { submit: string; cancel: string; renice: string };
+  /** Our jobs with this name, now. */
+  jobs(name: string): SeenJob[];
+  /** Removes a job behind the dispatcher's back, as an administrator would. */
+  remove(name: string): void;
+  /** Submits a job that is not a container's (it sleeps) under `name`. */
+  submitSleep(name: string): void;
+  /** Argument templates (the adapter's defaults plus something) that keep a job pending for an hour. */
+  holdArgs: readonly string[];
+  /** The real submit command's path (a failing wrapper calls it). */
+  realSubmit: string;
+}
+
+/** A dispatcher and batch runner on the fake, counting the commands the runner runs. */
+export interface Harness {
+  runner: BatchRunner;
+  d: Dispatcher;
+  calls: Array<{ cmd: string; args: readonly string[] }>;
+  settled: Map<string, unknown>;
+  lost: LostJob[];
+  warnings: string[];
+  finished: Array<[string, string]>;
+}
+
+/** Shared state of one behaviour run, for adapter-specific tests in the same file. */
+export interface BehaviourContext {
+  readonly cluster: string;
+  readonly foreign: string;
+  fake(): FakeArvados;
+  work(): string;
+  markers(): string;
+  outDir(): string;
+  start(opts?: BatchRunnerOptions & { minRetryPeriod?: number; failingSubmit?: boolean }): Harness;
+  container(attrs: Partial<Container> & { env?: Record<string, string> }): Container;
+  settledOk(h: Harness, uuid: string): Promise<void>;
+  stateOf(uuid: string): string | undefined;
+}
+
+/**
+ * Defines the behaviour tests for `env` inside a `describe`, and returns the
+ * context for further adapter-specific tests (call it at the top level of a
+ * test file; add tests with `extra`).
+ */
+export function defineBatchBehaviour(env: BatchEnvironment, extra?: (ctx: BehaviourContext) => void): void {
+  if (env.unavailable) console.warn(`SKIPPING the ${env.name} behaviour tests: ${env.unavailable}`);
+  const describeIt = env.unavailable ? describe.skip : describe;
+  // Random cluster IDs: every job of this run is named with one of them.
+  const CLUSTER = `t${randomId(4)}`;
+  const FOREIGN = `u${randomId(4)}`;
+
+  describeIt(`${env.name} runner: the shared behaviour`, () => {
+    let work = '';
+    let markers = '';
+    let outDir = '';
+    let fake: FakeArvados;
+    const cleanups: Array<() => Promise<void>> = [];
+    /** Containers of the current test: their jobs are removed after it. */
+    const created: string[] = [];
+
+    beforeAll(() => {
+      work = mkdtempSync('/tmp/arvados-dispatch-batch-');
+      markers = join(work, 'markers');
+      outDir = join(work, 'out');
+      mkdirSync(markers);
+      mkdirSync(outDir);
+    });
+
+    afterAll(() => {
+      rmSync(work, { recursive: true, force: true });
+    });
+
+    beforeEach(async () => {
+      fake = await new FakeArvados({ clusterId: CLUSTER }).start();
+    });
+
+    afterEach(async () => {
+      for (const c of cleanups.splice(0).reverse()) await c();
+      // Every job of this test's containers goes.
+      for (const uuid of created.splice(0)) if (env.jobs(uuid).length > 0) env.remove(uuid);
+      await fake.stop();
+    });
+
+    function start(opts: BatchRunnerOptions & { minRetryPeriod?: number; failingSubmit?: boolean } = {}): Harness {
+      const { minRetryPeriod, failingSubmit, ...runnerOpts } = opts;
+      const calls: Harness['calls'] = [];
+      const counting: CommandRunner = (cmd, args, o) => {
+        calls.push({ cmd: basename(cmd), args });
+        return spawnCommand(cmd, args, o);
+      };
+      let wrapper: string | undefined;
+      if (failingSubmit) {
+        const dir = mkdtempSync(join(work, 'failing-'));
+        // Named like the real command so that the counting runner counts it.
+        wrapper = join(dir, basename(env.realSubmit));
+        writeFileSync(wrapper, `#!/bin/sh\n${env.realSubmit} "$@"\necho "error: lost the answer after submitting" >&2\nexit 1\n`);
+        chmodSync(wrapper, 0o755);
+      }
+      const runner = env.runner({
+        crunchRunCommand: process.execPath,
+        crunchRunArgs: [STUB],
+        runtimeEngine: 'docker',
+        reserveExtraRam: 0,
+        queueInterval: INTERVAL,
+        vanishGrace: { misses: 3, ms: 1_000 },
+        submitRetry: { initialDelay: 100, maxDelay: 2_000 },
+        jobOutputDir: outDir,
+        environment: { STUB_MARKER_DIR: markers },
+        runner: counting,
+        ...(wrapper ? { failingSubmit: wrapper } : {}),
+        ...runnerOpts,
+      });
+      const d = new Dispatcher({
+        // Insecure, so that the stub (given the same credentials) accepts the fake's certificate.
+        client: fake.client({ insecure: true, retryDelay: 20, maxRetryDelay: 200, timeout: 10_000 }),
+        runner,
+        pollInterval: INTERVAL,
+        minRetryPeriod,
+        handleSignals: false,
+        shutdownTimeout: 30_000,
+      });
+      const h: Harness = { runner, d, calls, settled: new Map(), lost: [], warnings: [], finished: [] };
+      d.on('settled', (uuid, err) => h.settled.set(uuid, err));
+      runner.on('lost', (l) => h.lost.push(l));
+      runner.on('warning', (w) => h.warnings.push(w));
+      runner.on('finished', (uuid, kind) => h.finished.push([uuid, kind]));
+      const run = d.run();
+      cleanups.push(async () => {
+        await d.stop();
+        await run.catch(() => undefined);
+        await runner.close();
+      });
+      return h;
+    }
+
+    const count = (h: Harness, cmd: string): number => h.calls.filter((c) => c.cmd === cmd).length;
+    const stateOf = (uuid: string): string | undefined => fake.container(uuid)?.state;
+    const container = (attrs: Partial<Container> & { env?: Record<string, string> }): Container => {
+      const { env: e, ...rest } = attrs;
+      const c = fake.addContainer({ priority: 1, ...SMALL, environment: e ?? {}, ...rest });
+      created.push(c.uuid);
+      return c;
+    };
+    const settledOk = async (h: Harness, uuid: string): Promise<void> => {
+      await waitFor(() => h.settled.has(uuid), `runner of ${uuid} settled`, WAIT);
+      expect(h.settled.get(uuid)).toBeUndefined();
+    };
+    const snapshotsLater = async (h: Harness, n: number): Promise<void> => {
+      const seq = h.runner.monitor.latest?.seq ?? 0;
+      await waitFor(() => (h.runner.monitor.latest?.seq ?? 0) >= seq + n, `${n} more queue queries`, WAIT);
+    };
+
+    it('runs a container to completion: one submission, credentials in the environment only', async () => {
+      const h = start();
+      const c = container({ env: { STUB_MODE: 'complete', STUB_RUN_MS: '300' } });
+      await settledOk(h, c.uuid);
+      expect(stateOf(c.uuid)).toBe('Complete');
+      expect(fake.runCount(c.uuid)).toBe(1);
+      expect(count(h, env.commands.submit)).toBe(1);
+      expect(h.lost).toEqual([]);
+      expect(env.jobs(c.uuid)).toEqual([]);
+      const seen = JSON.parse(readFileSync(join(markers, `${c.uuid}.json`), 'utf8')) as { argv: string[]; envKeys: string[] };
+      expect(seen.argv).toEqual([STUB, '--runtime-engine=docker', c.uuid]);
+      expect(seen.envKeys).toEqual(expect.arrayContaining(['ARVADOS_API_HOST', 'ARVADOS_API_TOKEN', 'ARVADOS_API_HOST_INSECURE', 'GatewayAuthSecret', 'STUB_MARKER_DIR']));
+      // No token on any command line.
+      const token = fake.rootToken.token;
+      expect(h.calls.some((x) => x.args.some((a) => a.includes(token) || a.includes(token.split('/').pop() ?? token)))).toBe(false);
+    }, TEST_TIMEOUT);
+
+    it('cancels a running container through priority 0: SIGTERM reaches crunch-run, which cancels it', async () => {
+      const h = start();
+      const c = container({ env: { STUB_MODE: 'hang' } });
+      await waitFor(() => stateOf(c.uuid) === 'Running', 'Running', WAIT);
+      fake.setPriority(c.uuid, 0);
+      await settledOk(h, c.uuid);
+      expect(stateOf(c.uuid)).toBe('Cancelled');
+      // The stub cancelled it itself, on SIGTERM (not the dispatcher's cleanup).
+      expect(fake.transitions.filter((t) => t.uuid === c.uuid).map((t) => t.to)).toEqual(['Locked', 'Running', 'Cancelled']);
+      expect(readFileSync(join(markers, `${c.uuid}.signals`), 'utf8')).toMatch(/^SIGTERM\n/);
+      expect(count(h, env.commands.cancel)).toBeGreaterThan(0);
+      expect(h.calls.some((x) => x.args.some((a) => /KILL/.test(a)))).toBe(false);
+      expect(env.jobs(c.uuid)).toEqual([]);
+      expect(h.lost).toEqual([]);
+    }, TEST_TIMEOUT);
+
+    it('cancels a pending job through priority 0, and the container is not run', async () => {
+      const h = start({ args: env.holdArgs });
+      const c = container({ env: { STUB_MODE: 'hang' } });
+      await waitFor(() => env.jobs(c.uuid)[0]?.state === 'pending', 'pending job', WAIT);
+      fake.setPriority(c.uuid, 0);
+      await settledOk(h, c.uuid);
+      expect(env.jobs(c.uuid)).toEqual([]);
+      expect(existsSync(join(markers, `${c.uuid}.json`))).toBe(false);
+      expect(h.lost).toEqual([]);
+    }, TEST_TIMEOUT);
+
+    it('declares a job removed behind its back lost only after the grace, and cancels its container with the reason', async () => {
+      const h = start({ vanishGrace: { misses: 3, ms: 1_000 } });
+      const c = container({ env: { STUB_MODE: 'mute' } });
+      await waitFor(() => stateOf(c.uuid) === 'Running' && env.jobs(c.uuid)[0]?.state === 'running', 'Running', WAIT);
+      const removedAt = Date.now();
+      env.remove(c.uuid);
+      await waitFor(() => h.lost.length > 0, 'lost', WAIT);
+      expect(h.lost[0]).toMatchObject({ uuid: c.uuid, action: 'cancelled' });
+      expect(h.lost[0].misses).toBeGreaterThanOrEqual(3);
+      expect(h.lost[0].ms).toBeGreaterThanOrEqual(1_000);
+      await settledOk(h, c.uuid);
+      const cancelled = fake.transitions.find((t) => t.uuid === c.uuid && t.to === 'Cancelled');
+      expect(Date.parse(cancelled?.at ?? '') - removedAt).toBeGreaterThanOrEqual(1_000);
+      expect(String(fake.container(c.uuid)?.runtime_status?.error)).toBe(h.lost[0].reason);
+      await waitFor(() => fake.logs.some((l) => l.object_uuid === c.uuid && l.event_type === 'dispatch'), 'dispatch log', 10_000);
+      expect(count(h, env.commands.cancel)).toBe(0);
+    }, TEST_TIMEOUT);
+
+    it('does not duplicate a submission that failed on our side but reached the queue', async () => {
+      const h = start({ failingSubmit: true });
+      const duplicates: string[] = [];
+      h.runner.on('submitted', (uuid, result) => result === 'duplicate' && duplicates.push(uuid));
+      const c = container({ env: { STUB_MODE: 'release' } });
+      await waitFor(() => stateOf(c.uuid) === 'Running', 'Running', WAIT);
+      await snapshotsLater(h, 5);
+      expect(env.jobs(c.uuid)).toHaveLength(1);
+      expect(count(h, env.commands.submit)).toBe(1);
+      expect(duplicates).toEqual([c.uuid]);
+      writeFileSync(join(markers, `${c.uuid}.release`), '');
+      await settledOk(h, c.uuid);
+      expect(stateOf(c.uuid)).toBe('Complete');
+      expect(fake.runCount(c.uuid)).toBe(1);
+    }, TEST_TIMEOUT);
+
+    it('renices pending jobs into Arvados priority order, and leaves a settled queue alone', async () => {
+      const h = start({ prioritySpread: 10, args: env.holdArgs });
+      const low = container({ priority: 1, env: { STUB_MODE: 'hang' } });
+      const mid = container({ priority: 500, env: { STUB_MODE: 'hang' } });
+      const high = container({ priority: 1000, env: { STUB_MODE: 'hang' } });
+      const inOrder = (uuids: string[]): boolean => {
+        const jobs = uuids.map((u) => env.jobs(u)[0]);
+        return jobs.every((j) => j?.state === 'pending') && jobs.every((j, i) => i === 0 || (jobs[i - 1]?.priority ?? 0) > (j?.priority ?? 0));
+      };
+      const order = [high, mid, low].map((c) => c.uuid);
+      await waitFor(() => inOrder(order), 'the queue in Arvados order', WAIT);
+      // Renicing converges: once a few queries in a row needed no change,
+      // later ones need none either (no flapping).
+      const renices = (): number => h.calls.filter((c) => c.cmd === env.commands.renice && !c.args.includes('show')).length;
+      const deadline = Date.now() + WAIT;
+      for (let before = -1; before !== renices(); ) {
+        expect(Date.now()).toBeLessThan(deadline);
+        before = renices();
+        await snapshotsLater(h, 3);
+      }
+      const settled = renices();
+      expect(settled).toBeGreaterThan(0);
+      await snapshotsLater(h, 4);
+      expect(renices()).toBe(settled);
+      expect(inOrder(order)).toBe(true);
+
+      fake.setPriority(low.uuid, 1000);
+      fake.setPriority(high.uuid, 1);
+      await waitFor(() => inOrder([low, mid, high].map((c) => c.uuid)), 'the new order', WAIT);
+
+      for (const c of [low, mid, high]) fake.setPriority(c.uuid, 0);
+      for (const c of [low, mid, high]) await settledOk(h, c.uuid);
+      expect(count(h, env.commands.submit)).toBe(3);
+      expect(existsSync(join(markers, `${low.uuid}.json`))).toBe(false);
+    }, TEST_TIMEOUT);
+
+    it('leaves jobs in the queue when stopped; a restarted dispatcher adopts them without submitting and cancels orphans', async () => {
+      const first = start();
+      const a = container({ priority: 2, env: { STUB_MODE: 'release' } });
+      const b = container({ priority: 1, env: { STUB_MODE: 'release' } });
+      await waitFor(() => stateOf(a.uuid) === 'Running' && env.jobs(b.uuid).length === 1, 'a Running, b queued', WAIT);
+      await first.d.stop();
+      expect(count(first, env.commands.cancel)).toBe(0);
+      expect(env.jobs(a.uuid)).toHaveLength(1);
+      expect(env.jobs(b.uuid)).toHaveLength(1);
+      expect(stateOf(a.uuid)).toBe('Running');
+
+      // While no dispatcher runs: an orphan of a finished container, and a job of another cluster.
+      const done = container({ env: {} });
+      fake.forceUpdate(done.uuid, { state: 'Complete' });
+      env.submitSleep(done.uuid);
+      const foreign = `${FOREIGN}-dz642-${randomId(15)}`;
+      env.submitSleep(foreign);
+      try {
+        const second = start();
+        const orphans: string[][] = [];
+        second.runner.on('orphans', (names) => orphans.push(names));
+        await waitFor(() => second.settled.has(done.uuid), 'orphan runner settled', WAIT);
+        await waitFor(() => env.jobs(done.uuid).length === 0, 'orphan job cancelled', WAIT);
+        expect(orphans).toHaveLength(1);
+        expect(orphans[0]).toEqual(expect.arrayContaining([a.uuid, b.uuid, done.uuid]));
+        expect(orphans[0].every((n) => n.startsWith(`${CLUSTER}-dz642-`))).toBe(true);
+        expect(env.jobs(foreign)).toHaveLength(1);
+
+        for (const c of [a, b]) writeFileSync(join(markers, `${c.uuid}.release`), '');
+        await settledOk(second, a.uuid);
+        await settledOk(second, b.uuid);
+        expect(stateOf(a.uuid)).toBe('Complete');
+        expect(stateOf(b.uuid)).toBe('Complete');
+        expect(count(second, env.commands.submit)).toBe(0);
+        expect(fake.runCount(a.uuid)).toBe(1);
+        expect(fake.runCount(b.uuid)).toBe(1);
+      } finally {
+        env.remove(foreign);
+      }
+    }, TEST_TIMEOUT);
+
+    extra?.({
+      cluster: CLUSTER,
+      foreign: FOREIGN,
+      fake: () => fake,
+      work: () => work,
+      markers: () => markers,
+      outDir: () => outDir,
+      start,
+      container,
+      settledOk,
+      stateOf,
+    });
+  });
+}

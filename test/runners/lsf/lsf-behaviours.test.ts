@@ -1,0 +1,107 @@
+/**
+ * The shared batch behaviour list (test/runners/batch/behaviour.ts) with
+ * LSF. No LSF can run on these machines, so its commands are the stubs in
+ * ./bin, which keep a job table on disk ($LSF_STUB_DIR), print LSF's output
+ * formats, and run each job's script on this machine. Plus what is LSF's
+ * own: a pending reason that never clears, and BsubSudoUser.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, expect, it } from '@jest/globals';
+import { LsfRunner, type LsfRunnerOptions } from '../../../src/runners/batch/lsf.js';
+import { DEFAULT_BSUB_ARGUMENTS } from '../../../src/runners/batch/lsf-template.js';
+import { waitFor } from '../../helpers/wait.js';
+import { TEST_TIMEOUT, WAIT, defineBatchBehaviour, type SeenJob } from '../batch/behaviour.js';
+
+const BIN = resolve(dirname(fileURLToPath(import.meta.url)), 'bin');
+const stub = (name: string): string => join(BIN, name);
+// One job table for this file; the stubs run by the runner find it in the environment.
+const table = mkdtempSync('/tmp/arvados-dispatch-lsf-');
+process.env.LSF_STUB_DIR = table;
+
+afterAll(() => {
+  const left = all().map((j) => j.id);
+  if (left.length) run('bkill', left);
+  rmSync(table, { recursive: true, force: true });
+});
+
+function run(name: string, args: string[], input?: string): string {
+  const r = spawnSync(stub(name), args, { encoding: 'utf8', input, env: { ...process.env, LSF_STUB_DIR: table } });
+  if (r.status !== 0 && name !== 'bkill') throw new Error(`${name} ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
+
+function all(): SeenJob[] {
+  const report = JSON.parse(run('bjobs', ['-u', 'all', '-o', 'jobid stat job_name job_priority pend_reason', '-json'])) as {
+    RECORDS: Array<Record<string, string>>;
+  };
+  return report.RECORDS.map((r) => ({
+    id: r.JOBID,
+    name: r.JOB_NAME,
+    state: r.STAT === 'PEND' ? 'pending' : r.STAT === 'RUN' ? 'running' : 'other',
+    priority: Number(r.JOB_PRIORITY),
+    pendingReason: r.PEND_REASON.replace(/;$/, ''),
+  }));
+}
+
+const COMMANDS = { bsub: stub('bsub'), bjobs: stub('bjobs'), bkill: stub('bkill'), bmod: stub('bmod') };
+// Held (-b) jobs stay pending until killed.
+const HOLD = [...DEFAULT_BSUB_ARGUMENTS, '-b', '23:59'];
+
+defineBatchBehaviour(
+  {
+    name: 'LSF (stub commands)',
+    unavailable: undefined,
+    // LSF's own options (sudoUser, commands) come through the shared harness too.
+    runner: (o) => {
+      const { args, gpuArgs, failingSubmit, jobOutputDir: _unused, ...options } = o as typeof o & LsfRunnerOptions;
+      return new LsfRunner({
+        ...options,
+        bsubArgs: args,
+        bsubGpuArgs: gpuArgs,
+        commands: { ...COMMANDS, ...options.commands, ...(failingSubmit ? { bsub: failingSubmit } : {}) },
+        // As the stub's lsb.params would say: MAX_USER_PRIORITY=100.
+        maxUserPriority: 100,
+      });
+    },
+    commands: { submit: 'bsub', cancel: 'bkill', renice: 'bmod' },
+    jobs: (name) => all().filter((j) => j.name === name),
+    remove: (name) => {
+      const ids = all().filter((j) => j.name === name).map((j) => j.id);
+      if (ids.length) run('bkill', ids);
+    },
+    submitSleep: (name) => void run('bsub', ['-J', name, '-o', '/dev/null'], 'sleep 600\n'),
+    holdArgs: HOLD,
+    realSubmit: stub('bsub'),
+  },
+  (ctx) => {
+    it('cancels a container whose job pends because no host can ever take it, with that reason, after the grace', async () => {
+      writeFileSync(join(table, 'pend-reason'), 'There are no suitable hosts for the job;');
+      try {
+        const h = ctx.start({ args: HOLD, neverClearsGrace: 1_000 });
+        const c = ctx.container({ env: { STUB_MODE: 'hang' } });
+        await ctx.settledOk(h, c.uuid);
+        await waitFor(() => ctx.stateOf(c.uuid) === 'Cancelled', 'Cancelled', WAIT);
+        expect(String(ctx.fake().container(c.uuid)?.runtime_status?.error)).toMatch(/There are no suitable hosts for the job/);
+        await waitFor(() => all().every((j) => j.name !== c.uuid), 'the job killed', WAIT);
+      } finally {
+        rmSync(join(table, 'pend-reason'), { force: true });
+      }
+    }, TEST_TIMEOUT);
+
+    it('submits through sudo -E -u BsubSudoUser, follows that user\'s jobs, and the credentials survive sudo', async () => {
+      const lsfOptions: Partial<LsfRunnerOptions> = { sudoUser: 'crunch', commands: { ...COMMANDS, sudo: stub('sudo') } };
+      const h = ctx.start(lsfOptions as Parameters<typeof ctx.start>[0]);
+      const c = ctx.container({ env: { STUB_MODE: 'complete', STUB_RUN_MS: '200' } });
+      await ctx.settledOk(h, c.uuid);
+      expect(ctx.stateOf(c.uuid)).toBe('Complete');
+      const calls = readFileSync(join(table, 'calls.log'), 'utf8').split('\n').filter((l) => l.includes(c.uuid)).map((l) => JSON.parse(l) as { command: string; user: string });
+      expect(calls.filter((x) => x.command === 'bsub')).toEqual([expect.objectContaining({ user: 'crunch' })]);
+      const queries = h.calls.filter((x) => x.cmd === 'bjobs' && x.args[0] === '-u');
+      expect(queries.length).toBeGreaterThan(0);
+      expect(queries.every((x) => x.args[1] === 'crunch')).toBe(true);
+    }, TEST_TIMEOUT);
+  },
+);

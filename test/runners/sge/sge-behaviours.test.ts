@@ -1,0 +1,76 @@
+/**
+ * The shared batch behaviour list (test/runners/batch/behaviour.ts) with
+ * Grid Engine: a real single-node Son of Grid Engine (scripts/sge-up.sh)
+ * running the crunch-run simulator. Plus what is Grid Engine's own: a job in
+ * the error state, which never clears. Skipped, with a warning, where qstat
+ * does not answer.
+ */
+import { spawnSync } from 'node:child_process';
+import { expect, it } from '@jest/globals';
+import { DEFAULT_QSUB_ARGUMENTS, SgeRunner, type SgeRunnerOptions } from '../../../src/runners/batch/sge.js';
+import { sgeJobName } from '../../../src/runners/batch/sge-name.js';
+import { isPendingState, isRunningState, parseQstatXml } from '../../../src/runners/batch/sge-qstat.js';
+import { waitFor } from '../../helpers/wait.js';
+import { TEST_TIMEOUT, WAIT, defineBatchBehaviour, type SeenJob } from '../batch/behaviour.js';
+import { sgeEnv, sgeUnavailable } from './sge-env.js';
+
+const env = sgeEnv();
+const unavailable = sgeUnavailable();
+
+function sh(cmd: string, args: string[], input?: string): string {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', env, input });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr || r.stdout}`);
+  return r.stdout;
+}
+
+function jobs(name: string): SeenJob[] {
+  return parseQstatXml(sh('qstat', ['-u', '*', '-xml', '-pri']))
+    .filter((j) => j.name === name)
+    .map((j) => ({
+      id: j.id,
+      name: j.name,
+      state: isRunningState(j.state) ? 'running' : isPendingState(j.state) ? 'pending' : 'other',
+      priority: j.priority ?? 0,
+      pendingReason: j.state,
+    }));
+}
+
+defineBatchBehaviour(
+  {
+    name: 'Grid Engine',
+    unavailable: unavailable && `${unavailable}. Run scripts/sge-up.sh as root to enable them`,
+    runner: (o) => {
+      const { args, gpuArgs, failingSubmit, jobOutputDir: _unused, ...options } = o as typeof o & SgeRunnerOptions;
+      return new SgeRunner({
+        ...options,
+        qsubArgs: args,
+        qsubGpuArgs: gpuArgs,
+        commands: failingSubmit ? { qsub: failingSubmit } : undefined,
+        accountingDelay: 500,
+        accountingAttempts: 6,
+      });
+    },
+    commands: { submit: 'qsub', cancel: 'qdel', renice: 'qalter' },
+    jobs,
+    remove: (name) => {
+      const ids = jobs(name).map((j) => j.id);
+      if (ids.length) spawnSync('qdel', ids, { env });
+    },
+    submitSleep: (name) => void sh('qsub', ['-terse', '-N', sgeJobName(name), '-S', '/bin/sh', '-o', '/dev/null', '-e', '/dev/null'], 'sleep 600\n'),
+    // Held (-h) jobs stay pending until deleted.
+    holdArgs: [...DEFAULT_QSUB_ARGUMENTS, '-h'],
+    realSubmit: unavailable ? 'qsub' : sh('sh', ['-c', 'command -v qsub']).trim(),
+  },
+  (ctx) => {
+    it('cancels a container whose job is in the error state, with that reason, after the grace', async () => {
+      // A job whose output file cannot be opened goes to the error state Eqw.
+      const h = ctx.start({ args: ['-o', '/nonexistent/arvados-dispatch/out', '-e', '/dev/null'], neverClearsGrace: 1_000 });
+      const c = ctx.container({ env: { STUB_MODE: 'hang' } });
+      await ctx.settledOk(h, c.uuid);
+      await waitFor(() => ctx.stateOf(c.uuid) === 'Cancelled', 'Cancelled', WAIT);
+      expect(String(ctx.fake().container(c.uuid)?.runtime_status?.error)).toMatch(/error state \(Eqw\)/);
+      let last = 0;
+      await waitFor(() => Date.now() - last > 200 && ((last = Date.now()), jobs(c.uuid).length === 0), 'the job deleted', WAIT);
+    }, TEST_TIMEOUT);
+  },
+);
