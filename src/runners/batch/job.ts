@@ -6,13 +6,13 @@
  *
  * @module
  */
-import { createHmac } from 'node:crypto';
 import type { Dispatcher } from '../../dispatcher/dispatcher.js';
 import { RunnerConfigError, type ReleaseAction, type ReleaseOptions } from '../../dispatcher/runner.js';
 import type { ContainerUpdates } from '../../dispatcher/updates.js';
 import { logger } from '../../log.js';
 import type { Container } from '../../types.js';
 import { describeError } from '../../util/errors.js';
+import { gatewayAuthSecret } from '../local/command.js';
 import { sleep } from '../../util/sleep.js';
 import type { BatchAdapter, CommandSpec, ErrorClass, QueueJob, RunResult, TerminalKind, TerminalReason } from './adapter.js';
 import { classifyOutcome, complaint, type ExecOptions } from './exec.js';
@@ -456,7 +456,7 @@ export class BatchJob {
     const credentials = this.#d.client.credentialsEnv();
     Object.assign(env, credentials);
     // What the controller expects from crunch-run's container gateway.
-    env.GatewayAuthSecret = createHmac('sha256', credentials.ARVADOS_API_TOKEN).update(this.uuid).digest('hex');
+    env.GatewayAuthSecret = gatewayAuthSecret(credentials.ARVADOS_API_TOKEN, this.uuid);
     return env;
   }
 
