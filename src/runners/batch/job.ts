@@ -6,13 +6,13 @@
  *
  * @module
  */
-import { createHmac } from 'node:crypto';
 import type { Dispatcher } from '../../dispatcher/dispatcher.js';
 import { RunnerConfigError, type ReleaseAction, type ReleaseOptions } from '../../dispatcher/runner.js';
 import type { ContainerUpdates } from '../../dispatcher/updates.js';
 import { logger } from '../../log.js';
 import type { Container } from '../../types.js';
 import { describeError } from '../../util/errors.js';
+import { gatewayAuthSecret } from '../local/command.js';
 import { sleep } from '../../util/sleep.js';
 import type { BatchAdapter, CommandSpec, ErrorClass, QueueJob, RunResult, TerminalKind, TerminalReason } from './adapter.js';
 import { classifyOutcome, complaint, type ExecOptions } from './exec.js';
@@ -66,6 +66,8 @@ export interface JobContext {
   finished(uuid: string, kind: TerminalKind | 'UNKNOWN'): void;
   /** The dispatcher's single release path. */
   release(uuid: string, options: ReleaseOptions): Promise<ReleaseAction>;
+  /** Scheduler commands are waiting for the limiter: skip what is only nice to have. */
+  busy(): boolean;
 }
 
 /** Where a container stands, for `schedulingStatus`. */
@@ -285,7 +287,7 @@ export class BatchJob {
       // Gone after we cancelled it, or there is nothing to cancel: done.
       if (this.#cancelRequested || this.#wantCancel()) {
         this.#phase = 'left';
-        await this.#reportEnd();
+        this.#reportEnd();
         return;
       }
       // Submitted or seen before, or adopted as Running: it left on its own.
@@ -454,7 +456,7 @@ export class BatchJob {
     const credentials = this.#d.client.credentialsEnv();
     Object.assign(env, credentials);
     // What the controller expects from crunch-run's container gateway.
-    env.GatewayAuthSecret = createHmac('sha256', credentials.ARVADOS_API_TOKEN).update(this.uuid).digest('hex');
+    env.GatewayAuthSecret = gatewayAuthSecret(credentials.ARVADOS_API_TOKEN, this.uuid);
     return env;
   }
 
@@ -463,20 +465,29 @@ export class BatchJob {
   /** How the job ended, from the scheduler's accounting (best effort). */
   async #terminal(): Promise<TerminalReason | undefined> {
     const { adapter, options } = this.#ctx;
-    if (!options.accounting || !adapter.finalState || this.#jobId === undefined || this.#stopping) return undefined;
+    if (!options.accounting || !adapter.finalState || this.#jobId === undefined || this.#ctx.closed.aborted) return undefined;
     try {
-      return await adapter.finalState({ jobId: this.#jobId, name: this.uuid }, (spec, signal) => this.#ctx.exec(spec, { signal, op: 'accounting' }), this.#stop.signal);
+      return await adapter.finalState({ jobId: this.#jobId, name: this.uuid }, (spec, signal) => this.#ctx.exec(spec, { signal, op: 'accounting' }), this.#ctx.closed);
     } catch (err) {
       log('%s: accounting lookup of job %s failed: %s', this.uuid, this.#jobId, describeError(err));
       return undefined;
     }
   }
 
-  /** The job left after a cancel, or after its container ended: say how it ended. */
-  async #reportEnd(): Promise<void> {
+  /**
+   * The job left after a cancel, or after its container ended: say how it
+   * ended, in the background (the container needs nothing more), and only
+   * while scheduler commands are not queueing up: this is for metrics, and
+   * must never slow down submissions.
+   */
+  #reportEnd(): void {
     if (!this.#seen && !this.#submitted) return;
-    const t = this.#cancelRequested ? undefined : await this.#terminal();
-    this.#ctx.finished(this.uuid, t?.kind ?? (this.#cancelRequested ? 'CANCELLED' : 'UNKNOWN'));
+    const fallback = this.#cancelRequested ? 'CANCELLED' : 'UNKNOWN';
+    if (this.#ctx.busy()) {
+      this.#ctx.finished(this.uuid, fallback);
+      return;
+    }
+    void this.#terminal().then((t) => this.#ctx.finished(this.uuid, t?.kind ?? fallback));
   }
 
   /**

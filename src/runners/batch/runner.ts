@@ -142,6 +142,10 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
   };
 
   /**
+   * @param adapter - The batch system.
+   * @param options - The core's options.
+   * @param defaults - The adapter's default argument templates, used when
+   *   `options.args` / `options.gpuArgs` are absent.
    * @throws TypeError or RangeError for a bad option; `TemplateError` for a
    *   template with an unknown placeholder.
    */
@@ -188,6 +192,7 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
       },
       finished: (uuid, kind) => this.emit('finished', uuid, kind),
       release: (uuid, opts) => this.#release(uuid, opts),
+      busy: () => this.#limiter.waiting > 0,
     };
     this.runContainer = (d, container, updates) => this.#runContainer(d, container, updates);
   }

@@ -73,6 +73,8 @@ export interface BatchEnvironment {
   holdArgs: readonly string[];
   /** The real submit command's path (a failing wrapper calls it). */
   realSubmit: string;
+  /** The adapter reads accounting: a completed job's `finished` kind is `COMPLETED`, not `UNKNOWN`. */
+  accounting?: boolean;
 }
 
 /** A dispatcher and batch runner on the fake, counting the commands the runner runs. */
@@ -222,6 +224,8 @@ export function defineBatchBehaviour(env: BatchEnvironment, extra?: (ctx: Behavi
       expect(count(h, env.commands.submit)).toBe(1);
       expect(h.lost).toEqual([]);
       expect(env.jobs(c.uuid)).toEqual([]);
+      await waitFor(() => h.finished.some(([u]) => u === c.uuid), 'finished event', WAIT);
+      expect(h.finished).toEqual([[c.uuid, env.accounting ? 'COMPLETED' : 'UNKNOWN']]);
       const seen = JSON.parse(readFileSync(join(markers, `${c.uuid}.json`), 'utf8')) as { argv: string[]; envKeys: string[] };
       expect(seen.argv).toEqual([STUB, '--runtime-engine=docker', c.uuid]);
       expect(seen.envKeys).toEqual(expect.arrayContaining(['ARVADOS_API_HOST', 'ARVADOS_API_TOKEN', 'ARVADOS_API_HOST_INSECURE', 'GatewayAuthSecret', 'STUB_MARKER_DIR']));

@@ -58,6 +58,7 @@ defineBatchBehaviour(
     // Jobs that may not start for an hour stay pending, whatever else runs.
     holdArgs: [...DEFAULT_SBATCH_ARGUMENTS, '--begin=now+3600'],
     realSubmit: realSbatch,
+    accounting: true,
   },
   (ctx) => {
     it('says why a job ended: a job past its time limit (--time=1) releases its container with "reached its time limit"', async () => {

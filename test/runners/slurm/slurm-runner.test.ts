@@ -237,9 +237,14 @@ describe('SlurmRunner: submission', () => {
     };
     // A limit of one queued job.
     h.slurm.sbatchHook = () => (h.slurm.jobs.size >= 1 ? { submit: false, result: refusal } : undefined);
+    const commands: Array<{ command: string; result: string; errorClass?: string }> = [];
+    h.runner.on('command', (r) => commands.push(r));
     const cs = [3, 2, 1].map((priority) => h.fake.addContainer({ priority, ...SMALL }));
     const done = new Set<string>();
     await waitFor(() => h.runner.status.atQuota && h.slurm.jobs.size === 1, 'paused with one job queued');
+    expect(commands).toContainEqual(expect.objectContaining({ command: 'sbatch', result: 'error', errorClass: 'backpressure' }));
+    expect(commands).toContainEqual(expect.objectContaining({ command: 'squeue', result: 'ok' }));
+    expect(cs.map((c) => h.runner.schedulingStatus(c.uuid))).toContain('Slurm: submissions paused (at quota)');
     const refusedSoFar = h.slurm.callsOf('sbatch').length;
     await polls(h.slurm, 5);
     // Paused: nobody tried again.
@@ -263,6 +268,7 @@ describe('SlurmRunner: submission', () => {
     const sbatches = h.slurm.callsOf('sbatch');
     expect(sbatches.filter((s) => s.result?.code === 0)).toHaveLength(3);
     expect(sbatches.length).toBeLessThanOrEqual(3 + 2 + 2);
+    expect(h.runner.status.atQuota).toBe(false);
   });
 
   it('releases the container on a fatal sbatch failure (after checking the queue), with the reason in its log, and it is requeued', async () => {
