@@ -231,7 +231,16 @@ export class QueueMonitor extends EventEmitter<QueueMonitorEvents> {
             this.#failed(new Error(`${name} failed: ${why}`), result);
             return;
           }
-          const all = this.#opts.parse(result.stdout, (line) => log('ignoring unparsable %s line %o', name, line));
+          let all: QueueJob[];
+          try {
+            all = this.#opts.parse(result.stdout, (line) => log('ignoring unparsable %s line %o', name, line));
+          } catch (err) {
+            // Output we cannot read says nothing about our jobs: a failed
+            // query ("unknown"), never an empty queue that would make every
+            // job look vanished.
+            this.#failed(new Error(`${name} answered something unreadable: ${describeError(err)}`), result);
+            return;
+          }
           this.#succeeded({ seq, startedAt, finishedAt: Date.now(), jobs: byName(all), all });
         },
         (err: unknown) => {

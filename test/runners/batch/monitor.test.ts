@@ -126,6 +126,33 @@ describe('QueueMonitor', () => {
     expect(snapshots.map((s) => s.seq)).toEqual([1, 4]);
   });
 
+  it('treats output its parser throws on as a failed query, not an empty queue', async () => {
+    let calls = 0;
+    const m = new QueueMonitor({
+      intervalMs: 5,
+      name: 'qstat',
+      parse: (stdout) => {
+        if (stdout.startsWith('<html')) throw new Error('not qstat XML');
+        return parseSqueue(stdout);
+      },
+      query: async () => {
+        calls++;
+        return { code: 0, signal: null, stdout: calls === 2 ? '<html>proxy error</html>' : `1|${U0}|0|1|RUNNING||None\n`, stderr: '' };
+      },
+    });
+    monitors.push(m);
+    const errors: string[] = [];
+    const sizes: number[] = [];
+    m.on('pollError', (e) => errors.push(e.message));
+    m.on('snapshot', (s) => sizes.push(s.jobs.size));
+    m.start();
+    await m.nextSnapshot();
+    await m.nextSnapshot();
+    expect(errors).toEqual(['qstat answered something unreadable: not qstat XML']);
+    // No snapshot ever claimed the job was gone.
+    expect(sizes.every((n) => n === 1)).toBe(true);
+  });
+
   it('survives a runner that throws and a listener that throws', async () => {
     let calls = 0;
     const m = new QueueMonitor({
