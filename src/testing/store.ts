@@ -42,6 +42,25 @@ export interface Transition {
   at: string;
 }
 
+/**
+ * One change to a container or one `logs` record, as the API server records
+ * it in its `logs` table (audit logging) and its event stream serves it.
+ * Attribute maps are the live rows or shallow snapshots: read them at once.
+ */
+export interface StoreChange {
+  /** `create`, `update`, `delete`, or the `event_type` of a log created through the API. */
+  event_type: string;
+  object_uuid: string;
+  object_owner_uuid: string | null;
+  event_at: string;
+  /** Before the change (null on create). */
+  old_attributes: Readonly<Record<string, unknown>> | null;
+  /** After the change (null on delete). */
+  new_attributes: Readonly<Record<string, unknown>> | null;
+  /** For a log created through the API: its own properties. */
+  properties?: Readonly<Record<string, unknown>>;
+}
+
 /** What `list()` takes: the list parameters after HTTP decoding. */
 export interface ListQuery {
   filters?: unknown;
@@ -110,6 +129,8 @@ export class Store {
   maxItemsPerResponse: number;
   readonly logs: LogRecord[] = [];
   readonly transitions: Transition[] = [];
+  /** Told of every change (FakeArvados' event stream listens here). */
+  onChange: ((change: StoreChange) => void) | undefined;
   readonly #containers = new Map<string, Container & { secret_mounts?: unknown; runtime_token?: string | null }>();
   readonly #tokensBySecret = new Map<string, TokenRecord>();
   readonly #tokensByUuid = new Map<string, TokenRecord>();
@@ -341,21 +362,28 @@ export class Store {
     }
     this.#containers.set(uuid, row);
     this.#sortedDirty = true;
+    this.#changed('create', row, null);
     return this.present(row);
   }
 
   /** Deletes a container (admin side door), e.g. to simulate one vanishing. */
   delete(uuid: string): void {
-    if (this.#containers.delete(uuid)) this.#sortedDirty = true;
+    const row = this.#containers.get(uuid);
+    if (row && this.#containers.delete(uuid)) {
+      this.#sortedDirty = true;
+      this.#changed('delete', null, row);
+    }
   }
 
   /** Side door: sets attributes with no checks at all (test setup). */
   force(uuid: string, attrs: Partial<Container>): Container {
     const row = this.#mustGet(uuid);
     const from = row.state;
+    const before = this.onChange && { ...row };
     Object.assign(row, clone(attrs));
     row.modified_at = this.now();
     row.etag = this.#nextEtag();
+    if (before) this.#changed('update', row, before);
     if (attrs.state && attrs.state !== from) this.#record(uuid, from, attrs.state, 'admin');
     return this.present(row);
   }
@@ -495,6 +523,7 @@ export class Store {
     if (errors.length) throw new ApiError(422, ...errors);
 
     // Apply.
+    const before = this.onChange && { ...row };
     const now = this.now();
     for (const [k, v] of Object.entries(attrs)) {
       if (k === 'locked_by_uuid' || k === 'auth_uuid') continue;
@@ -527,6 +556,7 @@ export class Store {
     row.modified_by_user_uuid = caller.owner_uuid;
     row.etag = this.#nextEtag();
     if (stateChanging) this.#record(uuid, old, next, caller.uuid);
+    if (before) this.#changed('update', row, before);
     return this.present(row, sel);
   }
 
@@ -549,6 +579,15 @@ export class Store {
       modified_at: now,
     };
     this.logs.push(rec);
+    this.onChange?.({
+      event_type: rec.event_type,
+      object_uuid: rec.object_uuid,
+      object_owner_uuid: this.#containers.get(rec.object_uuid)?.owner_uuid ?? null,
+      event_at: now,
+      old_attributes: null,
+      new_attributes: null,
+      properties: rec.properties,
+    });
     return clone(rec);
   }
 
@@ -564,6 +603,18 @@ export class Store {
 
   #nextEtag(): string {
     return (++this.#etag).toString(36).padStart(8, '0') + random36(17);
+  }
+
+  #changed(type: 'create' | 'update' | 'delete', row: Container | null, before: Container | null): void {
+    const obj = (row ?? before)!;
+    this.onChange?.({
+      event_type: type,
+      object_uuid: obj.uuid,
+      object_owner_uuid: obj.owner_uuid ?? null,
+      event_at: row?.modified_at ?? this.now(),
+      old_attributes: before as unknown as Record<string, unknown> | null,
+      new_attributes: row as unknown as Record<string, unknown> | null,
+    });
   }
 
   #record(uuid: string, from: ContainerState, to: ContainerState, by: string): void {
