@@ -4,7 +4,7 @@
 // sleeps); the token never shows in what it reports; TLS is verified.
 import { afterEach, describe, expect, it } from '@jest/globals';
 import type { AddressInfo } from 'node:net';
-import { WebSocketServer } from 'ws';
+import { WebSocketServer, type WebSocket } from 'ws';
 import { ContainerEventStream, type ContainerEventStreamOptions } from '../../src/dispatcher/events.js';
 import { FakeArvados } from '../../src/testing/index.js';
 import type { Clock } from '../../src/util/sleep.js';
@@ -55,7 +55,7 @@ function listen(opts: ContainerEventStreamOptions) {
 }
 
 /** A websocket server on 127.0.0.1 whose behaviour the test scripts. */
-async function scriptedServer(onConnection: (ws: import('ws').WebSocket, url: string) => void): Promise<string> {
+async function scriptedServer(onConnection: (ws: WebSocket, url: string) => void): Promise<string> {
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
   await new Promise<void>((r) => wss.once('listening', () => r()));
   wss.on('connection', (ws, req) => onConnection(ws, req.url ?? ''));
