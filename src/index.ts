@@ -10,11 +10,18 @@ export { ArvadosApiError, ArvadosConfigError, isApiStatus } from './client/error
 export { settingsFromEnv, parseSettingsFile, type ArvadosSettings } from './client/config.js';
 export {
   Dispatcher,
+  RunnerConfigError,
+  STOP_SIGNALS,
   type ContainerUpdates,
+  type DispatchEntry,
   type DispatcherEvents,
   type DispatcherOptions,
   type DispatcherStatus,
+  type ReleaseAction,
+  type ReleaseOptions,
   type RunContainer,
+  type Runner,
+  type SecondSignal,
   type StreamEndReason,
 } from './dispatcher/index.js';
 export * from './runners/index.js';

@@ -1,8 +1,10 @@
 /**
  * The Dispatcher: polls the API for containers this token may run, locks
- * them, hands each to `runContainer` with a stream of newer records, and
- * cleans up after runners. The behaviour is the Go library's
- * (sdk/go/dispatch), without its known pitfalls; see the README for the rules.
+ * them, hands each to its runner with a stream of newer records, releases
+ * what runners leave behind, and owns the runner's lifecycle and the
+ * process's stop signals. The behaviour is the Go library's
+ * (sdk/go/dispatch) without its known pitfalls; docs/design.md says why
+ * each rule is there.
  *
  * @module
  */
@@ -10,28 +12,34 @@ import { EventEmitter } from 'node:events';
 import PQueue from 'p-queue';
 import { ArvadosClient } from '../client/client.js';
 import { ArvadosApiError } from '../client/errors.js';
-import { sleep } from '../client/retry.js';
-import { deferred } from '../deferred.js';
+import { deferred, type Deferred } from '../deferred.js';
 import { logger } from '../log.js';
 import type { ApiClientAuthorization, Container, ContainerState, Filter } from '../types.js';
-import { assertContainerUuid } from '../uuid.js';
-import { Throttle } from './throttle.js';
+import { describeError, isAbortOf } from '../util/errors.js';
+import { Redactor } from '../util/redact.js';
+import { sleep } from '../util/sleep.js';
+import { assertContainerUuid, isContainerUuid } from '../uuid.js';
+import { ApiPressure } from './pressure.js';
+import { mergedRuntimeStatus, releaseLogText } from './release.js';
+import { RunnerConfigError, type ReleaseAction, type ReleaseOptions, type RunContainer, type Runner } from './runner.js';
+import { onStopSignals, type SecondSignal } from './signals.js';
+import { RetryBackoff, Throttle } from './throttle.js';
 import { UpdateStream, type ContainerUpdates, type StreamEndReason } from './updates.js';
+
+export type { RunContainer } from './runner.js';
 
 const log = logger('dispatcher');
 
-/**
- * Runs one container: starts it if it is Locked, or resumes watching it if it
- * is already Running, and returns once the container is finished or
- * `updates` has ended (then it should stop the container if it still runs).
- * `updates` yields newer records of the container, latest-wins.
- */
-export type RunContainer = (dispatcher: Dispatcher, container: Container, updates: ContainerUpdates) => Promise<void>;
-
-/** Options of {@link Dispatcher}. */
+/** Options of {@link Dispatcher}: give either `runContainer` or `runner`. */
 export interface DispatcherOptions {
-  /** Called once per container this dispatcher takes on. */
-  runContainer: RunContainer;
+  /** Called once per container this dispatcher takes on (the design card's plain callback). */
+  runContainer?: RunContainer;
+  /**
+   * A runner the Dispatcher owns: it is attached after the token is
+   * identified, asked for its capacity before each round of locks, and
+   * closed once on every stop path after its containers have settled.
+   */
+  runner?: Runner;
   /** Default: `ArvadosClient.fromEnv()`. */
   client?: ArvadosClient;
   /** Milliseconds between queue polls. Default 10 000. */
@@ -42,14 +50,33 @@ export interface DispatcherOptions {
   minRetryPeriod?: number;
   /**
    * Lock requests in flight at once. Default 8, the concurrency the Go SDK's
-   * client starts with against one API server.
+   * client starts with against one API server. API overload answers lower it
+   * for a while (see `status.lockConcurrency`).
    */
   lockConcurrency?: number;
+  /**
+   * Containers in flight (held by a runner) at most. Beyond it Queued
+   * containers are not locked at all, so no dispatch attempt is charged and
+   * another dispatcher may take them; when room frees up, the highest
+   * priority goes first. Containers already locked by this token (after a
+   * restart) are adopted regardless. Default: no cap beyond the runner's
+   * own `capacity()`.
+   */
+  maxJobs?: number;
+  /**
+   * Backoff after a failure that is plausibly the container's own (its
+   * runner rejected, or released it with an error or detail): the container
+   * is not locked again for `initial` ms, doubling per failure up to `max`.
+   * Default `{ initial: max(pollInterval, minRetryPeriod), max: 600 000 }`.
+   */
+  failureBackoff?: { initial?: number; max?: number };
   /** Stop gracefully on SIGINT, SIGTERM and SIGQUIT. Default true. */
   handleSignals?: boolean;
+  /** What a second signal does (see {@link SecondSignal}). Default `stop-waiting`. */
+  secondSignal?: SecondSignal;
   /**
-   * How long `run()` waits for runners to settle once stopping, in ms, before
-   * it resolves anyway. Default 60 000. A second signal stops waiting at once.
+   * How long `run()` waits for runners (and then the runner's `close()`) to
+   * settle once stopping, in ms, before it resolves anyway. Default 60 000.
    */
   shutdownTimeout?: number;
 }
@@ -64,8 +91,24 @@ export interface DispatcherStatus {
   queued: number;
   /** Poll cycles completed. */
   cycles: number;
-  /** Whether every query of the last cycle succeeded. */
+  /** Whether every query of the last cycle succeeded and returned only well-formed records. */
   healthy: boolean;
+  /** Queued containers were left unlocked in the last cycle because of `maxJobs` or the runner's capacity. */
+  atQuota: boolean;
+  /** Lock requests allowed in flight now (lowered while the API is overloaded). */
+  lockConcurrency: number;
+  /** Epoch ms until which locking is paused because the API answered 503/429; absent when not paused. */
+  pausedUntil?: number;
+  /** Why locking stopped for good (a runner reported a configuration or environment error); absent when not. */
+  paused?: string;
+}
+
+/** One container the dispatcher holds or is waiting to lock, for the management API. */
+export interface DispatchEntry {
+  /** The newest record the dispatcher has of it. */
+  container: Readonly<Container>;
+  /** A short sentence on where it stands, e.g. `running (pid 123)`, `waiting: at max-jobs (4)`. */
+  scheduling_status: string;
 }
 
 /** Events a Dispatcher emits (for progress displays and metrics). */
@@ -73,17 +116,32 @@ export interface DispatcherEvents {
   identified: [auth: ApiClientAuthorization];
   cycle: [status: DispatcherStatus];
   /** Locked by this dispatcher and handed to a runner. */
-  locked: [container: Container];
+  locked: [container: Readonly<Container>];
   /** Already locked by this token (e.g. after a restart) and handed to a runner without a lock. */
-  adopted: [container: Container];
+  adopted: [container: Readonly<Container>];
   /** A runner settled; `error` is set if it rejected. */
   settled: [uuid: string, error: unknown];
-  /** After a runner settled the container was still Locked/Running, so the dispatcher released it. */
+  /** {@link Dispatcher.release} unlocked or cancelled a container; `state` is the state it had. */
   released: [uuid: string, action: 'unlocked' | 'cancelled', state: ContainerState];
   /** A runner's updates stream ended; `container` is the record that ended it, if one did. */
-  'stream-ended': [uuid: string, reason: StreamEndReason, container: Container | undefined];
+  'stream-ended': [uuid: string, reason: StreamEndReason, container: Readonly<Container> | undefined];
   /** Something failed that the dispatcher will retry or has worked around. */
   warning: [message: string];
+  /**
+   * Locking stopped for good because a runner reported a
+   * {@link RunnerConfigError}: containers already held go on, no new one is
+   * locked until the process is restarted with the problem fixed.
+   */
+  paused: [reason: string, error: RunnerConfigError];
+  /** The API answered 503/429: lock concurrency lowered, locking paused until `until` (epoch ms). */
+  'api-overloaded': [until: number, lockConcurrency: number];
+  /**
+   * A poll cycle ended with nothing to do: every query succeeded, nothing was
+   * waiting to be locked or adopted, no runner or release was in progress.
+   */
+  idle: [];
+  /** A stop signal arrived; `count` is 1 for the first, 2 for the second, ... */
+  signal: [signal: NodeJS.Signals, count: number];
   stopping: [reason: string];
 }
 
@@ -91,23 +149,40 @@ export interface DispatcherEvents {
 interface Tracker {
   readonly uuid: string;
   readonly stream: UpdateStream;
+  /** The newest record read of this container. */
+  record: Readonly<Container>;
   /** etag (or modified_at) of the last record handed over, to skip unchanged ones. */
   version: string | undefined;
   /** The cycle in which a query last returned this container. */
   seenCycle: number;
   phase: 'running' | 'cleanup' | 'retired';
-  /** Cleanup failed (API trouble) and is retried after the next poll. */
-  cleanupPending: boolean;
+  /** What the runner rejected with, for the cleanup. */
+  error?: unknown;
+  /**
+   * A release during the runner's life found the container no longer ours
+   * or Locked/Running, or made it so: the cleanup has nothing left to check,
+   * so it skips another read of the record.
+   */
+  settledByRelease: boolean;
 }
 
 const LIVE = new Set<ContainerState>(['Locked', 'Running']);
+/** Most UUIDs in one `uuid in [...]` filter: bounds the URL and the server's query. */
 const UUID_BATCH = 100;
+/** Bound on the API calls of one release, so a dead API cannot hold up a runner or shutdown for ever. */
+const RELEASE_TIMEOUT = 30_000;
+/** Most distinct malformed UUIDs remembered, so each is warned about once. */
+const MAX_BAD_UUIDS = 1_000;
 
-function versionOf(c: Container): string | undefined {
+function versionOf(c: Readonly<Container>): string | undefined {
   return c.etag || c.modified_at || undefined;
 }
 
-/** Records given to runners are frozen: nobody can change one after handing it over (P-8). */
+/**
+ * Records given to runners are frozen: the client makes a fresh object per
+ * page, and nobody may change a record after it is handed over, since the
+ * dispatcher and the runner read it at the same time.
+ */
 function deepFreeze<T>(v: T): T {
   if (v && typeof v === 'object' && !Object.isFrozen(v)) {
     Object.freeze(v);
@@ -120,7 +195,7 @@ function deepFreeze<T>(v: T): T {
  * Lock order: priority first; equal priorities oldest first (as the API's own
  * priority formula orders them), then by uuid so the order is stable.
  */
-function byPriority(a: Container, b: Container): number {
+function byPriority(a: Readonly<Container>, b: Readonly<Container>): number {
   if (a.priority !== b.priority) return b.priority - a.priority;
   const ca = a.created_at ?? '';
   const cb = b.created_at ?? '';
@@ -128,16 +203,25 @@ function byPriority(a: Container, b: Container): number {
   return a.uuid < b.uuid ? -1 : a.uuid > b.uuid ? 1 : 0;
 }
 
-function describe(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
+/** 503 (overloaded) or 429 (too many requests): the API asks us to back off. */
+function isOverload(err: unknown): err is ArvadosApiError {
+  return err instanceof ArvadosApiError && (err.status === 503 || err.status === 429);
 }
 
-function isAbort(err: unknown, signal: AbortSignal): boolean {
-  return signal.aborted && (err === signal.reason || (err instanceof Error && err.name === 'AbortError'));
+/** The server's Retry-After in ms, if the client recorded one. */
+function retryAfterMs(err: ArvadosApiError): number | undefined {
+  const v = (err as { retryAfter?: unknown }).retryAfter;
+  return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : undefined;
+}
+
+function positive(name: string, v: number | undefined, dflt: number, min: number): number {
+  const x = v ?? dflt;
+  if (typeof x !== 'number' || Number.isNaN(x) || x < min) throw new RangeError(`${name} must be a number >= ${min}, got ${String(v)}`);
+  return x;
 }
 
 /**
- * Finds containers to run and hands them to `runContainer`.
+ * Finds containers to run and hands them to a runner.
  *
  * @example
  * ```ts
@@ -153,42 +237,72 @@ function isAbort(err: unknown, signal: AbortSignal): boolean {
 export class Dispatcher extends EventEmitter<DispatcherEvents> {
   /** The API client this dispatcher uses. */
   readonly client: ArvadosClient;
+  /** The runner given as `runner`, if any. */
+  readonly runner: Runner | undefined;
   readonly #runContainer: RunContainer;
   readonly #pollInterval: number;
   readonly #batchSize: number;
+  readonly #maxJobs: number;
   readonly #throttle: Throttle;
+  readonly #backoff: RetryBackoff;
+  readonly #pressure: ApiPressure;
   readonly #locks: PQueue;
   readonly #handleSignals: boolean;
+  readonly #secondSignal: SecondSignal;
   readonly #shutdownTimeout: number;
+  readonly #redactor: Redactor;
   readonly #trackers = new Map<string, Tracker>();
   readonly #runners = new Map<string, Promise<void>>();
+  readonly #releases = new Map<string, Promise<ReleaseAction>>();
   readonly #retired: string[] = [];
   readonly #pendingCleanups = new Set<Tracker>();
-  #auth: ApiClientAuthorization | undefined;
+  readonly #badUuids = new Set<string>();
   readonly #identity = deferred<ApiClientAuthorization>();
+  #idleWaiters: Array<{ after: number; wait: Deferred<void> }> = [];
+  #waiting: DispatchEntry[] = [];
+  #auth: ApiClientAuthorization | undefined;
   #ac = new AbortController();
   #run: Promise<void> | undefined;
   #stopping = false;
+  #finished = false;
   #skipWait: (() => void) | undefined;
   #cycle = 0;
-  #status: DispatcherStatus = { tracked: 0, runners: 0, queued: 0, cycles: 0, healthy: true };
+  #locking = 0;
+  /** Containers of this cycle that wait to be adopted (throttled). */
+  #deferredAdoptions = 0;
+  #paused: string | undefined;
+  #status = { queued: 0, cycles: 0, healthy: true, atQuota: false };
 
   constructor(opts: DispatcherOptions) {
     super();
-    if (typeof opts?.runContainer !== 'function') throw new TypeError('runContainer must be a function');
-    const positive = (name: string, v: number | undefined, dflt: number, min: number): number => {
-      const x = v ?? dflt;
-      if (!Number.isFinite(x) || x < min) throw new RangeError(`${name} must be a number >= ${min}, got ${String(v)}`);
-      return x;
-    };
-    this.#runContainer = opts.runContainer;
+    const hasFn = typeof opts?.runContainer === 'function';
+    const hasRunner = typeof opts?.runner?.runContainer === 'function';
+    if (hasFn === hasRunner) throw new TypeError('give either runContainer (a function) or runner (with runContainer and close)');
+    if (hasRunner && typeof opts.runner!.close !== 'function') throw new TypeError('runner.close must be a function');
+    this.runner = opts.runner;
+    const runner = opts.runner;
+    this.#runContainer = runner ? (d, c, u) => runner.runContainer(d, c, u) : opts.runContainer!;
     this.#pollInterval = positive('pollInterval', opts.pollInterval, 10_000, 1);
     this.#batchSize = Math.floor(positive('batchSize', opts.batchSize, 100, 1));
-    this.#throttle = new Throttle(positive('minRetryPeriod', opts.minRetryPeriod, 0, 0));
-    this.#locks = new PQueue({ concurrency: Math.floor(positive('lockConcurrency', opts.lockConcurrency, 8, 1)) });
+    const minRetry = positive('minRetryPeriod', opts.minRetryPeriod, 0, 0);
+    this.#throttle = new Throttle(minRetry);
+    this.#maxJobs = Math.floor(positive('maxJobs', opts.maxJobs, Infinity, 1));
+    const fb = opts.failureBackoff ?? {};
+    this.#backoff = new RetryBackoff(
+      positive('failureBackoff.initial', fb.initial, Math.max(this.#pollInterval, minRetry), 0),
+      positive('failureBackoff.max', fb.max, 600_000, 0),
+    );
+    const concurrency = Math.floor(positive('lockConcurrency', opts.lockConcurrency, 8, 1));
+    this.#pressure = new ApiPressure(concurrency);
+    this.#locks = new PQueue({ concurrency });
     this.#shutdownTimeout = positive('shutdownTimeout', opts.shutdownTimeout, 60_000, 0);
     this.#handleSignals = opts.handleSignals ?? true;
+    this.#secondSignal = opts.secondSignal ?? 'stop-waiting';
+    if (this.#secondSignal !== 'stop-waiting' && this.#secondSignal !== 'exit') {
+      throw new RangeError(`secondSignal must be "stop-waiting" or "exit", got ${JSON.stringify(opts.secondSignal)}`);
+    }
     this.client = opts.client ?? ArvadosClient.fromEnv();
+    this.#redactor = new Redactor([this.client.credentialsEnv().ARVADOS_API_TOKEN]);
     // Nobody may be waiting for identity; don't let its rejection go unhandled.
     this.#identity.promise.catch(() => {});
   }
@@ -200,13 +314,23 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
 
   /** Current counters. */
   get status(): DispatcherStatus {
-    return { ...this.#status, tracked: this.#trackers.size, runners: this.#runners.size };
+    const s: DispatcherStatus = {
+      ...this.#status,
+      tracked: this.#trackers.size,
+      runners: this.#runners.size,
+      lockConcurrency: this.#pressure.concurrency,
+    };
+    const until = this.#pressure.pausedUntil;
+    if (until !== undefined) s.pausedUntil = until;
+    if (this.#paused !== undefined) s.paused = this.#paused;
+    return s;
   }
 
   /**
-   * Identifies the token, then polls until stopped. Rejects if the token is
-   * rejected or the API cannot be reached at start; resolves after a stop
-   * once runners have settled (or `shutdownTimeout` passed).
+   * Identifies the token, attaches the runner, then polls until stopped.
+   * Rejects if the token is rejected, the API cannot be reached at start, or
+   * the runner's `attach` rejects; resolves after a stop once runners have
+   * settled and the runner is closed (or `shutdownTimeout` passed).
    */
   run(opts: { signal?: AbortSignal } = {}): Promise<void> {
     if (this.#run) return Promise.reject(new Error('Dispatcher.run() was already called'));
@@ -221,15 +345,91 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   }
 
   /**
+   * Resolves at the end of the first poll cycle that starts after this call
+   * and finds nothing to do: every query succeeded, no Queued container was
+   * waiting to be locked (or adopted), and no runner, release or cleanup was
+   * in progress. Also resolves once `run()` has finished. The `idle` event
+   * marks the same moments.
+   *
+   * @example
+   * ```ts
+   * fake.addContainer({ priority: 1 });
+   * await dispatcher.idle(); // the container was run and released
+   * ```
+   */
+  idle(): Promise<void> {
+    if (this.#finished) return Promise.resolve();
+    const wait = deferred();
+    this.#idleWaiters.push({ after: this.#cycle, wait });
+    return wait.promise;
+  }
+
+  /**
+   * A snapshot of what this dispatcher holds (each with the runner's
+   * `schedulingStatus`, else `locked` / `running`) and of the Queued
+   * containers it saw in the last poll but did not lock, with why they wait.
+   */
+  entries(): DispatchEntry[] {
+    const held: DispatchEntry[] = [];
+    for (const t of this.#trackers.values()) {
+      if (t.phase === 'retired') continue;
+      const status = t.phase === 'cleanup' ? 'releasing' : (this.runner?.schedulingStatus?.(t.uuid) ?? (t.record.state === 'Running' ? 'running' : 'locked'));
+      held.push({ container: t.record, scheduling_status: status });
+    }
+    return [...held, ...this.#waiting.filter((e) => !this.#trackers.has(e.container.uuid))];
+  }
+
+  /** The newest record of a container this dispatcher holds, if it holds it. */
+  container(uuid: string): Readonly<Container> | undefined {
+    const t = this.#trackers.get(uuid);
+    return t && t.phase !== 'retired' ? t.record : undefined;
+  }
+
+  /** Cancels a container this token holds: `release(uuid, { reason, cancel: true })`. */
+  kill(uuid: string, reason: string): Promise<ReleaseAction> {
+    return this.release(uuid, { reason, cancel: true });
+  }
+
+  /**
+   * The one way to let go of a container. Reads a fresh record; unless the
+   * container is Locked or Running and locked by this token, does nothing
+   * and returns `none`. Otherwise writes a `logs` record (`event_type:
+   * "dispatch"`, `properties.text`: the reason, `: <error>`, then the detail
+   * lines; redacted, then cut) and then unlocks a Locked container, or
+   * cancels a Running one (or a Locked one with `cancel: true`). A
+   * cancelled container's `runtime_status` gets `error: reason` and
+   * `errorDetail: <error>` unless it already has an `error`, which is kept
+   * as it is.
+   *
+   * Calls for a container whose release is in progress share its promise;
+   * a later call reads the record again (and then usually finds nothing to
+   * do). A {@link RunnerConfigError} as `error` stops new locks (see the
+   * `paused` event); another `error`, or a `detail`, on an unlock counts as
+   * a failure of the container and delays its next lock (`failureBackoff`).
+   * Works while the dispatcher stops, so runners can release on their way
+   * out. Rejects if the API fails (the caller may call again).
+   */
+  release(uuid: string, opts: ReleaseOptions): Promise<ReleaseAction> {
+    if (!isContainerUuid(uuid)) return Promise.reject(new TypeError(`not a container UUID: ${JSON.stringify(uuid)}`));
+    if (typeof opts?.reason !== 'string') return Promise.reject(new TypeError('release: reason must be a string'));
+    const running = this.#releases.get(uuid);
+    if (running) return running;
+    const p = this.#release(uuid, opts).finally(() => this.#releases.delete(uuid));
+    this.#releases.set(uuid, p);
+    return p;
+  }
+
+  /**
    * Sets a container's state. `Locked` goes through the lock endpoint, which
-   * (unlike a PUT) fails if another dispatcher holds the lock.
+   * (unlike a PUT) fails if another dispatcher holds the lock. Runners finish
+   * containers with {@link release} instead.
    */
   async updateState(uuid: string, state: ContainerState): Promise<void> {
     if (state === 'Locked') return this.lock(uuid);
     try {
       await this.client.updateContainer(uuid, { state }, { signal: this.#ac.signal });
     } catch (err) {
-      this.#warn(`error updating container ${uuid} to state "${state}": ${describe(err)}`);
+      this.#warn(`error updating container ${uuid} to state "${state}": ${describeError(err)}`);
       throw err;
     }
   }
@@ -239,7 +439,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     await this.client.lockContainer(uuid, { signal: this.#ac.signal });
   }
 
-  /** Unlocks a container this token locked (`POST .../unlock`). */
+  /** Unlocks a container this token locked (`POST .../unlock`). Runners use {@link release} instead. */
   async unlock(uuid: string): Promise<void> {
     await this.client.unlockContainer(uuid, { signal: this.#ac.signal });
   }
@@ -257,30 +457,28 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     const auth = await this.#identity.promise;
     if (this.#stopping || this.#trackers.has(uuid)) return;
     const c = await this.client.getContainer(uuid, { signal: this.#ac.signal });
-    if (c.locked_by_uuid && c.locked_by_uuid !== auth.uuid) return;
+    if (c.uuid !== uuid || (c.locked_by_uuid && c.locked_by_uuid !== auth.uuid)) return;
     if (this.#stopping || this.#trackers.has(uuid)) return;
     const t = this.#start(c, 'adopted');
-    if (!LIVE.has(c.state)) this.#endStream(t, c.state === 'Queued' ? 'requeued' : 'finished', c);
+    if (!LIVE.has(c.state)) this.#endStream(t, c.state === 'Queued' ? 'requeued' : 'finished', t.record);
   }
 
   // ---- lifecycle ------------------------------------------------------------
 
   async #main(signal?: AbortSignal): Promise<void> {
     const onAbort = (): void => this.#beginStop('abort signal');
-    const onSignal = (sig: NodeJS.Signals): void => {
-      if (this.#stopping) {
-        log('received %s again; not waiting for runners', sig);
-        this.#skipWait?.();
-      } else {
-        this.#beginStop(`received ${sig}`);
-      }
-    };
     if (signal?.aborted) this.#beginStop('abort signal');
     signal?.addEventListener('abort', onAbort, { once: true });
-    const signals: NodeJS.Signals[] = this.#handleSignals ? ['SIGINT', 'SIGTERM', 'SIGQUIT'] : [];
-    for (const s of signals) process.on(s, onSignal);
+    const removeSignals = this.#handleSignals ? onStopSignals((sig, n) => this.#onSignal(sig, n)) : undefined;
     try {
       await this.#identify();
+      if (this.#auth && !this.#stopping && this.runner?.attach) {
+        try {
+          await this.runner.attach(this, this.#ac.signal);
+        } catch (err) {
+          if (!isAbortOf(err, this.#ac.signal)) throw new Error(`the runner could not start: ${describeError(err)}`);
+        }
+      }
       while (!this.#stopping) {
         await this.#pollOnce();
         if (this.#stopping) break;
@@ -288,11 +486,27 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       }
     } finally {
       this.#beginStop('finished');
-      await this.#drain();
+      await this.#shutDown();
       signal?.removeEventListener('abort', onAbort);
-      for (const s of signals) process.off(s, onSignal);
+      removeSignals?.();
       this.#identity.reject(new Error('the dispatcher stopped'));
+      this.#finished = true;
+      for (const w of this.#idleWaiters.splice(0)) w.wait.resolve();
       log('stopped');
+    }
+  }
+
+  #onSignal(sig: NodeJS.Signals, count: number): void {
+    this.#safeEmit('signal', sig, count);
+    if (count === 1) {
+      this.#beginStop(`received ${sig}`);
+    } else if (this.#secondSignal === 'exit') {
+      log('received %s again; exiting', sig);
+      // The write callback runs once what listeners printed is out.
+      process.stderr.write('', () => process.exit(1));
+    } else {
+      log('received %s again; not waiting for runners', sig);
+      this.#skipWait?.();
     }
   }
 
@@ -304,9 +518,9 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       log('dispatching as token %s (API %s)', auth.uuid, this.client.baseUrl);
       this.emit('identified', auth);
     } catch (err) {
-      if (isAbort(err, this.#ac.signal)) return;
+      if (isAbortOf(err, this.#ac.signal)) return;
       const reason = err instanceof ArvadosApiError && err.status === 401 ? 'the API token was rejected' : 'cannot reach the API server';
-      throw new Error(`error getting my token UUID (${reason}): ${describe(err)}`);
+      throw new Error(`error getting my token UUID (${reason}): ${describeError(err)}`);
     }
   }
 
@@ -314,29 +528,48 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     if (this.#stopping) return;
     this.#stopping = true;
     log('stopping: %s', reason);
-    this.emit('stopping', reason);
+    this.#safeEmit('stopping', reason);
     // Queued lock tasks see the aborted signal and return at once (p-queue's
     // clear() would leave their promises pending forever).
     this.#ac.abort(new Error(`dispatcher stopping: ${reason}`));
     for (const t of this.#trackers.values()) this.#endStream(t, 'stopped');
   }
 
-  /** Waits for runners to settle, up to the shutdown timeout. */
-  async #drain(): Promise<void> {
-    if (this.#runners.size === 0) return;
-    log('waiting up to %d ms for %d runner(s)', this.#shutdownTimeout, this.#runners.size);
+  /**
+   * Waits for runners to settle, then closes the runner, both within one
+   * `shutdownTimeout` (a second signal stops the waiting at once). The runner
+   * is closed even when its containers did not settle in time.
+   */
+  async #shutDown(): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     const gaveUp = new Promise<'timeout'>((resolve) => {
       timer = setTimeout(() => resolve('timeout'), this.#shutdownTimeout);
       this.#skipWait = () => resolve('timeout');
     });
-    const all = Promise.allSettled(this.#runners.values()).then(() => 'done' as const);
-    const how = await Promise.race([all, gaveUp]);
-    clearTimeout(timer);
-    this.#skipWait = undefined;
-    if (how === 'timeout') {
-      const left = [...this.#runners.keys()];
-      this.#warn(`stopped without waiting for ${left.length} runner(s): ${left.join(', ')}`);
+    try {
+      if (this.#runners.size > 0) {
+        log('waiting up to %d ms for %d runner(s)', this.#shutdownTimeout, this.#runners.size);
+        const all = Promise.allSettled(this.#runners.values()).then(() => 'done' as const);
+        if ((await Promise.race([all, gaveUp])) === 'timeout') {
+          const left = [...this.#runners.keys()];
+          this.#warn(`stopped without waiting for ${left.length} runner(s): ${left.join(', ')}`);
+        }
+      }
+      if (this.runner) {
+        const closed = Promise.resolve()
+          .then(() => this.runner!.close())
+          .then(
+            () => 'done' as const,
+            (err: unknown) => {
+              this.#warn(`closing the runner failed: ${describeError(err)}`);
+              return 'done' as const;
+            },
+          );
+        if ((await Promise.race([closed, gaveUp])) === 'timeout') this.#warn('stopped without waiting for the runner to close');
+      }
+    } finally {
+      clearTimeout(timer);
+      this.#skipWait = undefined;
     }
   }
 
@@ -345,6 +578,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   async #pollOnce(): Promise<void> {
     const cycle = ++this.#cycle;
     const signal = this.#ac.signal;
+    this.#deferredAdoptions = 0;
     const me = this.#auth!.uuid;
     // Trackers whose cleanup finished before this cycle's queries started can
     // go: every record from here on was read after their last API change.
@@ -370,11 +604,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     for (const c of latest.values()) if (this.#consider(c, cycle)) candidates.push(c);
     candidates.sort(byPriority);
     this.#status.queued = queued.items.length;
-    const locking: Promise<void>[] = [];
-    for (const c of candidates) {
-      if (!this.#throttle.check(c.uuid)) continue;
-      locking.push(this.#locks.add(() => this.#lockAndStart(c, signal)));
-    }
+    const handOver = this.#lockInOrder(candidates, signal);
 
     // Tracked containers neither query returned: ask for them by UUID.
     if (healthy) {
@@ -385,7 +615,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         healthy &&= got.ok;
         for (const c of got.items) this.#consider(c, cycle);
       }
-      // Only when every query succeeded does "not returned" mean "gone" (P-7).
+      // "Not returned" means "gone" only when every query of the cycle
+      // succeeded: after a failed one we did not see everything.
       if (healthy) {
         for (const uuid of missed) {
           const t = this.#trackers.get(uuid);
@@ -396,11 +627,75 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         }
       }
     }
-    await Promise.all(locking);
+    const waiting = await handOver;
     if (signal.aborted) return;
     for (const t of [...this.#pendingCleanups]) void this.#cleanup(t);
-    this.#status = { ...this.status, cycles: cycle, healthy };
+    this.#status = { ...this.#status, cycles: cycle, healthy };
     this.emit('cycle', this.status);
+    const idle = healthy && candidates.length === 0 && waiting === 0 && this.#deferredAdoptions === 0 && this.#busy() === 0;
+    if (idle) this.#becameIdle(cycle);
+  }
+
+  /** Runners, cleanups and releases in progress. */
+  #busy(): number {
+    let n = this.#runners.size + this.#releases.size + this.#locking;
+    for (const t of this.#trackers.values()) if (t.phase === 'cleanup') n++;
+    return n;
+  }
+
+  #becameIdle(cycle: number): void {
+    const ready = this.#idleWaiters.filter((w) => cycle > w.after);
+    this.#idleWaiters = this.#idleWaiters.filter((w) => cycle <= w.after);
+    for (const w of ready) w.wait.resolve();
+    this.#safeEmit('idle');
+  }
+
+  /**
+   * Locks candidates (sorted, highest priority first) within the room left
+   * by `maxJobs` and the runner's capacity, `lockConcurrency` at a time, and
+   * hands them over in that same order: a container is handed to its runner
+   * only after every higher-priority lock of the cycle has been answered, so
+   * answers that arrive out of order cannot let a lower priority start
+   * first. Returns how many candidates were left waiting.
+   */
+  async #lockInOrder(candidates: Container[], signal: AbortSignal): Promise<number> {
+    const waiting: DispatchEntry[] = [];
+    const wait = (c: Container, why: string): void => void waiting.push({ container: c, scheduling_status: `waiting: ${why}` });
+    let room = this.#maxJobs - this.#runners.size;
+    let roomWhy = `at max-jobs (${this.#maxJobs})`;
+    const cap = this.runner?.capacity?.();
+    if (cap !== undefined && cap < room) {
+      room = Math.max(0, Math.floor(cap));
+      roomWhy = 'the runner has no free capacity';
+    }
+    let atQuota = false;
+    const locking: Array<{ c: Container; lock: Promise<Container | undefined> }> = [];
+    this.#locks.concurrency = this.#pressure.concurrency;
+    for (const c of candidates) {
+      if (this.#paused !== undefined) wait(c, `locking stopped: ${this.#paused}`);
+      else if (this.#pressure.paused) wait(c, `locking paused: the API is overloaded`);
+      else if (locking.length >= room) {
+        atQuota = true;
+        wait(c, roomWhy);
+      } else if (!this.#backoff.ready(c.uuid)) wait(c, `retrying in ${Math.ceil(this.#backoff.remaining(c.uuid) / 1000)} s after a failure`);
+      else if (!this.#throttle.check(c.uuid)) wait(c, 'min-retry-period has not passed');
+      else locking.push({ c, lock: this.#locks.add(() => this.#lock(c, signal)) as Promise<Container | undefined> });
+    }
+    this.#status.atQuota = atQuota;
+    this.#waiting = waiting;
+    this.#locking += locking.length;
+    try {
+      for (const { lock } of locking) {
+        const record = await lock;
+        this.#locking--;
+        if (record && !this.#stopping && !this.#trackers.has(record.uuid)) this.#start(record, 'locked');
+      }
+    } catch (err) {
+      // #lock never rejects; only an event listener that throws can get here.
+      log('error handing over: %s', describeError(err));
+      this.#locking = 0;
+    }
+    return waiting.length;
   }
 
   /** Every page of a query; on failure, whatever was read and `ok: false`. */
@@ -412,7 +707,10 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       }
       return { ok: true, items };
     } catch (err) {
-      if (!isAbort(err, signal)) this.#warn(`error getting list of containers: ${describe(err)}`);
+      if (!isAbortOf(err, signal)) {
+        this.#warn(`error getting list of containers: ${describeError(err)}`);
+        this.#overloadedBy(err);
+      }
       return { ok: false, items };
     }
   }
@@ -422,13 +720,21 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
    * if the record is a candidate for locking (untracked, Queued).
    */
   #consider(c: Container, cycle: number): boolean {
+    if (!isContainerUuid(c.uuid)) {
+      // Never let a hostile uuid reach a runner, a URL or a command line; say so once.
+      if (!this.#badUuids.has(String(c.uuid)) && this.#badUuids.size < MAX_BAD_UUIDS) {
+        this.#badUuids.add(String(c.uuid));
+        this.#warn(`ignoring a container record with an invalid uuid ${JSON.stringify(String(c.uuid)).slice(0, 80)}`);
+      }
+      return false;
+    }
     const me = this.#auth!.uuid;
     const t = this.#trackers.get(c.uuid);
     if (c.locked_by_uuid && c.locked_by_uuid !== me) {
       log('ignoring %s locked by %s', c.uuid, c.locked_by_uuid);
       if (t) {
         t.seenCycle = cycle;
-        this.#endStream(t, 'locked-by-other', c);
+        this.#endStream(t, 'locked-by-other', deepFreeze(c));
       }
       return false;
     }
@@ -436,47 +742,66 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       t.seenCycle = cycle;
       // A retired tracker's records may predate its cleanup; ignore them.
       if (t.phase !== 'running') return false;
+      const record = deepFreeze(c);
+      t.record = record;
       if (LIVE.has(c.state)) {
         const v = versionOf(c);
         if (v === undefined || v !== t.version) {
           t.version = v;
-          t.stream.push(deepFreeze(c));
+          t.stream.push(record);
         }
       } else {
         log('update has %s in state %s, closing tracker', c.uuid, c.state);
-        this.#endStream(t, c.state === 'Queued' ? 'requeued' : 'finished', c);
+        this.#endStream(t, c.state === 'Queued' ? 'requeued' : 'finished', record);
       }
       return false;
     }
     if (LIVE.has(c.state)) {
-      // Locked by this token but not tracked: a restart, or a lock whose answer was lost.
-      if (!this.#throttle.check(c.uuid)) return false;
+      // Locked by this token but not tracked: a restart, or a lock whose
+      // answer was lost. Throttled like a lock, so a container whose runner
+      // keeps returning at once is not restarted on every poll.
+      if (!this.#throttle.check(c.uuid)) {
+        this.#deferredAdoptions++;
+        return false;
+      }
       this.#start(c, 'adopted');
       this.#trackers.get(c.uuid)!.seenCycle = cycle;
       return false;
     }
-    return c.state === 'Queued';
+    return c.state === 'Queued' && c.priority > 0;
   }
 
-  async #lockAndStart(c: Container, signal: AbortSignal): Promise<void> {
-    if (signal.aborted || this.#trackers.has(c.uuid)) return;
+  /** Locks one container; returns the record to hand over, or undefined. Never rejects. */
+  async #lock(c: Container, signal: AbortSignal): Promise<Container | undefined> {
+    if (signal.aborted || this.#trackers.has(c.uuid) || this.#pressure.paused || this.#paused !== undefined) return undefined;
     let lock;
     try {
       lock = await this.client.lockContainer(c.uuid, { signal });
     } catch (err) {
-      if (isAbort(err, signal)) return;
+      if (isAbortOf(err, signal)) return undefined;
       if (err instanceof ArvadosApiError && err.status === 422) {
         // Someone else got it first, or it changed; the next poll will tell.
-        log('could not lock %s: %s', c.uuid, describe(err));
+        log('could not lock %s: %s', c.uuid, describeError(err));
       } else {
-        this.#warn(`error locking container ${c.uuid}: ${describe(err)}`);
+        this.#warn(`error locking container ${c.uuid}: ${describeError(err)}`);
+        this.#overloadedBy(err);
       }
-      return;
+      return undefined;
     }
-    if (this.#stopping || this.#trackers.has(c.uuid)) return;
-    // The listed record plus what the lock changed, so the runner sees who holds it (P-25).
-    const record = { ...c, state: lock.state, priority: lock.priority, locked_by_uuid: lock.locked_by_uuid, auth_uuid: lock.auth_uuid };
-    this.#start(record, 'locked');
+    this.#pressure.succeeded();
+    // The listed record plus what the lock changed: the runner sees who
+    // holds the lock and the container's own token (the listed record
+    // predates the lock and has neither).
+    return { ...c, state: lock.state, priority: lock.priority, locked_by_uuid: lock.locked_by_uuid, auth_uuid: lock.auth_uuid };
+  }
+
+  #overloadedBy(err: unknown): void {
+    if (!isOverload(err)) return;
+    const pause = this.#pressure.overloaded(retryAfterMs(err));
+    this.#locks.concurrency = this.#pressure.concurrency;
+    const until = Date.now() + pause;
+    this.#warn(`the API is overloaded (HTTP ${err.status}): locking paused for ${Math.ceil(pause / 1000)} s, lock concurrency ${this.#pressure.concurrency}`);
+    this.#safeEmit('api-overloaded', until, this.#pressure.concurrency);
   }
 
   // ---- runners and cleanup --------------------------------------------------
@@ -486,14 +811,14 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     const t: Tracker = {
       uuid: c.uuid,
       stream: new UpdateStream(),
+      record,
       version: versionOf(c),
       seenCycle: 0,
       phase: 'running',
-      cleanupPending: false,
+      settledByRelease: false,
     };
     this.#trackers.set(c.uuid, t);
     log('%s %s (state %s, priority %d); starting runner', how === 'locked' ? 'locked' : 'adopting', c.uuid, c.state, c.priority);
-    this.emit(how, record);
     // Promise.resolve().then(): a runner that throws synchronously still ends up
     // as a rejection, and never runs inside the poll loop. #settled never rejects.
     const runner = Promise.resolve()
@@ -503,66 +828,46 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         (err: unknown) => this.#settled(t, err ?? new Error('runContainer rejected')),
       );
     this.#runners.set(c.uuid, runner);
+    this.#safeEmit(how, record);
     return t;
   }
 
   async #settled(t: Tracker, error: unknown): Promise<void> {
-    try {
-      this.#runners.delete(t.uuid);
-      this.#endStream(t, 'runner-settled');
-      t.phase = 'cleanup';
-      this.emit('settled', t.uuid, error);
-      if (error !== undefined) {
-        const text = `Error running container ${t.uuid}: ${describe(error)}`;
-        this.#warn(text);
-        if (!this.#stopping) {
-          await this.client
-            .createLog({ object_uuid: t.uuid, event_type: 'dispatch', properties: { text } }, { signal: this.#ac.signal })
-            .catch((err: unknown) => log('could not record the error for %s: %s', t.uuid, describe(err)));
-        }
-      } else {
-        log('runner for %s finished', t.uuid);
-      }
-      if (this.#stopping) {
-        // On stop, states are left as they are: a restarted dispatcher resumes them.
-        this.#trackers.delete(t.uuid);
-        return;
-      }
-      await this.#cleanup(t);
-    } catch (err) {
-      // Only an event listener that throws can get here; never leave it unhandled.
-      log('error after the runner for %s settled: %s', t.uuid, describe(err));
-      if (t.phase === 'cleanup' && !this.#stopping) this.#pendingCleanups.add(t);
+    this.#runners.delete(t.uuid);
+    this.#endStream(t, 'runner-settled');
+    t.phase = 'cleanup';
+    t.error = error;
+    this.#safeEmit('settled', t.uuid, error);
+    if (error instanceof RunnerConfigError) this.#pause(error);
+    if (error !== undefined) this.#warn(`Error running container ${t.uuid}: ${describeError(error)}`);
+    else log('runner for %s finished', t.uuid);
+    if (this.#stopping) {
+      // On stop, states are left as they are: a restarted dispatcher resumes them.
+      this.#trackers.delete(t.uuid);
+      return;
     }
+    await this.#cleanup(t);
   }
 
   /**
-   * After a runner settled: judged on a fresh record, a container it left
-   * Locked is unlocked and one it left Running is cancelled (a Running
-   * container cannot go back to Queued, P-16). Retried after the next poll
-   * if the API is unavailable.
+   * After a runner settled: releases the container (judged on a fresh
+   * record: Locked is unlocked, Running cancelled), unless a release the
+   * runner made already settled it. Retried after the next poll if the API
+   * is unavailable.
    */
   async #cleanup(t: Tracker): Promise<void> {
     if (t.phase !== 'cleanup' || this.#stopping) return;
     this.#pendingCleanups.delete(t);
-    const signal = this.#ac.signal;
-    try {
-      const fresh = await this.client.getContainer(t.uuid, { signal });
-      if (fresh.locked_by_uuid === this.#auth!.uuid && LIVE.has(fresh.state)) {
-        if (fresh.state === 'Locked') {
-          log('container %s state is still Locked after its runner finished; unlocking', t.uuid);
-          await this.client.unlockContainer(t.uuid, { signal });
-          this.emit('released', t.uuid, 'unlocked', fresh.state);
-        } else {
-          log('container %s state is still Running after its runner finished; cancelling', t.uuid);
-          await this.client.updateContainer(t.uuid, { state: 'Cancelled' }, { signal });
-          this.emit('released', t.uuid, 'cancelled', fresh.state);
-        }
-      }
-    } catch (err) {
-      if (isAbort(err, signal)) return;
-      if (!(err instanceof ArvadosApiError && err.status === 404)) {
-        this.#warn(`cleanup of ${t.uuid} after its runner finished failed (will retry): ${describe(err)}`);
+    if (!t.settledByRelease) {
+      const opts: ReleaseOptions =
+        t.error !== undefined
+          ? { reason: `Error running container ${t.uuid}`, error: t.error }
+          : { reason: `the dispatcher's runner for container ${t.uuid} returned without finishing it` };
+      try {
+        await this.release(t.uuid, opts);
+      } catch (err) {
+        if (this.#stopping) return;
+        this.#warn(`cleanup of ${t.uuid} after its runner finished failed (will retry): ${describeError(err)}`);
         this.#pendingCleanups.add(t);
         return;
       }
@@ -571,14 +876,85 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     this.#retired.push(t.uuid);
   }
 
-  #endStream(t: Tracker, reason: StreamEndReason, container?: Container): void {
+  async #release(uuid: string, opts: ReleaseOptions): Promise<ReleaseAction> {
+    const me = (await this.#identity.promise).uuid;
+    // Not the dispatcher's abort signal: a runner must be able to release on
+    // its way out while the dispatcher stops (a stopped local process cannot
+    // be resumed), so only a timeout bounds it.
+    const signal = AbortSignal.timeout(RELEASE_TIMEOUT);
+    let fresh: Container;
+    try {
+      fresh = await this.client.getContainer(uuid, { signal });
+    } catch (err) {
+      if (err instanceof ArvadosApiError && err.status === 404) return this.#released(uuid, 'none', opts);
+      throw err;
+    }
+    const t = this.#trackers.get(uuid);
+    if (t && t.phase === 'running' && fresh.uuid === uuid) t.record = deepFreeze(fresh);
+    if (fresh.uuid !== uuid || fresh.locked_by_uuid !== me || !LIVE.has(fresh.state)) return this.#released(uuid, 'none', opts);
+
+    const cancel = fresh.state === 'Running' || opts.cancel === true;
+    const text = releaseLogText(opts, this.#redactor);
+    try {
+      await this.client.createLog({ object_uuid: uuid, event_type: 'dispatch', properties: { text } }, { signal });
+    } catch (err) {
+      // The state change matters more than the note about it.
+      log('could not write the dispatch log of %s: %s', uuid, describeError(err));
+    }
+    if (cancel) {
+      log('cancelling %s (was %s): %s', uuid, fresh.state, this.#redactor.redact(opts.reason));
+      await this.client.updateContainer(uuid, { state: 'Cancelled', runtime_status: mergedRuntimeStatus(fresh.runtime_status, opts, this.#redactor) }, { signal });
+    } else {
+      log('unlocking %s: %s', uuid, this.#redactor.redact(opts.reason));
+      await this.client.unlockContainer(uuid, { signal });
+    }
+    const action = cancel ? 'cancelled' : 'unlocked';
+    this.#safeEmit('released', uuid, action, fresh.state);
+    if (opts.detail || (opts.error !== undefined && !(opts.error instanceof RunnerConfigError))) {
+      this.#warn(`${action} container ${uuid}: ${text.split('\n').slice(0, 12).join('\n')}`);
+    }
+    return this.#released(uuid, action, opts);
+  }
+
+  /** Bookkeeping after a release: the tracker, the failure backoff, a configuration error. */
+  #released(uuid: string, action: ReleaseAction, opts: ReleaseOptions): ReleaseAction {
+    const t = this.#trackers.get(uuid);
+    if (t?.phase === 'running') t.settledByRelease = true;
+    if (opts.error instanceof RunnerConfigError) {
+      this.#pause(opts.error);
+    } else if (action === 'unlocked' && (opts.error !== undefined || opts.detail)) {
+      const delay = this.#backoff.failed(uuid);
+      log('%s failed; not locking it again for %d ms', uuid, delay);
+    }
+    return action;
+  }
+
+  /** Stops new locks for good: a configuration or environment error would fail every container alike. */
+  #pause(err: RunnerConfigError): void {
+    if (this.#paused !== undefined) return;
+    this.#paused = `${err.kind} error: ${describeError(err)}`;
+    this.#warn(`NOT LOCKING ANY MORE CONTAINERS: the runner reported a ${this.#paused}; fix it and restart the dispatcher`);
+    this.#safeEmit('paused', this.#paused, err);
+  }
+
+  #endStream(t: Tracker, reason: StreamEndReason, container?: Readonly<Container>): void {
     if (t.stream.ended) return;
     t.stream.end(reason);
-    if (reason !== 'runner-settled') this.emit('stream-ended', t.uuid, reason, container);
+    if (reason !== 'runner-settled') this.#safeEmit('stream-ended', t.uuid, reason, container);
   }
 
   #warn(message: string): void {
-    log(message);
-    this.emit('warning', message);
+    const text = this.#redactor.redact(message);
+    log(text);
+    this.#safeEmit('warning', text);
+  }
+
+  /** Emits without letting a throwing listener break the dispatcher's bookkeeping. */
+  #safeEmit<K extends keyof DispatcherEvents>(name: K, ...args: DispatcherEvents[K]): void {
+    try {
+      (this.emit as (n: K, ...a: DispatcherEvents[K]) => boolean)(name, ...args);
+    } catch (err) {
+      log('a %s listener threw: %s', name, describeError(err));
+    }
   }
 }

@@ -1,8 +1,10 @@
 export {
   Dispatcher,
+  type DispatchEntry,
   type DispatcherEvents,
   type DispatcherOptions,
   type DispatcherStatus,
-  type RunContainer,
 } from './dispatcher.js';
+export { RunnerConfigError, type ReleaseAction, type ReleaseOptions, type RunContainer, type Runner } from './runner.js';
+export { STOP_SIGNALS, type SecondSignal } from './signals.js';
 export type { ContainerUpdates, StreamEndReason } from './updates.js';
