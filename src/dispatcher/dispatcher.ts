@@ -19,6 +19,8 @@ import { describeError, isAbortOf } from '../util/errors.js';
 import { Redactor } from '../util/redact.js';
 import { sleep } from '../util/sleep.js';
 import { assertContainerUuid, isContainerUuid } from '../uuid.js';
+import { ContainerEventStream } from './events.js';
+import { FullRecordPrefetch, QUEUE_FIELDS, SUMMARY_FIELDS, changedSince, fetchFull } from './poll.js';
 import { ApiPressure } from './pressure.js';
 import { mergedRuntimeStatus, releaseLogText } from './release.js';
 import { RunnerConfigError, type ReleaseAction, type ReleaseOptions, type RunContainer, type Runner } from './runner.js';
@@ -29,6 +31,14 @@ import { UpdateStream, type ContainerUpdates, type StreamEndReason } from './upd
 export type { RunContainer } from './runner.js';
 
 const log = logger('dispatcher');
+
+/** Settings of the event stream listener (see {@link DispatcherOptions.events}). */
+export interface DispatcherEventOptions {
+  /** The event stream's URL. Default: the discovery document's `websocketUrl`. */
+  url?: string;
+  /** Extra trusted CA certificates (PEM) for the event stream, like the client's `ca` (e.g. a test server's). */
+  ca?: string | Buffer | Array<string | Buffer>;
+}
 
 /** Options of {@link Dispatcher}: give either `runContainer` or `runner`. */
 export interface DispatcherOptions {
@@ -70,6 +80,14 @@ export interface DispatcherOptions {
    * Default `{ initial: max(pollInterval, minRetryPeriod), max: 600 000 }`.
    */
   failureBackoff?: { initial?: number; max?: number };
+  /**
+   * Poll as soon as a container changes, woken by the API's event stream
+   * (the websocket at the discovery document's `websocketUrl`), instead of
+   * only every `pollInterval`. Events only wake the poll; when the stream is
+   * unavailable, polling goes on as without it. Default true; `false` turns
+   * it off.
+   */
+  events?: boolean | DispatcherEventOptions;
   /** Stop gracefully on SIGINT, SIGTERM and SIGQUIT. Default true. */
   handleSignals?: boolean;
   /** What a second signal does (see {@link SecondSignal}). Default `stop-waiting`. */
@@ -171,6 +189,12 @@ const LIVE = new Set<ContainerState>(['Locked', 'Running']);
 const UUID_BATCH = 100;
 /** Bound on the API calls of one release, so a dead API cannot hold up a runner or shutdown for ever. */
 const RELEASE_TIMEOUT = 30_000;
+/**
+ * The least time between the end of one poll and an event-woken start of
+ * the next; the gap also grows to the last poll's duration, so a storm of
+ * events keeps the dispatcher polling at most half the time.
+ */
+const MIN_EVENT_POLL_GAP = 25;
 /** Most distinct malformed UUIDs remembered, so each is warned about once. */
 const MAX_BAD_UUIDS = 1_000;
 
@@ -271,6 +295,12 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   /** Containers of this cycle that wait to be adopted (throttled). */
   #deferredAdoptions = 0;
   #paused: string | undefined;
+  readonly #eventOpts: DispatcherEventOptions | undefined;
+  #listener: ContainerEventStream | undefined;
+  /** The event stream said something changed since the current poll began. */
+  #wakeRequested = false;
+  /** Ends the wait between polls early (set while waiting). */
+  #wakeWait: AbortController | undefined;
   #status = { queued: 0, cycles: 0, healthy: true, atQuota: false };
 
   constructor(opts: DispatcherOptions) {
@@ -302,6 +332,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       throw new RangeError(`secondSignal must be "stop-waiting" or "exit", got ${JSON.stringify(opts.secondSignal)}`);
     }
     this.client = opts.client ?? ArvadosClient.fromEnv();
+    this.#eventOpts = opts.events === false ? undefined : opts.events === true || opts.events === undefined ? {} : opts.events;
     this.#redactor = new Redactor([this.client.credentialsEnv().ARVADOS_API_TOKEN]);
     // Nobody may be waiting for identity; don't let its rejection go unhandled.
     this.#identity.promise.catch(() => {});
@@ -479,13 +510,17 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
           if (!isAbortOf(err, this.#ac.signal)) throw new Error(`the runner could not start: ${describeError(err)}`);
         }
       }
+      if (this.#auth && !this.#stopping) this.#listen();
       while (!this.#stopping) {
+        const started = Date.now();
+        this.#wakeRequested = false;
         await this.#pollOnce();
         if (this.#stopping) break;
-        await sleep(this.#pollInterval, this.#ac.signal).catch(() => {});
+        await this.#waitForNextPoll(Date.now() - started);
       }
     } finally {
       this.#beginStop('finished');
+      await this.#listener?.stop();
       await this.#shutDown();
       signal?.removeEventListener('abort', onAbort);
       removeSignals?.();
@@ -493,6 +528,59 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       this.#finished = true;
       for (const w of this.#idleWaiters.splice(0)) w.wait.resolve();
       log('stopped');
+    }
+  }
+
+  /** Starts the event stream listener, unless turned off; it only ever wakes the poll loop. */
+  #listen(): void {
+    const o = this.#eventOpts;
+    if (!o) return;
+    const signal = this.#ac.signal;
+    const discovery = (this.client as { discovery?: (opts: { signal: AbortSignal }) => Promise<{ websocketUrl?: unknown }> }).discovery;
+    const url = o.url ?? (async (): Promise<string | undefined> => {
+      if (typeof discovery !== 'function') return undefined;
+      const doc = await discovery.call(this.client, { signal });
+      return typeof doc.websocketUrl === 'string' && doc.websocketUrl !== '' ? doc.websocketUrl : undefined;
+    });
+    const listener = new ContainerEventStream({
+      url,
+      token: this.client.credentialsEnv().ARVADOS_API_TOKEN,
+      insecure: this.client.insecure,
+      ca: o.ca,
+    });
+    listener.on('wake', () => {
+      this.#wakeRequested = true;
+      this.#wakeWait?.abort();
+    });
+    listener.on('connected', () => log('event stream connected: polling at once on container changes'));
+    listener.on('disconnected', (reason, retryIn) => log('event stream lost (%s); polling every %d ms, reconnecting in %d ms', reason, this.#pollInterval, retryIn));
+    listener.on('unavailable', (reason) => log('no event stream: %s; polling every %d ms', reason, this.#pollInterval));
+    this.#listener = listener;
+    listener.start();
+  }
+
+  /**
+   * Waits `pollInterval`, or less when the event stream says a container
+   * changed: at once if it did during the last poll (whose queries may have
+   * been too early to see it), otherwise as soon as it does; but never sooner
+   * after the last poll than {@link MIN_EVENT_POLL_GAP} or that poll's own
+   * duration.
+   */
+  async #waitForNextPoll(lastPollMs: number): Promise<void> {
+    const signal = this.#ac.signal;
+    const earliest = Date.now() + Math.min(this.#pollInterval, Math.max(MIN_EVENT_POLL_GAP, lastPollMs));
+    const wait = new AbortController();
+    const onStop = (): void => wait.abort();
+    signal.addEventListener('abort', onStop, { once: true });
+    this.#wakeWait = wait;
+    if (this.#wakeRequested) wait.abort();
+    try {
+      await sleep(this.#pollInterval, wait.signal).catch(() => {});
+      const left = earliest - Date.now();
+      if (left > 0 && !signal.aborted) await sleep(left, signal).catch(() => {});
+    } finally {
+      this.#wakeWait = undefined;
+      signal.removeEventListener('abort', onStop);
     }
   }
 
@@ -588,7 +676,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
 
     const mineQ: Filter[] = [['locked_by_uuid', '=', me]];
     const queuedQ: Filter[] = [['state', '=', 'Queued'], ['priority', '>', '0']];
-    const [mine, queued] = await Promise.all([this.#fetch(mineQ, signal), this.#fetch(queuedQ, signal)]);
+    const [mine, queued] = await Promise.all([this.#fetch(mineQ, signal, SUMMARY_FIELDS), this.#fetch(queuedQ, signal, QUEUE_FIELDS)]);
     if (signal.aborted) return;
     let healthy = mine.ok && queued.ok;
 
@@ -600,8 +688,10 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       const prev = latest.get(c.uuid);
       if (!prev || (c.modified_at ?? '') >= (prev.modified_at ?? '')) latest.set(c.uuid, c);
     }
-    const candidates: Container[] = [];
-    for (const c of latest.values()) if (this.#consider(c, cycle)) candidates.push(c);
+    const applied = await this.#applySummaries(latest.values(), cycle, signal);
+    if (signal.aborted) return;
+    healthy &&= applied.ok;
+    const candidates = applied.candidates;
     candidates.sort(byPriority);
     this.#status.queued = queued.items.length;
     const handOver = this.#lockInOrder(candidates, signal);
@@ -669,18 +759,22 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       roomWhy = 'the runner has no free capacity';
     }
     let atQuota = false;
+    const toLock: Container[] = [];
     const locking: Array<{ c: Container; lock: Promise<Container | undefined> }> = [];
     this.#locks.concurrency = this.#pressure.concurrency;
     for (const c of candidates) {
       if (this.#paused !== undefined) wait(c, `locking stopped: ${this.#paused}`);
       else if (this.#pressure.paused) wait(c, `locking paused: the API is overloaded`);
-      else if (locking.length >= room) {
+      else if (toLock.length >= room) {
         atQuota = true;
         wait(c, roomWhy);
       } else if (!this.#backoff.ready(c.uuid)) wait(c, `retrying in ${Math.ceil(this.#backoff.remaining(c.uuid) / 1000)} s after a failure`);
       else if (!this.#throttle.check(c.uuid)) wait(c, 'min-retry-period has not passed');
-      else locking.push({ c, lock: this.#locks.add(() => this.#lock(c, signal)) as Promise<Container | undefined> });
+      else toLock.push(c);
     }
+    // Candidates are summaries: the full records come in batches, a little ahead of the locks.
+    const full = new FullRecordPrefetch(this.client, toLock.map((c) => c.uuid), this.#batchSize, signal, (err) => this.#listFailed(err));
+    for (const c of toLock) locking.push({ c, lock: this.#locks.add(() => this.#lock(c, full, signal)) as Promise<Container | undefined> });
     this.#status.atQuota = atQuota;
     this.#waiting = waiting;
     this.#locking += locking.length;
@@ -698,21 +792,65 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     return waiting.length;
   }
 
-  /** Every page of a query; on failure, whatever was read and `ok: false`. */
-  async #fetch(filters: Filter[], signal: AbortSignal): Promise<{ ok: boolean; items: Container[] }> {
+  /**
+   * Every page of a query (only the `select`ed fields, if given); on
+   * failure, whatever was read and `ok: false`.
+   */
+  async #fetch(filters: Filter[], signal: AbortSignal, select?: readonly string[]): Promise<{ ok: boolean; items: Container[] }> {
     const items: Container[] = [];
     try {
-      for await (const page of this.client.pageContainers({ filters, limit: this.#batchSize }, { signal })) {
+      const params = { filters, limit: this.#batchSize, ...(select ? { select: [...select] } : {}) };
+      for await (const page of this.client.pageContainers(params, { signal })) {
         items.push(...page);
       }
       return { ok: true, items };
     } catch (err) {
-      if (!isAbortOf(err, signal)) {
-        this.#warn(`error getting list of containers: ${describeError(err)}`);
-        this.#overloadedBy(err);
-      }
+      if (!isAbortOf(err, signal)) this.#listFailed(err);
       return { ok: false, items };
     }
+  }
+
+  #listFailed(err: unknown): void {
+    this.#warn(`error getting list of containers: ${describeError(err)}`);
+    this.#overloadedBy(err);
+  }
+
+  /**
+   * Applies the listed summaries. A tracked container whose summary is
+   * unchanged is only marked as seen; one that changed, and one to adopt,
+   * is read in full first (batched `uuid in` requests), so runners only
+   * ever see full records; if that read fails it waits for the next cycle
+   * (`ok: false` makes this one incomplete). Returns the lock candidates.
+   */
+  async #applySummaries(summaries: Iterable<Container>, cycle: number, signal: AbortSignal): Promise<{ ok: boolean; candidates: Container[] }> {
+    const me = this.#auth!.uuid;
+    const wanted: string[] = [];
+    const rest: Container[] = [];
+    for (const c of summaries) {
+      const t = isContainerUuid(c.uuid) ? this.#trackers.get(c.uuid) : undefined;
+      if (t?.phase === 'running') {
+        if (changedSince(c, t.record)) wanted.push(c.uuid);
+        else t.seenCycle = cycle;
+      } else if (!t && isContainerUuid(c.uuid) && LIVE.has(c.state) && c.locked_by_uuid === me) {
+        wanted.push(c.uuid);
+      } else {
+        rest.push(c);
+      }
+    }
+    const full = await fetchFull(this.client, wanted, this.#batchSize, signal, (err) => this.#listFailed(err));
+    const candidates: Container[] = [];
+    for (const uuid of wanted) {
+      const record = full.records.get(uuid);
+      if (record) {
+        if (this.#consider(record, cycle)) candidates.push(record);
+      } else {
+        // Not read (the request failed, or it was deleted just now): the next cycle looks again.
+        const t = this.#trackers.get(uuid);
+        if (t) t.seenCycle = cycle;
+      }
+    }
+    for (const c of rest) if (this.#consider(c, cycle)) candidates.push(c);
+    return { ok: full.ok, candidates };
   }
 
   /**
@@ -771,9 +909,16 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     return c.state === 'Queued' && c.priority > 0;
   }
 
-  /** Locks one container; returns the record to hand over, or undefined. Never rejects. */
-  async #lock(c: Container, signal: AbortSignal): Promise<Container | undefined> {
-    if (signal.aborted || this.#trackers.has(c.uuid) || this.#pressure.paused || this.#paused !== undefined) return undefined;
+  /**
+   * Reads the full record of a candidate, then locks it; returns the record
+   * to hand over, or undefined. A candidate that could not be read, or is no
+   * longer Queued, is left for the next cycle. Never rejects.
+   */
+  async #lock(c: Container, full: FullRecordPrefetch, signal: AbortSignal): Promise<Container | undefined> {
+    const blocked = (): boolean => signal.aborted || this.#trackers.has(c.uuid) || this.#pressure.paused || this.#paused !== undefined;
+    if (blocked()) return undefined;
+    const record = await full.get(c.uuid);
+    if (!record || record.state !== 'Queued' || blocked()) return undefined;
     let lock;
     try {
       lock = await this.client.lockContainer(c.uuid, { signal });
@@ -789,10 +934,10 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       return undefined;
     }
     this.#pressure.succeeded();
-    // The listed record plus what the lock changed: the runner sees who
-    // holds the lock and the container's own token (the listed record
-    // predates the lock and has neither).
-    return { ...c, state: lock.state, priority: lock.priority, locked_by_uuid: lock.locked_by_uuid, auth_uuid: lock.auth_uuid };
+    // The full record plus what the lock changed: the runner sees who
+    // holds the lock and the container's own token (the record predates
+    // the lock and has neither).
+    return { ...record, state: lock.state, priority: lock.priority, locked_by_uuid: lock.locked_by_uuid, auth_uuid: lock.auth_uuid };
   }
 
   #overloadedBy(err: unknown): void {
