@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from '@jest/globals';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { ContainerEventStream, type ContainerEventStreamOptions } from '../../src/dispatcher/events.js';
+import { Dispatcher, type DispatcherOptions } from '../../src/index.js';
 import { FakeArvados } from '../../src/testing/index.js';
 import type { Clock } from '../../src/util/sleep.js';
 import { waitFor } from '../helpers/wait.js';
@@ -185,5 +186,66 @@ describe('ContainerEventStream', () => {
     await new Promise((r) => setImmediate(r));
     expect(l.reasons.length).toBe(n);
     expect(l.connects()).toBe(0);
+  });
+});
+
+describe('Dispatcher with events', () => {
+  function dispatcherOn(fake: FakeArvados, opts: Partial<DispatcherOptions> = {}) {
+    const handed: string[] = [];
+    const d = new Dispatcher({
+      client: fake.client({ retries: 0 }),
+      pollInterval: 3_600_000,
+      handleSignals: false,
+      events: { url: fake.websocketUrl, ca: fake.caCert },
+      ...opts,
+      runContainer: async (_d, c, updates) => {
+        handed.push(c.uuid);
+        for await (const _ of updates) void _;
+      },
+    });
+    void d.run();
+    cleanup.push(() => d.stop());
+    return { d, handed };
+  }
+
+  it('polls at once when a container is created, long before the poll interval', async () => {
+    const fake = await startFake();
+    const { d, handed } = dispatcherOn(fake);
+    await waitFor(() => d.status.cycles >= 1 && fake.websocketConnections === 1, 'the first cycle and a subscription');
+    const c = fake.addContainer({ priority: 3 });
+    // With an hour between polls, any hand-over now comes from an event-woken cycle.
+    await waitFor(() => handed.includes(c.uuid), 'the hand-over');
+    expect(fake.container(c.uuid)?.state).toBe('Locked');
+  });
+
+  it('falls back to polling while the stream is down, and reconnects when it is back', async () => {
+    const fake = await startFake();
+    fake.setWebsocketAvailable(false);
+    const { d, handed } = dispatcherOn(fake, { pollInterval: 50 });
+    const a = fake.addContainer();
+    await waitFor(() => handed.includes(a.uuid), 'a hand-over by polling alone');
+    expect(fake.websocketConnections).toBe(0);
+    fake.setWebsocketAvailable(true);
+    await waitFor(() => fake.websocketConnections === 1, 'the reconnection', 30_000);
+    expect(d.status.healthy).toBe(true);
+  });
+
+  it('reconnects after a dropped connection and is woken by events again', async () => {
+    const fake = await startFake();
+    const { handed } = dispatcherOn(fake);
+    await waitFor(() => fake.websocketConnections === 1, 'a subscription');
+    fake.dropWebsocketConnections();
+    await waitFor(() => fake.websocketConnections === 1, 'the reconnection', 30_000);
+    const c = fake.addContainer();
+    await waitFor(() => handed.includes(c.uuid), 'an event-woken hand-over');
+  });
+
+  it('opens no connection with events: false', async () => {
+    const fake = await startFake();
+    const { d, handed } = dispatcherOn(fake, { events: false, pollInterval: 20 });
+    const c = fake.addContainer();
+    await waitFor(() => handed.includes(c.uuid) && d.status.cycles >= 3, 'a hand-over and three cycles');
+    expect(fake.websocketConnections).toBe(0);
+    expect(fake.eventsSent).toBe(0);
   });
 });
