@@ -3,34 +3,77 @@
  * and Python SDKs send them (Bearer token, a request id kept across retries,
  * JSON-encoded list parameters, long queries as POST with `_method=GET`).
  *
+ * It is the one place where API answers enter the program, so it is where
+ * they are checked: every record it returns has the documented shape (see
+ * `schemas.ts`), malformed list items are left out and counted, and anything
+ * else that breaks the protocol is an {@link ArvadosProtocolError}. Every
+ * request is bounded in time and in body size, and no error text it produces
+ * holds the token or any piece of it.
+ *
  * @module
  */
+import { EventEmitter } from 'node:events';
 import http from 'node:http';
 import https from 'node:https';
-import axios, { type AxiosResponse } from 'axios';
 import { isContainerUuid } from '../uuid.js';
-import { logger } from '../log.js';
+import { addLogSecrets, logger } from '../log.js';
+import { describeError } from '../util/errors.js';
+import { Redactor, redactAndCut } from '../util/redact.js';
+import { realClock, type Clock } from '../util/sleep.js';
 import type {
   ApiClientAuthorization,
   Container,
   ContainerList,
+  ContainerUpdate,
+  DiscoveryDocument,
   Filter,
   ListParams,
   LockResult,
   LogRecord,
+  SelectedContainer,
 } from '../types.js';
 import { settingsFromEnv } from './config.js';
-import { ArvadosApiError, ArvadosConfigError } from './errors.js';
+import { ArvadosApiError, ArvadosConfigError, ArvadosProtocolError } from './errors.js';
+import { isRetryableStatus, parseRetryAfter, withRetries, type RetryDecision, type RetryPolicy } from './retry.js';
 import {
-  backoffDelay,
-  isRetryableStatus,
-  isTlsVerificationCode,
-  parseRetryAfter,
-  sleep,
-  type RetryPolicy,
-} from './retry.js';
+  checkAuthorization,
+  checkDiscovery,
+  checkListEnvelope,
+  checkLockResult,
+  checkLogRecord,
+  containerCheck,
+  checkContainer,
+  type Check,
+} from './schemas.js';
+import { exchange, TransportError } from './transport.js';
 
 const log = logger('client');
+
+// How an attempt's error tells the retry loop what it means, without making
+// the decision a public field of the error.
+const RETRY = Symbol('retry');
+
+/**
+ * Default {@link ArvadosClientOptions.maxResponseBytes}: 144 MiB. The largest
+ * page the API server legitimately sends is bounded by its
+ * `API.MaxIndexDatabaseRead` (128 MiB by default) for the big columns
+ * (mounts, command, environment…) of up to `MaxItemsPerResponse` records; the
+ * small columns of 1,000 records add well under 16 MiB.
+ */
+export const DEFAULT_MAX_RESPONSE_BYTES = 144 * 2 ** 20;
+
+/** Bytes of a non-2xx body that are read at all; the rest is dropped unread. */
+const MAX_ERROR_BYTES = 64 * 1024;
+/** Characters of a body that is not Arvados JSON that may appear in an error. */
+const EXCERPT_CHARS = 120;
+/** Characters of one of the server's `errors[]` that may appear in an error. */
+const MESSAGE_CHARS = 500;
+/** How many of the server's `errors[]` are kept. */
+const MAX_MESSAGES = 5;
+/** How often the same malformed list item is warned about, at most. */
+const WARN_INTERVAL = 10 * 60_000;
+/** How many distinct malformed items are remembered for rate-limiting warnings. */
+const WARN_MEMORY = 1000;
 
 /** Options of {@link ArvadosClient}. */
 export interface ArvadosClientOptions {
@@ -44,8 +87,14 @@ export interface ArvadosClientOptions {
   apiToken: string;
   /** Skip TLS certificate verification (`ARVADOS_API_HOST_INSECURE`). Default false. */
   insecure?: boolean;
-  /** Per-attempt timeout in ms, covering connect to last byte. Default 30 000. */
+  /** Deadline of one attempt in ms, from connect to the last byte of the answer. Default 30 000. */
   timeout?: number;
+  /**
+   * Deadline of a whole call in ms, every attempt and wait between them
+   * included: no retry starts that could not begin before it. Default 120 000
+   * (the Go `arvadosclient`'s).
+   */
+  deadline?: number;
   /** Retries after the first attempt, for retryable failures only. Default 4. */
   retries?: number;
   /** First retry delay in ms (grows exponentially, with jitter). Default 500. */
@@ -54,6 +103,12 @@ export interface ArvadosClientOptions {
   maxRetryDelay?: number;
   /** A `Retry-After` above this many ms gives up instead of waiting. Default 60 000. */
   maxRetryAfter?: number;
+  /**
+   * Largest answer body accepted, in bytes (counted as it arrives; a longer
+   * answer fails with code `ERESPONSETOOLARGE` and is not retried). Default
+   * {@link DEFAULT_MAX_RESPONSE_BYTES}.
+   */
+  maxResponseBytes?: number;
   /** Extra CA certificates (PEM) to trust, e.g. `FakeArvados#caCert`. */
   ca?: string | string[];
   /** Encoded query length above which a GET is sent as POST with `_method=GET`. Default 1000. */
@@ -65,25 +120,82 @@ export interface ArvadosClientOptions {
    * costs more than the request itself on a fast local network.
    */
   agent?: http.Agent;
+  /** The clock retries wait on (tests pass a fake one). Default: the real clock. */
+  clock?: Clock;
+  /** Randomness for the backoff jitter, in [0, 1). Default `Math.random`. */
+  random?: () => number;
 }
 
 /** Per-call options. */
 export interface CallOptions {
   /** Aborts the call, including any wait between retries. */
   signal?: AbortSignal;
+  /**
+   * Retries for this call instead of the client's `retries`. `0` hands every
+   * failure, 503s included, straight to the caller (with
+   * {@link ArvadosApiError.retryAfter}), for callers that pace themselves.
+   */
+  retries?: number;
+  /** Deadline of this call in ms instead of the client's `deadline`. */
+  deadline?: number;
+}
+
+/**
+ * One HTTP attempt, as told to `'request'` listeners (for metrics). Paths are
+ * patterns (`containers/{uuid}/lock`), never uuids, so they make good labels.
+ */
+export interface RequestEvent {
+  /** The HTTP method of the API call (`GET` also when a long query went as POST). */
+  method: string;
+  /** e.g. `containers`, `containers/{uuid}/lock`, `api_client_authorizations/current`. */
+  path: string;
+  /** The HTTP status, when an answer arrived. */
+  status?: number;
+  /** Time of this attempt, ms. */
+  durationMs: number;
+  /** 1 for the first attempt of a call, 2 for its first retry… */
+  attempt: number;
+  /**
+   * Why the attempt failed, when it did: a transport code (`ECONNREFUSED`,
+   * `ETIMEDOUT`, `ENOTFOUND`, `ERESPONSETOOLARGE`, a TLS code), `http` for a
+   * non-2xx answer (see `status`), `protocol` for a malformed answer,
+   * `aborted` when the caller aborted.
+   */
+  errorClass?: string;
+}
+
+/** Something the client noticed that is not an error of the call, e.g. a dropped list item. */
+export interface ClientWarning {
+  message: string;
+  /** The container concerned, when known and a valid container UUID. */
+  uuid?: string;
+}
+
+/**
+ * Events of {@link ArvadosClient}: `'request'` once per HTTP attempt,
+ * `'warning'` for malformed list items that were dropped (rate-limited: at
+ * most once per item every 10 minutes). A listener that throws does not
+ * disturb the call.
+ */
+export interface ArvadosClientEvents {
+  request: [RequestEvent];
+  warning: [ClientWarning];
 }
 
 type Params = Record<string, unknown>;
 
-interface Request {
+interface Request<T> {
   method: 'GET' | 'POST' | 'PUT';
+  /** Under `/arvados/v1/`, or absolute (`/discovery/…`). */
   path: string;
+  /** The path as a pattern, for messages and metrics, e.g. `containers/{uuid}`. */
+  pattern: string;
   query?: Params;
   body?: Params;
-  /** Shown in errors and logs instead of the full path, e.g. `POST containers/{uuid}/lock`. */
-  label: string;
-  /** Keys the answer must have; a 2xx answer without them is treated like a garbled one. */
-  expect?: string[];
+  /** Turns the parsed 2xx answer into the result, or returns a reason it is malformed. */
+  accept(parsed: unknown): { ok: true; value: T } | { ok: false; reason: string };
+  /** Leave the token out (the discovery document needs none). */
+  anonymous?: boolean;
 }
 
 /**
@@ -126,17 +238,31 @@ function parseUrl(apiHost: string): string {
   return `${url.protocol}//${url.host}`;
 }
 
-/** A short, single-line excerpt of a body that is not the JSON we expected. */
-function excerpt(body: string): string {
-  const text = body.replace(/<[^>]*>/g, ' ').replace(/\s+/g, ' ').trim();
-  return text.length > 120 ? `${text.slice(0, 120)}…` : text;
+/**
+ * Everything of the token worth masking: the token, its secret part, and
+ * every 8-character piece of the secret, so that not even a fragment of it
+ * survives in an error (e.g. split by markup in a proxy's page).
+ */
+function tokenSecrets(token: string): string[] {
+  const secret = /^v2\/[^/]+\/(.+)$/.exec(token)?.[1] ?? token;
+  const out = [token, secret];
+  for (let i = 0; i + 8 <= secret.length; i++) out.push(secret.slice(i, i + 8));
+  return out;
 }
 
-function errorsOf(parsed: unknown): string[] | undefined {
-  if (parsed && typeof parsed === 'object' && Array.isArray((parsed as { errors?: unknown }).errors)) {
-    return (parsed as { errors: unknown[] }).errors.map(String);
+/** The JSON type of a value, for messages that must not quote the value. */
+function kindOf(x: unknown): string {
+  return x === null ? 'null' : Array.isArray(x) ? 'array' : typeof x;
+}
+
+/** A pending "answer is malformed" outcome of an attempt. */
+class Malformed extends Error {
+  constructor(
+    readonly status: number,
+    readonly problems: string[],
+  ) {
+    super(problems.join('; '));
   }
-  return undefined;
 }
 
 /**
@@ -145,11 +271,13 @@ function errorsOf(parsed: unknown): string[] | undefined {
  * @example
  * ```ts
  * const client = ArvadosClient.fromEnv();
+ * client.on('request', (e) => metrics.observe(e.path, e.durationMs));
  * const me = await client.currentAuthorization();
  * const page = await client.listContainers({ filters: [['state', '=', 'Queued']], limit: 10 });
+ * if (page.dropped > 0) console.warn(`${page.dropped} malformed items left out`);
  * ```
  */
-export class ArvadosClient {
+export class ArvadosClient extends EventEmitter<ArvadosClientEvents> {
   /** `https://host:port` the client talks to. */
   readonly baseUrl: string;
   /** `host:port` as configured (without scheme when https). */
@@ -158,13 +286,22 @@ export class ArvadosClient {
   readonly insecure: boolean;
   // Private so that neither util.inspect nor JSON.stringify of a client shows it.
   readonly #token: string;
+  readonly #authorization: string;
+  readonly #redactor: Redactor;
   readonly #policy: RetryPolicy;
   readonly #timeout: number;
+  readonly #deadline: number;
+  readonly #maxBytes: number;
   readonly #maxQueryLength: number;
   readonly #httpAgent: http.Agent;
   readonly #httpsAgent: https.Agent;
+  readonly #clock: Clock;
+  readonly #random: () => number;
+  readonly #warned = new Map<string, number>();
+  #discovery: Promise<DiscoveryDocument> | undefined;
 
   constructor(opts: ArvadosClientOptions) {
+    super();
     if (!opts || typeof opts.apiToken !== 'string' || opts.apiToken.trim() === '') {
       throw new ArvadosConfigError('apiToken is missing');
     }
@@ -173,7 +310,13 @@ export class ArvadosClient {
     this.apiHost = this.baseUrl.replace(/^https:\/\//, '');
     this.insecure = opts.insecure ?? false;
     this.#token = opts.apiToken.trim();
+    this.#authorization = `Bearer ${this.#token}`;
+    const secrets = tokenSecrets(this.#token);
+    this.#redactor = new Redactor(secrets);
+    addLogSecrets(...secrets);
     this.#timeout = opts.timeout ?? 30_000;
+    this.#deadline = opts.deadline ?? 120_000;
+    this.#maxBytes = opts.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
     this.#maxQueryLength = opts.maxQueryLength ?? 1000;
     this.#policy = {
       retries: Math.max(0, opts.retries ?? 4),
@@ -181,9 +324,15 @@ export class ArvadosClient {
       maxDelay: opts.maxRetryDelay ?? 10_000,
       maxRetryAfter: opts.maxRetryAfter ?? 60_000,
     };
-    this.#httpAgent = opts.agent ?? new http.Agent({ keepAlive: true });
+    this.#clock = opts.clock ?? realClock;
+    this.#random = opts.random ?? Math.random;
+    // Keep-alive: a dispatcher sends thousands of small requests to one host;
+    // a new TLS handshake for each would cost more than the request. LIFO
+    // reuses the warmest socket and lets idle ones time out.
+    const agentOptions = { keepAlive: true, keepAliveMsecs: 15_000, scheduling: 'lifo' as const, timeout: 60_000 };
+    this.#httpAgent = opts.agent ?? new http.Agent(agentOptions);
     this.#httpsAgent = (opts.agent as https.Agent | undefined) ?? new https.Agent({
-      keepAlive: true,
+      ...agentOptions,
       rejectUnauthorized: !this.insecure,
       ...(opts.ca ? { ca: opts.ca } : {}),
     });
@@ -216,48 +365,126 @@ export class ArvadosClient {
     };
   }
 
+  /**
+   * Masks this client's token (whole, its secret part, any 8-character piece
+   * of it) and every token- or Authorization-shaped value in `text`. For
+   * callers that put API-derived text anywhere people can read it.
+   */
+  redact(text: string): string {
+    return this.#redactor.redact(text);
+  }
+
   /** Closes idle keep-alive connections. The client stays usable. */
   close(): void {
     this.#httpAgent.destroy();
     this.#httpsAgent.destroy();
   }
 
-  /** `GET /arvados/v1/api_client_authorizations/current`: who this token is. */
+  /**
+   * `GET /arvados/v1/api_client_authorizations/current`: who this token is.
+   * An answer without a valid `uuid` is an {@link ArvadosProtocolError}.
+   */
   currentAuthorization(opts?: CallOptions): Promise<ApiClientAuthorization> {
-    return this.#call<ApiClientAuthorization>(
-      { method: 'GET', path: 'api_client_authorizations/current', label: 'GET api_client_authorizations/current', expect: ['uuid'] },
-      opts,
-    );
-  }
-
-  /** One page of `GET /arvados/v1/containers`. */
-  async listContainers(params: ListParams = {}, opts?: CallOptions): Promise<ContainerList> {
-    const list = await this.#call<ContainerList>(
-      { method: 'GET', path: 'containers', query: { ...params }, label: 'GET containers', expect: ['items'] },
-      opts,
-    );
-    if (!Array.isArray(list.items)) {
-      throw new ArvadosApiError({ status: 200, errors: ['list answer has no items array'], retryable: true, request: 'GET containers', attempts: 1 });
-    }
-    return list;
+    return this.#call({ method: 'GET', path: 'api_client_authorizations/current', pattern: 'api_client_authorizations/current', accept: checkAuthorization }, opts);
   }
 
   /**
-   * Walks every page of a container query, yielding each page's items.
+   * The discovery document (`/discovery/v1/apis/arvados/v1/rest`), checked
+   * (a non-empty `basePath`; `websocketUrl` a ws/wss/http(s) URL when present)
+   * and cached for the life of the client; a failed fetch is not cached.
+   */
+  discovery(opts?: CallOptions): Promise<DiscoveryDocument> {
+    if (!this.#discovery) {
+      const p = this.#call<DiscoveryDocument>(
+        { method: 'GET', path: '/discovery/v1/apis/arvados/v1/rest', pattern: 'discovery', accept: checkDiscovery, anonymous: true },
+        opts,
+      );
+      this.#discovery = p;
+      p.catch(() => {
+        if (this.#discovery === p) this.#discovery = undefined;
+      });
+    }
+    return this.#discovery;
+  }
+
+  /**
+   * One page of `GET /arvados/v1/containers`. Items that are not valid
+   * containers (or, with `select`, lack a valid selected field) are left out,
+   * counted in `dropped` and warned about (`'warning'` event and debug log,
+   * rate-limited, naming the uuid when the item has a valid one). An answer
+   * that is not a list envelope at all is an {@link ArvadosProtocolError}.
+   *
+   * With `params.select`, items carry only the selected fields plus `uuid`,
+   * and are typed so.
+   */
+  async listContainers<K extends keyof Container = keyof Container>(
+    params: ListParams<K> = {},
+    opts?: CallOptions,
+  ): Promise<ContainerList<SelectedContainer<K>>> {
+    return (await this.#list(params, opts)).page;
+  }
+
+  async #list<K extends keyof Container>(
+    params: ListParams<K>,
+    opts?: CallOptions,
+  ): Promise<{ page: ContainerList<SelectedContainer<K>>; raw: number; cursor?: string }> {
+    const select = params.select ? [...new Set<string>([...params.select, 'uuid'])] : undefined;
+    const check = containerCheck(select);
+    return this.#call(
+      {
+        method: 'GET',
+        path: 'containers',
+        pattern: 'containers',
+        query: { ...params, ...(select ? { select } : {}) },
+        accept: (parsed) => {
+          const env = checkListEnvelope(parsed);
+          if (!env.ok) return env;
+          const raw = env.value.items;
+          const items: SelectedContainer<K>[] = [];
+          let cursor: string | undefined;
+          for (const item of raw) {
+            const uuid = (item as { uuid?: unknown } | null)?.uuid;
+            if (isContainerUuid(uuid)) cursor = uuid;
+            const r = check(item);
+            if (r.ok) items.push(r.value);
+            else this.#warnDropped(item, isContainerUuid(uuid) ? uuid : undefined, r.reason);
+          }
+          const { offset = 0, limit = raw.length } = env.value;
+          const page: ContainerList<SelectedContainer<K>> = {
+            ...env.value,
+            offset,
+            limit,
+            items,
+            dropped: raw.length - items.length,
+          };
+          return { ok: true, value: { page, raw: raw.length, cursor } };
+        },
+      },
+      opts,
+    );
+  }
+
+  /**
+   * Walks every page of a container query, yielding each page (with its
+   * `dropped` count: a walk with any dropped item is incomplete, so nothing
+   * may be concluded from a container's absence).
    *
    * Pages are taken in UUID order with a `uuid > last` cursor (keyset paging)
    * instead of offsets, so records that leave the result set while it is being
    * walked (e.g. because they were just locked) cannot make later records
    * shift past an offset and be skipped. `params.order` and `params.offset`
    * are therefore ignored. The walk ends on an empty page or one shorter than
-   * the limit the server applied.
+   * the limit the server applied. `select` works as in {@link listContainers}.
    */
-  async *pageContainers(params: Omit<ListParams, 'order' | 'offset' | 'count'> = {}, opts?: CallOptions): AsyncGenerator<Container[]> {
-    const filters: Filter[] = params.filters ?? [];
+  async *pageContainers<K extends keyof Container = keyof Container>(
+    params: Omit<ListParams<K>, 'order' | 'offset' | 'count'> = {},
+    opts?: CallOptions,
+  ): AsyncGenerator<ContainerList<SelectedContainer<K>>, void, undefined> {
+    const filters: readonly Filter[] = params.filters ?? [];
     const limit = params.limit ?? 1000;
     let last: string | undefined;
     for (;;) {
-      const page = await this.listContainers(
+      const { page, raw, cursor } = await this.#list<K>(
         {
           ...params,
           filters: last === undefined ? filters : [...filters, ['uuid', '>', last]],
@@ -267,15 +494,15 @@ export class ArvadosClient {
         },
         opts,
       );
-      const items = page.items;
-      if (items.length === 0) return;
-      yield items;
-      const applied = typeof page.limit === 'number' && page.limit > 0 ? page.limit : limit;
-      if (items.length < applied) return;
-      const next = items[items.length - 1].uuid;
+      if (raw === 0) return;
+      yield page;
+      const applied = page.limit > 0 ? page.limit : limit;
+      // Without any identifiable item there is no cursor to go on from; the
+      // page's dropped count already tells the caller the walk is incomplete.
+      if (raw < applied || cursor === undefined) return;
       // A server that does not honour the cursor would loop forever; stop instead.
-      if (last !== undefined && next <= last) {
-        throw new ArvadosApiError({
+      if (last !== undefined && cursor <= last) {
+        throw new ArvadosProtocolError({
           status: 200,
           errors: ['server ignored the uuid paging cursor'],
           retryable: false,
@@ -283,55 +510,61 @@ export class ArvadosClient {
           attempts: 1,
         });
       }
-      last = next;
+      last = cursor;
     }
   }
 
   /** Every container matching `params`, walking all pages (see {@link pageContainers}). */
   async listAllContainers(params: Omit<ListParams, 'order' | 'offset' | 'count'> = {}, opts?: CallOptions): Promise<Container[]> {
     const all: Container[] = [];
-    for await (const page of this.pageContainers(params, opts)) all.push(...page);
+    for await (const page of this.pageContainers(params, opts)) all.push(...page.items);
     return all;
   }
 
-  /** `GET /arvados/v1/containers/{uuid}`. */
+  /** `GET /arvados/v1/containers/{uuid}`; the answer must be that container's full, valid record. */
   async getContainer(uuid: string, opts?: CallOptions): Promise<Container> {
-    return this.#call<Container>({ method: 'GET', path: this.#containerPath(uuid), label: 'GET containers/{uuid}', expect: ['uuid', 'state'] }, opts);
+    return this.#call({ method: 'GET', path: this.#containerPath(uuid), pattern: 'containers/{uuid}', accept: this.#same(uuid, checkContainer) }, opts);
   }
 
-  /** `PUT /arvados/v1/containers/{uuid}` with `{"container": attrs}`; answers the updated record. */
-  async updateContainer(uuid: string, attrs: Partial<Container>, opts?: CallOptions): Promise<Container> {
-    return this.#call<Container>(
-      { method: 'PUT', path: this.#containerPath(uuid), body: { container: attrs }, label: 'PUT containers/{uuid}' },
+  /**
+   * `PUT /arvados/v1/containers/{uuid}` with `{"container": attrs}`; answers
+   * the updated record (checked like {@link getContainer}). A 200 that
+   * carries `errors` is an {@link ArvadosProtocolError}, not a success.
+   */
+  async updateContainer(uuid: string, attrs: ContainerUpdate, opts?: CallOptions): Promise<Container> {
+    return this.#call(
+      { method: 'PUT', path: this.#containerPath(uuid), pattern: 'containers/{uuid}', body: { container: attrs }, accept: this.#same(uuid, checkContainer) },
       opts,
     );
   }
 
   /**
    * `POST /arvados/v1/containers/{uuid}/lock`. Only one of several concurrent
-   * lockers can win; the others get HTTP 422.
+   * lockers can win; the others get HTTP 422. A malformed answer is an
+   * {@link ArvadosProtocolError} that is not retried: the lock may have been
+   * taken, and the next poll shows it.
    */
   async lockContainer(uuid: string, opts?: CallOptions): Promise<LockResult> {
-    return this.#call<LockResult>(
-      { method: 'POST', path: `${this.#containerPath(uuid)}/lock`, label: 'POST containers/{uuid}/lock', expect: ['uuid', 'state'] },
+    return this.#call(
+      { method: 'POST', path: `${this.#containerPath(uuid)}/lock`, pattern: 'containers/{uuid}/lock', accept: this.#same(uuid, checkLockResult) },
       opts,
     );
   }
 
   /** `POST /arvados/v1/containers/{uuid}/unlock`; only the locking token may unlock. */
   async unlockContainer(uuid: string, opts?: CallOptions): Promise<LockResult> {
-    return this.#call<LockResult>(
-      { method: 'POST', path: `${this.#containerPath(uuid)}/unlock`, label: 'POST containers/{uuid}/unlock', expect: ['uuid', 'state'] },
+    return this.#call(
+      { method: 'POST', path: `${this.#containerPath(uuid)}/unlock`, pattern: 'containers/{uuid}/unlock', accept: this.#same(uuid, checkLockResult) },
       opts,
     );
   }
 
   /** `POST /arvados/v1/logs`, e.g. a `dispatch` event about a container. */
   createLog(
-    rec: { object_uuid: string; event_type: string; properties: Record<string, unknown> },
+    rec: { object_uuid: string; event_type: string; properties: Readonly<Record<string, unknown>> },
     opts?: CallOptions,
   ): Promise<LogRecord> {
-    return this.#call<LogRecord>({ method: 'POST', path: 'logs', body: { log: rec }, label: 'POST logs' }, opts);
+    return this.#call({ method: 'POST', path: 'logs', pattern: 'logs', body: { log: rec }, accept: checkLogRecord }, opts);
   }
 
   #containerPath(uuid: string): string {
@@ -339,21 +572,61 @@ export class ArvadosClient {
     return `containers/${uuid}`;
   }
 
-  /** Replaces the token wherever a server might have echoed it. */
-  #redact(text: string): string {
-    return text.split(this.#token).join('***');
+  /** `check`, plus: the record is the one that was asked for. */
+  #same<T extends { uuid: string }>(uuid: string, check: Check<T>): Check<T> {
+    return (parsed) => {
+      const r = check(parsed);
+      if (r.ok && r.value.uuid !== uuid) return { ok: false, reason: 'answer is about another container' };
+      return r;
+    };
   }
 
-  async #call<T>(req: Request, opts: CallOptions = {}): Promise<T> {
+  #warnDropped(item: unknown, uuid: string | undefined, reason: string): void {
+    const key = uuid ?? `(${kindOf(item)})`;
+    const now = this.#clock.now();
+    const last = this.#warned.get(key);
+    if (last !== undefined && now - last < WARN_INTERVAL) return;
+    this.#warned.delete(key);
+    if (this.#warned.size >= WARN_MEMORY) this.#warned.delete(this.#warned.keys().next().value!);
+    this.#warned.set(key, now);
+    const what = uuid ? `container ${uuid}` : `an item (${kindOf(item)}) without a valid container uuid`;
+    const warning: ClientWarning = { message: `GET containers: left out ${what}: not a valid container record (${reason})` };
+    if (uuid) warning.uuid = uuid;
+    log('%s', warning.message);
+    this.#emitSafely('warning', warning);
+  }
+
+  #emitSafely<E extends keyof ArvadosClientEvents>(event: E, ...args: ArvadosClientEvents[E]): void {
+    try {
+      (this.emit as (e: E, ...a: ArvadosClientEvents[E]) => boolean)(event, ...args);
+    } catch (err) {
+      log('%s listener failed: %s', event, describeError(err));
+    }
+  }
+
+  /** The server's `errors[]` when `parsed` is an Arvados error body; redacted, then cut. */
+  #errorsOf(parsed: unknown): string[] | undefined {
+    const errors = (parsed as { errors?: unknown } | null)?.errors;
+    if (!Array.isArray(errors)) return undefined;
+    return errors
+      .slice(0, MAX_MESSAGES)
+      .map((e) => redactAndCut(typeof e === 'string' ? e : (JSON.stringify(e) ?? String(e)), MESSAGE_CHARS, this.#redactor));
+  }
+
+  /** A short, single-line excerpt of a body that is not the JSON we expected: redacted whole, then cut. */
+  #excerpt(body: string): string {
+    const clean = this.#redactor.redact(body);
+    const text = clean.replace(/<[^>]*>/g, ' ').replace(/\s+/g, ' ').trim();
+    // Removing markup could join what it separated; mask again before cutting.
+    return redactAndCut(text, EXCERPT_CHARS, this.#redactor);
+  }
+
+  #call<T>(req: Request<T>, opts: CallOptions = {}): Promise<T> {
     const requestId = newRequestId();
-    const url = `${this.baseUrl}/arvados/v1/${req.path}`;
-    const headers: Record<string, string> = {
-      Authorization: `Bearer ${this.#token}`,
-      'X-Request-Id': requestId,
-      Accept: 'application/json',
-    };
+    const url = new URL(req.path.startsWith('/') ? req.path : `/arvados/v1/${req.path}`, this.baseUrl);
+    const headers: Record<string, string> = { 'X-Request-Id': requestId, Accept: 'application/json' };
+    if (!req.anonymous) headers.Authorization = this.#authorization;
     let method: string = req.method;
-    let fullUrl = url;
     let data: string | undefined;
     if (req.query) {
       const qs = encodeParams(req.query).toString();
@@ -364,71 +637,54 @@ export class ArvadosClient {
         headers['Content-Type'] = 'application/x-www-form-urlencoded';
         headers['X-Http-Method-Override'] = 'GET';
       } else if (qs) {
-        fullUrl = `${url}?${qs}`;
+        url.search = qs;
       }
     } else if (req.body) {
       data = JSON.stringify(req.body);
       headers['Content-Type'] = 'application/json';
     }
+    const label = `${req.method} ${req.pattern}`;
+    // Asking again cannot do a GET or a PUT twice; a POST may already have taken effect.
+    const idempotent = req.method !== 'POST';
+    const deadline = this.#clock.now() + (opts.deadline ?? this.#deadline);
+    const policy = opts.retries === undefined ? this.#policy : { ...this.#policy, retries: Math.max(0, opts.retries) };
 
-    const fail = (d: { status: number; errors: string[]; retryable: boolean; code?: string }, attempts: number) =>
-      new ArvadosApiError({ ...d, errors: d.errors.map((e) => this.#redact(e)), requestId, request: req.label, attempts });
-
-    for (let attempt = 0; ; attempt++) {
-      const attempts = attempt + 1;
-      const canRetry = attempt < this.#policy.retries;
-      if (opts.signal?.aborted) throw opts.signal.reason;
-      const timeout = AbortSignal.timeout(this.#timeout);
-      const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
-      let res: AxiosResponse<string>;
+    const attempt = async (n: number): Promise<T> => {
+      const started = performance.now();
+      const event: RequestEvent = { method: req.method, path: req.pattern, durationMs: 0, attempt: n + 1 };
+      const finish = (extra: Partial<RequestEvent>): void => {
+        Object.assign(event, extra);
+        event.durationMs = performance.now() - started;
+        this.#emitSafely('request', event);
+      };
+      const apiError = (
+        d: { status: number; errors: string[]; retryable: boolean; code?: string; retryAfter?: number },
+        Class: typeof ArvadosApiError = ArvadosApiError,
+      ): ArvadosApiError => new Class({ ...d, requestId, request: label, attempts: n + 1 });
+      let res;
       try {
-        res = await axios.request<string>({
-          method,
-          url: fullUrl,
-          headers,
-          data,
-          signal,
-          responseType: 'text',
-          transformResponse: [(d: string) => d],
-          validateStatus: () => true,
-          maxRedirects: 0,
-          proxy: false,
-          httpAgent: this.#httpAgent,
-          httpsAgent: this.#httpsAgent,
-        });
+        res = await exchange(
+          { method, url, headers, data },
+          {
+            timeout: Math.min(this.#timeout, Math.max(1, deadline - this.#clock.now())),
+            maxBytes: this.#maxBytes,
+            maxErrorBytes: MAX_ERROR_BYTES,
+            signal: opts.signal,
+            httpAgent: this.#httpAgent,
+            httpsAgent: this.#httpsAgent,
+          },
+        );
       } catch (err) {
-        if (opts.signal?.aborted) throw opts.signal.reason;
-        const e = err as { code?: string; message?: string; cause?: { code?: string } };
-        let code = e.cause?.code ?? e.code;
-        if (timeout.aborted || code === 'ECONNABORTED' || code === 'ERR_CANCELED') code = 'ETIMEDOUT';
-        if (isTlsVerificationCode(code)) {
-          throw fail(
-            {
-              status: 0,
-              code,
-              retryable: false,
-              errors: [
-                `TLS certificate of ${this.apiHost} is not trusted (${code}); ` +
-                  'if this is a test server you trust, set ARVADOS_API_HOST_INSECURE=1',
-              ],
-            },
-            attempts,
-          );
+        if (!(err instanceof TransportError)) {
+          finish({ errorClass: 'aborted' });
+          throw err;
         }
-        const what =
-          code === 'ETIMEDOUT'
-            ? `no response within ${this.#timeout} ms`
-            : `${code ?? 'transport error'}: ${e.message ?? 'request failed'}`;
-        const error = fail({ status: 0, code: code ?? 'EIO', retryable: true, errors: [what] }, attempts);
-        if (!canRetry) throw error;
-        const delay = backoffDelay(attempt, this.#policy);
-        log('%s %s (%s); retry %d in %d ms', req.label, what, requestId, attempts, Math.round(delay));
-        await sleep(delay, opts.signal);
-        continue;
+        finish({ errorClass: err.code });
+        const e = apiError({ status: 0, code: err.code, retryable: err.retryable, errors: [this.#redactor.redact(err.message)] });
+        throw Object.assign(e, { [RETRY]: { retry: err.retryable, maxRetries: err.maxRetries } satisfies RetryDecision });
       }
 
-      const status = res.status;
-      const body = typeof res.data === 'string' ? res.data : String(res.data ?? '');
+      const { status, body } = res;
       let parsed: unknown;
       let parseError = false;
       try {
@@ -438,46 +694,49 @@ export class ArvadosClient {
       }
 
       if (status >= 200 && status < 300) {
-        const shapeOk =
-          !parseError && parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed) &&
-          (req.expect ?? []).every((k) => k in (parsed as object));
-        if (shapeOk) return parsed as T;
-        const problem =
-          body === '' ? 'empty response body'
-            : parseError ? `response is not valid JSON: ${excerpt(body)}`
-              : `unexpected response (expected an object with ${(req.expect ?? []).join(', ') || 'fields'}): ${excerpt(body)}`;
-        const error = fail(
-          {
-            status,
-            retryable: true,
-            errors: [problem],
-          },
-          attempts,
-        );
-        if (!canRetry) throw error;
-        const delay = backoffDelay(attempt, this.#policy);
-        log('%s: unparseable %d answer (%s); retry %d in %d ms', req.label, status, requestId, attempts, Math.round(delay));
-        await sleep(delay, opts.signal);
-        continue;
+        const outcome = (() => {
+          if (body === '') return new Malformed(status, ['empty response body']);
+          if (parseError) return new Malformed(status, [`response is not valid JSON: ${this.#excerpt(body)}`]);
+          const errors = this.#errorsOf(parsed);
+          if (errors && errors.length > 0) return new Malformed(status, [`success status with errors: ${errors.join('; ')}`]);
+          if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+            return new Malformed(status, [`expected a JSON object, got ${kindOf(parsed)}`]);
+          }
+          const r = req.accept(parsed);
+          return r.ok ? r : new Malformed(status, [`malformed answer (${r.reason})`]);
+        })();
+        if (!(outcome instanceof Malformed)) {
+          finish({ status });
+          return outcome.value;
+        }
+        finish({ status, errorClass: 'protocol' });
+        const e = apiError({ status, errors: outcome.problems, retryable: idempotent }, ArvadosProtocolError);
+        throw Object.assign(e, { [RETRY]: { retry: idempotent } satisfies RetryDecision });
       }
 
-      const errors = errorsOf(parsed) ?? [
-        `${res.statusText || 'error'}${body ? ` (not an API error body: ${excerpt(body)})` : ''}`,
+      finish({ status, errorClass: 'http' });
+      const errors = this.#errorsOf(parsed) ?? [
+        `${res.statusText || 'error'}${body ? ` (not an API error body: ${this.#excerpt(body)})` : ''}`,
       ];
       const retryable = isRetryableStatus(status);
-      const error = fail({ status, errors, retryable }, attempts);
-      if (!retryable || !canRetry) throw error;
-      let delay = backoffDelay(attempt, this.#policy);
+      let retryAfter: number | undefined;
       if (status === 429 || status === 503) {
         const header = res.headers['retry-after'];
-        const after = parseRetryAfter(typeof header === 'string' ? header : undefined);
-        if (after !== undefined) {
-          if (after > this.#policy.maxRetryAfter) throw error;
-          delay = after;
-        }
+        retryAfter = parseRetryAfter(typeof header === 'string' ? header : undefined, Date.now());
       }
-      log('%s: HTTP %d (%s); retry %d in %d ms', req.label, status, requestId, attempts, Math.round(delay));
-      await sleep(delay, opts.signal);
-    }
+      const e = apiError({ status, errors, retryable, ...(retryAfter !== undefined ? { retryAfter } : {}) });
+      throw Object.assign(e, { [RETRY]: { retry: retryable, ...(retryAfter !== undefined ? { after: retryAfter } : {}) } satisfies RetryDecision });
+    };
+
+    return withRetries(attempt, {
+      policy,
+      decide: (err) => (err as { [RETRY]?: RetryDecision })[RETRY] ?? { retry: false },
+      onRetry: (err, attempts, delay) =>
+        log('%s (%s): %s; retry %d in %d ms', label, requestId, describeError(err), attempts, Math.round(delay)),
+      signal: opts.signal,
+      deadline,
+      clock: this.#clock,
+      random: this.#random,
+    });
   }
 }

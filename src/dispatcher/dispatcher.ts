@@ -14,7 +14,7 @@ import { ArvadosClient } from '../client/client.js';
 import { ArvadosApiError } from '../client/errors.js';
 import { deferred, type Deferred } from '../deferred.js';
 import { logger } from '../log.js';
-import type { ApiClientAuthorization, Container, ContainerState, Filter } from '../types.js';
+import type { ApiClientAuthorization, Container, ContainerState, Filter, SelectedContainer } from '../types.js';
 import { describeError, isAbortOf } from '../util/errors.js';
 import { Redactor } from '../util/redact.js';
 import { sleep } from '../util/sleep.js';
@@ -536,11 +536,9 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     const o = this.#eventOpts;
     if (!o) return;
     const signal = this.#ac.signal;
-    const discovery = (this.client as { discovery?: (opts: { signal: AbortSignal }) => Promise<{ websocketUrl?: unknown }> }).discovery;
     const url = o.url ?? (async (): Promise<string | undefined> => {
-      if (typeof discovery !== 'function') return undefined;
-      const doc = await discovery.call(this.client, { signal });
-      return typeof doc.websocketUrl === 'string' && doc.websocketUrl !== '' ? doc.websocketUrl : undefined;
+      const doc = await this.client.discovery({ signal });
+      return doc.websocketUrl || undefined;
     });
     const listener = new ContainerEventStream({
       url,
@@ -796,14 +794,20 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
    * Every page of a query (only the `select`ed fields, if given); on
    * failure, whatever was read and `ok: false`.
    */
-  async #fetch(filters: Filter[], signal: AbortSignal, select?: readonly string[]): Promise<{ ok: boolean; items: Container[] }> {
-    const items: Container[] = [];
+  async #fetch<K extends keyof Container = keyof Container>(
+    filters: Filter[],
+    signal: AbortSignal,
+    select?: readonly K[],
+  ): Promise<{ ok: boolean; items: Array<SelectedContainer<K>> }> {
+    const items: Array<SelectedContainer<K>> = [];
+    let complete = true;
     try {
-      const params = { filters, limit: this.#batchSize, ...(select ? { select: [...select] } : {}) };
-      for await (const page of this.client.pageContainers(params, { signal })) {
-        items.push(...page);
+      for await (const page of this.client.pageContainers<K>({ filters, limit: this.#batchSize, select }, { signal })) {
+        items.push(...page.items);
+        // A dropped (malformed) item may be a tracked container: not seeing it proves nothing.
+        if (page.dropped > 0) complete = false;
       }
-      return { ok: true, items };
+      return { ok: complete, items };
     } catch (err) {
       if (!isAbortOf(err, signal)) this.#listFailed(err);
       return { ok: false, items };

@@ -147,6 +147,8 @@ export class ContainerEventStream extends EventEmitter<ContainerEventStreamEvent
         reason = `cannot find the event stream's URL: ${this.#describe(err)}`;
       }
       if (signal.aborted) return;
+      // Some clusters advertise the stream as https://; the websocket scheme is meant.
+      if (typeof url === 'string') url = url.replace(/^http(s?):\/\//i, 'ws$1://');
       if (url === undefined || (url !== null && !/^wss?:\/\//i.test(url))) {
         const why = url === undefined
           ? 'the cluster advertises no event stream (no websocketUrl)'

@@ -12,7 +12,7 @@
  * @module
  */
 import type { ArvadosClient } from '../client/client.js';
-import type { Container, Filter } from '../types.js';
+import type { Container, Filter, SelectedContainer } from '../types.js';
 import { isAbortOf } from '../util/errors.js';
 
 /**
@@ -20,10 +20,13 @@ import { isAbortOf } from '../util/errors.js';
  * decision reads, and `modified_at`, which changes with every update through
  * the API.
  */
-export const SUMMARY_FIELDS: readonly string[] = ['uuid', 'state', 'priority', 'locked_by_uuid', 'modified_at'];
+export const SUMMARY_FIELDS = ['uuid', 'state', 'priority', 'locked_by_uuid', 'modified_at'] as const satisfies ReadonlyArray<keyof Container>;
 
 /** What the Queued query asks for: the summary plus `created_at`, which orders equal priorities. */
-export const QUEUE_FIELDS: readonly string[] = [...SUMMARY_FIELDS, 'created_at'];
+export const QUEUE_FIELDS = [...SUMMARY_FIELDS, 'created_at'] as const satisfies ReadonlyArray<keyof Container>;
+
+/** A container as the queue queries list it: the {@link QUEUE_FIELDS} (the tracked query lacks `created_at`). */
+export type Summary = SelectedContainer<(typeof SUMMARY_FIELDS)[number]> & Partial<Pick<Container, 'created_at'>>;
 
 /**
  * Most UUIDs in one `uuid in [...]` filter: it bounds the request (it goes
@@ -38,7 +41,7 @@ export const MAX_UUIDS_PER_REQUEST = 100;
  * server recomputes priorities with a bare SQL update that leaves
  * `modified_at` (and the event stream) untouched.
  */
-export function changedSince(summary: Readonly<Container>, record: Readonly<Container>): boolean {
+export function changedSince(summary: Summary, record: Readonly<Container>): boolean {
   return (
     summary.modified_at === undefined ||
     summary.modified_at !== record.modified_at ||
@@ -73,13 +76,13 @@ async function fetchChunk(client: ArvadosClient, uuids: string[], limit: number,
     const page = await client.listContainers({ filters, order: ['uuid asc'], count: 'none', limit }, { signal });
     let next: string | undefined;
     for (const c of page.items) {
-      if (!c || typeof c !== 'object' || typeof c.uuid !== 'string') continue;
       next = c.uuid;
       // A record we did not ask for is the server's mistake; never act on it.
       if (wanted.has(c.uuid)) out.set(c.uuid, c);
     }
-    const applied = typeof page.limit === 'number' && page.limit > 0 ? page.limit : limit;
-    if (out.size === wanted.size || page.items.length < applied || next === undefined) return out;
+    // The client left out malformed items: the records not read are fetched again next cycle.
+    const applied = page.limit > 0 ? page.limit : limit;
+    if (out.size === wanted.size || page.items.length + page.dropped < applied || next === undefined) return out;
     // A server that ignores the cursor would make this loop for ever.
     if (last !== undefined && next <= last) throw new Error('the server ignored the uuid paging cursor');
     last = next;

@@ -8,7 +8,10 @@
  * @module
  */
 import { randomBytes } from 'node:crypto';
-import type { Container, ContainerList, ContainerState, LockResult, LogRecord } from '../types.js';
+import type { Container as ApiContainer, ContainerListEnvelope as ContainerList, ContainerState, LockResult, LogRecord } from '../types.js';
+
+// The store changes its rows in place; what it hands out is typed read-only.
+type Container = { -readonly [K in keyof ApiContainer]: ApiContainer[K] };
 import { ApiError } from './errors.js';
 import {
   CONTAINER_ATTRIBUTES,

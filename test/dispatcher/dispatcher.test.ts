@@ -101,7 +101,7 @@ describe('Dispatcher: identity and start', () => {
     await fake.stop();
     const { ArvadosClient } = await import('../../src/index.js');
     const d = new Dispatcher({ client: new ArvadosClient({ apiHost: host, apiToken: 'x', retries: 0 }), runContainer: crunchRunLike, handleSignals: false });
-    await expect(d.run()).rejects.toThrow(/cannot reach the API server.*ECONNREFUSED/);
+    await expect(d.run()).rejects.toThrow(/cannot reach the API server.*connection refused/);
   });
 
   it('polls at once, then every pollInterval', async () => {

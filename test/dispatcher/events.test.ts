@@ -169,7 +169,7 @@ describe('ContainerEventStream', () => {
     const l = listen({ url: async () => undefined, token: 'x-token' });
     await waitFor(() => l.unavailable.length === 1, 'unavailable');
     expect(l.unavailable[0]).toMatch(/no websocketUrl/);
-    const bad = listen({ url: 'https://example.invalid/websocket', token: 'x-token' });
+    const bad = listen({ url: 'ftp://example.invalid/websocket', token: 'x-token' });
     await waitFor(() => bad.unavailable.length === 1, 'unavailable for a non-websocket URL');
   });
 

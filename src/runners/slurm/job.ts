@@ -5,7 +5,7 @@
  * @module
  */
 import { createHmac } from 'node:crypto';
-import { sleep } from '../../client/retry.js';
+import { sleep } from '../../util/sleep.js';
 import type { Dispatcher } from '../../dispatcher/dispatcher.js';
 import type { ContainerUpdates } from '../../dispatcher/updates.js';
 import { logger } from '../../log.js';

@@ -1,0 +1,240 @@
+/**
+ * One HTTP exchange, bounded: a deadline for the whole exchange (connect to
+ * last byte, not an idle timeout), and a cap on the bytes of the body, counted
+ * as they arrive so an answer that never ends fails as soon as it passes the
+ * cap instead of growing the process. Transport failures become one clear line
+ * (`cannot connect to 127.0.0.1:1 (connection refused)`), with a code for
+ * programs and a retry rule: name-resolution failures are retried at most
+ * once, TLS verification failures never.
+ *
+ * @module
+ */
+import http from 'node:http';
+import https from 'node:https';
+import type { Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import { describeError } from '../util/errors.js';
+
+/** What to send. */
+export interface WireRequest {
+  method: string;
+  url: URL;
+  headers: Record<string, string>;
+  data?: string;
+}
+
+/** Limits and plumbing of one exchange. */
+export interface WireOptions {
+  /** The exchange's deadline, ms from now. */
+  timeout: number;
+  /** Bytes a 2xx body may have; a longer one fails the exchange (`ERESPONSETOOLARGE`). */
+  maxBytes: number;
+  /**
+   * Bytes kept of a non-2xx body; the rest is not read. An error body only
+   * contributes a short excerpt or the server's `errors`, and its status alone
+   * decides what happens next.
+   */
+  maxErrorBytes: number;
+  signal?: AbortSignal;
+  httpAgent: http.Agent;
+  httpsAgent: https.Agent;
+}
+
+/** An HTTP answer, body decoded as UTF-8. */
+export interface WireResponse {
+  status: number;
+  statusText: string;
+  headers: Readonly<http.IncomingHttpHeaders>;
+  body: string;
+}
+
+/**
+ * No usable HTTP answer. The message is one line made of the host and a
+ * phrase for the code, never of anything the server sent.
+ */
+export class TransportError extends Error {
+  override name = 'TransportError';
+  /** e.g. `ECONNREFUSED`, `ENOTFOUND`, `ETIMEDOUT`, `ERESPONSETOOLARGE`, `CERT_HAS_EXPIRED`. */
+  readonly code: string;
+  /** Whether another attempt may succeed. */
+  readonly retryable: boolean;
+  /** A cap on retries for this kind of failure, below the client's policy. */
+  readonly maxRetries?: number;
+
+  constructor(message: string, code: string, retryable: boolean, maxRetries?: number) {
+    super(message);
+    this.code = code;
+    this.retryable = retryable;
+    if (maxRetries !== undefined) this.maxRetries = maxRetries;
+  }
+}
+
+// OpenSSL/Node verification failures. Retrying cannot fix any of them.
+const TLS_CODES = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'CERT_SIGNATURE_FAILURE',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'HOSTNAME_MISMATCH',
+]);
+
+/** True when a Node error code means "the server's certificate was not accepted". */
+export function isTlsVerificationCode(code: string | undefined): boolean {
+  return code !== undefined && TLS_CODES.has(code);
+}
+
+const PHRASES: Record<string, (host: string, hostname: string) => string> = {
+  ECONNREFUSED: (h) => `cannot connect to ${h} (connection refused)`,
+  ECONNRESET: (h) => `connection to ${h} was reset`,
+  EPIPE: (h) => `connection to ${h} was closed while sending`,
+  EHOSTUNREACH: (h) => `cannot reach ${h} (host unreachable)`,
+  ENETUNREACH: (h) => `cannot reach ${h} (network unreachable)`,
+  ENOTFOUND: (_h, n) => `cannot resolve host name ${n} (not found)`,
+  EAI_AGAIN: (_h, n) => `cannot resolve host name ${n} (temporary DNS failure)`,
+  ERR_SOCKET_CONNECTION_TIMEOUT: (h) => `cannot connect to ${h} (connect timed out)`,
+};
+
+function codeOf(err: unknown): string | undefined {
+  const e = err as { code?: unknown; cause?: { code?: unknown }; errors?: Array<{ code?: unknown }> } | null;
+  const c = e?.cause?.code ?? e?.code ?? e?.errors?.[0]?.code;
+  return typeof c === 'string' ? c : undefined;
+}
+
+/** Classifies a failed exchange. `timedOut` says our own deadline fired. */
+function transportError(err: unknown, url: URL, timeout: number, timedOut: boolean): TransportError {
+  let code = codeOf(err);
+  if (timedOut || code === 'ECONNABORTED' || code === 'ERR_CANCELED' || code === 'ETIMEDOUT') {
+    return new TransportError(`no complete answer from ${url.host} within ${timeout} ms`, 'ETIMEDOUT', true);
+  }
+  if (isTlsVerificationCode(code)) {
+    return new TransportError(
+      `TLS certificate of ${url.host} is not trusted (${code}); ` +
+        'if this is a test server you trust, set ARVADOS_API_HOST_INSECURE=1',
+      code!,
+      false,
+    );
+  }
+  const phrase = code ? PHRASES[code] : undefined;
+  if (phrase) {
+    // A name that does not resolve rarely starts resolving a second later;
+    // one more try covers a resolver hiccup without minutes of retries.
+    const dns = code === 'ENOTFOUND' || code === 'EAI_AGAIN';
+    return new TransportError(phrase(url.host, url.hostname), code!, true, dns ? 1 : undefined);
+  }
+  // Unknown failures: Node's own text, without the code repeated in front of it.
+  code ??= 'EIO';
+  const text = describeError(err).replace(new RegExp(`^(${code}:?\\s*)+`), '');
+  return new TransportError(`request to ${url.host} failed (${code}): ${text.slice(0, 200)}`, code, true);
+}
+
+/**
+ * Sends `req` and reads the answer within `opts.timeout` and `opts.maxBytes`.
+ * Rejects with a {@link TransportError}, or with `opts.signal`'s reason when
+ * the caller aborted.
+ *
+ * Plain `node:http(s)` rather than axios: on the lock path (thousands of tiny
+ * requests) axios's per-request configuration work cost more CPU than the
+ * rest of the client together, and a streamed body with our own byte count
+ * and deadline is all this needs.
+ */
+export function exchange(req: WireRequest, opts: WireOptions): Promise<WireResponse> {
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    let timedOut = false;
+    let request: http.ClientRequest | undefined;
+    let response: http.IncomingMessage | undefined;
+    const finish = (fn: () => void): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', onAbort);
+      fn();
+    };
+    const fail = (err: unknown): void => {
+      // Drop the connection: a half-read answer cannot be reused.
+      response?.destroy();
+      request?.destroy();
+      finish(() => {
+        if (opts.signal?.aborted) reject(opts.signal.reason);
+        else reject(err instanceof TransportError ? err : transportError(err, req.url, opts.timeout, timedOut));
+      });
+    };
+    const onAbort = (): void => fail(opts.signal!.reason);
+    const timer = setTimeout(() => {
+      timedOut = true;
+      fail(new Error('timeout'));
+    }, Math.max(1, opts.timeout));
+    if (opts.signal?.aborted) return onAbort();
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+
+    const tls = req.url.protocol === 'https:';
+    const headers: Record<string, string> = { 'Accept-Encoding': 'gzip', ...req.headers };
+    if (req.data !== undefined) headers['Content-Length'] = String(Buffer.byteLength(req.data));
+    try {
+      request = (tls ? https : http).request(req.url, {
+        method: req.method,
+        headers,
+        agent: tls ? opts.httpsAgent : opts.httpAgent,
+      });
+    } catch (err) {
+      return fail(err);
+    }
+    request.on('error', fail);
+    request.on('response', (res) => {
+      response = res;
+      // The server hung up in the middle of the body.
+      res.once('close', () => {
+        if (!res.complete) fail(Object.assign(new Error('connection closed before the answer was complete'), { code: 'ECONNRESET' }));
+      });
+      const status = res.statusCode ?? 0;
+      const ok = status >= 200 && status < 300;
+      const gzip = /^\s*(x-)?gzip\s*$/i.test(String(res.headers['content-encoding'] ?? ''));
+      const body: Readable = gzip ? res.pipe(createGunzip()) : res;
+      if (gzip) body.on('error', fail);
+      readBody(body, ok ? opts.maxBytes : opts.maxErrorBytes, !ok, req.url).then(
+        (text) => {
+          if (!ok) res.destroy(); // the rest of an error body is not wanted
+          finish(() => resolve({ status, statusText: res.statusMessage ?? '', headers: res.headers, body: text }));
+        },
+        fail,
+      );
+    });
+    request.end(req.data);
+  });
+}
+
+function readBody(stream: Readable, max: number, truncate: boolean, url: URL): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const stop = (): void => {
+      stream.removeListener('data', onData);
+      stream.pause();
+    };
+    const onData = (chunk: Buffer): void => {
+      if (size + chunk.length <= max) {
+        chunks.push(chunk);
+        size += chunk.length;
+        return;
+      }
+      // Past the cap: stop reading at once; the caller drops the connection.
+      stop();
+      if (truncate) {
+        chunks.push(chunk.subarray(0, max - size));
+        resolve(Buffer.concat(chunks, max).toString('utf8'));
+      } else {
+        reject(new TransportError(`answer from ${url.host} is larger than the limit of ${max} bytes (maxResponseBytes)`, 'ERESPONSETOOLARGE', false));
+      }
+    };
+    stream.on('data', onData);
+    stream.once('end', () => resolve(Buffer.concat(chunks, size).toString('utf8')));
+    stream.once('error', reject);
+  });
+}

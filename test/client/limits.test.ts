@@ -1,0 +1,129 @@
+// Bounded requests and clear network errors, against real local servers:
+// one that streams a 200 body for ever, one that trickles bytes, a closed
+// port, and a host name that does not resolve.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from '@jest/globals';
+import { ArvadosApiError, ArvadosClient, type RequestEvent } from '../../src/index.js';
+
+const TOKEN = 'v2/zzzzz-gj3su-000000000000000/limitstestsecret0123456789abcdefghijklmnopq';
+
+async function failure(p: Promise<unknown>): Promise<ArvadosApiError> {
+  try {
+    await p;
+  } catch (err) {
+    expect(err).toBeInstanceOf(ArvadosApiError);
+    return err as ArvadosApiError;
+  }
+  throw new Error('expected a failure');
+}
+
+const servers: http.Server[] = [];
+async function serve(handler: http.RequestListener): Promise<string> {
+  const server = http.createServer(handler);
+  servers.push(server);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+afterEach(async () => {
+  for (const s of servers.splice(0)) {
+    s.closeAllConnections();
+    await new Promise((r) => s.close(r));
+  }
+});
+
+describe('bounded requests', () => {
+  it('an endless 200 body fails fast at maxResponseBytes and the connection is dropped', async () => {
+    let written = 0;
+    let closed!: () => void;
+    const connectionClosed = new Promise<void>((r) => (closed = r));
+    const apiHost = await serve((_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      res.write('{"items":[');
+      const chunk = `${'{"uuid":"zzzzz-dz642-000000000000000"},'.repeat(1000)}`;
+      const pump = (): void => {
+        // Write while the socket takes it; stop when the client hung up.
+        while (!res.destroyed && res.write(chunk)) written += chunk.length;
+        if (!res.destroyed) res.once('drain', pump);
+      };
+      res.on('close', closed);
+      pump();
+    });
+    const client = new ArvadosClient({ apiHost, apiToken: TOKEN, maxResponseBytes: 1 << 20, retries: 3, retryDelay: 1 });
+    const e = await failure(client.listContainers());
+    expect(e.code).toBe('ERESPONSETOOLARGE');
+    expect(e.retryable).toBe(false);
+    expect(e.attempts).toBe(1);
+    expect(e.message).toContain('maxResponseBytes');
+    await connectionClosed;
+    // What the server got out before the hang-up is the cap plus what was in flight, not more.
+    expect(written).toBeLessThan(32 << 20);
+    client.close();
+  });
+
+  it('a body that trickles in is cut off by the total deadline, not kept alive by each byte', async () => {
+    const apiHost = await serve((_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      const timer = setInterval(() => res.write(' '), 20);
+      res.on('close', () => clearInterval(timer));
+    });
+    const client = new ArvadosClient({ apiHost, apiToken: TOKEN, timeout: 300, retries: 0 });
+    const e = await failure(client.currentAuthorization());
+    expect(e.code).toBe('ETIMEDOUT');
+    expect(e.message).toContain('within 300 ms');
+    client.close();
+  });
+
+  it('a call stops retrying at its deadline', async () => {
+    let hits = 0;
+    const apiHost = await serve((_req, res) => {
+      hits++;
+      res.writeHead(500).end('{}');
+    });
+    const client = new ArvadosClient({ apiHost, apiToken: TOKEN, retries: 100, retryDelay: 40, maxRetryDelay: 40 });
+    const e = await failure(client.currentAuthorization({ deadline: 200 }));
+    expect(e.status).toBe(500);
+    expect(hits).toBeLessThan(10);
+    expect(e.attempts).toBe(hits);
+    client.close();
+  });
+
+  it('only the first part of a huge error body is read', async () => {
+    const apiHost = await serve((_req, res) => {
+      res.writeHead(502, { 'Content-Type': 'text/html' });
+      const pump = (): void => {
+        while (!res.destroyed && res.write(`<p>${'bad gateway '.repeat(100)}</p>`));
+        if (!res.destroyed) res.once('drain', pump);
+      };
+      pump();
+    });
+    const client = new ArvadosClient({ apiHost, apiToken: TOKEN, retries: 0 });
+    const e = await failure(client.currentAuthorization());
+    expect(e.status).toBe(502);
+    expect(e.message.length).toBeLessThan(300);
+    client.close();
+  });
+});
+
+describe('network errors', () => {
+  it('a refused connection reads as one line without repeated codes', async () => {
+    const client = new ArvadosClient({ apiHost: 'http://127.0.0.1:1', apiToken: TOKEN, retries: 1, retryDelay: 1 });
+    const e = await failure(client.currentAuthorization());
+    expect(e.code).toBe('ECONNREFUSED');
+    expect(e.message).toBe('GET api_client_authorizations/current: cannot connect to 127.0.0.1:1 (connection refused) after 2 attempts');
+    expect(String(e)).not.toMatch(/ECONNREFUSED.*ECONNREFUSED/);
+    client.close();
+  });
+
+  it('a host name that does not resolve is retried at most once', async () => {
+    const client = new ArvadosClient({ apiHost: 'no-such-host.invalid', apiToken: TOKEN, retries: 5, retryDelay: 1 });
+    const attempts: RequestEvent[] = [];
+    client.on('request', (ev) => attempts.push(ev));
+    const e = await failure(client.currentAuthorization());
+    expect(['ENOTFOUND', 'EAI_AGAIN']).toContain(e.code);
+    expect(e.message).toContain('cannot resolve host name no-such-host.invalid');
+    expect(attempts.length).toBeLessThanOrEqual(2);
+    expect(e.attempts).toBe(attempts.length);
+    client.close();
+  });
+});
