@@ -5,6 +5,7 @@ import https from 'node:https';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import PQueue from 'p-queue';
 import { Dispatcher, ArvadosClient } from '../dist/index.js';
+import { UpdateStream } from '../dist/dispatcher/updates.js';
 
 const config = JSON.parse(process.argv[2]);
 const { info } = config;
@@ -215,7 +216,31 @@ async function pickup({ events, pollInterval }) {
   return { done: true };
 }
 
-const jobs = { steady, lock, pickup };
+// ---- where the memory of a tracked container goes ---------------------------------
+async function breakdown({ k }) {
+  const heap = () => {
+    gc();
+    return process.memoryUsage().heapUsed;
+  };
+  await client.currentAuthorization();
+  // Full records as the client returns them (parsed, checked, frozen), held.
+  const h0 = heap();
+  const records = await client.listAllContainers({ filters: [['locked_by_uuid', '=', info.rootTokenUuid]], limit: 1000 });
+  const recordBytes = (heap() - h0) / records.length;
+  records.length = 0;
+  // A runner by itself: an async function suspended in `for await` over an updates stream.
+  const r0 = heap();
+  const held = [];
+  for (let i = 0; i < k; i++) {
+    const s = new UpdateStream();
+    held.push(s, followUpdates(s));
+  }
+  const runnerBytes = (heap() - r0) / k;
+  for (let i = 0; i < held.length; i += 2) held[i].end('stopped');
+  return { k, recordBytes, runnerBytes };
+}
+
+const jobs = { steady, lock, pickup, breakdown };
 try {
   const result = await jobs[config.job](config);
   process.send({ type: 'result', result }, () => process.exit(0));
