@@ -831,11 +831,12 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     const wanted: string[] = [];
     const rest: Container[] = [];
     for (const c of summaries) {
-      const t = isContainerUuid(c.uuid) ? this.#trackers.get(c.uuid) : undefined;
+      // Only valid UUIDs are ever tracked, so the lookup needs no check of its own.
+      const t = this.#trackers.get(c.uuid);
       if (t?.phase === 'running') {
         if (changedSince(c, t.record)) wanted.push(c.uuid);
         else t.seenCycle = cycle;
-      } else if (!t && isContainerUuid(c.uuid) && LIVE.has(c.state) && c.locked_by_uuid === me) {
+      } else if (!t && LIVE.has(c.state) && (!c.locked_by_uuid || c.locked_by_uuid === me) && isContainerUuid(c.uuid)) {
         wanted.push(c.uuid);
       } else {
         rest.push(c);
