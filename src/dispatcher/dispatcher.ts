@@ -26,7 +26,7 @@ import { mergedRuntimeStatus, releaseLogText } from './release.js';
 import { RunnerConfigError, type ReleaseAction, type ReleaseOptions, type RunContainer, type Runner } from './runner.js';
 import { onStopSignals, type SecondSignal } from './signals.js';
 import { RetryBackoff, Throttle } from './throttle.js';
-import { UpdateStream, type ContainerUpdates, type StreamEndReason } from './updates.js';
+import { UpdateStream, type StreamEndReason } from './updates.js';
 
 export type { RunContainer } from './runner.js';
 
@@ -232,12 +232,6 @@ function isOverload(err: unknown): err is ArvadosApiError {
   return err instanceof ArvadosApiError && (err.status === 503 || err.status === 429);
 }
 
-/** The server's Retry-After in ms, if the client recorded one. */
-function retryAfterMs(err: ArvadosApiError): number | undefined {
-  const v = (err as { retryAfter?: unknown }).retryAfter;
-  return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : undefined;
-}
-
 function positive(name: string, v: number | undefined, dflt: number, min: number): number {
   const x = v ?? dflt;
   if (typeof x !== 'number' || Number.isNaN(x) || x < min) throw new RangeError(`${name} must be a number >= ${min}, got ${String(v)}`);
@@ -290,6 +284,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   #stopping = false;
   #finished = false;
   #skipWait: (() => void) | undefined;
+  /** A second signal came before the shutdown began waiting: it must not be lost. */
+  #skipRequested = false;
   #cycle = 0;
   #locking = 0;
   /** Containers of this cycle that wait to be adopted (throttled). */
@@ -443,9 +439,14 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   release(uuid: string, opts: ReleaseOptions): Promise<ReleaseAction> {
     if (!isContainerUuid(uuid)) return Promise.reject(new TypeError(`not a container UUID: ${JSON.stringify(uuid)}`));
     if (typeof opts?.reason !== 'string') return Promise.reject(new TypeError('release: reason must be a string'));
+    return this.#releaseOnce(uuid, opts, AbortSignal.timeout(RELEASE_TIMEOUT));
+  }
+
+  /** One release per container at a time; later calls share it. */
+  #releaseOnce(uuid: string, opts: ReleaseOptions, signal: AbortSignal): Promise<ReleaseAction> {
     const running = this.#releases.get(uuid);
     if (running) return running;
-    const p = this.#release(uuid, opts).finally(() => this.#releases.delete(uuid));
+    const p = this.#release(uuid, opts, signal).finally(() => this.#releases.delete(uuid));
     this.#releases.set(uuid, p);
     return p;
   }
@@ -520,8 +521,10 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       }
     } finally {
       this.#beginStop('finished');
-      await this.#listener?.stop();
+      // Not awaited before the shutdown: a second signal must find its wait in place at once.
+      const listenerStopped = this.#listener?.stop();
       await this.#shutDown();
+      await listenerStopped;
       signal?.removeEventListener('abort', onAbort);
       removeSignals?.();
       this.#identity.reject(new Error('the dispatcher stopped'));
@@ -588,10 +591,12 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       this.#beginStop(`received ${sig}`);
     } else if (this.#secondSignal === 'exit') {
       log('received %s again; exiting', sig);
-      // The write callback runs once what listeners printed is out.
-      process.stderr.write('', () => process.exit(1));
+      // The 'signal' listeners have printed by now: writes to stderr are
+      // synchronous for files, pipes and terminals on POSIX.
+      process.exit(1);
     } else {
       log('received %s again; not waiting for runners', sig);
+      this.#skipRequested = true;
       this.#skipWait?.();
     }
   }
@@ -631,6 +636,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     const gaveUp = new Promise<'timeout'>((resolve) => {
       timer = setTimeout(() => resolve('timeout'), this.#shutdownTimeout);
       this.#skipWait = () => resolve('timeout');
+      if (this.#skipRequested) resolve('timeout');
     });
     try {
       if (this.#runners.size > 0) {
@@ -749,9 +755,17 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   async #lockInOrder(candidates: Container[], signal: AbortSignal): Promise<number> {
     const waiting: DispatchEntry[] = [];
     const wait = (c: Container, why: string): void => void waiting.push({ container: c, scheduling_status: `waiting: ${why}` });
+    // First what holds a container back whatever the room: nothing is charged for these.
+    const eligible: Container[] = [];
+    for (const c of candidates) {
+      if (this.#paused !== undefined) wait(c, `locking stopped: ${this.#paused}`);
+      else if (this.#pressure.paused) wait(c, 'locking paused: the API is overloaded');
+      else if (!this.#backoff.ready(c.uuid)) wait(c, `retrying in ${Math.ceil(this.#backoff.remaining(c.uuid) / 1000)} s after a failure`);
+      else eligible.push(c);
+    }
     let room = this.#maxJobs - this.#runners.size;
     let roomWhy = `at max-jobs (${this.#maxJobs})`;
-    const cap = this.runner?.capacity?.();
+    const cap = eligible.length > 0 ? this.runner?.capacity?.(eligible) : undefined;
     if (cap !== undefined && cap < room) {
       room = Math.max(0, Math.floor(cap));
       roomWhy = 'the runner has no free capacity';
@@ -760,20 +774,18 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     const toLock: Container[] = [];
     const locking: Array<{ c: Container; lock: Promise<Container | undefined> }> = [];
     this.#locks.concurrency = this.#pressure.concurrency;
-    for (const c of candidates) {
-      if (this.#paused !== undefined) wait(c, `locking stopped: ${this.#paused}`);
-      else if (this.#pressure.paused) wait(c, `locking paused: the API is overloaded`);
-      else if (toLock.length >= room) {
+    for (const c of eligible) {
+      if (toLock.length >= room) {
         atQuota = true;
         wait(c, roomWhy);
-      } else if (!this.#backoff.ready(c.uuid)) wait(c, `retrying in ${Math.ceil(this.#backoff.remaining(c.uuid) / 1000)} s after a failure`);
-      else if (!this.#throttle.check(c.uuid)) wait(c, 'min-retry-period has not passed');
+      } else if (!this.#throttle.check(c.uuid)) wait(c, 'min-retry-period has not passed');
       else toLock.push(c);
     }
     // Candidates are summaries: the full records come in batches, a little ahead of the locks.
     const full = new FullRecordPrefetch(this.client, toLock.map((c) => c.uuid), this.#batchSize, signal, (err) => this.#listFailed(err));
     for (const c of toLock) locking.push({ c, lock: this.#locks.add(() => this.#lock(c, full, signal)) as Promise<Container | undefined> });
     this.#status.atQuota = atQuota;
+    waiting.sort((a, b) => byPriority(a.container, b.container));
     this.#waiting = waiting;
     this.#locking += locking.length;
     try {
@@ -804,7 +816,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     try {
       for await (const page of this.client.pageContainers<K>({ filters, limit: this.#batchSize, select }, { signal })) {
         items.push(...page.items);
-        // A dropped (malformed) item may be a tracked container: not seeing it proves nothing.
+        // A dropped (malformed) item may be a tracked container: not seeing
+        // it proves nothing, so nothing may be declared gone this cycle.
         if (page.dropped > 0) complete = false;
       }
       return { ok: complete, items };
@@ -926,7 +939,10 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     if (!record || record.state !== 'Queued' || blocked()) return undefined;
     let lock;
     try {
-      lock = await this.client.lockContainer(c.uuid, { signal });
+      // No retries inside the call: an overloaded API is answered by pausing
+      // all locking (see #overloadedBy), and anything else is retried by the
+      // next poll, which also sees a lock whose answer was lost.
+      lock = await this.client.lockContainer(c.uuid, { signal, retries: 0 });
     } catch (err) {
       if (isAbortOf(err, signal)) return undefined;
       if (err instanceof ArvadosApiError && err.status === 422) {
@@ -947,7 +963,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
 
   #overloadedBy(err: unknown): void {
     if (!isOverload(err)) return;
-    const pause = this.#pressure.overloaded(retryAfterMs(err));
+    const pause = this.#pressure.overloaded(err.retryAfter);
     this.#locks.concurrency = this.#pressure.concurrency;
     const until = Date.now() + pause;
     this.#warn(`the API is overloaded (HTTP ${err.status}): locking paused for ${Math.ceil(pause / 1000)} s, lock concurrency ${this.#pressure.concurrency}`);
@@ -1014,7 +1030,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
           ? { reason: `Error running container ${t.uuid}`, error: t.error }
           : { reason: `the dispatcher's runner for container ${t.uuid} returned without finishing it` };
       try {
-        await this.release(t.uuid, opts);
+        await this.#releaseOnce(t.uuid, opts, AbortSignal.any([this.#ac.signal, AbortSignal.timeout(RELEASE_TIMEOUT)]));
       } catch (err) {
         if (this.#stopping) return;
         this.#warn(`cleanup of ${t.uuid} after its runner finished failed (will retry): ${describeError(err)}`);
@@ -1026,12 +1042,15 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     this.#retired.push(t.uuid);
   }
 
-  async #release(uuid: string, opts: ReleaseOptions): Promise<ReleaseAction> {
+  /**
+   * `signal`: for a runner's release only a timeout, not the dispatcher's
+   * abort signal, since a runner must be able to release on its way out
+   * while the dispatcher stops (a stopped local process cannot be resumed);
+   * for the dispatcher's own cleanup also its abort signal, since on stop
+   * states are left for a restart.
+   */
+  async #release(uuid: string, opts: ReleaseOptions, signal: AbortSignal): Promise<ReleaseAction> {
     const me = (await this.#identity.promise).uuid;
-    // Not the dispatcher's abort signal: a runner must be able to release on
-    // its way out while the dispatcher stops (a stopped local process cannot
-    // be resumed), so only a timeout bounds it.
-    const signal = AbortSignal.timeout(RELEASE_TIMEOUT);
     let fresh: Container;
     try {
       fresh = await this.client.getContainer(uuid, { signal });
@@ -1051,13 +1070,17 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       // The state change matters more than the note about it.
       log('could not write the dispatch log of %s: %s', uuid, describeError(err));
     }
+    let after: Container;
     if (cancel) {
       log('cancelling %s (was %s): %s', uuid, fresh.state, this.#redactor.redact(opts.reason));
-      await this.client.updateContainer(uuid, { state: 'Cancelled', runtime_status: mergedRuntimeStatus(fresh.runtime_status, opts, this.#redactor) }, { signal });
+      after = await this.client.updateContainer(uuid, { state: 'Cancelled', runtime_status: mergedRuntimeStatus(fresh.runtime_status, opts, this.#redactor) }, { signal });
     } else {
       log('unlocking %s: %s', uuid, this.#redactor.redact(opts.reason));
-      await this.client.unlockContainer(uuid, { signal });
+      // Past MaxDispatchAttempts the API cancels instead of unlocking; the record shows which.
+      const res = await this.client.unlockContainer(uuid, { signal });
+      after = { ...fresh, state: res.state, priority: res.priority, locked_by_uuid: res.locked_by_uuid, auth_uuid: res.auth_uuid };
     }
+    if (t && t.phase === 'running' && after.uuid === uuid) t.record = deepFreeze(after);
     const action = cancel ? 'cancelled' : 'unlocked';
     this.#safeEmit('released', uuid, action, fresh.state);
     if (opts.detail || (opts.error !== undefined && !(opts.error instanceof RunnerConfigError))) {

@@ -34,11 +34,14 @@ export interface Runner {
   /** Frees everything the runner holds. Idempotent (returns the same promise). */
   close(): Promise<void>;
   /**
-   * How many more containers the runner can take now (e.g. the local
-   * runner's free resources), or undefined for no limit of its own. The
-   * Dispatcher does not lock beyond it.
+   * How many more containers the runner can take now, or undefined for no
+   * limit of its own; the Dispatcher locks no more than that. `candidates`
+   * are the Queued containers the Dispatcher would lock next, in the order
+   * it would lock them (highest priority first), so a runner whose
+   * containers differ in size can say how many of *these* fit (the local
+   * runner does); a runner with a plain count may ignore them.
    */
-  capacity?(): number | undefined;
+  capacity?(candidates: readonly Readonly<Container>[]): number | undefined;
   /** A short sentence on where a held container stands, for the management API. */
   schedulingStatus?(uuid: string): string | undefined;
 }

@@ -2,7 +2,9 @@
  * The `updates` stream a runner receives: newer records of its container,
  * latest-wins. Pushing never waits for the reader, so a runner that reads
  * slowly (or never) cannot hold up the poll loop; it only misses records that
- * were already superseded (the seed's deadlock, P-1).
+ * were already superseded. (The Go library's first version sent updates on
+ * an unbuffered channel while holding its lock, and deadlocked when a runner
+ * stopped reading.)
  *
  * @module
  */

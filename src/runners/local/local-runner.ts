@@ -9,22 +9,30 @@
  *   blocks shutdown for ever);
  * - a failure to start crunch-run is thrown to the Dispatcher, which records
  *   it and unlocks the container, so a missing binary on one node does not
- *   cancel work another node could run (the API cancels after
- *   `MaxDispatchAttempts`);
+ *   cancel work another node could run; a missing or unusable command is a
+ *   {@link RunnerConfigError}, which stops the Dispatcher from locking more;
  * - a request that can never fit is cancelled with a `runtime_status.error`
- *   saying what does not fit.
+ *   saying what does not fit;
+ * - with the Dispatcher's `runner` option, containers are not locked beyond
+ *   what the pool can start (see {@link LocalRunner.capacity}).
+ *
+ * Every change of a container's state goes through `Dispatcher.release`.
  *
  * @module
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import type { Readable } from 'node:stream';
-import type { Dispatcher, RunContainer } from '../../dispatcher/dispatcher.js';
+import type { Dispatcher } from '../../dispatcher/dispatcher.js';
+import { RunnerConfigError, type ReleaseAction, type ReleaseOptions, type RunContainer, type Runner } from '../../dispatcher/runner.js';
 import type { ContainerUpdates, StreamEndReason } from '../../dispatcher/updates.js';
 import { logger } from '../../log.js';
 import { DEFAULT_RESERVE_EXTRA_RAM } from '../defaults.js';
 import type { Container, ContainerState } from '../../types.js';
+import { describeError } from '../../util/errors.js';
+import { Redactor } from '../../util/redact.js';
 import { isContainerUuid } from '../../uuid.js';
+import { checkEnvOptions, crunchRunCommand, type CommandSpec } from './command.js';
+import { Tail, eachLine } from './output.js';
 import {
   ResourcePool,
   formatBytes,
@@ -40,10 +48,6 @@ export { DEFAULT_RESERVE_EXTRA_RAM };
 export const DEFAULT_STOP_GRACE = 60_000;
 /** Default ms between SIGTERM and SIGKILL. */
 export const DEFAULT_KILL_GRACE = 10_000;
-/** Bound on the API calls made after a child exits, so shutdown cannot hang on a dead API. */
-const CLEANUP_TIMEOUT = 30_000;
-/** A child's output line longer than this is split, so a child writing no newlines cannot grow memory. */
-const MAX_LINE = 16 * 1024;
 const LIVE = new Set<ContainerState>(['Locked', 'Running']);
 
 /** Options of {@link LocalRunner}. */
@@ -70,8 +74,22 @@ export interface LocalRunnerOptions {
   stopGrace?: number;
   /** Ms after SIGTERM before SIGKILL is sent. Default {@link DEFAULT_KILL_GRACE}. */
   killGrace?: number;
-  /** Where the child's PATH and TMPDIR come from. Default `process.env`; nothing else of it is passed on. */
-  env?: NodeJS.ProcessEnv;
+  /**
+   * Where crunch-run's PATH, TMPDIR and `envPass` variables come from, and
+   * where GPUs are detected (`CUDA_VISIBLE_DEVICES`, `AMD_VISIBLE_DEVICES`).
+   * Default `process.env`; nothing else of it is passed on.
+   */
+  processEnv?: NodeJS.ProcessEnv;
+  /** Extra variables for crunch-run's environment (`--env NAME=VALUE`). */
+  env?: Readonly<Record<string, string>>;
+  /** Names of variables passed from `processEnv` to crunch-run when set (`--env-pass NAME`). */
+  envPass?: readonly string[];
+  /**
+   * The cluster's `SystemRootToken`. When set, crunch-run gets
+   * `GatewayAuthSecret` (see {@link gatewayAuthSecret}), so the controller
+   * can reach its container gateway (container shell, live logs).
+   */
+  systemRootToken?: string;
 }
 
 /** Something the runner decided about a container, for progress displays. */
@@ -101,7 +119,7 @@ export interface LocalRunnerEvents {
   cancelled: [e: RunnerNotice];
   /** The container can never fit on this node; the runner cancelled it. */
   rejected: [e: RunnerNotice];
-  /** The runner unlocked the container (crunch-run exited before starting it). */
+  /** The runner released the container with an unlock (crunch-run exited before starting it). */
   unlocked: [e: RunnerNotice];
   /** The runner returned without starting crunch-run (priority 0, stream ended, shutdown); the dispatcher unlocks it. */
   skipped: [e: RunnerNotice];
@@ -113,6 +131,11 @@ interface Job {
   /** Aborted once the container should stop (priority 0, stream ended, shutdown); `reason` says why. */
   readonly stop: AbortController;
   phase: 'starting' | 'waiting' | 'running' | 'cleanup';
+  /** What it needs from the pool, once known, and whether it has it. */
+  need?: ResourceNeed;
+  allocated: boolean;
+  /** The last lines crunch-run wrote to stderr, redacted. */
+  readonly stderr: Tail;
   child?: ChildProcess;
   pid?: number;
   exited: boolean;
@@ -122,76 +145,46 @@ interface Job {
   endReason?: StreamEndReason | 'ended';
 }
 
-function describe(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
-/** `runtime_status` with `error` set, keeping an error crunch-run may already have recorded. */
-function withError(status: Record<string, unknown> | undefined, error: string): Record<string, unknown> {
-  const s = { ...(status ?? {}) };
-  if (typeof s.error === 'string' && s.error !== '') {
-    if (typeof s.errorDetail !== 'string' || s.errorDetail === '') s.errorDetail = error;
-  } else {
-    s.error = error;
-  }
-  return s;
+/**
+ * Why crunch-run could not be started. A missing or unusable command fails
+ * every container alike, so it is a {@link RunnerConfigError}: the Dispatcher
+ * stops locking instead of cycling containers through lock and unlock.
+ */
+function startError(cmd: string, uuid: string, err: unknown): Error {
+  const message = `error starting "${cmd}" for ${uuid}: ${describeError(err)}`;
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'ENOENT' || code === 'EACCES' || code === 'ENOTDIR' || code === 'EISDIR') return new RunnerConfigError(message, 'environment');
+  return new Error(message);
 }
 
 function howExited(code: number | null, signal: NodeJS.Signals | null): string {
   return signal ? `was killed by ${signal}` : `exited with code ${code}`;
 }
 
-/** Splits a stream into lines, calling `emit` for each (and for the rest at the end). */
-function eachLine(stream: Readable | null, emit: (line: string) => void): void {
-  if (!stream) return;
-  let buf = '';
-  stream.setEncoding('utf8');
-  stream.on('data', (chunk: string) => {
-    buf += chunk;
-    let nl: number;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      emit(buf.slice(0, nl).replace(/\r$/, ''));
-      buf = buf.slice(nl + 1);
-    }
-    while (buf.length > MAX_LINE) {
-      emit(buf.slice(0, MAX_LINE));
-      buf = buf.slice(MAX_LINE);
-    }
-  });
-  stream.on('end', () => {
-    if (buf) emit(buf);
-    buf = '';
-  });
-  // Errors on a child's pipe end the output; the exit status still arrives.
-  stream.on('error', () => {});
-}
-
 /**
- * Runs containers as local crunch-run processes. Give its
- * {@link LocalRunner.runContainer} to a Dispatcher.
+ * Runs containers as local crunch-run processes. Give it to a Dispatcher as
+ * its `runner`: the Dispatcher then locks no more than the pool can start,
+ * shows each container's scheduling status, and closes the runner when it
+ * stops.
  *
  * @example
  * ```ts
  * const runner = new LocalRunner({ crunchRunCommand: '/usr/bin/crunch-run', runtimeEngine: 'docker' });
  * runner.on('started', ({ uuid, pid }) => console.log(`${uuid}: crunch-run pid ${pid}`));
- * const dispatcher = new Dispatcher({ runContainer: runner.runContainer, handleSignals: false });
- * process.once('SIGTERM', () => void Promise.all([dispatcher.stop(), runner.shutdown()]));
- * await dispatcher.run();
- * await runner.shutdown();
+ * await new Dispatcher({ runner }).run(); // until SIGINT/SIGTERM/SIGQUIT; every crunch-run is stopped
  * ```
  */
-export class LocalRunner extends EventEmitter<LocalRunnerEvents> {
+export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runner {
   /** The resources containers wait for. */
   readonly pool: ResourcePool;
   /** The crunch-run command as configured. */
   readonly crunchRunCommand: string;
-  readonly #args: readonly string[];
+  readonly #spec: CommandSpec;
   readonly #reserveExtraRam: number;
   readonly #stopGrace: number;
   readonly #killGrace: number;
-  readonly #env: NodeJS.ProcessEnv;
   readonly #jobs = new Map<Job, Promise<void>>();
-  #shuttingDown = false;
+  #closing: Promise<void> | undefined;
 
   constructor(opts: LocalRunnerOptions = {}) {
     super();
@@ -208,19 +201,32 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> {
       if (!Number.isFinite(x) || x < 0) throw new RangeError(`${name} must be a number >= 0, got ${String(v)}`);
       return x;
     };
+    const env = { ...(opts.env ?? {}) };
+    const envPass = [...(opts.envPass ?? [])];
+    checkEnvOptions(env, envPass);
+    if (opts.systemRootToken !== undefined && (typeof opts.systemRootToken !== 'string' || opts.systemRootToken === '')) {
+      throw new TypeError('systemRootToken must be a non-empty string');
+    }
+    const processEnv = opts.processEnv ?? process.env;
     this.crunchRunCommand = cmd;
-    // Copied, so that a caller changing its array later cannot change running jobs' argv.
-    this.#args = Object.freeze([...(engine ? [`--runtime-engine=${engine}`] : []), ...args]);
+    // Copied, so that a caller changing its objects later cannot change running jobs' argv or environment.
+    this.#spec = Object.freeze({
+      command: cmd,
+      args: Object.freeze([...(engine ? [`--runtime-engine=${engine}`] : []), ...args]),
+      processEnv,
+      env: Object.freeze(env),
+      envPass: Object.freeze(envPass),
+      systemRootToken: opts.systemRootToken,
+    });
     this.#reserveExtraRam = nonNegative('reserveExtraRam', opts.reserveExtraRam, DEFAULT_RESERVE_EXTRA_RAM);
     this.#stopGrace = nonNegative('stopGrace', opts.stopGrace, DEFAULT_STOP_GRACE);
     this.#killGrace = nonNegative('killGrace', opts.killGrace, DEFAULT_KILL_GRACE);
-    this.#env = opts.env ?? process.env;
-    this.pool = new ResourcePool(opts.capacity, this.#env);
+    this.pool = new ResourcePool(opts.capacity, processEnv);
   }
 
-  /** The {@link RunContainer} to give the Dispatcher (bound; pass it as is). */
+  /** The {@link RunContainer} of this runner (bound; it may be passed on its own). */
   readonly runContainer: RunContainer = (d, c, updates) => {
-    const job: Job = { uuid: c.uuid, stop: new AbortController(), phase: 'starting', exited: false, stopping: false, timers: [] };
+    const job: Job = { uuid: c.uuid, stop: new AbortController(), phase: 'starting', allocated: false, stderr: new Tail(), exited: false, stopping: false, timers: [] };
     const done = this.#run(job, d, c, updates).finally(() => {
       this.#clearTimers(job);
       this.#jobs.delete(job);
@@ -243,30 +249,69 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> {
     return n;
   }
 
-  /** The crunch-run processes alive now. */
-  processes(): Array<{ uuid: string; pid: number }> {
-    const out: Array<{ uuid: string; pid: number }> = [];
-    for (const j of this.#jobs.keys()) if (j.pid !== undefined && !j.exited) out.push({ uuid: j.uuid, pid: j.pid });
-    return out;
+  /**
+   * How many of `candidates` (in the Dispatcher's lock order) to lock now:
+   * those that fit, in order, into what is free and not yet promised to
+   * containers that are starting, stopping at the first that does not fit
+   * (it must not be jumped, as in the pool itself); 0 while any container
+   * waits for resources. A container that can never fit counts, so that it
+   * is locked and cancelled with the reason. Without candidates, the free
+   * vCPUs (every container needs at least one).
+   */
+  capacity(candidates: readonly Readonly<Container>[] = []): number {
+    if (this.pool.waiting > 0) return 0;
+    const free = { ...this.pool.available };
+    for (const j of this.#jobs.keys()) {
+      if (j.phase !== 'starting' || j.allocated || !j.need) continue;
+      free.vcpus -= j.need.vcpus;
+      free.ram -= j.need.ram;
+      free.gpus -= j.need.gpus?.count ?? 0;
+    }
+    if (candidates.length === 0) return Math.max(0, Math.floor(free.vcpus));
+    let n = 0;
+    for (const c of candidates) {
+      const need = this.needOf(c);
+      if (this.pool.check(need).length > 0) {
+        n++;
+        continue;
+      }
+      const gpus = need.gpus?.count ?? 0;
+      if (need.vcpus > free.vcpus || need.ram > free.ram || gpus > free.gpus) break;
+      free.vcpus -= need.vcpus;
+      free.ram -= need.ram;
+      free.gpus -= gpus;
+      n++;
+    }
+    return n;
+  }
+
+  /**
+   * Where a container stands, for the management API: `waiting for
+   * resources: needs 16 vCPUs, 4 free`, `starting crunch-run`, `running (pid
+   * 123)`, `finishing`; undefined for a container this runner does not have.
+   */
+  schedulingStatus(uuid: string): string | undefined {
+    for (const j of this.#jobs.keys()) {
+      if (j.uuid !== uuid) continue;
+      if (j.phase === 'waiting') return `waiting for resources: ${j.need ? this.#shortfall(j.need) : 'queued'}`;
+      if (j.phase === 'running') return `running (pid ${j.pid})`;
+      return j.phase === 'cleanup' ? 'finishing' : 'starting crunch-run';
+    }
+    return undefined;
   }
 
   /**
    * The argv and environment crunch-run gets for `uuid`: ONLY PATH, TMPDIR
-   * (if set), the API credentials and the allocated GPUs. The token is in
-   * the environment, never on the command line.
+   * (if set), the `envPass` and `env` variables, the API credentials,
+   * `GatewayAuthSecret` (with `systemRootToken`) and the allocated GPUs.
+   * The token is in the environment, never on the command line.
    */
-  commandFor(uuid: string, credentials: Record<string, string>, gpus?: Pick<Allocation, 'gpuStack' | 'gpuIds'>): { argv: string[]; env: Record<string, string> } {
-    if (!isContainerUuid(uuid)) throw new TypeError(`not a container UUID: ${JSON.stringify(uuid)}`);
-    const env: Record<string, string> = {};
-    if (this.#env.PATH !== undefined) env.PATH = this.#env.PATH;
-    if (this.#env.TMPDIR) env.TMPDIR = this.#env.TMPDIR;
-    env.ARVADOS_API_HOST = credentials.ARVADOS_API_HOST;
-    env.ARVADOS_API_TOKEN = credentials.ARVADOS_API_TOKEN;
-    env.ARVADOS_API_HOST_INSECURE = credentials.ARVADOS_API_HOST_INSECURE;
-    if (gpus && gpus.gpuIds.length > 0) {
-      env[gpus.gpuStack === 'rocm' ? 'AMD_VISIBLE_DEVICES' : 'CUDA_VISIBLE_DEVICES'] = gpus.gpuIds.join(',');
-    }
-    return { argv: [this.crunchRunCommand, ...this.#args, uuid], env };
+  commandFor(
+    uuid: string,
+    credentials: { ARVADOS_API_HOST: string; ARVADOS_API_TOKEN: string; ARVADOS_API_HOST_INSECURE: string },
+    gpus?: Pick<Allocation, 'gpuStack' | 'gpuIds'>,
+  ): { argv: string[]; env: Record<string, string> } {
+    return crunchRunCommand(this.#spec, uuid, credentials, gpus);
   }
 
   /**
@@ -274,7 +319,7 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> {
    * reserveExtraRam`, and `gpu.device_count` GPUs of `gpu.stack` (or the
    * legacy `cuda.device_count`).
    */
-  needOf(c: Container): ResourceNeed {
+  needOf(c: Readonly<Container>): ResourceNeed {
     const rc = c.runtime_constraints ?? {};
     const num = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
     const need: ResourceNeed = { vcpus: num(rc.vcpus), ram: num(rc.ram) + num(rc.keep_cache_ram) + this.#reserveExtraRam };
@@ -288,22 +333,30 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> {
   /**
    * Stops every container: SIGINT to each crunch-run (escalating after the
    * grace periods), waiting ones give up. Resolves when every crunch-run has
-   * exited and every `runContainer` call has returned. Later calls return
-   * without starting anything. Idempotent.
+   * exited and every `runContainer` call has returned; later calls return
+   * the same promise, and no new container is started. A Dispatcher that
+   * owns the runner calls it when it stops.
    */
-  async shutdown(): Promise<void> {
-    this.#shuttingDown = true;
-    for (const job of this.#jobs.keys()) this.#requestStop(job, 'the dispatcher is shutting down');
-    await Promise.allSettled([...this.#jobs.values()]);
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      for (const job of this.#jobs.keys()) this.#requestStop(job, 'the dispatcher is shutting down');
+      await Promise.allSettled([...this.#jobs.values()]);
+    })();
+    return this.#closing;
+  }
+
+  /** @deprecated Use {@link LocalRunner.close} (the same). */
+  shutdown(): Promise<void> {
+    return this.close();
   }
 
   // ---- one container ------------------------------------------------------
 
-  async #run(job: Job, d: Dispatcher, c: Container, updates: ContainerUpdates): Promise<void> {
+  async #run(job: Job, d: Dispatcher, c: Readonly<Container>, updates: ContainerUpdates): Promise<void> {
     const uuid = c.uuid;
     if (!isContainerUuid(uuid)) throw new TypeError(`not a container UUID: ${JSON.stringify(uuid)}`);
     this.#watch(job, updates);
-    if (this.#shuttingDown) return this.#skip(job, 'the dispatcher is shutting down');
+    if (this.#closing) return this.#skip(job, 'the dispatcher is shutting down');
 
     if (c.state === 'Running') return this.#cancelAdopted(d, c);
     if (c.state !== 'Locked') {
@@ -313,18 +366,18 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> {
     if (c.priority === 0) return this.#skip(job, 'its priority is 0 (cancel requested)');
 
     const need = this.needOf(c);
+    job.need = need;
     const reasons = this.pool.check(need);
     if (reasons.length) return this.#reject(d, c, reasons);
 
-    let alloc: Allocation;
     if (job.stop.signal.aborted) return this.#giveUp(job);
     if (!this.pool.fitsNow(need, c.priority)) {
-      const gpus = need.gpus ? `, ${need.gpus.count} ${need.gpus.stack} GPU(s)` : '';
-      const message = `waiting for resources: needs ${need.vcpus} vCPU(s), ${formatBytes(need.ram)} RAM${gpus}`;
+      const message = `waiting for resources: ${this.#shortfall(need)}`;
       log('%s %s', uuid, message);
       job.phase = 'waiting';
       this.#emit('waiting', { uuid, need, message });
     }
+    let alloc: Allocation;
     try {
       alloc = await this.pool.request(need, job.stop.signal, c.priority);
     } catch (err) {
@@ -333,6 +386,7 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> {
       throw err;
     }
     job.phase = 'starting';
+    job.allocated = true;
     try {
       if (job.stop.signal.aborted) return this.#giveUp(job);
       const exit = await this.#spawnAndWait(job, d, alloc);
@@ -341,6 +395,17 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> {
     } finally {
       alloc.release();
     }
+  }
+
+  /** What does not fit now, e.g. `needs 16 vCPUs, 4 free; needs 8 GiB RAM, 2 GiB free`. */
+  #shortfall(need: ResourceNeed): string {
+    const free = this.pool.available;
+    const short: string[] = [];
+    if (need.vcpus > free.vcpus) short.push(`needs ${need.vcpus} vCPU${need.vcpus === 1 ? '' : 's'}, ${free.vcpus} free`);
+    if (need.ram > free.ram) short.push(`needs ${formatBytes(need.ram)} RAM, ${formatBytes(free.ram)} free`);
+    const gpus = need.gpus?.count ?? 0;
+    if (gpus > free.gpus) short.push(`needs ${gpus} GPU${gpus === 1 ? '' : 's'}, ${free.gpus} free`);
+    return short.length ? short.join('; ') : 'behind containers that were waiting first';
   }
 
   /**
@@ -368,7 +433,7 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> {
         if (r.value.priority === 0 && LIVE.has(r.value.state)) this.#requestStop(job, 'priority is 0 (cancel requested)');
       }
     };
-    loop().catch((err: unknown) => this.#requestStop(job, `reading updates failed: ${describe(err)}`));
+    loop().catch((err: unknown) => this.#requestStop(job, `reading updates failed: ${describeError(err)}`));
   }
 
   #requestStop(job: Job, reason: string): void {
@@ -402,7 +467,9 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> {
 
   async #spawnAndWait(job: Job, d: Dispatcher, alloc: Allocation): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
     const uuid = job.uuid;
-    const { argv, env } = this.commandFor(uuid, d.client.credentialsEnv(), alloc);
+    const credentials = d.client.credentialsEnv();
+    const { argv, env } = this.commandFor(uuid, credentials, alloc);
+    const redactor = new Redactor([credentials.ARVADOS_API_TOKEN, this.#spec.systemRootToken, env.GatewayAuthSecret]);
     const [cmd, ...args] = argv;
     // argv is logged, never env: the token is only in env.
     log('starting %o for %s', argv, uuid);
@@ -410,7 +477,7 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> {
     try {
       child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'], shell: false });
     } catch (err) {
-      throw new Error(`error starting "${cmd}" for ${uuid}: ${describe(err)}`);
+      throw startError(cmd, uuid, err);
     }
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
       child.once('exit', (code, signal) => resolve({ code, signal }));
@@ -422,16 +489,19 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> {
         child.once('error', reject);
       });
     } catch (err) {
-      throw new Error(`error starting "${cmd}" for ${uuid}: ${describe(err)}`);
+      throw startError(cmd, uuid, err);
     }
     // Later errors (e.g. a failed kill) must not become uncaught 'error' events.
-    child.on('error', (err) => log('crunch-run for %s: %s', uuid, describe(err)));
+    child.on('error', (err) => log('crunch-run for %s: %s', uuid, describeError(err)));
     const pid = child.pid!;
     job.child = child;
     job.pid = pid;
     job.phase = 'running';
-    eachLine(child.stdout, (line) => this.#emit('output', { uuid, pid, stream: 'stdout', line }));
-    eachLine(child.stderr, (line) => this.#emit('output', { uuid, pid, stream: 'stderr', line }));
+    eachLine(child.stdout, redactor, (line) => this.#emit('output', { uuid, pid, stream: 'stdout', line }));
+    eachLine(child.stderr, redactor, (line) => {
+      job.stderr.push(line);
+      this.#emit('output', { uuid, pid, stream: 'stderr', line });
+    });
     log('started crunch-run pid %d for %s', pid, uuid);
     this.#emit('started', { uuid, pid, vcpus: alloc.vcpus, ram: alloc.ram, gpuIds: alloc.gpuIds });
     if (job.stop.signal.aborted) this.#stopChild(job, String(job.stop.signal.reason));
@@ -455,67 +525,69 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> {
   }
 
   /**
-   * After crunch-run exited: a container it left Locked is unlocked, one it
-   * left Running is cancelled. Done here, not left to the Dispatcher, because
-   * it must happen even while the dispatcher stops: a stopped local process
-   * can never be resumed.
+   * After crunch-run exited: the Dispatcher releases a container it left
+   * Locked (unlock, with a logs record and a warning carrying the exit code
+   * and the tail of its stderr; the Dispatcher delays the next lock of it)
+   * or Running (cancel). Done here, before returning, because it must
+   * happen even while the dispatcher stops: a stopped local process can
+   * never be resumed. The record the release read also tells how a
+   * finished container ended, so it is read only once.
    */
   async #afterExit(job: Job, d: Dispatcher, exit: { code: number | null; signal: NodeJS.Signals | null }): Promise<void> {
     job.phase = 'cleanup';
     const uuid = job.uuid;
-    const cmd = this.crunchRunCommand;
-    const signal = AbortSignal.timeout(CLEANUP_TIMEOUT);
-    let fresh: Container;
-    try {
-      fresh = await d.client.getContainer(uuid, { signal });
-    } catch (err) {
-      throw new Error(`after "${cmd}" process termination, cannot get container ${uuid}: ${describe(err)}`);
-    }
-    const me = d.auth?.uuid;
-    const mine = me === undefined || fresh.locked_by_uuid === me;
+    const how = howExited(exit.code, exit.signal);
+    const tail = job.stderr.toString();
+    const opts: ReleaseOptions = {
+      reason: `crunch-run ${how} without finalizing the container`,
+      detail: tail ? `last lines of crunch-run's stderr:\n${tail}` : "crunch-run's stderr was empty",
+    };
+    const action = await this.#release(d, uuid, opts);
     const proc = { code: exit.code, signal: exit.signal };
-    if (fresh.state === 'Locked' && mine) {
-      const message = `after "${cmd}" process termination, container state for ${uuid} is "Locked"; unlocking it`;
-      log(message);
-      const res = await d.client.unlockContainer(uuid, { signal });
-      this.#emit('unlocked', { uuid, reason: `crunch-run ${howExited(exit.code, exit.signal)} before starting the container`, message });
+    const fresh = d.container(uuid);
+    const cmd = this.crunchRunCommand;
+    if (action === 'unlocked') {
+      const message = `after "${cmd}" process termination, container state for ${uuid} is "Locked"; unlocking it (crunch-run ${how})`;
+      this.#emit('unlocked', { uuid, reason: `crunch-run ${how} before starting the container`, message });
       // Past MaxDispatchAttempts the API cancels instead of unlocking.
-      if (res.state === 'Cancelled') this.#emit('finished', { uuid, state: 'Cancelled', exitCode: null, process: proc });
-      return;
-    }
-    if (fresh.state === 'Running' && mine) {
-      const reason = `crunch-run ${howExited(exit.code, exit.signal)} without finalizing the container`;
-      const message = `after "${cmd}" process termination, container state for ${uuid} is "Running"; updating it to "Cancelled" (crunch-run ${howExited(exit.code, exit.signal)})`;
-      log(message);
-      const res = await d.client.updateContainer(uuid, { state: 'Cancelled', runtime_status: withError(fresh.runtime_status, reason) }, { signal });
-      this.#emit('cancelled', { uuid, reason, message });
-      this.#emit('finished', { uuid, state: 'Cancelled', exitCode: res.exit_code ?? null, process: proc });
-      return;
-    }
-    if (fresh.state === 'Complete' || fresh.state === 'Cancelled') {
+      if (fresh?.state === 'Cancelled') this.#emit('finished', { uuid, state: 'Cancelled', exitCode: null, process: proc });
+    } else if (action === 'cancelled') {
+      const message = `after "${cmd}" process termination, container state for ${uuid} is "Running"; updating it to "Cancelled" (crunch-run ${how})`;
+      this.#emit('cancelled', { uuid, reason: opts.reason, message });
+      this.#emit('finished', { uuid, state: 'Cancelled', exitCode: fresh?.exit_code ?? null, process: proc });
+    } else if (fresh && (fresh.state === 'Complete' || fresh.state === 'Cancelled')) {
       this.#emit('finished', { uuid, state: fresh.state, exitCode: fresh.exit_code ?? null, process: proc });
     }
   }
 
-  /** A container adopted in Running state after a restart: its crunch-run cannot be re-attached (P-27). */
-  async #cancelAdopted(d: Dispatcher, c: Container): Promise<void> {
+  /** A container adopted in Running state after a restart: its crunch-run was a child of the old process and cannot be re-attached. */
+  async #cancelAdopted(d: Dispatcher, c: Readonly<Container>): Promise<void> {
     const uuid = c.uuid;
     const reason = 'the dispatcher restarted while this container was running; its crunch-run process cannot be re-attached';
     const message = `container ${uuid} is already Running after a dispatcher restart; its crunch-run process cannot be re-attached, so cancelling it`;
     log(message);
-    const res = await d.client.updateContainer(uuid, { state: 'Cancelled', runtime_status: withError(c.runtime_status, reason) }, { signal: AbortSignal.timeout(CLEANUP_TIMEOUT) });
+    if ((await this.#release(d, uuid, { reason, cancel: true })) !== 'cancelled') return;
     this.#emit('cancelled', { uuid, reason, message });
-    this.#emit('finished', { uuid, state: 'Cancelled', exitCode: res.exit_code ?? null });
+    this.#emit('finished', { uuid, state: 'Cancelled', exitCode: null });
   }
 
-  async #reject(d: Dispatcher, c: Container, reasons: string[]): Promise<void> {
+  async #reject(d: Dispatcher, c: Readonly<Container>, reasons: string[]): Promise<void> {
     const uuid = c.uuid;
     const reason = `container resource request cannot be fulfilled on this node: ${reasons.join('; ')}`;
     const message = `${reason}; cancelling ${uuid}`;
     log(message);
-    await d.client.updateContainer(uuid, { state: 'Cancelled', runtime_status: withError(c.runtime_status, reason) }, { signal: AbortSignal.timeout(CLEANUP_TIMEOUT) });
+    if ((await this.#release(d, uuid, { reason, cancel: true })) !== 'cancelled') return;
     this.#emit('rejected', { uuid, reason, message });
     this.#emit('finished', { uuid, state: 'Cancelled', exitCode: null });
+  }
+
+  /** `d.release`, with the failure described as coming from here. */
+  async #release(d: Dispatcher, uuid: string, opts: ReleaseOptions): Promise<ReleaseAction> {
+    try {
+      return await d.release(uuid, opts);
+    } catch (err) {
+      throw new Error(`could not release container ${uuid} (${opts.reason}): ${describeError(err)}`);
+    }
   }
 
   /** Returns without starting crunch-run, because the job was asked to stop first. */
@@ -539,7 +611,7 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> {
     try {
       (this.emit as (n: K, ...a: LocalRunnerEvents[K]) => boolean)(name, ...args);
     } catch (err) {
-      log('a %s listener threw: %s', name, describe(err));
+      log('a %s listener threw: %s', name, describeError(err));
     }
   }
 }

@@ -2,7 +2,8 @@
 // processes: a stub crunch-run (test/fixtures/fake-crunch-run.mjs) that
 // talks to the fake through the credentials the runner puts in its
 // environment, and records its argv, environment and the signals it gets.
-import { readFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from '@jest/globals';
 import { Dispatcher, type Container, type DispatcherOptions } from '../../../src/index.js';
@@ -34,7 +35,7 @@ const current: Setup[] = [];
 afterEach(async () => {
   for (const s of current.splice(0)) {
     await s.d.stop();
-    await s.runner.shutdown();
+    await s.runner.close();
     await s.fake.stop();
     s.stub.remove();
   }
@@ -48,6 +49,8 @@ async function setup(
     dispatcher?: Partial<DispatcherOptions>;
     fake?: FakeArvadosOptions;
     containers?: (fake: FakeArvados) => void;
+    /** Give the runner as the Dispatcher's `runner` (capacity, close) instead of its runContainer. */
+    asRunner?: boolean;
   } = {},
 ): Promise<Setup> {
   const fake = await new FakeArvados(opts.fake).start();
@@ -64,7 +67,7 @@ async function setup(
   // The fake's certificate is self-signed: the stub gets ARVADOS_API_HOST_INSECURE=1 from credentialsEnv().
   const d = new Dispatcher({
     client: fake.client({ insecure: true, retryDelay: 5, maxRetryDelay: 20, timeout: 5_000 }),
-    runContainer: runner.runContainer,
+    ...(opts.asRunner ? { runner } : { runContainer: runner.runContainer }),
     pollInterval: 25,
     handleSignals: false,
     shutdownTimeout: 20_000,
@@ -141,7 +144,7 @@ describe('LocalRunner: running containers', () => {
       args: ['--extra=1'],
       runner: {
         runtimeEngine: 'docker',
-        env: { PATH: '/usr/bin:/bin', TMPDIR: '/var/tmp', HOME: '/root', ARVADOS_API_TOKEN: 'parent-token', SECRET: 'x', CUDA_VISIBLE_DEVICES: '' },
+        processEnv: { PATH: '/usr/bin:/bin', TMPDIR: '/var/tmp', HOME: '/root', ARVADOS_API_TOKEN: 'parent-token', SECRET: 'x', CUDA_VISIBLE_DEVICES: '' },
       },
     });
     const c = s.fake.addContainer(small());
@@ -160,7 +163,7 @@ describe('LocalRunner: running containers', () => {
   });
 
   it('leaves TMPDIR out when it is not set', async () => {
-    const s = await setup({ runner: { env: { PATH: process.env.PATH } } });
+    const s = await setup({ runner: { processEnv: { PATH: process.env.PATH } } });
     const c = s.fake.addContainer(small());
     await waitFor(() => stateOf(s, c.uuid) === 'Complete', 'Complete');
     expect(Object.keys(s.stub.record(c.uuid)!.env).sort()).toEqual(['ARVADOS_API_HOST', 'ARVADOS_API_HOST_INSECURE', 'ARVADOS_API_TOKEN', 'PATH']);
@@ -336,14 +339,15 @@ describe('LocalRunner: stopping crunch-run', () => {
     expect(s.of('signalled', c.uuid)).toMatchObject([{ signal: 'SIGINT', reason: 'the container is already final but crunch-run is still running' }]);
   });
 
-  it('shutdown() stops every crunch-run and resolves once all have exited', async () => {
+  it('close() stops every crunch-run and resolves once all have exited; it is idempotent', async () => {
     const s = await setup({ mode: 'hang' });
     const cs = s.fake.addContainers(3, () => small());
     await waitFor(() => cs.every((c) => stateOf(s, c.uuid) === 'Running'), 'all Running');
-    const pids = s.runner.processes().map((p) => p.pid);
-    expect(pids).toHaveLength(3);
+    const pids = cs.map((c) => s.stub.record(c.uuid)!.pid);
     expect(s.runner.running).toBe(3);
-    await s.runner.shutdown();
+    const closing = s.runner.close();
+    expect(s.runner.close()).toBe(closing);
+    await closing;
     expect(pids.filter(alive)).toEqual([]);
     expect(s.runner.running).toBe(0);
     expect(cs.map((c) => stateOf(s, c.uuid))).toEqual(['Cancelled', 'Cancelled', 'Cancelled']);
@@ -392,21 +396,105 @@ describe('LocalRunner: when crunch-run does not finish the job', () => {
     expect(s.stub.record(uuid)).toBeUndefined();
   });
 
-  it('throws when crunch-run cannot be started: the dispatcher logs it and unlocks; no immediate cancel', async () => {
-    const s = await setup({ runner: { crunchRunCommand: '/nonexistent/crunch-run' }, fake: { maxDispatchAttempts: 3 } });
-    const c = s.fake.addContainer(small());
-    await waitFor(() => s.fake.logs.length >= 1, 'a dispatch log record');
-    expect(s.fake.logs[0]).toMatchObject({ object_uuid: c.uuid, event_type: 'dispatch' });
+  it('a crunch-run command that cannot be started stops locking: logged, unlocked once, not cycled', async () => {
+    // maxJobs 1: one container is handed over before the error is known.
+    const s = await setup({ runner: { crunchRunCommand: '/nonexistent/crunch-run' }, fake: { maxDispatchAttempts: 3 }, dispatcher: { maxJobs: 1 } });
+    const paused: string[] = [];
+    s.d.on('paused', (reason) => paused.push(reason));
+    const cs = s.fake.addContainers(3, (i) => small({ priority: 3 - i }));
+    await waitFor(() => s.fake.logs.length >= 1 && paused.length === 1 && s.d.status.tracked === 0, 'a dispatch log record, paused');
+    expect(s.fake.logs[0]).toMatchObject({ object_uuid: cs[0].uuid, event_type: 'dispatch' });
     expect(String(s.fake.logs[0].properties?.text)).toMatch(
-      new RegExp(`^Error running container ${c.uuid}: error starting "/nonexistent/crunch-run" for ${c.uuid}: .*ENOENT`),
+      new RegExp(`^Error running container ${cs[0].uuid}: error starting "/nonexistent/crunch-run" for ${cs[0].uuid}: .*ENOENT`),
     );
-    // Unlocked (not cancelled) after the first failure ...
-    await waitFor(() => s.fake.transitions.some((t) => t.uuid === c.uuid && t.from === 'Locked' && t.to === 'Queued'), 'unlocked');
-    // ... and cancelled by the API once MaxDispatchAttempts is reached.
-    await waitFor(() => stateOf(s, c.uuid) === 'Cancelled', 'Cancelled');
-    expect(s.fake.container(c.uuid)?.lock_count).toBe(3);
+    expect(paused[0]).toMatch(/^environment error: error starting "\/nonexistent\/crunch-run"/);
+    const cycles = s.d.status.cycles;
+    await waitFor(() => s.d.status.cycles >= cycles + 5, 'five more cycles');
+    // Unlocked, not cancelled, and nothing else was locked.
+    expect(cs.map((c) => stateOf(s, c.uuid))).toEqual(['Queued', 'Queued', 'Queued']);
+    expect(s.fake.count('containers.lock')).toBe(1);
     expect(s.of('started')).toEqual([]);
     expect(s.runner.pool.available.vcpus).toBe(4);
+  });
+});
+
+describe('LocalRunner: a crunch-run that exits leaving its container Locked', () => {
+  it('leaves a logs record and a warning with the exit code and the redacted tail of its stderr, and backs off', async () => {
+    // A crunch-run that prints its token (as a careless debug line might) and exits 7 at once.
+    const dir = mkdtempSync(join(tmpdir(), 'arvados-dispatch-failing-'));
+    const command = join(dir, 'crunch-run');
+    writeFileSync(command, `#!${process.execPath}\nconsole.error('debug: token ' + process.env.ARVADOS_API_TOKEN);\nconsole.error('cannot mount keep');\nprocess.exit(7);\n`);
+    chmodSync(command, 0o755);
+    try {
+      const s = await setup({ runner: { crunchRunCommand: command }, fake: { maxDispatchAttempts: 100 }, dispatcher: { failureBackoff: { initial: 200, max: 60_000 } } });
+      const c = s.fake.addContainer(small());
+      await waitFor(() => s.fake.logs.length >= 1 && s.warnings.length >= 1, 'a dispatch log and a warning');
+      const text = String(s.fake.logs[0].properties.text);
+      expect(text).toMatch(/^crunch-run exited with code 7 without finalizing the container\nlast lines of crunch-run's stderr:\ndebug: token .*\*\*\*\ncannot mount keep$/);
+      expect(s.warnings[0]).toContain(`unlocked container ${c.uuid}: crunch-run exited with code 7`);
+      expect(s.warnings[0]).toContain('cannot mount keep');
+      const secret = s.fake.rootToken.token.split('/').at(-1)!;
+      for (const out of [text, ...s.warnings, ...s.of('output').map((e) => e.line)]) {
+        for (let i = 0; i + 8 <= secret.length; i++) expect(out).not.toContain(secret.slice(i, i + 8));
+      }
+      // Backoff 200, 400, 800 ms ...: over 60 polls of 25 ms, a handful of attempts, not one per poll.
+      const cycles = s.d.status.cycles;
+      await waitFor(() => s.d.status.cycles >= cycles + 60, '60 more cycles');
+      const locks = s.fake.count('containers.lock');
+      expect(locks).toBeGreaterThanOrEqual(2);
+      expect(locks).toBeLessThanOrEqual(6);
+      expect(stateOf(s, c.uuid)).not.toBe('Cancelled');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('LocalRunner as the Dispatcher\'s runner', () => {
+  it('locks only what the pool can start; says why a container waits and which pid runs one', async () => {
+    const s = await setup({
+      mode: 'wait-release',
+      runner: { capacity: { vcpus: 2, ram: 8 * GiB, gpus: { stack: '', ids: [] } } },
+      asRunner: true,
+    });
+    const cs = s.fake.addContainers(3, (i) => small({ priority: 3 - i, runtime_constraints: { vcpus: 2, ram: 256 * MiB } }));
+    await waitFor(() => stateOf(s, cs[0].uuid) === 'Running', 'the first Running');
+    const cycles = s.d.status.cycles;
+    await waitFor(() => s.d.status.cycles >= cycles + 3, 'three more cycles');
+    expect(s.fake.count('containers.lock')).toBe(1);
+    expect(cs.map((c) => stateOf(s, c.uuid))).toEqual(['Running', 'Queued', 'Queued']);
+    const pid = s.of('started')[0].pid;
+    expect(s.d.entries().map((e) => e.scheduling_status)).toEqual([
+      `running (pid ${pid})`,
+      'waiting: the runner has no free capacity',
+      'waiting: the runner has no free capacity',
+    ]);
+    for (const c of cs) s.stub.release(c.uuid);
+    await waitFor(() => cs.every((c) => stateOf(s, c.uuid) === 'Complete'), 'all Complete');
+  });
+
+  it('reports what a waiting container needs and what is free', async () => {
+    const s = await setup({ mode: 'wait-release', runner: { capacity: { vcpus: 4, ram: 8 * GiB, gpus: { stack: '', ids: [] } } } });
+    const first = s.fake.addContainer(small({ priority: 2, runtime_constraints: { vcpus: 3, ram: 256 * MiB } }));
+    const big = s.fake.addContainer(small({ priority: 1, runtime_constraints: { vcpus: 4, ram: 256 * MiB } }));
+    await waitFor(() => s.of('waiting', big.uuid).length === 1, 'big waiting');
+    expect(s.runner.schedulingStatus(big.uuid)).toBe('waiting for resources: needs 4 vCPUs, 1 free');
+    expect(s.of('waiting', big.uuid)[0].message).toBe('waiting for resources: needs 4 vCPUs, 1 free');
+    expect(s.runner.capacity()).toBe(0);
+    s.stub.release(first.uuid);
+    s.stub.release(big.uuid);
+    await waitFor(() => stateOf(s, big.uuid) === 'Complete', 'big Complete');
+    await waitFor(() => s.runner.schedulingStatus(big.uuid) === undefined, 'big no longer held');
+  });
+
+  it('is closed by the Dispatcher when it stops: every crunch-run has exited when run() resolves', async () => {
+    const s = await setup({ mode: 'hang', asRunner: true });
+    const cs = s.fake.addContainers(2, () => small());
+    await waitFor(() => cs.every((c) => stateOf(s, c.uuid) === 'Running'), 'all Running');
+    const pids = cs.map((c) => s.stub.record(c.uuid)!.pid);
+    await s.d.stop();
+    expect(pids.filter(alive)).toEqual([]);
+    expect(s.runner.running).toBe(0);
   });
 });
 
@@ -419,7 +507,7 @@ describe('LocalRunner: options', () => {
   });
 
   it('builds the command without a shell and refuses a bad UUID', () => {
-    const r = new LocalRunner({ crunchRunArgs: ['--x'], runtimeEngine: 'singularity', env: { PATH: '/bin', HOME: '/h' } });
+    const r = new LocalRunner({ crunchRunArgs: ['--x'], runtimeEngine: 'singularity', processEnv: { PATH: '/bin', HOME: '/h' } });
     const creds = { ARVADOS_API_HOST: 'h:1', ARVADOS_API_TOKEN: 't', ARVADOS_API_HOST_INSECURE: '0' };
     expect(r.commandFor('zzzzz-dz642-012345678901234', creds)).toEqual({
       argv: ['crunch-run', '--runtime-engine=singularity', '--x', 'zzzzz-dz642-012345678901234'],
