@@ -6,18 +6,39 @@
 // shape is declared, and every page is parsed and each item validated on its
 // own (one bad item must not reject the page). Reported: CPU per 100-record
 // page for JSON.parse alone and for parse + validation, the validation cost
-// relative to JSON.parse, the installed size of the package, and the time to
+// relative to JSON.parse (least of interleaved rounds), the installed size of the package, and the time to
 // import it. A page with one malformed item checks that both drop exactly it.
 //
-// `--write` appends the table to bench/results.md under "Schema library".
-import { execFileSync } from 'node:child_process';
-import { appendFileSync, readFileSync } from 'node:fs';
+// With a build in dist/ (npm run build), it also measures the client's own CPU
+// per lock request (validation included) against a bare keep-alive
+// node:http request that only parses the JSON, both against a local HTTP
+// server in another process, 8 requests in flight.
+//
+// `--write` appends the tables to bench/results.md under "Schema library".
+import { execFileSync, fork } from 'node:child_process';
+import { appendFileSync, existsSync, readFileSync } from 'node:fs';
+import http from 'node:http';
 import { cpus, totalmem } from 'node:os';
 import { performance } from 'node:perf_hooks';
 
+if (process.argv.includes('--lock-server')) {
+  // The other side of the lock-path measurement: answers every lock at once.
+  const server = http.createServer((req, res) => {
+    const uuid = req.url.split('/')[4];
+    const body = JSON.stringify({ uuid, state: 'Locked', priority: 5, auth_uuid: 'zzzzz-gj3su-0123456789abcde', locked_by_uuid: 'zzzzz-gj3su-000000000000000' });
+    req.resume();
+    req.on('end', () => res.writeHead(200, { 'Content-Type': 'application/json' }).end(body));
+  });
+  server.listen(0, '127.0.0.1', () => process.send(server.address().port));
+  process.on('disconnect', () => process.exit(0));
+} else {
+  await main();
+}
+
+async function main() {
 const N = 10_000;
 const PAGE = 100;
-const ROUNDS = 5;
+const ROUNDS = 15;
 
 const CONTAINER_UUID = /^[0-9a-z]{5}-dz642-[0-9a-z]{15}$/;
 const ANY_UUID = /^[0-9a-z]{5}-[0-9a-z]{5}-[0-9a-z]{15}$/;
@@ -165,24 +186,24 @@ function cpuMs(fn) {
   const c = process.cpuUsage(c0);
   return (c.user + c.system) / 1000;
 }
-function walk(check) {
+function parseAll() {
+  let n = 0;
+  for (const text of pages) n += JSON.parse(text).items.length;
+  return n;
+}
+const parsed = pages.map((text) => JSON.parse(text).items);
+function validateAll(check) {
   let ok = 0;
-  for (const text of pages) {
-    const page = JSON.parse(text);
-    if (!check) continue;
-    for (const item of page.items) if (check(item)) ok++;
-  }
+  for (const items of parsed) for (const item of items) if (check(item)) ok++;
   return ok;
 }
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
-function perPage(check) {
-  walk(check); // warm-up (JIT)
-  const runs = [];
-  for (let r = 0; r < ROUNDS; r++) runs.push(cpuMs(() => walk(check)));
-  return median(runs) / (N / PAGE);
+// The machine is shared: other processes only ever add CPU time to a round,
+// so the least of many interleaved rounds is the closest to the true cost.
+function best(fns) {
+  for (const fn of fns) fn(); // warm-up (JIT)
+  const mins = fns.map(() => Infinity);
+  for (let r = 0; r < ROUNDS; r++) fns.forEach((fn, i) => (mins[i] = Math.min(mins[i], cpuMs(fn))));
+  return mins.map((ms) => ms / (N / PAGE));
 }
 function installedKiB(pkg) {
   const out = execFileSync('du', ['-sk', `node_modules/${pkg}`], { encoding: 'utf8' });
@@ -191,16 +212,16 @@ function installedKiB(pkg) {
 
 const libs = [await zodSchema(), await valibotSchema()];
 const bad = [null, 42, 'str', {}, { ...record(1), uuid: '../etc' }, { ...record(2), state: 'Bogus' }, { ...record(3), priority: '5' }];
-const parseOnly = perPage(undefined);
-const rows = [];
 for (const lib of libs) {
-  const okCount = walk(lib.check);
+  const okCount = validateAll(lib.check);
   if (okCount !== N) throw new Error(`${lib.name} rejected ${N - okCount} good records`);
   const wrongly = bad.filter((x) => lib.check(x));
   if (wrongly.length) throw new Error(`${lib.name} accepted ${JSON.stringify(wrongly)}`);
-  const total = perPage(lib.check);
-  rows.push({ lib, total, validate: total - parseOnly, kib: installedKiB(lib.name) });
 }
+const [parseOnly, ...validation] = best([parseAll, ...libs.map((lib) => () => validateAll(lib.check))]);
+const rows = libs.map((lib, i) => ({ lib, total: parseOnly + validation[i], validate: validation[i], kib: installedKiB(lib.name) }));
+
+const lock = existsSync(new URL('../dist/index.js', import.meta.url)) ? await lockPath() : undefined;
 
 const when = new Date().toISOString().slice(0, 10);
 const lines = [
@@ -209,7 +230,7 @@ const lines = [
   '',
   `Machine: ${cpus()[0]?.model ?? '?'} x ${cpus().length}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${when}.`,
   `${N} container records of realistic size (~${bytesPerRecord} B of JSON each), 100 per page, each item validated on its own`,
-  `(\`node bench/schemas.mjs\`; median of ${ROUNDS} rounds, CPU time).`,
+  `(\`node bench/schemas.mjs\`; CPU time, least of ${ROUNDS} interleaved rounds).`,
   '',
   '| library | installed size | import time (ms) | CPU per 100-record page: JSON.parse + validate (ms) | of which validation (ms) | validation / JSON.parse |',
   '|---|---|---|---|---|---|',
@@ -219,6 +240,24 @@ const lines = [
   ),
   `| (JSON.parse alone) | | | ${parseOnly.toFixed(3)} | | |`,
   '',
+  ...(lock
+    ? [
+        `Lock path: CPU of the calling process per \`lockContainer\` (${lock.n} locks, 8 in flight, local HTTP server in another`,
+        'process; median of 3 rounds) against a bare keep-alive `node:http` request that only parses the answer.',
+        '',
+        '| client | CPU per lock (µs) | bare request (µs) | ratio |',
+        '|---|---|---|---|',
+        `| ArvadosClient (node:http transport, valibot check) | ${lock.client.toFixed(0)} | ${lock.bare.toFixed(0)} | ${(lock.client / lock.bare).toFixed(2)} |`,
+        '',
+        'The same measurement with the previous axios-based transport gave 391-630 µs per lock, 2.7-3.4x the bare request.',
+        '',
+        'Choice: valibot. Validation CPU is within ~15% either way (zod 4 is slightly faster per page here: its',
+        'object parser is compiled), which is a few ms per 10,000-record cycle; valibot is about a quarter of the',
+        'install size and five times faster to import, which every CLI start pays. zod stays a dev dependency',
+        'for this benchmark only.',
+        '',
+      ]
+    : []),
 ];
 const text = lines.join('\n');
 console.log(text);
@@ -229,4 +268,51 @@ if (process.argv.includes('--write')) {
   } else {
     appendFileSync(new URL('./results.md', import.meta.url), text);
   }
+}
+}
+
+async function lockPath() {
+  const { ArvadosClient } = await import('../dist/index.js');
+  const child = fork(new URL(import.meta.url), ['--lock-server'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const port = await new Promise((r) => child.once('message', r));
+  const n = 4000;
+  const uuid = (i) => `zzzzz-dz642-${i.toString(36).padStart(15, '0')}`;
+  const run = async (fn) => {
+    let next = 0;
+    const c0 = process.cpuUsage();
+    await Promise.all(Array.from({ length: 8 }, async () => {
+      while (next < n) await fn(uuid(next++));
+    }));
+    const c = process.cpuUsage(c0);
+    return (c.user + c.system) / n;
+  };
+  const agent = new http.Agent({ keepAlive: true });
+  const bare = (u) =>
+    new Promise((resolve, reject) => {
+      const req = http.request(
+        { host: '127.0.0.1', port, path: `/arvados/v1/containers/${u}/lock`, method: 'POST', agent, headers: { Authorization: 'Bearer x', 'X-Request-Id': 'req-1', Accept: 'application/json' } },
+        (res) => {
+          const chunks = [];
+          res.on('data', (c) => chunks.push(c));
+          res.on('end', () => resolve(JSON.parse(Buffer.concat(chunks).toString())));
+        },
+      );
+      req.on('error', reject);
+      req.end();
+    });
+  const client = new ArvadosClient({ apiHost: `http://127.0.0.1:${port}`, apiToken: 'v2/zzzzz-gj3su-000000000000000/benchsecret0123456789' });
+  const signal = new AbortController().signal;
+  await run(bare); // warm-up
+  await run((u) => client.lockContainer(u, { signal }));
+  const bares = [];
+  const clients = [];
+  for (let r = 0; r < 3; r++) {
+    bares.push(await run(bare));
+    clients.push(await run((u) => client.lockContainer(u, { signal })));
+  }
+  client.close();
+  agent.destroy();
+  child.disconnect();
+  const mid = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  return { n, bare: mid(bares), client: mid(clients) };
 }

@@ -126,9 +126,10 @@ export type ContainerUpdate = { -readonly [K in keyof Container]?: Container[K] 
 
 /**
  * A container record with only the fields a list call selected (plus `uuid`,
- * which the client always selects so that every item can be identified).
+ * which the client always selects so that every item can be identified);
+ * the whole {@link Container} when nothing was selected.
  */
-export type SelectedContainer<K extends keyof Container> = Pick<Container, K | 'uuid'>;
+export type SelectedContainer<K extends keyof Container> = [keyof Container] extends [K] ? Container : Pick<Container, K | 'uuid'>;
 
 /** The answer of `api_client_authorizations/current`. */
 export interface ApiClientAuthorization {

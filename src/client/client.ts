@@ -33,7 +33,7 @@ import type {
   SelectedContainer,
 } from '../types.js';
 import { settingsFromEnv } from './config.js';
-import { ArvadosApiError, ArvadosConfigError, ArvadosProtocolError } from './errors.js';
+import { ArvadosApiError, ArvadosConfigError, ArvadosProtocolError, type ArvadosApiErrorDetails } from './errors.js';
 import { isRetryableStatus, parseRetryAfter, withRetries, type RetryDecision, type RetryPolicy } from './retry.js';
 import {
   checkAuthorization,
@@ -45,22 +45,34 @@ import {
   checkContainer,
   type Check,
 } from './schemas.js';
-import { exchange, TransportError } from './transport.js';
+import {
+  DEFAULT_MAX_RESPONSE_BYTES,
+  type ArvadosClientEvents,
+  type ArvadosClientOptions,
+  type CallOptions,
+  type ClientWarning,
+  type RequestEvent,
+} from './options.js';
+import { exchange, TransportError, type WireRequest, type WireResponse } from './transport.js';
+
+export {
+  DEFAULT_MAX_RESPONSE_BYTES,
+  type ArvadosClientEvents,
+  type ArvadosClientOptions,
+  type CallOptions,
+  type ClientWarning,
+  type RequestEvent,
+};
 
 const log = logger('client');
 
 // How an attempt's error tells the retry loop what it means, without making
-// the decision a public field of the error.
-const RETRY = Symbol('retry');
-
-/**
- * Default {@link ArvadosClientOptions.maxResponseBytes}: 144 MiB. The largest
- * page the API server legitimately sends is bounded by its
- * `API.MaxIndexDatabaseRead` (128 MiB by default) for the big columns
- * (mounts, command, environment…) of up to `MaxItemsPerResponse` records; the
- * small columns of 1,000 records add well under 16 MiB.
- */
-export const DEFAULT_MAX_RESPONSE_BYTES = 144 * 2 ** 20;
+// the decision a field of the error (it would show in inspect and JSON).
+const decisions = new WeakMap<object, RetryDecision>();
+function decided(err: ArvadosApiError, decision: RetryDecision): ArvadosApiError {
+  decisions.set(err, decision);
+  return err;
+}
 
 /** Bytes of a non-2xx body that are read at all; the rest is dropped unread. */
 const MAX_ERROR_BYTES = 64 * 1024;
@@ -74,113 +86,6 @@ const MAX_MESSAGES = 5;
 const WARN_INTERVAL = 10 * 60_000;
 /** How many distinct malformed items are remembered for rate-limiting warnings. */
 const WARN_MEMORY = 1000;
-
-/** Options of {@link ArvadosClient}. */
-export interface ArvadosClientOptions {
-  /**
-   * `host[:port]` of the API server; https is assumed. An explicit
-   * `http://` or `https://` prefix is accepted too (e.g. for a plain-HTTP
-   * test server).
-   */
-  apiHost: string;
-  /** The API token. It is sent only in the Authorization header and never logged. */
-  apiToken: string;
-  /** Skip TLS certificate verification (`ARVADOS_API_HOST_INSECURE`). Default false. */
-  insecure?: boolean;
-  /** Deadline of one attempt in ms, from connect to the last byte of the answer. Default 30 000. */
-  timeout?: number;
-  /**
-   * Deadline of a whole call in ms, every attempt and wait between them
-   * included: no retry starts that could not begin before it. Default 120 000
-   * (the Go `arvadosclient`'s).
-   */
-  deadline?: number;
-  /** Retries after the first attempt, for retryable failures only. Default 4. */
-  retries?: number;
-  /** First retry delay in ms (grows exponentially, with jitter). Default 500. */
-  retryDelay?: number;
-  /** Cap on a computed retry delay, ms. Default 10 000. */
-  maxRetryDelay?: number;
-  /** A `Retry-After` above this many ms gives up instead of waiting. Default 60 000. */
-  maxRetryAfter?: number;
-  /**
-   * Largest answer body accepted, in bytes (counted as it arrives; a longer
-   * answer fails with code `ERESPONSETOOLARGE` and is not retried). Default
-   * {@link DEFAULT_MAX_RESPONSE_BYTES}.
-   */
-  maxResponseBytes?: number;
-  /** Extra CA certificates (PEM) to trust, e.g. `FakeArvados#caCert`. */
-  ca?: string | string[];
-  /** Encoded query length above which a GET is sent as POST with `_method=GET`. Default 1000. */
-  maxQueryLength?: number;
-  /**
-   * An agent for the connections, e.g. one that tunnels through a proxy
-   * (https-proxy-agent). `HTTPS_PROXY` is not read: axios would send https
-   * requests to a proxy without a CONNECT tunnel, and resolving it per request
-   * costs more than the request itself on a fast local network.
-   */
-  agent?: http.Agent;
-  /** The clock retries wait on (tests pass a fake one). Default: the real clock. */
-  clock?: Clock;
-  /** Randomness for the backoff jitter, in [0, 1). Default `Math.random`. */
-  random?: () => number;
-}
-
-/** Per-call options. */
-export interface CallOptions {
-  /** Aborts the call, including any wait between retries. */
-  signal?: AbortSignal;
-  /**
-   * Retries for this call instead of the client's `retries`. `0` hands every
-   * failure, 503s included, straight to the caller (with
-   * {@link ArvadosApiError.retryAfter}), for callers that pace themselves.
-   */
-  retries?: number;
-  /** Deadline of this call in ms instead of the client's `deadline`. */
-  deadline?: number;
-}
-
-/**
- * One HTTP attempt, as told to `'request'` listeners (for metrics). Paths are
- * patterns (`containers/{uuid}/lock`), never uuids, so they make good labels.
- */
-export interface RequestEvent {
-  /** The HTTP method of the API call (`GET` also when a long query went as POST). */
-  method: string;
-  /** e.g. `containers`, `containers/{uuid}/lock`, `api_client_authorizations/current`. */
-  path: string;
-  /** The HTTP status, when an answer arrived. */
-  status?: number;
-  /** Time of this attempt, ms. */
-  durationMs: number;
-  /** 1 for the first attempt of a call, 2 for its first retry… */
-  attempt: number;
-  /**
-   * Why the attempt failed, when it did: a transport code (`ECONNREFUSED`,
-   * `ETIMEDOUT`, `ENOTFOUND`, `ERESPONSETOOLARGE`, a TLS code), `http` for a
-   * non-2xx answer (see `status`), `protocol` for a malformed answer,
-   * `aborted` when the caller aborted.
-   */
-  errorClass?: string;
-}
-
-/** Something the client noticed that is not an error of the call, e.g. a dropped list item. */
-export interface ClientWarning {
-  message: string;
-  /** The container concerned, when known and a valid container UUID. */
-  uuid?: string;
-}
-
-/**
- * Events of {@link ArvadosClient}: `'request'` once per HTTP attempt,
- * `'warning'` for malformed list items that were dropped (rate-limited: at
- * most once per item every 10 minutes). A listener that throws does not
- * disturb the call.
- */
-export interface ArvadosClientEvents {
-  request: [RequestEvent];
-  warning: [ClientWarning];
-}
 
 type Params = Record<string, unknown>;
 
@@ -255,14 +160,27 @@ function kindOf(x: unknown): string {
   return x === null ? 'null' : Array.isArray(x) ? 'array' : typeof x;
 }
 
-/** A pending "answer is malformed" outcome of an attempt. */
-class Malformed extends Error {
-  constructor(
-    readonly status: number,
-    readonly problems: string[],
-  ) {
-    super(problems.join('; '));
+const NOT_JSON = Symbol('not JSON');
+
+/** The parsed body, or {@link NOT_JSON}. */
+function parseJson(body: string): unknown {
+  try {
+    return JSON.parse(body);
+  } catch {
+    return NOT_JSON;
   }
+}
+
+/** What every attempt of one call shares. */
+interface CallState<T> {
+  req: Request<T>;
+  wire: WireRequest;
+  requestId: string;
+  /** `METHOD pattern`, for messages. */
+  label: string;
+  /** On the client's clock. */
+  deadline: number;
+  signal?: AbortSignal;
 }
 
 /**
@@ -621,122 +539,123 @@ export class ArvadosClient extends EventEmitter<ArvadosClientEvents> {
     return redactAndCut(text, EXCERPT_CHARS, this.#redactor);
   }
 
+  /**
+   * One API call: the request is encoded once, then {@link withRetries} runs
+   * {@link #attempt} until it succeeds or may not be tried again.
+   */
   #call<T>(req: Request<T>, opts: CallOptions = {}): Promise<T> {
     const requestId = newRequestId();
     const url = new URL(req.path.startsWith('/') ? req.path : `/arvados/v1/${req.path}`, this.baseUrl);
     const headers: Record<string, string> = { 'X-Request-Id': requestId, Accept: 'application/json' };
     if (!req.anonymous) headers.Authorization = this.#authorization;
-    let method: string = req.method;
-    let data: string | undefined;
+    const wire: WireRequest = { method: req.method, url, headers };
     if (req.query) {
       const qs = encodeParams(req.query).toString();
       if (qs.length > this.#maxQueryLength) {
         // Rails honours _method=GET in a form body; the URL stays short.
-        method = 'POST';
-        data = `_method=GET&${qs}`;
+        wire.method = 'POST';
+        wire.data = `_method=GET&${qs}`;
         headers['Content-Type'] = 'application/x-www-form-urlencoded';
         headers['X-Http-Method-Override'] = 'GET';
       } else if (qs) {
         url.search = qs;
       }
     } else if (req.body) {
-      data = JSON.stringify(req.body);
+      wire.data = JSON.stringify(req.body);
       headers['Content-Type'] = 'application/json';
     }
-    const label = `${req.method} ${req.pattern}`;
-    // Asking again cannot do a GET or a PUT twice; a POST may already have taken effect.
-    const idempotent = req.method !== 'POST';
-    const deadline = this.#clock.now() + (opts.deadline ?? this.#deadline);
-    const policy = opts.retries === undefined ? this.#policy : { ...this.#policy, retries: Math.max(0, opts.retries) };
-
-    const attempt = async (n: number): Promise<T> => {
-      const started = performance.now();
-      const event: RequestEvent = { method: req.method, path: req.pattern, durationMs: 0, attempt: n + 1 };
-      const finish = (extra: Partial<RequestEvent>): void => {
-        Object.assign(event, extra);
-        event.durationMs = performance.now() - started;
-        this.#emitSafely('request', event);
-      };
-      const apiError = (
-        d: { status: number; errors: string[]; retryable: boolean; code?: string; retryAfter?: number },
-        Class: typeof ArvadosApiError = ArvadosApiError,
-      ): ArvadosApiError => new Class({ ...d, requestId, request: label, attempts: n + 1 });
-      let res;
-      try {
-        res = await exchange(
-          { method, url, headers, data },
-          {
-            timeout: Math.min(this.#timeout, Math.max(1, deadline - this.#clock.now())),
-            maxBytes: this.#maxBytes,
-            maxErrorBytes: MAX_ERROR_BYTES,
-            signal: opts.signal,
-            httpAgent: this.#httpAgent,
-            httpsAgent: this.#httpsAgent,
-          },
-        );
-      } catch (err) {
-        if (!(err instanceof TransportError)) {
-          finish({ errorClass: 'aborted' });
-          throw err;
-        }
-        finish({ errorClass: err.code });
-        const e = apiError({ status: 0, code: err.code, retryable: err.retryable, errors: [this.#redactor.redact(err.message)] });
-        throw Object.assign(e, { [RETRY]: { retry: err.retryable, maxRetries: err.maxRetries } satisfies RetryDecision });
-      }
-
-      const { status, body } = res;
-      let parsed: unknown;
-      let parseError = false;
-      try {
-        parsed = body === '' ? undefined : JSON.parse(body);
-      } catch {
-        parseError = true;
-      }
-
-      if (status >= 200 && status < 300) {
-        const outcome = (() => {
-          if (body === '') return new Malformed(status, ['empty response body']);
-          if (parseError) return new Malformed(status, [`response is not valid JSON: ${this.#excerpt(body)}`]);
-          const errors = this.#errorsOf(parsed);
-          if (errors && errors.length > 0) return new Malformed(status, [`success status with errors: ${errors.join('; ')}`]);
-          if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
-            return new Malformed(status, [`expected a JSON object, got ${kindOf(parsed)}`]);
-          }
-          const r = req.accept(parsed);
-          return r.ok ? r : new Malformed(status, [`malformed answer (${r.reason})`]);
-        })();
-        if (!(outcome instanceof Malformed)) {
-          finish({ status });
-          return outcome.value;
-        }
-        finish({ status, errorClass: 'protocol' });
-        const e = apiError({ status, errors: outcome.problems, retryable: idempotent }, ArvadosProtocolError);
-        throw Object.assign(e, { [RETRY]: { retry: idempotent } satisfies RetryDecision });
-      }
-
-      finish({ status, errorClass: 'http' });
-      const errors = this.#errorsOf(parsed) ?? [
-        `${res.statusText || 'error'}${body ? ` (not an API error body: ${this.#excerpt(body)})` : ''}`,
-      ];
-      const retryable = isRetryableStatus(status);
-      let retryAfter: number | undefined;
-      if (status === 429 || status === 503) {
-        const header = res.headers['retry-after'];
-        retryAfter = parseRetryAfter(typeof header === 'string' ? header : undefined, Date.now());
-      }
-      const e = apiError({ status, errors, retryable, ...(retryAfter !== undefined ? { retryAfter } : {}) });
-      throw Object.assign(e, { [RETRY]: { retry: retryable, ...(retryAfter !== undefined ? { after: retryAfter } : {}) } satisfies RetryDecision });
-    };
-
-    return withRetries(attempt, {
-      policy,
-      decide: (err) => (err as { [RETRY]?: RetryDecision })[RETRY] ?? { retry: false },
-      onRetry: (err, attempts, delay) =>
-        log('%s (%s): %s; retry %d in %d ms', label, requestId, describeError(err), attempts, Math.round(delay)),
+    const call: CallState<T> = {
+      req,
+      wire,
+      requestId,
+      label: `${req.method} ${req.pattern}`,
+      deadline: this.#clock.now() + (opts.deadline ?? this.#deadline),
       signal: opts.signal,
-      deadline,
+    };
+    return withRetries((n) => this.#attempt(call, n), {
+      policy: opts.retries === undefined ? this.#policy : { ...this.#policy, retries: Math.max(0, opts.retries) },
+      decide: (err) => (err instanceof Object && decisions.get(err)) || { retry: false },
+      onRetry: (err, attempts, delay) =>
+        log('%s (%s): %s; retry %d in %d ms', call.label, requestId, describeError(err), attempts, Math.round(delay)),
+      signal: opts.signal,
+      deadline: call.deadline,
       clock: this.#clock,
       random: this.#random,
     });
+  }
+
+  /**
+   * Attempt number `n` (0 for the first) of a call: one exchange, its answer
+   * interpreted, one `'request'` event. Throws an {@link ArvadosApiError}
+   * carrying its retry decision, or the caller's abort reason.
+   */
+  async #attempt<T>(call: CallState<T>, n: number): Promise<T> {
+    const started = performance.now();
+    const report = (event: Omit<RequestEvent, 'method' | 'path' | 'durationMs' | 'attempt'>): void => {
+      if (this.listenerCount('request') === 0) return;
+      const durationMs = performance.now() - started;
+      this.#emitSafely('request', { method: call.req.method, path: call.req.pattern, durationMs, attempt: n + 1, ...event });
+    };
+    const fail = (d: Omit<ArvadosApiErrorDetails, 'requestId' | 'request' | 'attempts'>, decision: RetryDecision, protocol = false): ArvadosApiError => {
+      const details = { ...d, requestId: call.requestId, request: call.label, attempts: n + 1 };
+      return decided(protocol ? new ArvadosProtocolError(details) : new ArvadosApiError(details), decision);
+    };
+
+    let res: WireResponse;
+    try {
+      res = await exchange(call.wire, {
+        timeout: Math.min(this.#timeout, Math.max(1, call.deadline - this.#clock.now())),
+        maxBytes: this.#maxBytes,
+        maxErrorBytes: MAX_ERROR_BYTES,
+        signal: call.signal,
+        httpAgent: this.#httpAgent,
+        httpsAgent: this.#httpsAgent,
+      });
+    } catch (err) {
+      if (!(err instanceof TransportError)) {
+        report({ errorClass: 'aborted' });
+        throw err;
+      }
+      report({ errorClass: err.code });
+      const decision: RetryDecision = { retry: err.retryable, ...(err.maxRetries !== undefined ? { maxRetries: err.maxRetries } : {}) };
+      throw fail({ status: 0, code: err.code, retryable: err.retryable, errors: [this.#redactor.redact(err.message)] }, decision);
+    }
+
+    const { status, body } = res;
+    if (status >= 200 && status < 300) {
+      const r = this.#accept(call.req, body);
+      if (r.ok) {
+        report({ status });
+        return r.value;
+      }
+      report({ status, errorClass: 'protocol' });
+      // Asking again cannot do a GET or a PUT twice; a POST may already have taken effect.
+      const idempotent = call.req.method !== 'POST';
+      throw fail({ status, errors: [r.reason], retryable: idempotent }, { retry: idempotent }, true);
+    }
+
+    report({ status, errorClass: 'http' });
+    const errors = this.#errorsOf(parseJson(body)) ?? [
+      `${res.statusText || 'error'}${body ? ` (not an API error body: ${this.#excerpt(body)})` : ''}`,
+    ];
+    const retryable = isRetryableStatus(status);
+    const header = status === 429 || status === 503 ? res.headers['retry-after'] : undefined;
+    const retryAfter = parseRetryAfter(typeof header === 'string' ? header : undefined, Date.now());
+    const after = retryAfter !== undefined ? { retryAfter } : {};
+    throw fail({ status, errors, retryable, ...after }, { retry: retryable, ...(retryAfter !== undefined ? { after: retryAfter } : {}) });
+  }
+
+  /** A 2xx body as the call's result, or why it breaks the protocol (redacted). */
+  #accept<T>(req: Request<T>, body: string): { ok: true; value: T } | { ok: false; reason: string } {
+    if (body === '') return { ok: false, reason: 'empty response body' };
+    const parsed = parseJson(body);
+    if (parsed === NOT_JSON) return { ok: false, reason: `response is not valid JSON: ${this.#excerpt(body)}` };
+    const errors = this.#errorsOf(parsed);
+    if (errors && errors.length > 0) return { ok: false, reason: `success status with errors: ${errors.join('; ')}` };
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+      return { ok: false, reason: `expected a JSON object, got ${kindOf(parsed)}` };
+    }
+    const r = req.accept(parsed);
+    return r.ok ? r : { ok: false, reason: `malformed answer (${r.reason})` };
   }
 }

@@ -199,8 +199,10 @@ export function exchange(req: WireRequest, opts: WireOptions): Promise<WireRespo
       const body: Readable = gzip ? res.pipe(createGunzip()) : res;
       if (gzip) body.on('error', fail);
       readBody(body, ok ? opts.maxBytes : opts.maxErrorBytes, !ok, req.url).then(
-        (text) => {
-          if (!ok) res.destroy(); // the rest of an error body is not wanted
+        ({ text, complete }) => {
+          // The rest of a cut error body is not wanted; a complete one leaves
+          // the connection to be reused (422s are routine on the lock path).
+          if (!complete) res.destroy();
           finish(() => resolve({ status, statusText: res.statusMessage ?? '', headers: res.headers, body: text }));
         },
         fail,
@@ -210,7 +212,7 @@ export function exchange(req: WireRequest, opts: WireOptions): Promise<WireRespo
   });
 }
 
-function readBody(stream: Readable, max: number, truncate: boolean, url: URL): Promise<string> {
+function readBody(stream: Readable, max: number, truncate: boolean, url: URL): Promise<{ text: string; complete: boolean }> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -228,13 +230,13 @@ function readBody(stream: Readable, max: number, truncate: boolean, url: URL): P
       stop();
       if (truncate) {
         chunks.push(chunk.subarray(0, max - size));
-        resolve(Buffer.concat(chunks, max).toString('utf8'));
+        resolve({ text: Buffer.concat(chunks, max).toString('utf8'), complete: false });
       } else {
         reject(new TransportError(`answer from ${url.host} is larger than the limit of ${max} bytes (maxResponseBytes)`, 'ERESPONSETOOLARGE', false));
       }
     };
     stream.on('data', onData);
-    stream.once('end', () => resolve(Buffer.concat(chunks, size).toString('utf8')));
+    stream.once('end', () => resolve({ text: Buffer.concat(chunks, size).toString('utf8'), complete: true }));
     stream.once('error', reject);
   });
 }

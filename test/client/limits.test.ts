@@ -3,6 +3,7 @@
 // port, and a host name that does not resolve.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { gzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from '@jest/globals';
 import { ArvadosApiError, ArvadosClient, type RequestEvent } from '../../src/index.js';
 
@@ -102,6 +103,39 @@ describe('bounded requests', () => {
     expect(e.status).toBe(502);
     expect(e.message.length).toBeLessThan(300);
     client.close();
+  });
+});
+
+describe('connections', () => {
+  it('a complete error answer leaves the keep-alive connection for the next request', async () => {
+    let connections = 0;
+    const apiHost = await serve((req, res) => {
+      const lock = req.url?.endsWith('/lock');
+      res.writeHead(lock ? 422 : 200, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify(lock ? { errors: ['#<ArvadosModel::LockFailedError: cannot lock when Locked>'] } : { uuid: 'zzzzz-gj3su-000000000000000' }));
+    });
+    servers[0].on('connection', () => connections++);
+    const client = new ArvadosClient({ apiHost, apiToken: TOKEN, retries: 0 });
+    for (let i = 0; i < 5; i++) {
+      await failure(client.lockContainer('zzzzz-dz642-000000000000000'));
+      await client.currentAuthorization();
+    }
+    expect(connections).toBe(1);
+    client.close();
+  });
+
+  it('a gzip-encoded answer is decoded, and its limit counts the decoded bytes', async () => {
+    const items = Array.from({ length: 200 }, (_, i) => ({ uuid: `zzzzz-dz642-${String(i).padStart(15, '0')}`, state: 'Queued', priority: 1, locked_by_uuid: null }));
+    const body = gzipSync(JSON.stringify({ items, offset: 0, limit: 1000 }));
+    const apiHost = await serve((_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Encoding': 'gzip' }).end(body);
+    });
+    const client = new ArvadosClient({ apiHost, apiToken: TOKEN, retries: 0 });
+    expect((await client.listContainers()).items).toHaveLength(200);
+    const small = new ArvadosClient({ apiHost, apiToken: TOKEN, retries: 0, maxResponseBytes: body.length * 2 });
+    expect((await failure(small.listContainers())).code).toBe('ERESPONSETOOLARGE');
+    client.close();
+    small.close();
   });
 });
 
