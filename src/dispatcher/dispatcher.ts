@@ -22,146 +22,17 @@ import { assertContainerUuid, isContainerUuid } from '../uuid.js';
 import { ContainerEventStream } from './events.js';
 import { FullRecordPrefetch, QUEUE_FIELDS, SUMMARY_FIELDS, changedSince, fetchFull } from './poll.js';
 import { ApiPressure } from './pressure.js';
-import { mergedRuntimeStatus, releaseLogText } from './release.js';
+import { releaseContainer } from './release.js';
 import { RunnerConfigError, type ReleaseAction, type ReleaseOptions, type RunContainer, type Runner } from './runner.js';
+import type { DispatchEntry, DispatcherEventOptions, DispatcherEvents, DispatcherOptions, DispatcherStatus } from './options.js';
 import { onStopSignals, type SecondSignal } from './signals.js';
 import { RetryBackoff, Throttle } from './throttle.js';
 import { UpdateStream, type StreamEndReason } from './updates.js';
 
 export type { RunContainer } from './runner.js';
+export type { DispatchEntry, DispatcherEventOptions, DispatcherEvents, DispatcherOptions, DispatcherStatus } from './options.js';
 
 const log = logger('dispatcher');
-
-/** Settings of the event stream listener (see {@link DispatcherOptions.events}). */
-export interface DispatcherEventOptions {
-  /** The event stream's URL. Default: the discovery document's `websocketUrl`. */
-  url?: string;
-  /** Extra trusted CA certificates (PEM) for the event stream, like the client's `ca` (e.g. a test server's). */
-  ca?: string | Buffer | Array<string | Buffer>;
-}
-
-/** Options of {@link Dispatcher}: give either `runContainer` or `runner`. */
-export interface DispatcherOptions {
-  /** Called once per container this dispatcher takes on (the design card's plain callback). */
-  runContainer?: RunContainer;
-  /**
-   * A runner the Dispatcher owns: it is attached after the token is
-   * identified, asked for its capacity before each round of locks, and
-   * closed once on every stop path after its containers have settled.
-   */
-  runner?: Runner;
-  /** Default: `ArvadosClient.fromEnv()`. */
-  client?: ArvadosClient;
-  /** Milliseconds between queue polls. Default 10 000. */
-  pollInterval?: number;
-  /** Page size of container queries. Default 100. */
-  batchSize?: number;
-  /** Milliseconds between attempts to start the same container. Default 0 (no limit). */
-  minRetryPeriod?: number;
-  /**
-   * Lock requests in flight at once. Default 8, the concurrency the Go SDK's
-   * client starts with against one API server. API overload answers lower it
-   * for a while (see `status.lockConcurrency`).
-   */
-  lockConcurrency?: number;
-  /**
-   * Containers in flight (held by a runner) at most. Beyond it Queued
-   * containers are not locked at all, so no dispatch attempt is charged and
-   * another dispatcher may take them; when room frees up, the highest
-   * priority goes first. Containers already locked by this token (after a
-   * restart) are adopted regardless. Default: no cap beyond the runner's
-   * own `capacity()`.
-   */
-  maxJobs?: number;
-  /**
-   * Backoff after a failure that is plausibly the container's own (its
-   * runner rejected, or released it with an error or detail): the container
-   * is not locked again for `initial` ms, doubling per failure up to `max`.
-   * Default `{ initial: max(pollInterval, minRetryPeriod), max: 600 000 }`.
-   */
-  failureBackoff?: { initial?: number; max?: number };
-  /**
-   * Poll as soon as a container changes, woken by the API's event stream
-   * (the websocket at the discovery document's `websocketUrl`), instead of
-   * only every `pollInterval`. Events only wake the poll; when the stream is
-   * unavailable, polling goes on as without it. Default true; `false` turns
-   * it off.
-   */
-  events?: boolean | DispatcherEventOptions;
-  /** Stop gracefully on SIGINT, SIGTERM and SIGQUIT. Default true. */
-  handleSignals?: boolean;
-  /** What a second signal does (see {@link SecondSignal}). Default `stop-waiting`. */
-  secondSignal?: SecondSignal;
-  /**
-   * How long `run()` waits for runners (and then the runner's `close()`) to
-   * settle once stopping, in ms, before it resolves anyway. Default 60 000.
-   */
-  shutdownTimeout?: number;
-}
-
-/** Counters for status displays. */
-export interface DispatcherStatus {
-  /** Containers with a runner or cleanup in progress. */
-  tracked: number;
-  /** `runContainer` calls not yet settled. */
-  runners: number;
-  /** Queued containers with priority > 0 seen in the last poll. */
-  queued: number;
-  /** Poll cycles completed. */
-  cycles: number;
-  /** Whether every query of the last cycle succeeded and returned only well-formed records. */
-  healthy: boolean;
-  /** Queued containers were left unlocked in the last cycle because of `maxJobs` or the runner's capacity. */
-  atQuota: boolean;
-  /** Lock requests allowed in flight now (lowered while the API is overloaded). */
-  lockConcurrency: number;
-  /** Epoch ms until which locking is paused because the API answered 503/429; absent when not paused. */
-  pausedUntil?: number;
-  /** Why locking stopped for good (a runner reported a configuration or environment error); absent when not. */
-  paused?: string;
-}
-
-/** One container the dispatcher holds or is waiting to lock, for the management API. */
-export interface DispatchEntry {
-  /** The newest record the dispatcher has of it. */
-  container: Readonly<Container>;
-  /** A short sentence on where it stands, e.g. `running (pid 123)`, `waiting: at max-jobs (4)`. */
-  scheduling_status: string;
-}
-
-/** Events a Dispatcher emits (for progress displays and metrics). */
-export interface DispatcherEvents {
-  identified: [auth: ApiClientAuthorization];
-  cycle: [status: DispatcherStatus];
-  /** Locked by this dispatcher and handed to a runner. */
-  locked: [container: Readonly<Container>];
-  /** Already locked by this token (e.g. after a restart) and handed to a runner without a lock. */
-  adopted: [container: Readonly<Container>];
-  /** A runner settled; `error` is set if it rejected. */
-  settled: [uuid: string, error: unknown];
-  /** {@link Dispatcher.release} unlocked or cancelled a container; `state` is the state it had. */
-  released: [uuid: string, action: 'unlocked' | 'cancelled', state: ContainerState];
-  /** A runner's updates stream ended; `container` is the record that ended it, if one did. */
-  'stream-ended': [uuid: string, reason: StreamEndReason, container: Readonly<Container> | undefined];
-  /** Something failed that the dispatcher will retry or has worked around. */
-  warning: [message: string];
-  /**
-   * Locking stopped for good because a runner reported a
-   * {@link RunnerConfigError}: containers already held go on, no new one is
-   * locked until the process is restarted with the problem fixed.
-   */
-  paused: [reason: string, error: RunnerConfigError];
-  /** The API answered 503/429: lock concurrency lowered, locking paused until `until` (epoch ms). */
-  'api-overloaded': [until: number, lockConcurrency: number];
-  /**
-   * A poll cycle ended with nothing to do: every query succeeded, nothing was
-   * waiting to be locked or adopted, no runner or release was in progress.
-   */
-  idle: [];
-  /** A stop signal arrived; `count` is 1 for the first, 2 for the second, ... */
-  signal: [signal: NodeJS.Signals, count: number];
-  stopping: [reason: string];
-}
 
 /** Per-container bookkeeping. Kept from the first runner start until cleanup is done. */
 interface Tracker {
@@ -374,7 +245,9 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   /**
    * Resolves at the end of the first poll cycle that starts after this call
    * and finds nothing to do: every query succeeded, no Queued container was
-   * waiting to be locked (or adopted), and no runner, release or cleanup was
+   * waiting to be locked or adopted (not counting those held back because
+   * locking stopped for a configuration error: nothing changes for them
+   * until a restart), no lock failed, and no runner, release or cleanup was
    * in progress. Also resolves once `run()` has finished. The `idle` event
    * marks the same moments.
    *
@@ -721,12 +594,12 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         }
       }
     }
-    const waiting = await handOver;
+    const pending = await handOver;
     if (signal.aborted) return;
     for (const t of [...this.#pendingCleanups]) void this.#cleanup(t);
     this.#status = { ...this.#status, cycles: cycle, healthy };
     this.emit('cycle', this.status);
-    const idle = healthy && candidates.length === 0 && waiting === 0 && this.#deferredAdoptions === 0 && this.#busy() === 0;
+    const idle = healthy && pending === 0 && this.#deferredAdoptions === 0 && this.#busy() === 0;
     if (idle) this.#becameIdle(cycle);
   }
 
@@ -750,16 +623,23 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
    * hands them over in that same order: a container is handed to its runner
    * only after every higher-priority lock of the cycle has been answered, so
    * answers that arrive out of order cannot let a lower priority start
-   * first. Returns how many candidates were left waiting.
+   * first. Returns how many candidates are still to be handed over: those
+   * that wait for room, a backoff or the API, and those whose lock failed.
+   * Those held back because locking stopped for a configuration error are
+   * not counted: nothing will change for them until a restart.
    */
   async #lockInOrder(candidates: Container[], signal: AbortSignal): Promise<number> {
     const waiting: DispatchEntry[] = [];
     const wait = (c: Container, why: string): void => void waiting.push({ container: c, scheduling_status: `waiting: ${why}` });
     // First what holds a container back whatever the room: nothing is charged for these.
     const eligible: Container[] = [];
+    let stopped = 0;
+    let pending = 0;
     for (const c of candidates) {
-      if (this.#paused !== undefined) wait(c, `locking stopped: ${this.#paused}`);
-      else if (this.#pressure.paused) wait(c, 'locking paused: the API is overloaded');
+      if (this.#paused !== undefined) {
+        wait(c, `locking stopped: ${this.#paused}`);
+        stopped++;
+      } else if (this.#pressure.paused) wait(c, 'locking paused: the API is overloaded');
       else if (!this.#backoff.ready(c.uuid)) wait(c, `retrying in ${Math.ceil(this.#backoff.remaining(c.uuid) / 1000)} s after a failure`);
       else eligible.push(c);
     }
@@ -793,13 +673,14 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         const record = await lock;
         this.#locking--;
         if (record && !this.#stopping && !this.#trackers.has(record.uuid)) this.#start(record, 'locked');
+        else if (!record) pending++;
       }
     } catch (err) {
       // #lock never rejects; only an event listener that throws can get here.
       log('error handing over: %s', describeError(err));
       this.#locking = 0;
     }
-    return waiting.length;
+    return pending + waiting.length - stopped;
   }
 
   /**
@@ -1051,42 +932,17 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
    */
   async #release(uuid: string, opts: ReleaseOptions, signal: AbortSignal): Promise<ReleaseAction> {
     const me = (await this.#identity.promise).uuid;
-    let fresh: Container;
-    try {
-      fresh = await this.client.getContainer(uuid, { signal });
-    } catch (err) {
-      if (err instanceof ArvadosApiError && err.status === 404) return this.#released(uuid, 'none', opts);
-      throw err;
-    }
+    const out = await releaseContainer(this.client, uuid, opts, { me, redactor: this.#redactor, signal });
     const t = this.#trackers.get(uuid);
-    if (t && t.phase === 'running' && fresh.uuid === uuid) t.record = deepFreeze(fresh);
-    if (fresh.uuid !== uuid || fresh.locked_by_uuid !== me || !LIVE.has(fresh.state)) return this.#released(uuid, 'none', opts);
-
-    const cancel = fresh.state === 'Running' || opts.cancel === true;
-    const text = releaseLogText(opts, this.#redactor);
-    try {
-      await this.client.createLog({ object_uuid: uuid, event_type: 'dispatch', properties: { text } }, { signal });
-    } catch (err) {
-      // The state change matters more than the note about it.
-      log('could not write the dispatch log of %s: %s', uuid, describeError(err));
+    const record = out.after ?? out.fresh;
+    if (t && t.phase === 'running' && record) t.record = deepFreeze(record);
+    if (out.action !== 'none') {
+      this.#safeEmit('released', uuid, out.action, out.fresh!.state);
+      if (opts.detail || (opts.error !== undefined && !(opts.error instanceof RunnerConfigError))) {
+        this.#warn(`${out.action} container ${uuid}: ${out.text.split('\n').slice(0, 12).join('\n')}`);
+      }
     }
-    let after: Container;
-    if (cancel) {
-      log('cancelling %s (was %s): %s', uuid, fresh.state, this.#redactor.redact(opts.reason));
-      after = await this.client.updateContainer(uuid, { state: 'Cancelled', runtime_status: mergedRuntimeStatus(fresh.runtime_status, opts, this.#redactor) }, { signal });
-    } else {
-      log('unlocking %s: %s', uuid, this.#redactor.redact(opts.reason));
-      // Past MaxDispatchAttempts the API cancels instead of unlocking; the record shows which.
-      const res = await this.client.unlockContainer(uuid, { signal });
-      after = { ...fresh, state: res.state, priority: res.priority, locked_by_uuid: res.locked_by_uuid, auth_uuid: res.auth_uuid };
-    }
-    if (t && t.phase === 'running' && after.uuid === uuid) t.record = deepFreeze(after);
-    const action = cancel ? 'cancelled' : 'unlocked';
-    this.#safeEmit('released', uuid, action, fresh.state);
-    if (opts.detail || (opts.error !== undefined && !(opts.error instanceof RunnerConfigError))) {
-      this.#warn(`${action} container ${uuid}: ${text.split('\n').slice(0, 12).join('\n')}`);
-    }
-    return this.#released(uuid, action, opts);
+    return this.#released(uuid, out.action, opts);
   }
 
   /** Bookkeeping after a release: the tracker, the failure backoff, a configuration error. */

@@ -1,14 +1,20 @@
 /**
- * What `Dispatcher.release` writes: the one rule for `runtime_status` and
- * the text of the `logs` record. Kept apart from the I/O so the rule can be
- * read (and tested) on its own.
+ * Letting go of a container: the only code that reads a fresh record to
+ * decide, writes the `logs` record, merges `runtime_status`, and unlocks or
+ * cancels. `Dispatcher.release` calls it and keeps the books (trackers,
+ * backoff, events).
  *
  * @module
  */
+import type { ArvadosClient } from '../client/client.js';
+import { ArvadosApiError } from '../client/errors.js';
+import { logger } from '../log.js';
 import type { Container } from '../types.js';
 import { describeError } from '../util/errors.js';
 import { redactAndCut, type Redactor } from '../util/redact.js';
-import type { ReleaseOptions } from './runner.js';
+import type { ReleaseAction, ReleaseOptions } from './runner.js';
+
+const log = logger('dispatcher');
 
 /** Longest `runtime_status.error`: one line for Workbench. */
 export const MAX_ERROR = 1_000;
@@ -50,4 +56,54 @@ export function releaseLogText(opts: ReleaseOptions, redactor: Redactor): string
 
 function oneLine(s: string): string {
   return s.replace(/\s*\r?\n\s*/g, ' ').trim();
+}
+
+/** What {@link releaseContainer} did. */
+export type ReleaseOutcome =
+  | { action: 'none'; fresh?: Container; after?: undefined; text?: undefined }
+  | { action: Exclude<ReleaseAction, 'none'>; fresh: Container; after: Container; text: string };
+
+/**
+ * Reads a fresh record of `uuid`. Unless it is Locked or Running and locked
+ * by `me`, does nothing (`none`; also for a container that no longer
+ * exists). Otherwise writes the `logs` record (a failure to write it is only
+ * logged: the state change matters more than the note about it), then
+ * unlocks a Locked container, or cancels a Running one (or a Locked one with
+ * `cancel`) with the merged `runtime_status`. `after` is the record as the
+ * change left it: past `MaxDispatchAttempts` the API cancels instead of
+ * unlocking, and `after.state` shows which. Rejects if the API fails.
+ */
+export async function releaseContainer(
+  client: ArvadosClient,
+  uuid: string,
+  opts: ReleaseOptions,
+  ctx: { me: string; redactor: Redactor; signal: AbortSignal },
+): Promise<ReleaseOutcome> {
+  const { signal, redactor } = ctx;
+  let fresh: Container;
+  try {
+    fresh = await client.getContainer(uuid, { signal });
+  } catch (err) {
+    if (err instanceof ArvadosApiError && err.status === 404) return { action: 'none' };
+    throw err;
+  }
+  if (fresh.uuid !== uuid) return { action: 'none' };
+  if (fresh.locked_by_uuid !== ctx.me || (fresh.state !== 'Locked' && fresh.state !== 'Running')) return { action: 'none', fresh };
+
+  const cancel = fresh.state === 'Running' || opts.cancel === true;
+  const text = releaseLogText(opts, redactor);
+  try {
+    await client.createLog({ object_uuid: uuid, event_type: 'dispatch', properties: { text } }, { signal });
+  } catch (err) {
+    log('could not write the dispatch log of %s: %s', uuid, describeError(err));
+  }
+  if (cancel) {
+    log('cancelling %s (was %s): %s', uuid, fresh.state, redactor.redact(opts.reason));
+    const after = await client.updateContainer(uuid, { state: 'Cancelled', runtime_status: mergedRuntimeStatus(fresh.runtime_status, opts, redactor) }, { signal });
+    return { action: 'cancelled', fresh, after, text };
+  }
+  log('unlocking %s: %s', uuid, redactor.redact(opts.reason));
+  const res = await client.unlockContainer(uuid, { signal });
+  const after = { ...fresh, state: res.state, priority: res.priority, locked_by_uuid: res.locked_by_uuid, auth_uuid: res.auth_uuid };
+  return { action: 'unlocked', fresh, after, text };
 }

@@ -3,8 +3,7 @@
 // throttle on adoptions, bounded `uuid in` lists, one failed batch in a good
 // cycle, hand-over in priority order, malformed records.
 import { describe, expect, it } from '@jest/globals';
-import type { ArvadosClient} from '../../src/index.js';
-import { type CallOptions, type Container, type ContainerList, type LockResult } from '../../src/index.js';
+import type { ArvadosClient, CallOptions, Container, ContainerList, LockResult } from '../../src/index.js';
 import type { FakeArvados } from '../../src/testing/index.js';
 import { deferred, waitFor } from '../helpers/wait.js';
 import { drain, harness } from './setup.js';

@@ -175,5 +175,6 @@ describe('Dispatcher.release: failures and configuration errors', () => {
     expect(d.status.paused).toBe(paused[0]);
     expect(warnings.some((w) => /NOT LOCKING ANY MORE CONTAINERS/.test(w))).toBe(true);
     expect(d.entries().map((e) => e.scheduling_status)).toEqual(Array(5).fill(`waiting: locking stopped: ${paused[0]}`));
+    await expect(d.idle()).resolves.toBeUndefined(); // nothing will change until a restart
   });
 });

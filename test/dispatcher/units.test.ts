@@ -1,6 +1,8 @@
-// The dispatcher's small parts: the latest-wins stream and the throttle.
+// The dispatcher's small parts: the latest-wins stream, the throttle, the
+// failure backoff and the API back-pressure.
 import { describe, expect, it } from '@jest/globals';
-import { Throttle } from '../../src/dispatcher/throttle.js';
+import { ApiPressure } from '../../src/dispatcher/pressure.js';
+import { RetryBackoff, Throttle, backoffDelay } from '../../src/dispatcher/throttle.js';
 import { UpdateStream } from '../../src/dispatcher/updates.js';
 import type { Container } from '../../src/types.js';
 
@@ -75,5 +77,50 @@ describe('Throttle (ports TestThrottle)', () => {
     now += 150;
     t.check('x');
     expect(t.size).toBe(1);
+  });
+});
+
+describe('backoffDelay and RetryBackoff', () => {
+  it('doubles from initial per failure and stops at the cap', () => {
+    expect([0, 1, 2, 3, 4, 10, 100].map((n) => backoffDelay(n, 100, 1000))).toEqual([0, 100, 200, 400, 800, 1000, 1000]);
+  });
+
+  it('holds a container back after each failure, longer each time, and forgets after one cap', () => {
+    let now = 0;
+    const b = new RetryBackoff(100, 1000, () => now);
+    expect(b.ready('u')).toBe(true);
+    expect(b.failed('u')).toBe(100);
+    expect(b.ready('u')).toBe(false);
+    now += 100;
+    expect(b.ready('u')).toBe(true);
+    expect(b.failed('u')).toBe(200);
+    expect(b.remaining('u')).toBe(200);
+    expect(b.ready('other')).toBe(true);
+    now += 200 + 1001;
+    b.failed('other'); // purges entries older than one cap
+    expect(b.size).toBe(1);
+    expect(b.failed('u')).toBe(100);
+  });
+});
+
+describe('ApiPressure', () => {
+  it('halves concurrency per overload (not below 1), pauses for Retry-After or a backoff, and grows back by one per success', () => {
+    let now = 1_000_000;
+    const p = new ApiPressure(8, () => now);
+    expect([p.concurrency, p.paused]).toEqual([8, false]);
+    expect(p.overloaded(5000)).toBe(5000);
+    expect([p.concurrency, p.pausedUntil]).toEqual([4, now + 5000]);
+    expect(p.overloaded()).toBe(2000); // second overload in a row, no Retry-After: 1 s doubled
+    p.overloaded();
+    p.overloaded();
+    expect(p.concurrency).toBe(1);
+    expect(p.overloaded(10 * 60_000)).toBe(60_000); // capped
+    now += 60_000;
+    expect(p.paused).toBe(false);
+    p.succeeded();
+    p.succeeded();
+    expect(p.concurrency).toBe(3);
+    for (let i = 0; i < 10; i++) p.succeeded();
+    expect(p.concurrency).toBe(8);
   });
 });

@@ -7,6 +7,7 @@ export {
   type LocalRunnerOptions,
   type RunnerNotice,
 } from './local-runner.js';
+export { gatewayAuthSecret } from './command.js';
 export {
   ResourcePool,
   ResourceRequestError,

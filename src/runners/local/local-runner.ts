@@ -411,7 +411,8 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
   /**
    * Reads `updates` for the whole job: priority 0 or the end of the stream
    * asks the job to stop. Checks `done` on every read, so an ended stream is
-   * never read in a loop (the Go version's 100% CPU spin, #23075).
+   * never read in a loop (the Go version spun at 100% CPU reading a closed
+   * channel).
    */
   #watch(job: Job, updates: ContainerUpdates): void {
     const it = updates[Symbol.asyncIterator]();

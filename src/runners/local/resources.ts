@@ -11,7 +11,8 @@
  * the runner out of priority order (Go locks one at a time, so its plain
  * FIFO was priority order within a poll).
  * A request that can never fit is rejected at once instead of joining the
- * queue, since it would block everything behind it for ever (Arvados #23075).
+ * queue, since it would block everything behind it for ever (the Go
+ * version queued it, and the node ran nothing else again).
  *
  * @module
  */

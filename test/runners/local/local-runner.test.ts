@@ -118,6 +118,14 @@ describe('LocalRunner: running containers', () => {
     expect(s.warnings).toEqual([]);
   });
 
+  it('reads a finished container once after crunch-run exits (the release and the cleanup share the read)', async () => {
+    const s = await setup();
+    const c = s.fake.addContainer(small());
+    await waitFor(() => s.of('finished', c.uuid).length === 1 && s.d.status.tracked === 0, 'finished and released');
+    expect(s.fake.requests.filter((r) => r.route === 'containers.get' && r.uuid === c.uuid)).toHaveLength(1);
+    expect(s.of('finished', c.uuid)[0]).toMatchObject({ state: 'Complete', exitCode: 0 });
+  });
+
   it('does not hang on output pipes a grandchild of crunch-run keeps open', async () => {
     const s = await setup({ mode: 'orphan' });
     const c = s.fake.addContainer(small());
