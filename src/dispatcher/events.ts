@@ -266,7 +266,12 @@ export class ContainerEventStream extends EventEmitter<ContainerEventStreamEvent
       this.#flushTimer = undefined;
       const uuids = [...this.#pending];
       this.#pending.clear();
-      this.emit('wake', uuids);
+      try {
+        this.emit('wake', uuids);
+      } catch (err) {
+        // A throwing listener must not become an uncaught exception in a timer.
+        log('a wake listener threw: %s', this.#describe(err));
+      }
     }, this.#opts.debounce ?? 5);
   }
 
