@@ -138,7 +138,7 @@ async function lockSection() {
   out('Where the time goes: the locking phase is about N/C lock requests in a row, so its ratio to the bound is the mean');
   out('lock request time over L (the fake server\'s timer adds ~1 ms to every L, TLS and JSON the rest); the');
   out('"no dispatcher" column makes the same requests with a bare client, so the difference between the two is ours.');
-  out('Gap to the bound: the fake server needs about 1 ms of CPU per lock (TLS, HTTP, the container rules), so with 8 in');
+  out('Gap to the bound: the fake server needs about 0.7 ms of CPU per lock (TLS, HTTP, the container rules), so with 8 in');
   out('flight on a shared 2-core machine it is the bottleneck and lock requests take L plus several ms; the bound counts');
   out('latency only. End to end adds module loading, identifying the token and reading every page of the Queued query');
   out('before the first lock (locks go in priority order), N/batch pages of L each.');
