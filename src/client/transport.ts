@@ -9,8 +9,8 @@
  *
  * @module
  */
-import type http from 'node:http';
-import type https from 'node:https';
+import type * as http from 'node:http';
+import type * as https from 'node:https';
 import type { Readable } from 'node:stream';
 import axios from 'axios';
 import { describeError } from '../util/errors.js';

@@ -7,8 +7,8 @@
  *
  * @module
  */
-import http from 'node:http';
-import https from 'node:https';
+import * as http from 'node:http';
+import * as https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { ArvadosClient, type ArvadosClientOptions } from '../client/client.js';

@@ -19,6 +19,8 @@ export interface ExecOptions {
   signal?: AbortSignal;
   /** What the command is for; classifies failures in the `command` record. */
   op?: CommandOp;
+  /** Start only when no other command waits for the limiter (lookups for metrics). */
+  background?: boolean;
 }
 
 /** One command run, for metrics. */
@@ -73,7 +75,7 @@ export class Executor {
 
   /** Runs `spec` through the limiter (submit, cancel, renice, accounting). */
   limited(spec: CommandSpec, options: ExecOptions = {}): Promise<RunResult> {
-    return this.#limiter.run(() => this.direct(spec, options), options.signal);
+    return this.#limiter.run(() => this.direct(spec, options), options.signal, options.background);
   }
 
   /**

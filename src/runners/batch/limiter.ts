@@ -11,6 +11,8 @@
 import type { SubmitRate } from './options.js';
 
 interface Waiter {
+  /** Started only when no other waiter is queued (lookups for metrics). */
+  background: boolean;
   resolve: () => void;
   reject: (reason: unknown) => void;
   signal?: AbortSignal;
@@ -18,7 +20,8 @@ interface Waiter {
 }
 
 /**
- * Counting semaphore plus token bucket, first come first served.
+ * Counting semaphore plus token bucket, first come first served, with a
+ * background lane whose commands start only when nothing else waits.
  *
  * @example
  * const limiter = new CommandLimiter(3, { count: 20, periodMs: 1000 });
@@ -46,7 +49,7 @@ export class CommandLimiter {
     return this.#running;
   }
 
-  /** Commands waiting for a slot or a token. */
+  /** Commands waiting for a slot or a token (background ones included). */
   get waiting(): number {
     return this.#queue.length;
   }
@@ -59,10 +62,11 @@ export class CommandLimiter {
   /**
    * Runs `task` once a slot and a token are free. Aborting `signal` while
    * waiting rejects without running it; once started, the task owns the
-   * abort (it holds its slot until it has really ended).
+   * abort (it holds its slot until it has really ended). A `background`
+   * task is passed by every other waiter, so it never delays a submission.
    */
-  async run<T>(task: () => Promise<T>, signal?: AbortSignal): Promise<T> {
-    await this.#acquire(signal);
+  async run<T>(task: () => Promise<T>, signal?: AbortSignal, background = false): Promise<T> {
+    await this.#acquire(signal, background);
     this.#started++;
     try {
       return await task();
@@ -72,10 +76,10 @@ export class CommandLimiter {
     }
   }
 
-  #acquire(signal?: AbortSignal): Promise<void> {
+  #acquire(signal: AbortSignal | undefined, background: boolean): Promise<void> {
     if (signal?.aborted) return Promise.reject(signal.reason);
     return new Promise<void>((resolve, reject) => {
-      const waiter: Waiter = { resolve, reject, signal };
+      const waiter: Waiter = { background, resolve, reject, signal };
       if (signal) {
         waiter.onAbort = () => {
           this.#queue = this.#queue.filter((w) => w !== waiter);
@@ -98,7 +102,8 @@ export class CommandLimiter {
   #pump(): void {
     this.#refill();
     while (this.#queue.length > 0 && this.#running < this.#concurrency && this.#tokens >= 1) {
-      const w = this.#queue.shift() as Waiter;
+      const i = this.#queue.findIndex((x) => !x.background);
+      const [w] = this.#queue.splice(i === -1 ? 0 : i, 1) as [Waiter];
       if (w.onAbort) w.signal?.removeEventListener('abort', w.onAbort);
       this.#tokens -= 1;
       this.#running++;

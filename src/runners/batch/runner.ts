@@ -192,7 +192,6 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
       },
       finished: (uuid, kind) => this.emit('finished', uuid, kind),
       release: (uuid, opts) => this.#release(uuid, opts),
-      busy: () => this.#limiter.waiting > 0,
     };
     this.runContainer = (d, container, updates) => this.#runContainer(d, container, updates);
   }

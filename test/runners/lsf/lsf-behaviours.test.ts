@@ -53,6 +53,7 @@ const HOLD = [...DEFAULT_BSUB_ARGUMENTS, '-b', '23:59'];
 defineBatchBehaviour(
   {
     name: 'LSF (stub commands)',
+    accounting: true,
     unavailable: undefined,
     // LSF's own options (sudoUser, commands) come through the shared harness too.
     runner: (o) => {

@@ -38,6 +38,7 @@ function jobs(name: string): SeenJob[] {
 defineBatchBehaviour(
   {
     name: 'Grid Engine',
+    accounting: true,
     unavailable: unavailable && `${unavailable}. Run scripts/sge-up.sh as root to enable them`,
     runner: (o) => {
       const { args, gpuArgs, failingSubmit, jobOutputDir: _unused, ...options } = o as typeof o & SgeRunnerOptions;
