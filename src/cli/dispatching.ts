@@ -91,13 +91,14 @@ export async function checkReachable(client: ArvadosClient): Promise<void> {
 /** The Dispatcher settings of the `DISPATCHER_OPTIONS` flags (and their config keys). */
 export function dispatcherSettings(
   opts: Options,
-): Required<Pick<DispatcherOptions, 'pollInterval' | 'batchSize' | 'minRetryPeriod' | 'lockConcurrency'>> & Pick<DispatcherOptions, 'maxJobs'> {
+): Required<Pick<DispatcherOptions, 'pollInterval' | 'batchSize' | 'minRetryPeriod' | 'lockConcurrency' | 'events'>> & Pick<DispatcherOptions, 'maxJobs'> {
   const maxJobs = opts.integer('max-jobs', undefined, 1);
   return {
     pollInterval: opts.duration('poll-interval', 10_000, 1),
     batchSize: opts.integer('batch-size', 100),
     minRetryPeriod: opts.duration('min-retry-period', 0),
     lockConcurrency: opts.integer('lock-concurrency', 8),
+    events: !opts.flag('no-events'),
     ...(maxJobs !== undefined ? { maxJobs } : {}),
   };
 }
