@@ -5,6 +5,7 @@
  */
 export * from './types.js';
 export { isContainerUuid, isUuid } from './uuid.js';
+export type { Clock } from './util/sleep.js';
 export { ArvadosClient } from './client/client.js';
 export * from './client/options.js';
 export { ArvadosApiError, ArvadosConfigError, ArvadosProtocolError, isApiStatus, type ArvadosApiErrorDetails } from './client/errors.js';

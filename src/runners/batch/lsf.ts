@@ -137,7 +137,9 @@ export class LsfAdapter implements BatchAdapter {
   }
 
   /**
-   * As {@link classifyLsf}. A `bmod -sp` refused for the priority itself
+   * By LSF's messages (sudo and permission refusals are `configuration`, job
+   * limits `backpressure`, an unreachable mbatchd `transient`, anything else
+   * `fatal` for a submission). A `bmod -sp` refused for the priority itself
    * (user priorities not enabled in lsb.params, or a value out of range)
    * turns reprioritising off, so it is not retried on every snapshot.
    */
