@@ -44,15 +44,15 @@ export interface BatchSystem {
     hosts: string;
     /** `--<submit>-arg`. */
     args: string;
-    /** `--<submit>-gpu-arg`, and its default list if any. */
+    /** `--<submit>-gpu-arg`. */
     gpuArgs: string;
     /** The default `--<submit>-arg` list. */
     defaultArgs: readonly string[];
-    /** The default `--<submit>-gpu-arg` list. */
+    /** The default `--<submit>-gpu-arg` list (may be empty). */
     defaultGpuArgs: readonly string[];
-    /** `--priority-spread`: what the gap is, and its default. */
+    /** `--priority-spread`: what the gap is. */
     prioritySpread: string;
-    /** Its default. */
+    /** The `--priority-spread` default. */
     prioritySpreadDefault: number;
   };
   /** The least `--priority-spread` the system takes. */
