@@ -195,7 +195,11 @@ function decodeValue(key: string, v: unknown): unknown {
  * ```
  */
 export class FakeArvados {
-  /** The data behind the server; use the methods below rather than this directly. */
+  /**
+   * The data behind the server; use the methods below rather than this directly.
+   *
+   * @internal
+   */
   readonly store: Store;
   /** Requests served so far (when `recordRequests` is on). */
   readonly requests: RequestRecord[] = [];

@@ -222,7 +222,12 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
     };
   }
 
-  /** The queue poller (its snapshots are this runner's view of the queue). */
+  /**
+   * The queue poller (its snapshots are this runner's view of the queue);
+   * for tests, which wait on its snapshots. {@link status} is the public view.
+   *
+   * @internal
+   */
   get monitor(): QueueMonitor {
     return this.#monitor;
   }
