@@ -320,7 +320,7 @@ describe('SlurmRunner: submission', () => {
     await waitFor(() => state(h, c.uuid) === 'Queued', 'unlocked');
   });
 
-  it('does not submit a container whose priority is already 0, and cancels its job if one exists (P-28)', async () => {
+  it('does not submit a container whose priority is already 0, and cancels its job if one exists', async () => {
     const fake = await startFake();
     const slurm = new FakeSlurm();
     const me = fake.rootToken.uuid;
