@@ -45,12 +45,10 @@ interface FakeJob {
 class MemoryLsf {
   readonly calls: Array<{ cmd: string; args: readonly string[]; at: number }> = [];
   readonly #jobs = new Map<number, FakeJob>();
-  readonly #fake: FakeArvados;
   #next = 100;
   readonly #timer: NodeJS.Timeout;
 
   constructor(fake: FakeArvados, runAfter: number, runFor: number) {
-    this.#fake = fake;
     this.#timer = setInterval(() => {
       const now = performance.now();
       for (const j of this.#jobs.values()) {
