@@ -162,6 +162,9 @@ describe('A burst of queued containers (max-jobs and the submit rate)', () => {
     d.on('locked', (c) => lockedOrder.push(c.priority));
     d.on('adopted', () => adopted++);
     d.on('cycle', (st) => void (st.atQuota && atQuotaCycles++));
+    const warnings: string[] = [];
+    const onWarning = (w: Error): void => void warnings.push(`${w.name}: ${w.message}`);
+    process.on('warning', onWarning);
     void d.run();
 
     await waitFor(() => containers.every((c) => fake!.container(c.uuid)?.state === 'Complete'), 'every container Complete', 60_000);
@@ -177,5 +180,8 @@ describe('A burst of queued containers (max-jobs and the submit rate)', () => {
     // One bsub per container, and the limiter's commands within the rate in every window.
     expect(lsf.count('bsub')).toBe(N);
     expect(maxInWindow(lsf.limited(), RATE.periodMs)).toBe(RATE.count);
+    // Many containers followed at once are no reason for Node to warn of a listener leak on stderr.
+    process.off('warning', onWarning);
+    expect(warnings.filter((w) => w.startsWith('MaxListenersExceededWarning'))).toEqual([]);
   });
 });
