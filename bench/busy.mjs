@@ -185,6 +185,8 @@ out();
 out('Targets: max in flight <= --max-jobs; max in any window <= the rate; every container locked once, highest priority first');
 out('(0 inversions); no unlocks; one bsub per container. Seconds are for information: with a 20/1s limit, 500 submissions');
 out('alone take at least 25 s, and the renice (bmod) and accounting (bjobs -a) commands share the same budget.');
+out('`none` is the library\'s default (the CLI\'s slurm, lsf and sge commands default to --max-jobs 1000): every container is');
+out('locked at once and waits Locked for its turn at the limiter, out of reach of any other dispatcher.');
 
 const text = lines.join('\n') + '\n';
 if (QUICK) {

@@ -13,6 +13,8 @@ import { Dispatcher } from '../../src/index.js';
 import { FakeArvados } from '../../src/testing/index.js';
 import { Output } from '../../src/cli/output.js';
 import { Reporter, pendingReasons, statusLine, type StatusCounts } from '../../src/cli/report.js';
+import { DISPATCHER_OPTIONS, parseCommandLine } from '../../src/cli/args.js';
+import { BATCH_MAX_JOBS, dispatcherSettings } from '../../src/cli/dispatching.js';
 import { built, spawnCli, type Cli } from '../helpers/cli.js';
 import { parseExposition } from '../helpers/prometheus.js';
 import { waitFor } from '../helpers/wait.js';
@@ -68,6 +70,19 @@ describe('the status line on a busy cluster', () => {
     expect(r.reduce((n, [, k]) => n + k, 0)).toBe(58);
     expect(pendingReasons([{ state: 'pending', pendingReason: `evil\nline ${'x'.repeat(200)}` }])[0][0]).toMatch(/^evil line x+…$/);
     expect(pendingReasons([{ state: 'pending', pendingReason: '' }])).toEqual([['no reason given', 1]]);
+  });
+});
+
+describe('busy-cluster defaults', () => {
+  const settings = (argv: string[], command: string): ReturnType<typeof dispatcherSettings> =>
+    dispatcherSettings(parseCommandLine(argv, DISPATCHER_OPTIONS, command, {}));
+
+  it('caps batch-system commands at 1000 containers in flight unless --max-jobs says otherwise; local has its resources as the cap', () => {
+    expect(BATCH_MAX_JOBS).toBe(1000);
+    for (const command of ['slurm', 'lsf', 'sge']) expect(settings([], command).maxJobs).toBe(1000);
+    expect(settings(['--max-jobs', '5000'], 'slurm').maxJobs).toBe(5000);
+    expect(settings([], 'local').maxJobs).toBeUndefined();
+    expect(settings([], 'slurm').lockConcurrency).toBe(8);
   });
 });
 
