@@ -208,6 +208,12 @@ describe('API back-pressure in the status line', () => {
     const paused = await waitFor(() => statuses().find((s) => (s.api as { overloaded: boolean }).overloaded), 'a status line with the API overloaded', 30_000);
     expect(paused.msg).toMatch(/API overloaded: locking paused for [12] s, lock concurrency \d of 8/);
     expect((await metrics()).value('arvados_dispatch_last_503_time')! * 1000).toBeGreaterThan(Date.now() - 60_000);
+    const entries = async (): Promise<Array<{ container: { uuid: string }; scheduling_status: string }>> => {
+      const res = await fetch(`http://${address}/arvados/v1/dispatch/containers`, { headers: { Authorization: `Bearer ${MGMT}` } });
+      return ((await res.json()) as { items: Array<{ container: { uuid: string }; scheduling_status: string }> }).items;
+    };
+    // The management API says why the queued ones wait (Workbench shows it).
+    await waitFor(async () => (await entries()).some((e) => e.scheduling_status === 'waiting: locking paused: the API is overloaded'), 'the pause in scheduling_status', 30_000);
 
     // 2. Then two containers are locked and submitted (max-jobs 2); their jobs pend; the rest wait unlocked.
     const busy = await waitFor(
@@ -220,8 +226,7 @@ describe('API back-pressure in the status line', () => {
     expect(busy.msg).toContain('LSF: 2 pending (Job slot limit reached 2)');
     const m = await metrics();
     expect(m.value('arvados_dispatch_at_quota')).toBe(1);
-    const res = await fetch(`http://${address}/arvados/v1/dispatch/containers`, { headers: { Authorization: `Bearer ${MGMT}` } });
-    const items = ((await res.json()) as { items: Array<{ container: { uuid: string }; scheduling_status: string }> }).items;
+    const items = await entries();
     const byUuid = new Map(items.map((e) => [e.container.uuid, e.scheduling_status]));
     // Highest priority first: the two locked are the last two created.
     expect([byUuid.get(cs[4].uuid), byUuid.get(cs[3].uuid)]).toEqual(['LSF: pending (Job slot limit reached)', 'LSF: pending (Job slot limit reached)']);
