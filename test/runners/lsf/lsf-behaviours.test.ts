@@ -75,6 +75,8 @@ defineBatchBehaviour(
     submitSleep: (name) => void run('bsub', ['-J', name, '-o', '/dev/null'], 'sleep 600\n'),
     holdArgs: HOLD,
     realSubmit: stub('bsub'),
+    // The stub keeps finished jobs for `bjobs -a`, as LSF does for CLEAN_PERIOD.
+    accounting: true,
   },
   (ctx) => {
     it('cancels a container whose job pends because no host can ever take it, with that reason, after the grace', async () => {
