@@ -2,21 +2,57 @@
 // time does not land on the dispatcher's event loop. Driven over IPC.
 import { FakeArvados } from '../dist/testing/index.js';
 
+/**
+ * A container as a workflow runner's container looks through the API:
+ * command, mounts (collections, tmp, JSON inputs), environment and runtime
+ * constraints (the server fills in the defaults), a priority of the
+ * `cr.priority * 2^50 - created_ms` form. About 1.5 KB of JSON.
+ */
+function realistic(i, extra) {
+  const pdh = (n) => `${(0xabcdef01 + n).toString(16).padStart(8, '0')}${'0'.repeat(24)}+${1000 + n}`;
+  return {
+    command: [
+      'arvados-cwl-runner', '--local', '--api=containers', '--no-log-timestamps', '--disable-validate',
+      '--disable-color', '--eval-timeout=20', '--thread-count=0', '--enable-reuse', '--collection-cache-size=256',
+      `--output-name=Output from sample-${i}`, '--on-error=continue', '/var/lib/cwl/workflow.json#main', '/var/lib/cwl/cwl.input.json',
+    ],
+    container_image: pdh(7),
+    cwd: '/var/spool/cwl',
+    output_path: '/var/spool/cwl',
+    environment: { HOME: '/var/spool/cwl', TMPDIR: '/tmp', SAMPLE: `sample-${i}` },
+    mounts: {
+      '/keep/reference': { kind: 'collection', portable_data_hash: pdh(1) },
+      '/tmp': { kind: 'tmp', capacity: 1073741824 },
+      '/var/spool/cwl': { kind: 'tmp', capacity: 1073741824 },
+      '/var/lib/cwl/cwl.input.json': { kind: 'json', content: { reads: { class: 'File', location: `keep:${pdh(i)}/sample-${i}.fastq.gz` } } },
+      '/var/lib/cwl/workflow.json': { kind: 'collection', portable_data_hash: pdh(2), path: 'workflow.json' },
+      stdout: { kind: 'file', path: '/var/spool/cwl/cwl.output.json' },
+    },
+    runtime_constraints: { API: true, ram: 1073741824, vcpus: 1, keep_cache_ram: 268435456 },
+    scheduling_parameters: { partitions: [] },
+    output_glob: [],
+    priority: 500 * 2 ** 50 - (1_764_000_000_000 + i),
+    ...extra,
+  };
+}
+
 let fake;
 const handlers = {
-  async start({ latency, maxItemsPerResponse, tls = true }) {
+  async start({ latency = 0, maxItemsPerResponse, tls = true }) {
     await fake?.stop();
     fake = await new FakeArvados({ latency, maxItemsPerResponse, tls, recordRequests: false }).start();
     return { env: fake.env(), caCert: fake.caCert, rootTokenUuid: fake.rootToken.uuid };
   },
   addQueued({ n }) {
-    fake.addContainers(n, () => ({ priority: 1 + Math.floor(Math.random() * 1000) }));
+    fake.addContainers(n, (i) => realistic(i, {}));
   },
   addMine({ n, tokenUuid }) {
-    fake.addContainers(n, () => ({ state: 'Running', locked_by_uuid: tokenUuid }));
+    fake.addContainers(n, (i) => realistic(i, { state: 'Running', locked_by_uuid: tokenUuid }));
   },
-  cpu() {
-    return process.cpuUsage();
+  /** Adds one Queued container; answers its uuid and the time it was created (ms since the epoch). */
+  createOne({ i }) {
+    const c = fake.addContainer(realistic(i, {}));
+    return { uuid: c.uuid, at: Date.now() };
   },
   counts() {
     return fake.counts();

@@ -22,6 +22,7 @@ export {
   STOP_SIGNALS,
   type ContainerUpdates,
   type DispatchEntry,
+  type DispatcherEventOptions,
   type DispatcherEvents,
   type DispatcherOptions,
   type DispatcherStatus,

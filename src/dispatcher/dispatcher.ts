@@ -14,21 +14,23 @@ import { ArvadosClient } from '../client/client.js';
 import { ArvadosApiError } from '../client/errors.js';
 import { deferred, type Deferred } from '../deferred.js';
 import { logger } from '../log.js';
-import type { ApiClientAuthorization, Container, ContainerState, Filter } from '../types.js';
+import type { ApiClientAuthorization, Container, ContainerState, Filter, SelectedContainer } from '../types.js';
 import { describeError, isAbortOf } from '../util/errors.js';
 import { Redactor } from '../util/redact.js';
 import { sleep } from '../util/sleep.js';
 import { assertContainerUuid, isContainerUuid } from '../uuid.js';
+import { ContainerEventStream } from './events.js';
+import { FullRecordPrefetch, QUEUE_FIELDS, SUMMARY_FIELDS, changedSince, fetchFull } from './poll.js';
 import { ApiPressure } from './pressure.js';
 import { releaseContainer } from './release.js';
 import { RunnerConfigError, type ReleaseAction, type ReleaseOptions, type RunContainer, type Runner } from './runner.js';
-import type { DispatchEntry, DispatcherEvents, DispatcherOptions, DispatcherStatus } from './options.js';
+import type { DispatchEntry, DispatcherEventOptions, DispatcherEvents, DispatcherOptions, DispatcherStatus } from './options.js';
 import { onStopSignals, type SecondSignal } from './signals.js';
 import { RetryBackoff, Throttle } from './throttle.js';
 import { UpdateStream, type StreamEndReason } from './updates.js';
 
 export type { RunContainer } from './runner.js';
-export type { DispatchEntry, DispatcherEvents, DispatcherOptions, DispatcherStatus } from './options.js';
+export type { DispatchEntry, DispatcherEventOptions, DispatcherEvents, DispatcherOptions, DispatcherStatus } from './options.js';
 
 const log = logger('dispatcher');
 
@@ -58,6 +60,12 @@ const LIVE = new Set<ContainerState>(['Locked', 'Running']);
 const UUID_BATCH = 100;
 /** Bound on the API calls of one release, so a dead API cannot hold up a runner or shutdown for ever. */
 const RELEASE_TIMEOUT = 30_000;
+/**
+ * The least time between the end of one poll and an event-woken start of
+ * the next; the gap also grows to the last poll's duration, so a storm of
+ * events keeps the dispatcher polling at most half the time.
+ */
+const MIN_EVENT_POLL_GAP = 25;
 /** Most distinct malformed UUIDs remembered, so each is warned about once. */
 const MAX_BAD_UUIDS = 1_000;
 
@@ -147,11 +155,19 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   #stopping = false;
   #finished = false;
   #skipWait: (() => void) | undefined;
+  /** A second signal came before the shutdown began waiting: it must not be lost. */
+  #skipRequested = false;
   #cycle = 0;
   #locking = 0;
   /** Containers of this cycle that wait to be adopted (throttled). */
   #deferredAdoptions = 0;
   #paused: string | undefined;
+  readonly #eventOpts: DispatcherEventOptions | undefined;
+  #listener: ContainerEventStream | undefined;
+  /** The event stream said something changed since the current poll began. */
+  #wakeRequested = false;
+  /** Ends the wait between polls early (set while waiting). */
+  #wakeWait: AbortController | undefined;
   #status = { queued: 0, cycles: 0, healthy: true, atQuota: false };
 
   constructor(opts: DispatcherOptions) {
@@ -183,6 +199,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       throw new RangeError(`secondSignal must be "stop-waiting" or "exit", got ${JSON.stringify(opts.secondSignal)}`);
     }
     this.client = opts.client ?? ArvadosClient.fromEnv();
+    this.#eventOpts = opts.events === false ? undefined : opts.events === true || opts.events === undefined ? {} : opts.events;
     this.#redactor = new Redactor([this.client.credentialsEnv().ARVADOS_API_TOKEN]);
     // Nobody may be waiting for identity; don't let its rejection go unhandled.
     this.#identity.promise.catch(() => {});
@@ -367,20 +384,77 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
           if (!isAbortOf(err, this.#ac.signal)) throw new Error(`the runner could not start: ${describeError(err)}`);
         }
       }
+      if (this.#auth && !this.#stopping) this.#listen();
       while (!this.#stopping) {
+        const started = Date.now();
+        this.#wakeRequested = false;
         await this.#pollOnce();
         if (this.#stopping) break;
-        await sleep(this.#pollInterval, this.#ac.signal).catch(() => {});
+        await this.#waitForNextPoll(Date.now() - started);
       }
     } finally {
       this.#beginStop('finished');
+      // Not awaited before the shutdown: a second signal must find its wait in place at once.
+      const listenerStopped = this.#listener?.stop();
       await this.#shutDown();
+      await listenerStopped;
       signal?.removeEventListener('abort', onAbort);
       removeSignals?.();
       this.#identity.reject(new Error('the dispatcher stopped'));
       this.#finished = true;
       for (const w of this.#idleWaiters.splice(0)) w.wait.resolve();
       log('stopped');
+    }
+  }
+
+  /** Starts the event stream listener, unless turned off; it only ever wakes the poll loop. */
+  #listen(): void {
+    const o = this.#eventOpts;
+    if (!o) return;
+    const signal = this.#ac.signal;
+    const url = o.url ?? (async (): Promise<string | undefined> => {
+      const doc = await this.client.discovery({ signal });
+      return doc.websocketUrl || undefined;
+    });
+    const listener = new ContainerEventStream({
+      url,
+      token: this.client.credentialsEnv().ARVADOS_API_TOKEN,
+      insecure: this.client.insecure,
+      ca: o.ca,
+    });
+    listener.on('wake', () => {
+      this.#wakeRequested = true;
+      this.#wakeWait?.abort();
+    });
+    listener.on('connected', () => log('event stream connected: polling at once on container changes'));
+    listener.on('disconnected', (reason, retryIn) => log('event stream lost (%s); polling every %d ms, reconnecting in %d ms', reason, this.#pollInterval, retryIn));
+    listener.on('unavailable', (reason) => log('no event stream: %s; polling every %d ms', reason, this.#pollInterval));
+    this.#listener = listener;
+    listener.start();
+  }
+
+  /**
+   * Waits `pollInterval`, or less when the event stream says a container
+   * changed: at once if it did during the last poll (whose queries may have
+   * been too early to see it), otherwise as soon as it does; but never sooner
+   * after the last poll than {@link MIN_EVENT_POLL_GAP} or that poll's own
+   * duration.
+   */
+  async #waitForNextPoll(lastPollMs: number): Promise<void> {
+    const signal = this.#ac.signal;
+    const earliest = Date.now() + Math.min(this.#pollInterval, Math.max(MIN_EVENT_POLL_GAP, lastPollMs));
+    const wait = new AbortController();
+    const onStop = (): void => wait.abort();
+    signal.addEventListener('abort', onStop, { once: true });
+    this.#wakeWait = wait;
+    if (this.#wakeRequested) wait.abort();
+    try {
+      await sleep(this.#pollInterval, wait.signal).catch(() => {});
+      const left = earliest - Date.now();
+      if (left > 0 && !signal.aborted) await sleep(left, signal).catch(() => {});
+    } finally {
+      this.#wakeWait = undefined;
+      signal.removeEventListener('abort', onStop);
     }
   }
 
@@ -395,6 +469,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       process.exit(1);
     } else {
       log('received %s again; not waiting for runners', sig);
+      this.#skipRequested = true;
       this.#skipWait?.();
     }
   }
@@ -434,6 +509,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     const gaveUp = new Promise<'timeout'>((resolve) => {
       timer = setTimeout(() => resolve('timeout'), this.#shutdownTimeout);
       this.#skipWait = () => resolve('timeout');
+      if (this.#skipRequested) resolve('timeout');
     });
     try {
       if (this.#runners.size > 0) {
@@ -477,7 +553,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
 
     const mineQ: Filter[] = [['locked_by_uuid', '=', me]];
     const queuedQ: Filter[] = [['state', '=', 'Queued'], ['priority', '>', '0']];
-    const [mine, queued] = await Promise.all([this.#fetch(mineQ, signal), this.#fetch(queuedQ, signal)]);
+    const [mine, queued] = await Promise.all([this.#fetch(mineQ, signal, SUMMARY_FIELDS), this.#fetch(queuedQ, signal, QUEUE_FIELDS)]);
     if (signal.aborted) return;
     let healthy = mine.ok && queued.ok;
 
@@ -489,8 +565,10 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       const prev = latest.get(c.uuid);
       if (!prev || (c.modified_at ?? '') >= (prev.modified_at ?? '')) latest.set(c.uuid, c);
     }
-    const candidates: Container[] = [];
-    for (const c of latest.values()) if (this.#consider(c, cycle)) candidates.push(c);
+    const applied = await this.#applySummaries(latest.values(), cycle, signal);
+    if (signal.aborted) return;
+    healthy &&= applied.ok;
+    const candidates = applied.candidates;
     candidates.sort(byPriority);
     this.#status.queued = queued.items.length;
     const handOver = this.#lockInOrder(candidates, signal);
@@ -573,15 +651,19 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       roomWhy = 'the runner has no free capacity';
     }
     let atQuota = false;
+    const toLock: Container[] = [];
     const locking: Array<{ c: Container; lock: Promise<Container | undefined> }> = [];
     this.#locks.concurrency = this.#pressure.concurrency;
     for (const c of eligible) {
-      if (locking.length >= room) {
+      if (toLock.length >= room) {
         atQuota = true;
         wait(c, roomWhy);
       } else if (!this.#throttle.check(c.uuid)) wait(c, 'min-retry-period has not passed');
-      else locking.push({ c, lock: this.#locks.add(() => this.#lock(c, signal)) as Promise<Container | undefined> });
+      else toLock.push(c);
     }
+    // Candidates are summaries: the full records come in batches, a little ahead of the locks.
+    const full = new FullRecordPrefetch(this.client, toLock.map((c) => c.uuid), this.#batchSize, signal, (err) => this.#listFailed(err));
+    for (const c of toLock) locking.push({ c, lock: this.#locks.add(() => this.#lock(c, full, signal)) as Promise<Container | undefined> });
     this.#status.atQuota = atQuota;
     waiting.sort((a, b) => byPriority(a.container, b.container));
     this.#waiting = waiting;
@@ -601,12 +683,19 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     return pending + waiting.length - stopped;
   }
 
-  /** Every page of a query; on failure, whatever was read and `ok: false`. */
-  async #fetch(filters: Filter[], signal: AbortSignal): Promise<{ ok: boolean; items: Container[] }> {
-    const items: Container[] = [];
+  /**
+   * Every page of a query (only the `select`ed fields, if given); on
+   * failure, whatever was read and `ok: false`.
+   */
+  async #fetch<K extends keyof Container = keyof Container>(
+    filters: Filter[],
+    signal: AbortSignal,
+    select?: readonly K[],
+  ): Promise<{ ok: boolean; items: Array<SelectedContainer<K>> }> {
+    const items: Array<SelectedContainer<K>> = [];
     let complete = true;
     try {
-      for await (const page of this.client.pageContainers({ filters, limit: this.#batchSize }, { signal })) {
+      for await (const page of this.client.pageContainers<K>({ filters, limit: this.#batchSize, select }, { signal })) {
         items.push(...page.items);
         // A dropped (malformed) item may be a tracked container: not seeing
         // it proves nothing, so nothing may be declared gone this cycle.
@@ -614,12 +703,53 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       }
       return { ok: complete, items };
     } catch (err) {
-      if (!isAbortOf(err, signal)) {
-        this.#warn(`error getting list of containers: ${describeError(err)}`);
-        this.#overloadedBy(err);
-      }
+      if (!isAbortOf(err, signal)) this.#listFailed(err);
       return { ok: false, items };
     }
+  }
+
+  #listFailed(err: unknown): void {
+    this.#warn(`error getting list of containers: ${describeError(err)}`);
+    this.#overloadedBy(err);
+  }
+
+  /**
+   * Applies the listed summaries. A tracked container whose summary is
+   * unchanged is only marked as seen; one that changed, and one to adopt,
+   * is read in full first (batched `uuid in` requests), so runners only
+   * ever see full records; if that read fails it waits for the next cycle
+   * (`ok: false` makes this one incomplete). Returns the lock candidates.
+   */
+  async #applySummaries(summaries: Iterable<Container>, cycle: number, signal: AbortSignal): Promise<{ ok: boolean; candidates: Container[] }> {
+    const me = this.#auth!.uuid;
+    const wanted: string[] = [];
+    const rest: Container[] = [];
+    for (const c of summaries) {
+      // Only valid UUIDs are ever tracked, so the lookup needs no check of its own.
+      const t = this.#trackers.get(c.uuid);
+      if (t?.phase === 'running') {
+        if (changedSince(c, t.record)) wanted.push(c.uuid);
+        else t.seenCycle = cycle;
+      } else if (!t && LIVE.has(c.state) && (!c.locked_by_uuid || c.locked_by_uuid === me) && isContainerUuid(c.uuid)) {
+        wanted.push(c.uuid);
+      } else {
+        rest.push(c);
+      }
+    }
+    const full = await fetchFull(this.client, wanted, this.#batchSize, signal, (err) => this.#listFailed(err));
+    const candidates: Container[] = [];
+    for (const uuid of wanted) {
+      const record = full.records.get(uuid);
+      if (record) {
+        if (this.#consider(record, cycle)) candidates.push(record);
+      } else {
+        // Not read (the request failed, or it was deleted just now): the next cycle looks again.
+        const t = this.#trackers.get(uuid);
+        if (t) t.seenCycle = cycle;
+      }
+    }
+    for (const c of rest) if (this.#consider(c, cycle)) candidates.push(c);
+    return { ok: full.ok, candidates };
   }
 
   /**
@@ -678,9 +808,16 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     return c.state === 'Queued' && c.priority > 0;
   }
 
-  /** Locks one container; returns the record to hand over, or undefined. Never rejects. */
-  async #lock(c: Container, signal: AbortSignal): Promise<Container | undefined> {
-    if (signal.aborted || this.#trackers.has(c.uuid) || this.#pressure.paused || this.#paused !== undefined) return undefined;
+  /**
+   * Reads the full record of a candidate, then locks it; returns the record
+   * to hand over, or undefined. A candidate that could not be read, or is no
+   * longer Queued, is left for the next cycle. Never rejects.
+   */
+  async #lock(c: Container, full: FullRecordPrefetch, signal: AbortSignal): Promise<Container | undefined> {
+    const blocked = (): boolean => signal.aborted || this.#trackers.has(c.uuid) || this.#pressure.paused || this.#paused !== undefined;
+    if (blocked()) return undefined;
+    const record = await full.get(c.uuid);
+    if (!record || record.state !== 'Queued' || blocked()) return undefined;
     let lock;
     try {
       // No retries inside the call: an overloaded API is answered by pausing
@@ -699,10 +836,10 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       return undefined;
     }
     this.#pressure.succeeded();
-    // The listed record plus what the lock changed: the runner sees who
-    // holds the lock and the container's own token (the listed record
-    // predates the lock and has neither).
-    return { ...c, state: lock.state, priority: lock.priority, locked_by_uuid: lock.locked_by_uuid, auth_uuid: lock.auth_uuid };
+    // The full record plus what the lock changed: the runner sees who
+    // holds the lock and the container's own token (the record predates
+    // the lock and has neither).
+    return { ...record, state: lock.state, priority: lock.priority, locked_by_uuid: lock.locked_by_uuid, auth_uuid: lock.auth_uuid };
   }
 
   #overloadedBy(err: unknown): void {

@@ -1,6 +1,7 @@
 export {
   Dispatcher,
   type DispatchEntry,
+  type DispatcherEventOptions,
   type DispatcherEvents,
   type DispatcherOptions,
   type DispatcherStatus,

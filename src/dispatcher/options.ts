@@ -10,6 +10,14 @@ import type { RunContainer, Runner, RunnerConfigError } from './runner.js';
 import type { SecondSignal } from './signals.js';
 import type { StreamEndReason } from './updates.js';
 
+/** Settings of the event stream listener (see {@link DispatcherOptions.events}). */
+export interface DispatcherEventOptions {
+  /** The event stream's URL. Default: the discovery document's `websocketUrl`. */
+  url?: string;
+  /** Extra trusted CA certificates (PEM) for the event stream, like the client's `ca` (e.g. a test server's). */
+  ca?: string | Buffer | Array<string | Buffer>;
+}
+
 /** Options of {@link Dispatcher}: give either `runContainer` or `runner`. */
 export interface DispatcherOptions {
   /** Called once per container this dispatcher takes on (the design card's plain callback). */
@@ -50,6 +58,14 @@ export interface DispatcherOptions {
    * Default `{ initial: max(pollInterval, minRetryPeriod), max: 600 000 }`.
    */
   failureBackoff?: { initial?: number; max?: number };
+  /**
+   * Poll as soon as a container changes, woken by the API's event stream
+   * (the websocket at the discovery document's `websocketUrl`), instead of
+   * only every `pollInterval`. Events only wake the poll; when the stream is
+   * unavailable, polling goes on as without it. Default true; `false` turns
+   * it off.
+   */
+  events?: boolean | DispatcherEventOptions;
   /** Stop gracefully on SIGINT, SIGTERM and SIGQUIT. Default true. */
   handleSignals?: boolean;
   /** What a second signal does (see {@link SecondSignal}). Default `stop-waiting`. */

@@ -27,6 +27,7 @@ import {
 import { CONTAINER_ATTRIBUTES } from './query.js';
 import { Store, type TokenRecord, type Transition } from './store.js';
 import { selfSignedCert } from './tls.js';
+import { FakeEventStream } from './websocket.js';
 
 /** Names of the routes FakeArvados serves, as used by counters, faults and overrides. */
 export type RouteName =
@@ -113,6 +114,14 @@ export interface FakeArvadosOptions {
   port?: number;
   /** Keep a log of requests in {@link FakeArvados.requests}. Default true. */
   recordRequests?: boolean;
+  /**
+   * Serve the event stream (websocket protocol v0, as Arvados' services/ws)
+   * at `/websocket` and advertise it as the discovery document's
+   * `websocketUrl`. Default true.
+   */
+  websocket?: boolean;
+  /** Milliseconds between `{}` pings on idle websocket connections. Default 60 000. */
+  websocketPingInterval?: number;
 }
 
 /** One served request, as kept in {@link FakeArvados.requests}. */
@@ -198,6 +207,7 @@ export class FakeArvados {
   readonly #sockets = new Set<Socket>();
   readonly #counts = new Map<RouteName, number>();
   readonly #overrides = new Map<RouteName, OverrideResponse>();
+  readonly #events?: FakeEventStream;
   #faults: FaultRule[] = [];
   #latency: number;
   #port = 0;
@@ -214,6 +224,15 @@ export class FakeArvados {
     if (opts.tls !== false) this.#tls = selfSignedCert();
     this.#latency = opts.latency ?? 0;
     this.setFaults(opts.faults);
+    if (opts.websocket !== false) {
+      const events = new FakeEventStream({
+        clusterId: this.store.clusterId,
+        canRead: (token) => this.store.authenticate(token) !== undefined,
+        pingInterval: opts.websocketPingInterval,
+      });
+      this.store.onChange((change) => events.publish(change));
+      this.#events = events;
+    }
   }
 
   // ---- lifecycle ------------------------------------------------------------
@@ -229,6 +248,11 @@ export class FakeArvados {
     });
     // A client that gives up on an untrusted certificate is not our error.
     server.on('tlsClientError', () => {});
+    server.on('upgrade', (req: http.IncomingMessage, socket: Socket, head: Buffer) => {
+      if (!this.#events?.handleUpgrade(req, socket, head)) {
+        socket.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+      }
+    });
     this.#server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -243,6 +267,7 @@ export class FakeArvados {
     const server = this.#server;
     if (!server) return;
     this.#server = undefined;
+    this.#events?.close();
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     for (const s of this.#sockets) s.destroy();
     await closed;
@@ -267,6 +292,35 @@ export class FakeArvados {
   /** The TCP port it listens on, once started. */
   get port(): number {
     return this.#port;
+  }
+
+  /** The event stream's URL (`wss://127.0.0.1:<port>/websocket`), as the discovery document gives it; undefined when not served. */
+  get websocketUrl(): string | undefined {
+    return this.#events ? `${this.#tls ? 'wss' : 'ws'}://127.0.0.1:${this.#port}/websocket` : undefined;
+  }
+
+  /**
+   * Makes the event stream refuse connections (HTTP 503, and every open one
+   * dropped) or accept them again, while the discovery document still
+   * advertises it: an event server that is down.
+   */
+  setWebsocketAvailable(available: boolean): void {
+    if (this.#events) this.#events.available = available;
+  }
+
+  /** Drops every event stream connection without a close handshake. */
+  dropWebsocketConnections(): void {
+    this.#events?.dropConnections();
+  }
+
+  /** Open event stream connections. */
+  get websocketConnections(): number {
+    return this.#events?.connections ?? 0;
+  }
+
+  /** Event messages sent over the event stream so far. */
+  get eventsSent(): number {
+    return this.#events?.sent ?? 0;
   }
 
   /** The PEM certificate (in HTTPS mode), to trust the fake without turning verification off. */
@@ -454,8 +508,8 @@ export class FakeArvados {
       };
       if (opts.signal?.aborted) return reject(opts.signal.reason);
       if (check()) return;
-      unsubscribe = this.store.onChange((changed) => {
-        if (changed === uuid) check();
+      unsubscribe = this.store.onChange((change) => {
+        if (change.object_uuid === uuid) check();
       });
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       if (timeout > 0) {
@@ -766,6 +820,7 @@ export class FakeArvados {
       blobSignatureTtl: 1209600,
       maxRequestSize: 134217728,
       maxItemsPerResponse: this.store.maxItemsPerResponse,
+      ...(this.websocketUrl ? { websocketUrl: this.websocketUrl } : {}),
       schemas: { Container: { id: 'Container', type: 'object', uuidPrefix: 'dz642' } },
       resources: {
         containers: {

@@ -304,16 +304,25 @@ export function comparator(terms: OrderTerm[]): (a: Container, b: Container) => 
   };
 }
 
-/** Validates a `select` list; unknown names are a 422 as in Rails. */
+/**
+ * Resolves a `select` list as Rails does (load_param.rb, select_for_klass):
+ * `null`/`false` mean no select; `modified_by_client_uuid` is dropped
+ * silently (no longer offered, but old clients still ask); a
+ * `containers.<attr>` name means `<attr>`; any other unknown name is a 422.
+ */
 export function resolveSelect(select: unknown): string[] | undefined {
-  if (select === undefined || select === null || select === '') return undefined;
-  if (!Array.isArray(select)) throw new ApiError(422, 'Could not parse "select" param as an array');
+  if (select === undefined || select === null || select === '' || select === false) return undefined;
+  if (!Array.isArray(select)) throw new ApiError(422, '#<ArgumentError: Could not parse "select" param as an array>');
+  const out: string[] = [];
   for (const s of select) {
-    if (typeof s !== 'string' || !ATTRIBUTE_SET.has(s)) {
-      throw new ApiError(422, `Invalid attribute '${String(s)}' of Container in select parameter`);
+    const name = typeof s === 'string' && s.startsWith('containers.') ? s.slice('containers.'.length) : s;
+    if (name === 'modified_by_client_uuid') continue;
+    if (typeof name !== 'string' || !ATTRIBUTE_SET.has(name)) {
+      throw new ApiError(422, `#<ArgumentError: Invalid attribute '${String(s)}' of Container in select parameter>`);
     }
+    if (!out.includes(name)) out.push(name);
   }
-  return select as string[];
+  return out;
 }
 
 /** A lower bound for the `uuid` column when the filters hold `uuid > x` or `uuid >= x` (for the index fast path). */

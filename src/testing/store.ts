@@ -45,6 +45,25 @@ export interface Transition {
   at: string;
 }
 
+/**
+ * One change to a container or one `logs` record, as the API server records
+ * it in its `logs` table (audit logging) and its event stream serves it.
+ * Attribute maps are the live rows or shallow snapshots: read them at once.
+ */
+export interface StoreChange {
+  /** `create`, `update`, `delete`, or the `event_type` of a log created through the API. */
+  event_type: string;
+  object_uuid: string;
+  object_owner_uuid: string | null;
+  event_at: string;
+  /** Before the change (null on create). */
+  old_attributes: Readonly<Record<string, unknown>> | null;
+  /** After the change (null on delete). */
+  new_attributes: Readonly<Record<string, unknown>> | null;
+  /** For a log created through the API: its own properties. */
+  properties?: Readonly<Record<string, unknown>>;
+}
+
 /** What `list()` takes: the list parameters after HTTP decoding. */
 export interface ListQuery {
   filters?: unknown;
@@ -121,7 +140,7 @@ export class Store {
   #sortedDirty = false;
   #lastNanos = 0n;
   #etag = 0;
-  readonly #listeners = new Set<(uuid: string) => void>();
+  readonly #listeners = new Set<(change: StoreChange) => void>();
 
   constructor(opts: { clusterId: string; maxDispatchAttempts: number; maxItemsPerResponse: number }) {
     if (!/^[0-9a-z]{5}$/.test(opts.clusterId)) throw new TypeError(`clusterId must be 5 characters [0-9a-z]: ${opts.clusterId}`);
@@ -184,17 +203,17 @@ export class Store {
   }
 
   /**
-   * Calls `listener` with a container's uuid after every change to it
-   * (create, update, force, delete), so that waiters need not poll.
-   * Returns the function that removes the listener.
+   * Calls `listener` after every change (container create, update, force,
+   * delete; a log created through the API), so that waiters and the event
+   * stream need not poll. Returns the function that removes the listener.
    */
-  onChange(listener: (uuid: string) => void): () => void {
+  onChange(listener: (change: StoreChange) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
   }
 
-  #changed(uuid: string): void {
-    for (const l of [...this.#listeners]) l(uuid);
+  #notify(change: StoreChange): void {
+    for (const l of [...this.#listeners]) l(change);
   }
 
   // ---- containers: reading --------------------------------------------------
@@ -359,26 +378,29 @@ export class Store {
     }
     this.#containers.set(uuid, row);
     this.#sortedDirty = true;
-    this.#changed(uuid);
+    this.#changed('create', row, null);
     return this.present(row);
   }
 
   /** Deletes a container (admin side door), e.g. to simulate one vanishing. */
   delete(uuid: string): void {
-    if (!this.#containers.delete(uuid)) return;
-    this.#sortedDirty = true;
-    this.#changed(uuid);
+    const row = this.#containers.get(uuid);
+    if (row && this.#containers.delete(uuid)) {
+      this.#sortedDirty = true;
+      this.#changed('delete', null, row);
+    }
   }
 
   /** Side door: sets attributes with no checks at all (test setup). */
   force(uuid: string, attrs: Partial<Container>): Container {
     const row = this.#mustGet(uuid);
     const from = row.state;
+    const before = this.#listeners.size > 0 ? { ...row } : undefined;
     Object.assign(row, clone(attrs));
     row.modified_at = this.now();
     row.etag = this.#nextEtag();
+    if (before) this.#changed('update', row, before);
     if (attrs.state && attrs.state !== from) this.#record(uuid, from, attrs.state, 'admin');
-    this.#changed(uuid);
     return this.present(row);
   }
 
@@ -517,6 +539,7 @@ export class Store {
     if (errors.length) throw new ApiError(422, ...errors);
 
     // Apply.
+    const before = this.#listeners.size > 0 ? { ...row } : undefined;
     const now = this.now();
     for (const [k, v] of Object.entries(attrs)) {
       if (k === 'locked_by_uuid' || k === 'auth_uuid') continue;
@@ -549,7 +572,7 @@ export class Store {
     row.modified_by_user_uuid = caller.owner_uuid;
     row.etag = this.#nextEtag();
     if (stateChanging) this.#record(uuid, old, next, caller.uuid);
-    this.#changed(uuid);
+    if (before) this.#changed('update', row, before);
     return this.present(row, sel);
   }
 
@@ -572,6 +595,15 @@ export class Store {
       modified_at: now,
     };
     this.logs.push(rec);
+    this.#notify({
+      event_type: rec.event_type,
+      object_uuid: rec.object_uuid,
+      object_owner_uuid: this.#containers.get(rec.object_uuid)?.owner_uuid ?? null,
+      event_at: now,
+      old_attributes: null,
+      new_attributes: null,
+      properties: rec.properties,
+    });
     return clone(rec);
   }
 
@@ -587,6 +619,18 @@ export class Store {
 
   #nextEtag(): string {
     return (++this.#etag).toString(36).padStart(8, '0') + random36(17);
+  }
+
+  #changed(type: 'create' | 'update' | 'delete', row: Container | null, before: Container | null): void {
+    const obj = (row ?? before)!;
+    this.#notify({
+      event_type: type,
+      object_uuid: obj.uuid,
+      object_owner_uuid: obj.owner_uuid ?? null,
+      event_at: row?.modified_at ?? this.now(),
+      old_attributes: before as unknown as Record<string, unknown> | null,
+      new_attributes: row as unknown as Record<string, unknown> | null,
+    });
   }
 
   #record(uuid: string, from: ContainerState, to: ContainerState, by: string): void {
