@@ -60,6 +60,8 @@ defineBatchBehaviour(
     // Held (-h) jobs stay pending until deleted.
     holdArgs: [...DEFAULT_QSUB_ARGUMENTS, '-h'],
     realSubmit: unavailable ? 'qsub' : sh('sh', ['-c', 'command -v qsub']).trim(),
+    // qacct answers for finished jobs here (with the runner's retries above).
+    accounting: true,
   },
   (ctx) => {
     it('cancels a container whose job is in the error state, with that reason, after the grace', async () => {
