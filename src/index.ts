@@ -5,15 +5,9 @@
  */
 export * from './types.js';
 export { isContainerUuid, isUuid } from './uuid.js';
-export {
-  ArvadosClient,
-  DEFAULT_MAX_RESPONSE_BYTES,
-  type ArvadosClientEvents,
-  type ArvadosClientOptions,
-  type CallOptions,
-  type ClientWarning,
-  type RequestEvent,
-} from './client/client.js';
+export type { Clock } from './util/sleep.js';
+export { ArvadosClient } from './client/client.js';
+export * from './client/options.js';
 export { ArvadosApiError, ArvadosConfigError, ArvadosProtocolError, isApiStatus, type ArvadosApiErrorDetails } from './client/errors.js';
 export { settingsFromEnv, parseSettingsFile, type ArvadosSettings } from './client/config.js';
 export {

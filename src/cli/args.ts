@@ -61,6 +61,10 @@ export const DISPATCHER_OPTIONS: OptionTable = {
     default: '1000 for slurm, lsf and sge; none for local (its resources are the cap)',
     help: 'containers in flight at most; beyond it queued containers are not locked (no dispatch attempt is charged)',
   },
+  'no-events': {
+    type: 'boolean',
+    help: "do not listen to the API's event stream; only poll every --poll-interval",
+  },
   listen: {
     type: 'string',
     metavar: 'HOST:PORT',

@@ -107,13 +107,14 @@ const BATCH_COMMANDS = new Set(['slurm', 'lsf', 'sge']);
 /** The Dispatcher settings of the `DISPATCHER_OPTIONS` flags (and their config keys). */
 export function dispatcherSettings(
   opts: Options,
-): Required<Pick<DispatcherOptions, 'pollInterval' | 'batchSize' | 'minRetryPeriod' | 'lockConcurrency'>> & Pick<DispatcherOptions, 'maxJobs'> {
+): Required<Pick<DispatcherOptions, 'pollInterval' | 'batchSize' | 'minRetryPeriod' | 'lockConcurrency' | 'events'>> & Pick<DispatcherOptions, 'maxJobs'> {
   const maxJobs = BATCH_COMMANDS.has(opts.command) ? opts.integer('max-jobs', BATCH_MAX_JOBS, 1) : opts.integer('max-jobs', undefined, 1);
   return {
     pollInterval: opts.duration('poll-interval', 10_000, 1),
     batchSize: opts.integer('batch-size', 100),
     minRetryPeriod: opts.duration('min-retry-period', 0),
     lockConcurrency: opts.integer('lock-concurrency', 8),
+    events: !opts.flag('no-events'),
     ...(maxJobs !== undefined ? { maxJobs } : {}),
   };
 }

@@ -55,14 +55,8 @@ import {
 } from './options.js';
 import { exchange, TransportError, type WireRequest, type WireResponse } from './transport.js';
 
-export {
-  DEFAULT_MAX_RESPONSE_BYTES,
-  type ArvadosClientEvents,
-  type ArvadosClientOptions,
-  type CallOptions,
-  type ClientWarning,
-  type RequestEvent,
-};
+// The options and event types are part of the client's API: importers of this module get them too.
+export * from './options.js';
 
 const log = logger('client');
 

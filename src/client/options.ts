@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type http from 'node:http';
+import type * as http from 'node:http';
 import type { Clock } from '../util/sleep.js';
 
 /**

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import http from 'node:http';
+import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { logger } from '../log.js';
 import type { DispatchEntry } from '../dispatcher/dispatcher.js';

@@ -10,9 +10,9 @@
  * Like crunch-run it takes its credentials from `ARVADOS_API_HOST`,
  * `ARVADOS_API_TOKEN` and `ARVADOS_API_HOST_INSECURE` only (never from its
  * command line), sets its container Running, works, and finalizes it; on
- * SIGINT or SIGTERM it sets it Cancelled and exits 0. Arguments it does not
- * know (e.g. `--runtime-engine=docker`) are ignored, as a dispatcher passes
- * them. See {@link CrunchRunSimMode} for the modes and
+ * SIGINT, SIGTERM or SIGQUIT (the signals crunch-run stops on) it sets it
+ * Cancelled and exits 0. Arguments it does not know (e.g.
+ * `--runtime-engine=docker`) are ignored, as a dispatcher passes them. See {@link CrunchRunSimMode} for the modes and
  * {@link CrunchRunSimOptions} for where settings come from.
  *
  * @module
@@ -21,6 +21,7 @@ import { spawn } from 'node:child_process';
 import { appendFileSync, existsSync, realpathSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { onStopSignals } from '../dispatcher/signals.js';
 import { describeError } from '../util/errors.js';
 import { Redactor } from '../util/redact.js';
 import { sleep } from '../util/sleep.js';
@@ -34,12 +35,12 @@ import { baseUrl, rawRequest, type RawResponse } from './http.js';
  * - `hang`: Running, then wait for a signal.
  * - `release` (alias `wait-release`): Running, then Complete once the file
  *   `<record>/<uuid>.release` exists.
- * - `stubborn`: Running, then ignore SIGINT and SIGTERM (SIGKILL ends it).
+ * - `stubborn`: Running, then ignore SIGINT, SIGTERM and SIGQUIT (SIGKILL ends it).
  * - `exit`: Running, then exit with `code` (default 3) without finalizing.
  * - `exit-locked`: exit with `code` at once, leaving the container Locked.
  * - `orphan`: like `complete`, but first start a grandchild that keeps
  *   stdout/stderr open for a minute (its pid in `<record>/<uuid>.grandchild`).
- * - `mute`: Running, then wait; on SIGINT/SIGTERM exit at once (128 + signal
+ * - `mute`: Running, then wait; on a stop signal exit at once (128 + signal
  *   number) without telling the API, like a crunch-run that died.
  * - `oom`: Running, then allocate (and touch) 16 MiB every 50 ms until the
  *   batch system's memory limit kills it, like a container that outgrew its
@@ -136,10 +137,10 @@ export interface CrunchRunSimRecord {
 const UUID = /^[0-9a-z]{5}-dz642-[0-9a-z]{15}$/;
 const OUTPUT = 'd41d8cd98f00b204e9800998ecf8427e+0';
 const MODES = new Set<string>(CRUNCH_RUN_SIM_MODES);
-const SIGNAL_NUMBERS: Record<string, number> = { SIGINT: 2, SIGTERM: 15 };
+const SIGNAL_NUMBERS: Record<string, number> = { SIGINT: 2, SIGQUIT: 3, SIGTERM: 15 };
 
 /**
- * Runs the simulator in this process: it installs SIGINT/SIGTERM handlers
+ * Runs the simulator in this process: it installs SIGINT/SIGTERM/SIGQUIT handlers
  * and ends the process itself when done (the exit status is the simulated
  * crunch-run's). Resolves only in modes that do not exit on their own.
  */
@@ -228,8 +229,8 @@ export async function simulateCrunchRun(opts: CrunchRunSimOptions = {}): Promise
       (e: unknown) => die(`could not cancel: ${describeError(e)}`),
     );
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  // For the rest of the process: crunch-run stops on the same signals as the dispatcher.
+  onStopSignals(onSignal);
 
   let container: Record<string, unknown> | undefined;
   if (mode === undefined) {

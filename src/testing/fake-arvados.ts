@@ -7,8 +7,8 @@
  *
  * @module
  */
-import http from 'node:http';
-import https from 'node:https';
+import * as http from 'node:http';
+import * as https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { ArvadosClient, type ArvadosClientOptions } from '../client/client.js';
@@ -195,7 +195,11 @@ function decodeValue(key: string, v: unknown): unknown {
  * ```
  */
 export class FakeArvados {
-  /** The data behind the server; use the methods below rather than this directly. */
+  /**
+   * The data behind the server; use the methods below rather than this directly.
+   *
+   * @internal
+   */
   readonly store: Store;
   /** Requests served so far (when `recordRequests` is on). */
   readonly requests: RequestRecord[] = [];

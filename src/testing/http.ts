@@ -6,8 +6,8 @@
  *
  * @module
  */
-import http from 'node:http';
-import https from 'node:https';
+import * as http from 'node:http';
+import * as https from 'node:https';
 
 /** What {@link rawRequest} sends. */
 export interface RawRequest {

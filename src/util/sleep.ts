@@ -28,7 +28,9 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 
 /** A clock that tests can replace: `now()` in ms and an abortable `sleep`. */
 export interface Clock {
+  /** Milliseconds since the epoch, as `Date.now()`. */
   now(): number;
+  /** Resolves after `ms`; rejects with the signal's reason if it is aborted first. */
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
 }
 

@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from '@jest/globals';
 import { parse, stringify } from 'yaml';
 import { DISPATCHER_OPTIONS, parseCommandLine, parseSubmitRate, type OptionTable } from '../../src/cli/args.js';
 import { CONFIG_KEYS, configPath, loadClusterConfig } from '../../src/cli/config.js';
-import { credentialsEnv } from '../../src/cli/dispatching.js';
+import { credentialsEnv, dispatcherSettings } from '../../src/cli/dispatching.js';
 import { UsageError } from '../../src/cli/errors.js';
 import { goSpellings } from '../../src/cli/go-flags.js';
 
@@ -233,5 +233,13 @@ describe('--submit-rate', () => {
   it('a bad value is a usage error naming the flag', () => {
     const opts = parseCommandLine(['--submit-rate', '20/0s'], { 'submit-rate': { type: 'string', help: '' } }, 'slurm');
     expect(usageMessage(() => opts.rate('submit-rate'))).toMatch(/^--submit-rate: "20\/0s": the count must be >= 1 and the period > 0; see 'arvados-dispatch slurm --help'$/);
+  });
+});
+
+describe('dispatcher settings from the command line', () => {
+  it('listens to the event stream unless --no-events', () => {
+    const env = { HOME: '/nonexistent' };
+    expect(dispatcherSettings(parseCommandLine([], TABLE, 'local', env)).events).toBe(true);
+    expect(dispatcherSettings(parseCommandLine(['--no-events'], TABLE, 'local', env)).events).toBe(false);
   });
 });

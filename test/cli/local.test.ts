@@ -100,7 +100,7 @@ describeBuilt('arvados-dispatch: help, version, command line', () => {
     for (const flag of ['--poll-interval DURATION', '--crunch-run-command CMD', '--crunch-run-arg ARG', '--min-retry-period', '--batch-size N',
       '--runtime-engine ENGINE', '--vcpus N', '--ram SIZE', '--reserve-extra-ram SIZE', '--lock-concurrency N', '--stop-grace DURATION',
       '--status-interval DURATION', '--json', '--config PATH', '--max-jobs N', '--listen HOST:PORT', '--management-token-file PATH',
-      '--env NAME=VALUE', '--env-pass NAME']) {
+      '--env NAME=VALUE', '--env-pass NAME', '--no-events']) {
       expect(l.stdout).toContain(flag);
     }
     // Ours in the table; the Go spellings only mentioned in a note.

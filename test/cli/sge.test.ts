@@ -92,6 +92,8 @@ afterAll(() => {
     children.push(cli);
     await waitFor(() => cli.stdout().includes(`${quick.uuid} finished: Complete (exit code 0)`), 'the quick container complete', 60_000);
     await waitFor(() => fake.container(long.uuid)?.state === 'Running', 'the long one running', 60_000);
+    // crunch-run sets Complete before it exits; Grid Engine forgets the job a moment later.
+    await waitFor(() => !ourJobs().some((j) => j.name === quick.uuid), 'the quick job out of qstat', 60_000);
     cli.child.kill('SIGTERM');
     const { code } = await cli.exited;
     expect(code).toBe(0);

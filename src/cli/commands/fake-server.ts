@@ -2,7 +2,7 @@
  * `arvados-dispatch fake-server`: FakeArvados as a process of its own, so
  * that tests in any language (or of the CLI itself) can run a dispatcher
  * against it. It prints one JSON line with what a test needs to connect, then
- * serves until SIGINT or SIGTERM. Both tokens are admin tokens: the admin one
+ * serves until SIGINT, SIGTERM or SIGQUIT. Both tokens are admin tokens: the admin one
  * creates containers (`POST /arvados/v1/containers`) and changes them
  * (`PUT /arvados/v1/containers/{uuid}`) under the server's usual rules.
  *
@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FakeArvados, type FaultOptions } from '../../testing/fake-arvados.js';
 import { HELP_OPTION, Options, formatHelp, parseOptions, type OptionTable } from '../args.js';
+import { onStopSignals } from '../../dispatcher/signals.js';
 import { CliError, ExitCode, UsageError } from '../errors.js';
 
 /** One line for the overall help. */
@@ -36,15 +37,15 @@ export function help(): string {
   return formatHelp(
     'arvados-dispatch fake-server [--port N] [--http] [options]',
     'Serves FakeArvados, a fake Arvados API server that follows the real one\'s\n' +
-      'container rules, on 127.0.0.1 until SIGINT or SIGTERM. Prints one JSON line:\n' +
-      '{"apiHost", "insecure", "dispatcherToken", "adminToken", "url", "clusterId",\n' +
-      '"caCertFile" (HTTPS only: the self-signed certificate), "pid"}. Give a\n' +
-      'dispatcher ARVADOS_API_HOST=apiHost, ARVADOS_API_TOKEN=dispatcherToken and\n' +
-      'ARVADOS_API_HOST_INSECURE=1 when insecure is true; drive the containers with\n' +
-      'the adminToken: POST /arvados/v1/containers, PUT /arvados/v1/containers/UUID,\n' +
-      'GET /arvados/v1/containers/UUID.',
+      'container rules, on 127.0.0.1 until SIGINT, SIGTERM or SIGQUIT. Prints one\n' +
+      'JSON line: {"apiHost", "insecure", "dispatcherToken", "adminToken", "url",\n' +
+      '"clusterId", "caCertFile" (HTTPS only: the self-signed certificate), "pid"}.\n' +
+      'Give a dispatcher ARVADOS_API_HOST=apiHost, ARVADOS_API_TOKEN=dispatcherToken\n' +
+      'and ARVADOS_API_HOST_INSECURE=1 when insecure is true; drive the containers\n' +
+      'with the adminToken: POST /arvados/v1/containers,\n' +
+      'PUT /arvados/v1/containers/UUID, GET /arvados/v1/containers/UUID.',
     OPTIONS,
-    'Exit status: 0 after SIGINT/SIGTERM, 1 if it cannot listen, 2 on a bad command line.',
+    'Exit status: 0 after SIGINT/SIGTERM/SIGQUIT, 1 if it cannot listen, 2 on a bad command line.',
   );
 }
 
@@ -66,16 +67,13 @@ function faultsOption(text: string | undefined): FaultOptions | FaultOptions[] |
   return rules as FaultOptions[];
 }
 
-/** Resolves at the first SIGINT or SIGTERM, with its name. */
+/** Resolves at the first stop signal (the Dispatcher's: SIGINT, SIGTERM, SIGQUIT), with its name. */
 function untilSignalled(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
-    const on = (sig: NodeJS.Signals): void => {
-      process.off('SIGINT', on);
-      process.off('SIGTERM', on);
+    const off = onStopSignals((sig) => {
+      off();
       resolve(sig);
-    };
-    process.on('SIGINT', on);
-    process.on('SIGTERM', on);
+    });
   });
 }
 

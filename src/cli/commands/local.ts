@@ -6,20 +6,16 @@
  */
 import { describeError } from '../../util/errors.js';
 import os from 'node:os';
-import { Dispatcher } from '../../dispatcher/dispatcher.js';
 import { DEFAULT_STOP_GRACE, DEFAULT_KILL_GRACE, LocalRunner } from '../../runners/local/local-runner.js';
 import { checkEnvOptions } from '../../runners/local/command.js';
 import { formatBytes } from '../../runners/local/resources.js';
-import { DISPATCHER_OPTIONS, DISPATCHING_FOOTER, OUTPUT_OPTIONS, formatHelp, parseCommandLine, type OptionTable } from '../args.js';
+import { DISPATCHER_OPTIONS, DISPATCHING_FOOTER, OUTPUT_OPTIONS, formatHelp, type OptionTable } from '../args.js';
 import { formatDuration } from '../duration.js';
 import { ExitCode, UsageError } from '../errors.js';
-import { Output } from '../output.js';
 import { Reporter } from '../report.js';
-import { runSession } from '../session.js';
 import { API_TOKEN } from '../config.js';
-import { apiClientFromEnv, checkReachable, dispatcherSettings } from '../dispatching.js';
+import { beginCommand, commandOutput, serveDispatcher } from '../dispatch-command.js';
 import { localSession } from '../local-session.js';
-import { managementSettings, startService } from '../service.js';
 import { findExecutable } from '../which.js';
 
 /** One line for the overall help. */
@@ -100,29 +96,26 @@ export function crunchRunEnvironment(entries: readonly string[], pass: readonly 
 
 /** Runs the command; resolves to the exit status. */
 export async function run(argv: string[]): Promise<number> {
-  const opts = parseCommandLine(argv, OPTIONS, 'local');
-  if (opts.flag('help')) {
-    process.stdout.write(help());
-    return ExitCode.OK;
-  }
-  const settings = dispatcherSettings(opts);
-  const { pollInterval } = settings;
+  const start = beginCommand(argv, OPTIONS, 'local', help);
+  if (!start) return ExitCode.OK;
+  const { opts, settings } = start;
   const crunchRunCommand = opts.string('crunch-run-command') ?? 'crunch-run';
-  const crunchRunArgs = opts.list('crunch-run-arg');
-  const runtimeEngine = opts.string('runtime-engine');
-  const vcpus = opts.integer('vcpus', undefined);
-  const ram = opts.size('ram', undefined, 1);
-  const reserveExtraRam = opts.size('reserve-extra-ram', undefined, 0);
   const stopGrace = opts.duration('stop-grace', DEFAULT_STOP_GRACE);
-  const statusInterval = opts.duration('status-interval', 30_000);
   const childEnv = crunchRunEnvironment(opts.list('env'), opts.list('env-pass'));
   // GatewayAuthSecret is keyed by the cluster's SystemRootToken, as the controller computes it.
   const rootToken = opts.configValue(API_TOKEN)?.value;
   const systemRootToken = typeof rootToken === 'string' ? rootToken : undefined;
-  const management = managementSettings(opts);
-  const out = new Output({ json: opts.flag('json') });
-  if (systemRootToken) out.addSecret(systemRootToken);
-  for (const note of opts.notes) out.warn(note);
+  const options = {
+    crunchRunCommand,
+    crunchRunArgs: opts.list('crunch-run-arg'),
+    runtimeEngine: opts.string('runtime-engine'),
+    reserveExtraRam: opts.size('reserve-extra-ram', undefined, 0),
+    capacity: { vcpus: opts.integer('vcpus', undefined), ram: opts.size('ram', undefined, 1) },
+    stopGrace,
+    ...childEnv,
+    ...(systemRootToken ? { systemRootToken } : {}),
+  };
+  const out = commandOutput(opts, systemRootToken ? [systemRootToken] : []);
 
   let commandPath: string;
   try {
@@ -134,45 +127,28 @@ export async function run(argv: string[]): Promise<number> {
 
   let runner: LocalRunner;
   try {
-    runner = new LocalRunner({
-      crunchRunCommand,
-      crunchRunArgs,
-      runtimeEngine,
-      reserveExtraRam,
-      capacity: { vcpus, ram },
-      stopGrace,
-      ...childEnv,
-      ...(systemRootToken ? { systemRootToken } : {}),
-    });
+    runner = new LocalRunner(options);
   } catch (err) {
     throw new UsageError(describeError(err));
   }
 
-  const client = apiClientFromEnv(out, opts);
-  await checkReachable(client);
-  const d = new Dispatcher({
-    client,
+  return serveDispatcher(start, out, {
     runner,
-    ...settings,
-    secondSignal: 'exit',
     // The runner returns once crunch-run has exited, which can take the whole escalation.
     shutdownTimeout: stopGrace + DEFAULT_KILL_GRACE + 30_000,
+    present: (d, client) => {
+      const session = localSession(runner);
+      const cap = runner.pool.capacity;
+      const gpus = cap.gpus.ids.length ? `${cap.gpus.ids.length} ${cap.gpus.stack} GPU(s) (${cap.gpus.ids.join(',')})` : 'no GPUs';
+      const { pollInterval } = settings;
+      return {
+        session,
+        reporter: new Reporter(out, d, session).watchLocal(runner),
+        start: {
+          text: `arvados-dispatch local: ${cap.vcpus} vCPUs, ${formatBytes(cap.ram)} RAM, ${gpus}; crunch-run ${commandPath}; polling ${client.apiHost} every ${formatDuration(pollInterval)}`,
+          fields: { vcpus: cap.vcpus, ram: cap.ram, gpus: cap.gpus.ids, gpu_stack: cap.gpus.stack, crunch_run: commandPath, api_host: client.apiHost, poll_interval_ms: pollInterval, pid: process.pid },
+        },
+      };
+    },
   });
-  const session = localSession(runner);
-  const reporter = new Reporter(out, d, session).watchLocal(runner);
-
-  const cap = runner.pool.capacity;
-  const gpus = cap.gpus.ids.length ? `${cap.gpus.ids.length} ${cap.gpus.stack} GPU(s) (${cap.gpus.ids.join(',')})` : 'no GPUs';
-  out.event(
-    'start',
-    `arvados-dispatch local: ${cap.vcpus} vCPUs, ${formatBytes(cap.ram)} RAM, ${gpus}; crunch-run ${commandPath}; polling ${client.apiHost} every ${formatDuration(pollInterval)}`,
-    { vcpus: cap.vcpus, ram: cap.ram, gpus: cap.gpus.ids, gpu_stack: cap.gpus.stack, crunch_run: commandPath, api_host: client.apiHost, poll_interval_ms: pollInterval, pid: process.pid },
-  );
-  const service = management ? await startService(management, out, d, pollInterval) : undefined;
-  try {
-    await runSession({ out, dispatcher: d, runner: session, reporter, statusInterval });
-  } finally {
-    await service?.close();
-  }
-  return ExitCode.OK;
 }

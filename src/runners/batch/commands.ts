@@ -12,7 +12,7 @@ export type { RunResult } from './adapter.js';
 /** How long a child gets to exit after SIGTERM before SIGKILL. */
 const KILL_GRACE_MS = 5_000;
 
-/** Options of {@link run} and {@link spawnCommand}. */
+/** Options of a {@link CommandRunner} such as {@link spawnCommand}. */
 export interface RunOptions {
   /** Written to the child's stdin, which is then closed. Without it stdin is /dev/null. */
   input?: string;
@@ -24,7 +24,12 @@ export interface RunOptions {
   timeoutMs?: number;
 }
 
-/** Something that runs a command like {@link run}; tests substitute fakes. */
+/**
+ * Something that runs a command like {@link spawnCommand}: a batch runner's
+ * `runner` option, which tests (or a wrapper that logs or runs remotely)
+ * substitute. It should reject with {@link CommandTimeoutError} on a timeout,
+ * which counts as a transient failure.
+ */
 export type CommandRunner = (cmd: string, args: readonly string[], options?: RunOptions) => Promise<RunResult>;
 
 /** Rejection of a command that ran past its `timeoutMs` (and was killed). */

@@ -19,6 +19,8 @@ export interface ExecOptions {
   signal?: AbortSignal;
   /** What the command is for; classifies failures in the `command` record. */
   op?: CommandOp;
+  /** Start only when no other command waits for the limiter (lookups for metrics). */
+  background?: boolean;
 }
 
 /** One command run, for metrics. */
@@ -38,13 +40,43 @@ export interface CommandRecord {
  */
 export function classifyOutcome(adapter: BatchAdapter, outcome: RunResult | Error, op: CommandOp): ErrorClass {
   if (outcome instanceof CommandTimeoutError) return 'transient';
-  if (outcome instanceof Error) {
-    const code = (outcome as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'EACCES' || code === 'EPERM' || code === 'ENOEXEC') return 'configuration';
-    return adapter.classify(outcome, op);
-  }
+  if (outcome instanceof Error) return cannotStart(outcome) ? 'configuration' : adapter.classify(outcome, op);
   if (outcome.code === null) return 'transient';
   return adapter.classify(outcome, op);
+}
+
+/** True if `err` says the command could not be started at all (missing, not executable). */
+function cannotStart(err: Error): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' || code === 'EACCES' || code === 'EPERM' || code === 'ENOEXEC';
+}
+
+/** Patterns of a batch system's complaints, by what they mean; the first list that matches wins, in this order. */
+export interface ComplaintPatterns {
+  /** Refusals only an operator can fix (permissions, not a submit host...). */
+  configuration: readonly RegExp[];
+  /** Limits that clear as jobs finish (too many jobs...). */
+  backpressure: readonly RegExp[];
+  /** A scheduler that is down or busy for now. */
+  transient: readonly RegExp[];
+}
+
+/**
+ * An adapter's `classify` for systems whose complaints are read by pattern:
+ * a timeout, a kill by a signal or an error running the command is
+ * `transient` (one that cannot start is `configuration`); a non-zero exit is
+ * read from stderr and stdout by `patterns`, else it is `otherwise`.
+ */
+export function classifyByComplaint(outcome: RunResult | Error, patterns: ComplaintPatterns, otherwise: ErrorClass): ErrorClass {
+  if (outcome instanceof CommandTimeoutError) return 'transient';
+  if (outcome instanceof Error) return cannotStart(outcome) ? 'configuration' : 'transient';
+  if (outcome.code === null) return 'transient';
+  const text = `${outcome.stderr}\n${outcome.stdout}`;
+  const matches = (list: readonly RegExp[]): boolean => list.some((re) => re.test(text));
+  if (matches(patterns.configuration)) return 'configuration';
+  if (matches(patterns.backpressure)) return 'backpressure';
+  if (matches(patterns.transient)) return 'transient';
+  return otherwise;
 }
 
 /** The most telling line of a command's complaint, for messages. */
@@ -73,7 +105,7 @@ export class Executor {
 
   /** Runs `spec` through the limiter (submit, cancel, renice, accounting). */
   limited(spec: CommandSpec, options: ExecOptions = {}): Promise<RunResult> {
-    return this.#limiter.run(() => this.direct(spec, options), options.signal);
+    return this.#limiter.run(() => this.direct(spec, options), options.signal, options.background);
   }
 
   /**

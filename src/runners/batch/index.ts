@@ -35,7 +35,7 @@ export { SubmitGate, type GateOutcome, type GateTicket, type SubmitGateEvents } 
 export { Canceller, type CancellerOptions } from './canceller.js';
 export { Renicer, type RenicerOptions } from './renicer.js';
 export { CommandLimiter, parseRate } from './limiter.js';
-export { classifyOutcome, complaint, type CommandRecord, type ExecOptions } from './exec.js';
+export { classifyByComplaint, classifyOutcome, complaint, type CommandRecord, type ComplaintPatterns, type ExecOptions } from './exec.js';
 export { CommandTimeoutError, spawnCommand, type CommandRunner, type RunOptions } from './commands.js';
 export {
   DEFAULT_PRIORITY_SPREAD,
@@ -87,3 +87,22 @@ export {
   type SlurmRunnerOptions,
 } from './slurm.js';
 export { classifySbatchStderr, classifySlurmFailure } from './slurm-errors.js';
+
+// IBM Spectrum LSF.
+export { DEFAULT_MAX_USER_PRIORITY, LsfAdapter, LsfRunner, type LsfAdapterOptions, type LsfRunnerOptions } from './lsf.js';
+export { DEFAULT_BSUB_ARGUMENTS, DEFAULT_BSUB_GPU_ARGUMENTS, DEFAULT_MAX_RUN_TIME_OVERHEAD, LSF_TEMPLATE_RULES, bsubArgs, type BsubOptions } from './lsf-template.js';
+export { BjobsParseError, classifyLsf, lsfEnd, parseBjobs, parseBsubJobId } from './lsf-output.js';
+
+// Grid Engine.
+export {
+  DEFAULT_QSUB_ARGUMENTS,
+  DEFAULT_QSUB_GPU_ARGUMENTS,
+  SGE_TEMPLATE_RULES,
+  SgeAdapter,
+  SgeRunner,
+  type SgeAdapterOptions,
+  type SgeRunnerOptions,
+} from './sge.js';
+export { classifySge, parseQsubJobId } from './sge-output.js';
+export { parseQacct, sgeEnd, type SgeAccounting, type SgeEnd, type SgeEndKind } from './sge-qacct.js';
+export { QstatParseError, parseQstatXml, type SgeJob } from './sge-qstat.js';

@@ -66,8 +66,6 @@ export interface JobContext {
   finished(uuid: string, kind: TerminalKind | 'UNKNOWN'): void;
   /** The dispatcher's single release path. */
   release(uuid: string, options: ReleaseOptions): Promise<ReleaseAction>;
-  /** Scheduler commands are waiting for the limiter: skip what is only nice to have. */
-  busy(): boolean;
 }
 
 /** Where a container stands, for `schedulingStatus`. */
@@ -463,11 +461,11 @@ export class BatchJob {
   // ---- a job that left the queue --------------------------------------------
 
   /** How the job ended, from the scheduler's accounting (best effort). */
-  async #terminal(): Promise<TerminalReason | undefined> {
+  async #terminal(background = false): Promise<TerminalReason | undefined> {
     const { adapter, options } = this.#ctx;
     if (!options.accounting || !adapter.finalState || this.#jobId === undefined || this.#ctx.closed.aborted) return undefined;
     try {
-      return await adapter.finalState({ jobId: this.#jobId, name: this.uuid }, (spec, signal) => this.#ctx.exec(spec, { signal, op: 'accounting' }), this.#ctx.closed);
+      return await adapter.finalState({ jobId: this.#jobId, name: this.uuid }, (spec, signal) => this.#ctx.exec(spec, { signal, op: 'accounting', background }), this.#ctx.closed);
     } catch (err) {
       log('%s: accounting lookup of job %s failed: %s', this.uuid, this.#jobId, describeError(err));
       return undefined;
@@ -476,18 +474,14 @@ export class BatchJob {
 
   /**
    * The job left after a cancel, or after its container ended: say how it
-   * ended, in the background (the container needs nothing more), and only
-   * while scheduler commands are not queueing up: this is for metrics, and
-   * must never slow down submissions.
+   * ended, in the background (the container needs nothing more). The lookup
+   * is for metrics, so it waits behind every other scheduler command and
+   * never slows down submissions.
    */
   #reportEnd(): void {
     if (!this.#seen && !this.#submitted) return;
     const fallback = this.#cancelRequested ? 'CANCELLED' : 'UNKNOWN';
-    if (this.#ctx.busy()) {
-      this.#ctx.finished(this.uuid, fallback);
-      return;
-    }
-    void this.#terminal().then((t) => this.#ctx.finished(this.uuid, t?.kind ?? fallback));
+    void this.#terminal(true).then((t) => this.#ctx.finished(this.uuid, t?.kind ?? fallback));
   }
 
   /**

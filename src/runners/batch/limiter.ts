@@ -19,6 +19,8 @@ interface Spent {
 }
 
 interface Waiter {
+  /** Started only when no other waiter is queued (lookups for metrics). */
+  background: boolean;
   resolve: (token: Spent) => void;
   reject: (reason: unknown) => void;
   signal?: AbortSignal;
@@ -26,8 +28,9 @@ interface Waiter {
 }
 
 /**
- * Counting semaphore plus token bucket, first come first served: never more
- * than `rate.count` starts in any window of `rate.periodMs`.
+* Counting semaphore plus token bucket, first come first served, never
+ * more than `rate.count` starts in any window of `rate.periodMs`, with a
+ * background lane whose commands start only when nothing else waits.
  *
  * @example
  * const limiter = new CommandLimiter(3, { count: 20, periodMs: 1000 });
@@ -54,7 +57,7 @@ export class CommandLimiter {
     return this.#running;
   }
 
-  /** Commands waiting for a slot or a token. */
+  /** Commands waiting for a slot or a token (background ones included). */
   get waiting(): number {
     return this.#queue.length;
   }
@@ -67,10 +70,11 @@ export class CommandLimiter {
   /**
    * Runs `task` once a slot and a token are free. Aborting `signal` while
    * waiting rejects without running it; once started, the task owns the
-   * abort (it holds its slot until it has really ended).
+   * abort (it holds its slot until it has really ended). A `background`
+   * task is passed by every other waiter, so it never delays a submission.
    */
-  async run<T>(task: () => Promise<T>, signal?: AbortSignal): Promise<T> {
-    const token = await this.#acquire(signal);
+  async run<T>(task: () => Promise<T>, signal?: AbortSignal, background = false): Promise<T> {
+    const token = await this.#acquire(signal, background);
     // The window counts from when the command really starts: a busy event
     // loop may run the task a while after the grant.
     token.at = performance.now();
@@ -83,10 +87,10 @@ export class CommandLimiter {
     }
   }
 
-  #acquire(signal?: AbortSignal): Promise<Spent> {
+  #acquire(signal: AbortSignal | undefined, background: boolean): Promise<Spent> {
     if (signal?.aborted) return Promise.reject(signal.reason);
     return new Promise<Spent>((resolve, reject) => {
-      const waiter: Waiter = { resolve, reject, signal };
+      const waiter: Waiter = { background, resolve, reject, signal };
       if (signal) {
         waiter.onAbort = () => {
           this.#queue = this.#queue.filter((w) => w !== waiter);
@@ -104,7 +108,8 @@ export class CommandLimiter {
     const spent = this.#spent;
     while (spent.length > 0 && now - spent[0].at >= this.#rate.periodMs) spent.shift();
     while (this.#queue.length > 0 && this.#running < this.#concurrency && spent.length < this.#rate.count) {
-      const w = this.#queue.shift() as Waiter;
+      const i = this.#queue.findIndex((x) => !x.background);
+      const [w] = this.#queue.splice(i === -1 ? 0 : i, 1) as [Waiter];
       if (w.onAbort) w.signal?.removeEventListener('abort', w.onAbort);
       const token = { at: now };
       spent.push(token);

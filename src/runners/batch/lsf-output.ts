@@ -7,7 +7,7 @@
  */
 import { isContainerUuid } from '../../uuid.js';
 import type { ErrorClass, JobState, QueueJob, RunResult, TerminalReason } from './adapter.js';
-import { CommandTimeoutError } from './commands.js';
+import { classifyByComplaint } from './exec.js';
 
 /** The bjobs fields the queue query asks for (`-o`), as Arvados' dispatcher asks plus the user priority. */
 export const BJOBS_FIELDS = 'jobid stat job_name pend_reason job_priority';
@@ -158,17 +158,7 @@ const CONFIGURATION: readonly RegExp[] = [
  * that exist).
  */
 export function classifyLsf(outcome: RunResult | Error, op: string): ErrorClass {
-  if (outcome instanceof CommandTimeoutError) return 'transient';
-  if (outcome instanceof Error) {
-    const code = (outcome as NodeJS.ErrnoException).code;
-    return code === 'ENOENT' || code === 'EACCES' ? 'configuration' : 'transient';
-  }
-  if (outcome.code === null) return 'transient';
-  const text = `${outcome.stderr}\n${outcome.stdout}`;
-  if (CONFIGURATION.some((re) => re.test(text))) return 'configuration';
-  if (BACKPRESSURE.some((re) => re.test(text))) return 'backpressure';
-  if (TRANSIENT.some((re) => re.test(text))) return 'transient';
-  return op === 'submit' ? 'fatal' : 'transient';
+  return classifyByComplaint(outcome, { configuration: CONFIGURATION, backpressure: BACKPRESSURE, transient: TRANSIENT }, op === 'submit' ? 'fatal' : 'transient');
 }
 
 /**

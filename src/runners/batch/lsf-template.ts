@@ -44,7 +44,7 @@ export const LSF_TEMPLATE_RULES: TemplateRules = Object.freeze({
 /** How bsub templates are named in errors, as Arvados names them. */
 const WHAT = 'BsubArgumentsList';
 
-/** Options of {@link bsubArgs}. */
+/** How bsub arguments are built from the templates (options of the LSF adapter and runner). */
 export interface BsubOptions {
   /** Argument templates; default {@link DEFAULT_BSUB_ARGUMENTS}. */
   args?: readonly string[];

@@ -10,12 +10,12 @@
  *
  * @module
  */
-import { userInfo } from 'node:os';
 import type { BatchAdapter, CommandOp, CommandSpec, ErrorClass, Exec, PriorityChange, QueueJob, RunResult, SubmitRequest, TemplateRules, TerminalReason } from './adapter.js';
 import { BJOBS_FIELDS, BJOBS_FINAL_FIELDS, bkillOnlyGone, classifyLsf, lsfEnd, lsfNeverClears, parseBjobs, parseBsubJobId } from './lsf-output.js';
 import { LSF_TEMPLATE_RULES, DEFAULT_BSUB_ARGUMENTS, DEFAULT_BSUB_GPU_ARGUMENTS, bsubArgs, type BsubOptions } from './lsf-template.js';
 import type { BatchRunnerOptions } from './options.js';
 import { BatchRunner } from './runner.js';
+import { userName } from './user.js';
 
 /** The highest user priority LSF allows by default (`MAX_USER_PRIORITY` in lsb.params is often 100). */
 export const DEFAULT_MAX_USER_PRIORITY = 100;
@@ -68,14 +68,13 @@ export class LsfAdapter implements BatchAdapter {
     if (!Number.isInteger(max) || max < 0) throw new RangeError(`maxUserPriority must be an integer >= 0, got ${String(max)}`);
     if (max > 0) commands.bmod = c.bmod ?? 'bmod';
     if (options.sudoUser !== undefined) {
-      if (!/^[A-Za-z_][A-Za-z0-9_.-]*$/.test(options.sudoUser)) throw new TypeError(`sudoUser: not a user name: ${JSON.stringify(options.sudoUser)}`);
+      userName('sudoUser', options.sudoUser);
       commands.sudo = c.sudo ?? 'sudo';
     }
     this.commands = Object.freeze(commands);
     this.#options = { ...options };
-    this.#user = options.user ?? options.sudoUser ?? userInfo().username;
+    this.#user = userName('user', options.user ?? options.sudoUser);
     this.#maxUserPriority = max;
-    if (!/^[A-Za-z_][A-Za-z0-9_.-]*$/.test(this.#user)) throw new TypeError(`user: not a user name: ${JSON.stringify(this.#user)}`);
   }
 
   /** `bsub <templates>` (or `sudo -E -u USER bsub …`) with the script on stdin. */
@@ -137,7 +136,9 @@ export class LsfAdapter implements BatchAdapter {
   }
 
   /**
-   * As {@link classifyLsf}. A `bmod -sp` refused for the priority itself
+   * By LSF's messages (sudo and permission refusals are `configuration`, job
+   * limits `backpressure`, an unreachable mbatchd `transient`, anything else
+   * `fatal` for a submission). A `bmod -sp` refused for the priority itself
    * (user priorities not enabled in lsb.params, or a value out of range)
    * turns reprioritising off, so it is not retried on every snapshot.
    */

@@ -196,7 +196,6 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
       },
       finished: (uuid, kind) => this.emit('finished', uuid, kind),
       release: (uuid, opts) => this.#release(uuid, opts),
-      busy: () => this.#limiter.waiting > 0,
     };
     this.runContainer = (d, container, updates) => this.#runContainer(d, container, updates);
   }
@@ -227,7 +226,12 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
     };
   }
 
-  /** The queue poller (its snapshots are this runner's view of the queue). */
+  /**
+   * The queue poller (its snapshots are this runner's view of the queue);
+   * for tests, which wait on its snapshots. {@link status} is the public view.
+   *
+   * @internal
+   */
   get monitor(): QueueMonitor {
     return this.#monitor;
   }

@@ -5,7 +5,7 @@
  * @module
  */
 import type { ErrorClass, RunResult } from './adapter.js';
-import { CommandTimeoutError } from './commands.js';
+import { classifyByComplaint } from './exec.js';
 
 /** The job id in `qsub -terse` output (`9`, or `9.1-3:1` for an array job). */
 export function parseQsubJobId(stdout: string): string | undefined {
@@ -61,16 +61,7 @@ const TRANSIENT: readonly RegExp[] = [
  * change, and `transient` for the other commands.
  */
 export function classifySge(outcome: RunResult | Error, op: string): ErrorClass {
-  if (outcome instanceof CommandTimeoutError) return 'transient';
-  if (outcome instanceof Error) {
-    const code = (outcome as NodeJS.ErrnoException).code;
-    return code === 'ENOENT' || code === 'EACCES' ? 'configuration' : 'transient';
-  }
-  if (outcome.code === null) return 'transient';
-  const text = `${outcome.stderr}\n${outcome.stdout}`;
-  if (op === 'renice' && RAISE_REFUSED.test(text)) return 'fatal';
-  if (CONFIGURATION.some((re) => re.test(text))) return 'configuration';
-  if (BACKPRESSURE.some((re) => re.test(text))) return 'backpressure';
-  if (TRANSIENT.some((re) => re.test(text))) return 'transient';
-  return op === 'submit' || op === 'renice' ? 'fatal' : 'transient';
+  const fatal = op === 'submit' || op === 'renice';
+  if (op === 'renice' && !(outcome instanceof Error) && outcome.code !== null && RAISE_REFUSED.test(`${outcome.stderr}\n${outcome.stdout}`)) return 'fatal';
+  return classifyByComplaint(outcome, { configuration: CONFIGURATION, backpressure: BACKPRESSURE, transient: TRANSIENT }, fatal ? 'fatal' : 'transient');
 }

@@ -10,7 +10,6 @@
  *
  * @module
  */
-import { userInfo } from 'node:os';
 import { sleep } from '../../util/sleep.js';
 import type { BatchAdapter, CommandOp, CommandSpec, ErrorClass, Exec, PriorityChange, QueueJob, RunResult, SubmitRequest, TemplateRules, TerminalReason } from './adapter.js';
 import type { BatchRunnerOptions } from './options.js';
@@ -20,6 +19,7 @@ import { parseQacct, sgeEnd } from './sge-qacct.js';
 import { RAISE_REFUSED, classifySge, parseQsubJobId, qdelOnlyGone } from './sge-output.js';
 import { containerOfJob, sgeJobName } from './sge-name.js';
 import { isPendingState, isRunningState, parseQstatXml, pendingReason } from './sge-qstat.js';
+import { userName } from './user.js';
 
 /**
  * Default qsub argument templates: output files in /tmp of the execution
@@ -93,8 +93,7 @@ export class SgeAdapter implements BatchAdapter {
       qalter: c.qalter ?? 'qalter',
       qacct: c.qacct ?? 'qacct',
     });
-    this.#user = options.user ?? userInfo().username;
-    if (!/^[A-Za-z_][A-Za-z0-9_.-]*$/.test(this.#user)) throw new TypeError(`user: not a user name: ${JSON.stringify(this.#user)}`);
+    this.#user = userName('user', options.user);
     this.#attempts = Math.max(1, Math.floor(options.accountingAttempts ?? 3));
     this.#delay = Math.max(0, options.accountingDelay ?? 2_000);
   }

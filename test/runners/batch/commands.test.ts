@@ -74,6 +74,22 @@ describe('spawnCommand', () => {
 });
 
 describe('CommandLimiter', () => {
+  it('starts a background task only when no other task waits', async () => {
+    const limiter = new CommandLimiter(1, { count: 1000, periodMs: 1000 });
+    const order: string[] = [];
+    let release: () => void = () => undefined;
+    const started = new Promise<void>((ready) => {
+      void limiter.run(() => new Promise<void>((r) => ((release = r), ready())));
+    });
+    await started;
+    const background = limiter.run(async () => void order.push('accounting'), undefined, true);
+    const submits = ['submit 1', 'submit 2'].map((name) => limiter.run(async () => void order.push(name)));
+    expect(limiter.waiting).toBe(3);
+    release();
+    await Promise.all([background, ...submits]);
+    expect(order).toEqual(['submit 1', 'submit 2', 'accounting']);
+  });
+
   it('runs at most `concurrency` tasks at once', async () => {
     const limiter = new CommandLimiter(3, { count: 1000, periodMs: 1000 });
     let now = 0;

@@ -53,6 +53,7 @@ const HOLD = [...DEFAULT_BSUB_ARGUMENTS, '-b', '23:59'];
 defineBatchBehaviour(
   {
     name: 'LSF (stub commands)',
+    accounting: true,
     unavailable: undefined,
     // LSF's own options (sudoUser, commands) come through the shared harness too.
     runner: (o) => {
@@ -75,8 +76,6 @@ defineBatchBehaviour(
     submitSleep: (name) => void run('bsub', ['-J', name, '-o', '/dev/null'], 'sleep 600\n'),
     holdArgs: HOLD,
     realSubmit: stub('bsub'),
-    // The stub keeps finished jobs for `bjobs -a`, as LSF does for CLEAN_PERIOD.
-    accounting: true,
   },
   (ctx) => {
     it('cancels a container whose job pends because no host can ever take it, with that reason, after the grace', async () => {

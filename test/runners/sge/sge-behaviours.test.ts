@@ -38,6 +38,7 @@ function jobs(name: string): SeenJob[] {
 defineBatchBehaviour(
   {
     name: 'Grid Engine',
+    accounting: true,
     unavailable: unavailable && `${unavailable}. Run scripts/sge-up.sh as root to enable them`,
     runner: (o) => {
       const { args, gpuArgs, failingSubmit, jobOutputDir: _unused, ...options } = o as typeof o & SgeRunnerOptions;
@@ -60,8 +61,6 @@ defineBatchBehaviour(
     // Held (-h) jobs stay pending until deleted.
     holdArgs: [...DEFAULT_QSUB_ARGUMENTS, '-h'],
     realSubmit: unavailable ? 'qsub' : sh('sh', ['-c', 'command -v qsub']).trim(),
-    // qacct answers for finished jobs here (with the runner's retries above).
-    accounting: true,
   },
   (ctx) => {
     it('cancels a container whose job is in the error state, with that reason, after the grace', async () => {

@@ -1,0 +1,247 @@
+/**
+ * The batch commands (`slurm`, `lsf`, `sge`): one session for every batch
+ * system, driven by a {@link BatchSystem} table that holds what differs
+ * (command names, help texts, the runner and its own flags).
+ *
+ * @module
+ */
+import type { BatchRunner } from '../runners/batch/runner.js';
+import type { BATCH_RUNNER_DEFAULTS, BatchRunnerOptions } from '../runners/batch/options.js';
+import { describeError } from '../util/errors.js';
+import { DISPATCHER_OPTIONS, DISPATCHING_FOOTER, OUTPUT_OPTIONS, formatHelp, type OptionTable, type Options } from './args.js';
+import { beginCommand, commandOutput, serveDispatcher } from './dispatch-command.js';
+import { formatDuration } from './duration.js';
+import { CliError, ExitCode, UsageError } from './errors.js';
+import { Reporter } from './report.js';
+import { findExecutable } from './which.js';
+
+/** The runner options every batch command sets from its common flags. */
+export type CommonBatchOptions = Omit<BatchRunnerOptions, 'args' | 'gpuArgs'>;
+
+/** What one batch command differs in: a row of data, no session logic. */
+export interface BatchSystem {
+  /** The command name, e.g. `slurm`. */
+  command: string;
+  /** The system's name in messages, e.g. `Grid Engine`. */
+  label: string;
+  /** The submit command, e.g. `sbatch`: names `--<submit>-arg`, `--<submit>-gpu-arg`, `--<submit>-env`. */
+  submit: string;
+  /** The queue query command, e.g. `squeue`: names `--<queue>-interval`. */
+  queue: string;
+  /** The `--help` description. */
+  description: string;
+  /** The runner defaults the help shows. */
+  defaults: typeof BATCH_RUNNER_DEFAULTS;
+  /** Help texts of the common flags that differ per system. */
+  help: {
+    /** The commands `--submit-rate` limits, e.g. `sbatch, scancel, scontrol and sacct`. */
+    rateCommands: string;
+    /** What `--pending-grace` waits for. */
+    pendingGrace: string;
+    /** What `--no-accounting` stops asking. */
+    noAccounting: string;
+    /** Where crunch-run runs, e.g. `compute nodes`. */
+    hosts: string;
+    /** `--<submit>-arg`. */
+    args: string;
+    /** `--<submit>-gpu-arg`. */
+    gpuArgs: string;
+    /** The default `--<submit>-arg` list. */
+    defaultArgs: readonly string[];
+    /** The default `--<submit>-gpu-arg` list (may be empty). */
+    defaultGpuArgs: readonly string[];
+    /** `--priority-spread`: what the gap is. */
+    prioritySpread: string;
+    /** The `--priority-spread` default. */
+    prioritySpreadDefault: number;
+  };
+  /** The least `--priority-spread` the system takes. */
+  minPrioritySpread: number;
+  /** Flags only this system has; they follow the template flags in the help. */
+  options: OptionTable;
+  /** The executables this host must have, given the flags. */
+  executables(opts: Options): string[];
+  /** Whether a missing executable is a usage error (exit 2) rather than a runtime one (exit 1). */
+  missingIsUsage: boolean;
+  /** How the error names this host, e.g. `a Slurm submit host`. */
+  hostKind: string;
+  /**
+   * The runner, from the common options, the `--<submit>-arg` and
+   * `--<submit>-gpu-arg` lists (undefined: the defaults) and the flags.
+   */
+  createRunner(common: CommonBatchOptions, templates: { args?: string[]; gpuArgs?: string[] }, opts: Options): BatchRunner;
+  /** What the start line says before `<submit> <args>`, and extra JSON fields after `<submit>_args`. */
+  startExtras?(opts: Options): { prefix: string; fields: Record<string, unknown> };
+}
+
+/** The flag table of a batch command. */
+export function batchOptions(sys: BatchSystem): OptionTable {
+  const D = sys.defaults;
+  const { queue, submit, label, help: h } = sys;
+  return {
+    ...DISPATCHER_OPTIONS,
+    [`${queue}-interval`]: { type: 'string', metavar: 'DURATION', default: 'the poll interval', help: `time between ${queue} runs while there is work` },
+    [`${queue}-interval-max`]: {
+      type: 'string',
+      metavar: 'DURATION',
+      default: `6 x the ${queue} interval, at most 1m`,
+      help: `longest time between ${queue} runs: the interval doubles while the queue does not change, and drops back when it does`,
+    },
+    'submit-rate': {
+      type: 'string',
+      metavar: 'N/PERIOD',
+      default: `${D.submitRate.count}/${formatDuration(D.submitRate.periodMs)}`,
+      help: `most ${h.rateCommands} commands per period (token bucket), e.g. 20/1s or 100/1m`,
+    },
+    'pending-grace': { type: 'string', metavar: 'DURATION', default: formatDuration(D.neverClearsGrace), help: h.pendingGrace },
+    'no-accounting': { type: 'boolean', help: h.noAccounting },
+    'crunch-run-command': { type: 'string', metavar: 'CMD', default: D.crunchRunCommand, help: `crunch-run on the ${h.hosts} (not checked on this host)` },
+    'crunch-run-arg': {
+      type: 'string',
+      multiple: true,
+      metavar: 'ARG',
+      help: 'argument for crunch-run, before --runtime-engine and the container UUID; write --crunch-run-arg=-x for one that starts with "-"',
+    },
+    'runtime-engine': { type: 'string', metavar: 'ENGINE', help: 'pass --runtime-engine=ENGINE to crunch-run (docker, singularity)' },
+    [`${submit}-arg`]: { type: 'string', multiple: true, metavar: 'ARG', default: h.defaultArgs.join(' '), help: h.args },
+    [`${submit}-gpu-arg`]: {
+      type: 'string',
+      multiple: true,
+      metavar: 'ARG',
+      ...(h.defaultGpuArgs.length ? { default: h.defaultGpuArgs.join(' ') } : {}),
+      help: h.gpuArgs,
+    },
+    ...sys.options,
+    [`${submit}-env`]: { type: 'string', multiple: true, metavar: 'NAME=VALUE', help: `extra environment for ${submit} and so for the job` },
+    'reserve-extra-ram': { type: 'string', metavar: 'SIZE', default: '550MiB', help: 'RAM added to each request for crunch-run itself' },
+    'priority-spread': { type: 'string', metavar: 'N', default: String(h.prioritySpreadDefault), help: h.prioritySpread },
+    'vanish-grace-misses': {
+      type: 'string',
+      metavar: 'N',
+      default: String(D.vanishGrace.misses),
+      help: `successful ${queue} runs a job must be missing from before its container counts as lost`,
+    },
+    'vanish-grace': { type: 'string', metavar: 'DURATION', default: '0s', help: 'and the least time it must be missing' },
+    'submit-retry-max': {
+      type: 'string',
+      metavar: 'DURATION',
+      default: formatDuration(D.submitRetry.maxDelay),
+      help: `longest wait between ${submit} retries, and between probes while ${label} refuses submissions for a limit`,
+    },
+    'command-timeout': { type: 'string', metavar: 'DURATION', default: formatDuration(D.commandTimeout), help: `kill any ${label} command that takes longer` },
+    ...OUTPUT_OPTIONS,
+  };
+}
+
+/** The `--help` text of a batch command. */
+export function batchHelp(sys: BatchSystem): string {
+  return formatHelp(`arvados-dispatch ${sys.command} [options]`, sys.description, batchOptions(sys), DISPATCHING_FOOTER);
+}
+
+/** `NAME=VALUE` entries of `--<submit>-env` as an environment. */
+function environment(sys: BatchSystem, entries: string[]): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const e of entries) {
+    const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/s.exec(e);
+    if (!m) throw new UsageError(`--${sys.submit}-env: "${e}" is not NAME=VALUE; see 'arvados-dispatch ${sys.command} --help'`);
+    env[m[1]] = m[2];
+  }
+  return env;
+}
+
+/** The runner options of the common flags. @throws UsageError for a bad flag. */
+function commonOptions(sys: BatchSystem, opts: Options, pollInterval: number): CommonBatchOptions {
+  const D = sys.defaults;
+  const queueInterval = opts.duration(`${sys.queue}-interval`, pollInterval, 1);
+  return {
+    crunchRunCommand: opts.string('crunch-run-command'),
+    crunchRunArgs: opts.list('crunch-run-arg'),
+    runtimeEngine: opts.string('runtime-engine'),
+    environment: environment(sys, opts.list(`${sys.submit}-env`)),
+    reserveExtraRam: opts.size('reserve-extra-ram', undefined, 0),
+    prioritySpread: opts.integer('priority-spread', sys.help.prioritySpreadDefault, sys.minPrioritySpread),
+    queueInterval,
+    queueIntervalMax: opts.duration(`${sys.queue}-interval-max`, Math.max(queueInterval, Math.min(6 * queueInterval, 60_000)), queueInterval),
+    submitRate: opts.rate('submit-rate'),
+    neverClearsGrace: opts.duration('pending-grace', D.neverClearsGrace),
+    accounting: !opts.flag('no-accounting'),
+    vanishGrace: { misses: opts.integer('vanish-grace-misses', undefined, 1), ms: opts.duration('vanish-grace', 0) },
+    submitRetry: { maxDelay: opts.duration('submit-retry-max', D.submitRetry.maxDelay, D.submitRetry.initialDelay) },
+    commandTimeout: opts.duration('command-timeout', D.commandTimeout, 1),
+  };
+}
+
+/** Fails fast, before any lock, when this host cannot submit to the system. */
+function checkExecutables(sys: BatchSystem, opts: Options): void {
+  for (const cmd of sys.executables(opts)) {
+    try {
+      findExecutable(cmd);
+    } catch (err) {
+      const message = `${sys.label} command ${describeError(err)}: is this ${sys.hostKind}?`;
+      throw sys.missingIsUsage ? new UsageError(message) : new CliError(message);
+    }
+  }
+}
+
+/** The runner of a batch command from its flags. @throws UsageError, before any lock, for a bad flag or template. */
+function batchRunner(sys: BatchSystem, opts: Options, common: CommonBatchOptions): BatchRunner {
+  const args = opts.list(`${sys.submit}-arg`);
+  const gpuArgs = opts.list(`${sys.submit}-gpu-arg`);
+  try {
+    return sys.createRunner(common, { args: args.length ? args : undefined, gpuArgs: gpuArgs.length ? gpuArgs : undefined }, opts);
+  } catch (err) {
+    if (err instanceof UsageError) throw err;
+    // A bad template or option: one line, exit 2, before any lock.
+    throw new UsageError(`${describeError(err)}; see 'arvados-dispatch ${sys.command} --help'`);
+  }
+}
+
+/** Runs a batch command; resolves to the exit status. */
+export async function runBatchCommand(sys: BatchSystem, argv: string[]): Promise<number> {
+  const start = beginCommand(argv, batchOptions(sys), sys.command, () => batchHelp(sys));
+  if (!start) return ExitCode.OK;
+  const { opts, settings } = start;
+  const common = commonOptions(sys, opts, settings.pollInterval);
+  const out = commandOutput(opts);
+  checkExecutables(sys, opts);
+  const runner = batchRunner(sys, opts, common);
+  const { submit, queue, label } = sys;
+
+  return serveDispatcher(start, out, {
+    runner,
+    batch: runner,
+    // On stop the runner returns without touching the batch system; only running submissions are waited for.
+    shutdownTimeout: runner.options.commandTimeout + 5_000,
+    present: (d, client) => {
+      const counts = {
+        running: () => runner.status.running,
+        waiting: () => Math.max(0, runner.status.containers - runner.status.running),
+      };
+      const o = runner.options;
+      const extras = sys.startExtras?.(opts) ?? { prefix: '', fields: {} };
+      const { pollInterval } = settings;
+      const { queueInterval } = o;
+      return {
+        reporter: new Reporter(out, d, counts).watchBatch(runner, d),
+        session: {
+          shutdown: () => runner.close(),
+          stopNotice: () => `leaving ${runner.status.inQueue} ${label} job(s) in the queue for the next dispatcher`,
+          leftBehind: () => `${runner.status.containers} container(s) being followed`,
+        },
+        start: {
+          text: `arvados-dispatch ${sys.command}: crunch-run ${o.crunchRunCommand}; ${extras.prefix}${submit} ${o.args.join(' ')}; polling ${client.apiHost} every ${formatDuration(pollInterval)}, ${queue} every ${formatDuration(queueInterval)}`,
+          fields: {
+            crunch_run: o.crunchRunCommand,
+            [`${submit}_args`]: o.args,
+            ...extras.fields,
+            submit_rate: `${o.submitRate.count}/${formatDuration(o.submitRate.periodMs)}`,
+            api_host: client.apiHost,
+            poll_interval_ms: pollInterval,
+            [`${queue}_interval_ms`]: queueInterval,
+            pid: process.pid,
+          },
+        },
+      };
+    },
+  });
+}

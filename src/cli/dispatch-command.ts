@@ -1,0 +1,100 @@
+/**
+ * What every dispatching command (`local`, `slurm`, `lsf`, `sge`) does the
+ * same way: read the command line, then connect, create the Dispatcher,
+ * announce the start, serve the management API and run the session until a
+ * stop. Each command adds only its runner and what it prints about it.
+ *
+ * @module
+ */
+import type { ArvadosClient } from '../client/client.js';
+import { Dispatcher } from '../dispatcher/dispatcher.js';
+import type { Runner } from '../dispatcher/runner.js';
+import type { BatchRunner } from '../runners/batch/runner.js';
+import { parseCommandLine, type OptionTable, type Options } from './args.js';
+import { apiClientFromEnv, checkReachable, dispatcherSettings } from './dispatching.js';
+import { ExitCode } from './errors.js';
+import { Output } from './output.js';
+import type { Reporter } from './report.js';
+import { managementSettings, startService, type ManagementSettings } from './service.js';
+import { runSession, type SessionRunner } from './session.js';
+
+/** The command line of a dispatching command, read before anything else happens. */
+export interface CommandStart {
+  /** The parsed flags (and config values). */
+  opts: Options;
+  /** The Dispatcher's own settings from `DISPATCHER_OPTIONS`. */
+  settings: ReturnType<typeof dispatcherSettings>;
+  /** Ms between status lines (`--status-interval`). */
+  statusInterval: number;
+  /** Where to serve the management API, if anywhere. */
+  management: ManagementSettings | undefined;
+}
+
+/**
+ * Parses `argv` against `table`. With `--help`, prints `help()` and returns
+ * undefined: the command is done.
+ *
+ * @throws UsageError for a bad flag.
+ */
+export function beginCommand(argv: string[], table: OptionTable, command: string, help: () => string): CommandStart | undefined {
+  const opts = parseCommandLine(argv, table, command);
+  if (opts.flag('help')) {
+    process.stdout.write(help());
+    return undefined;
+  }
+  const settings = dispatcherSettings(opts);
+  const statusInterval = opts.duration('status-interval', 30_000);
+  return { opts, settings, statusInterval, management: managementSettings(opts) };
+}
+
+/** The command's output (text or `--json`), with the notes parsing left (deprecated flags...) printed as warnings. */
+export function commandOutput(opts: Options, secrets: readonly string[] = []): Output {
+  const out = new Output({ json: opts.flag('json') });
+  for (const s of secrets) out.addSecret(s);
+  for (const note of opts.notes) out.warn(note);
+  return out;
+}
+
+/** How a command presents its runner, once the Dispatcher exists. */
+export interface Presentation {
+  /** How the session stops the runner and what it says about it. */
+  session: SessionRunner;
+  /** Prints the Dispatcher's and the runner's events. */
+  reporter: Reporter;
+  /** The `start` event: its text line and its JSON fields. */
+  start: { text: string; fields: Record<string, unknown> };
+}
+
+/** Options of {@link serveDispatcher}. */
+export interface ServeOptions {
+  /** The runner, already built (so that a bad option fails before any connection). */
+  runner: Runner;
+  /** The batch runner whose scheduler the management API follows, if any. */
+  batch?: BatchRunner;
+  /** How long the Dispatcher waits for its runners on stop. */
+  shutdownTimeout: number;
+  /** What the command prints, given the Dispatcher and the API client. */
+  present(d: Dispatcher, client: ArvadosClient): Presentation;
+}
+
+/**
+ * Connects to the API (one clear line if it is unreachable), runs a
+ * Dispatcher with `runner` until a stop signal, then closes the runner and
+ * the management API. Resolves to the exit status.
+ */
+export async function serveDispatcher(start: CommandStart, out: Output, o: ServeOptions): Promise<number> {
+  const { opts, settings } = start;
+  const client = apiClientFromEnv(out, opts);
+  await checkReachable(client);
+  const d = new Dispatcher({ client, runner: o.runner, ...settings, secondSignal: 'exit', shutdownTimeout: o.shutdownTimeout });
+  const { session, reporter, start: announce } = o.present(d, client);
+  out.event('start', announce.text, announce.fields);
+  const service = start.management ? await startService(start.management, out, d, settings.pollInterval, o.batch ? { batch: o.batch } : {}) : undefined;
+  try {
+    await runSession({ out, dispatcher: d, runner: session, reporter, statusInterval: start.statusInterval });
+  } finally {
+    await o.runner.close();
+    await service?.close();
+  }
+  return ExitCode.OK;
+}
