@@ -123,6 +123,8 @@ describe('API back-pressure in the status line', () => {
     fake.override('containers.lock', { status: 429, body: { errors: ['slow down'] }, headers: { 'Retry-After': '1' }, times: 1 });
     await waitFor(() => overloads.length === 3, 'a 429');
     await waitFor(() => fake!.container(queued.uuid)?.state === 'Locked', 'locked after the pauses', 30_000);
+    // Every lock that succeeds raises the concurrency by one again (once its answer is read).
+    await waitFor(() => d!.status.lockConcurrency === 2, 'the concurrency raised by the lock', 10_000);
 
     // Halved per overload; the backoff doubles without Retry-After (1 s, then 2 s); Retry-After: 1 is 1 s.
     expect(overloads.map((o) => o.concurrency)).toEqual([4, 2, 1]);
@@ -141,8 +143,6 @@ describe('API back-pressure in the status line', () => {
     const last = JSON.parse(lines[lines.length - 1]) as { api: Record<string, unknown>; msg: string };
     expect(fake.count('containers.unlock')).toBe(0);
     expect(fake.container(running.uuid)?.state).toBe('Running');
-    // Every lock that succeeds raises the concurrency by one again.
-    expect(d.status.lockConcurrency).toBe(2);
     expect(last.api).toMatchObject({ locking_paused_until: null, lock_concurrency: 2 });
     expect(last.msg).not.toContain('locking paused');
   }, 60_000);
@@ -226,10 +226,13 @@ describe('API back-pressure in the status line', () => {
     expect(busy.msg).toContain('LSF: 2 pending (Job slot limit reached 2)');
     const m = await metrics();
     expect(m.value('arvados_dispatch_at_quota')).toBe(1);
-    const items = await entries();
-    const byUuid = new Map(items.map((e) => [e.container.uuid, e.scheduling_status]));
-    // Highest priority first: the two locked are the last two created.
-    expect([byUuid.get(cs[4].uuid), byUuid.get(cs[3].uuid)]).toEqual(['LSF: pending (Job slot limit reached)', 'LSF: pending (Job slot limit reached)']);
+    // Highest priority first: the two locked are the last two created. Each
+    // container's runner reads the snapshot a moment after the status line.
+    const pendingStatus = 'LSF: pending (Job slot limit reached)';
+    const byUuid = await waitFor(async () => {
+      const m = new Map((await entries()).map((e) => [e.container.uuid, e.scheduling_status]));
+      return m.get(cs[4].uuid) === pendingStatus && m.get(cs[3].uuid) === pendingStatus && m;
+    }, 'the two locked containers pending in scheduling_status', 30_000);
     for (const q of cs.slice(0, 3)) expect(byUuid.get(q.uuid)).toBe('waiting: at max-jobs (2)');
 
     // Nothing was unlocked or cancelled because of the overload or the cap.
