@@ -58,7 +58,7 @@ export const DISPATCHER_OPTIONS: OptionTable = {
   'max-jobs': {
     type: 'string',
     metavar: 'N',
-    default: "the dispatcher's",
+    default: '1000 for slurm, lsf and sge; none for local (its resources are the cap)',
     help: 'containers in flight at most; beyond it queued containers are not locked (no dispatch attempt is charged)',
   },
   'no-events': {

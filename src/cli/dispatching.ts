@@ -88,11 +88,27 @@ export async function checkReachable(client: ArvadosClient): Promise<void> {
   });
 }
 
+/**
+ * `--max-jobs` of the batch-system commands (`slurm`, `lsf`, `sge`) when not
+ * given. Without a cap, one dispatcher would lock every queued container at
+ * once (5,000 queued: 5,000 Locked, out of reach of any other dispatcher, and
+ * as many jobs in the scheduler's queue, where per-user limits then refuse
+ * them). Nextflow caps each pipeline at 100 jobs (`executor.queueSize`); a
+ * dispatcher serves a whole cluster's workflows, so ten times that, a tenth of
+ * Slurm's default `MaxJobCount` (10,000 jobs for the whole controller), which
+ * fills in under a minute at the default `--submit-rate`. `local` needs none:
+ * its resource pool is its cap.
+ */
+export const BATCH_MAX_JOBS = 1000;
+
+/** Commands whose runner is a batch system (they get {@link BATCH_MAX_JOBS}). */
+const BATCH_COMMANDS = new Set(['slurm', 'lsf', 'sge']);
+
 /** The Dispatcher settings of the `DISPATCHER_OPTIONS` flags (and their config keys). */
 export function dispatcherSettings(
   opts: Options,
 ): Required<Pick<DispatcherOptions, 'pollInterval' | 'batchSize' | 'minRetryPeriod' | 'lockConcurrency' | 'events'>> & Pick<DispatcherOptions, 'maxJobs'> {
-  const maxJobs = opts.integer('max-jobs', undefined, 1);
+  const maxJobs = BATCH_COMMANDS.has(opts.command) ? opts.integer('max-jobs', BATCH_MAX_JOBS, 1) : opts.integer('max-jobs', undefined, 1);
   return {
     pollInterval: opts.duration('poll-interval', 10_000, 1),
     batchSize: opts.integer('batch-size', 100),

@@ -1,7 +1,10 @@
 /**
  * Turns Dispatcher and runner events into output lines and keeps the counts
  * for the status line: `queued N, running N, done N (complete N,
- * cancelled N)`.
+ * cancelled N)`, followed, when they apply, by what holds containers back
+ * on a busy cluster: the cap (`at quota`), the API's back-pressure, locking
+ * stopped for a configuration error, and for batch runners the scheduler's
+ * pending reasons and paused submissions.
  *
  * @module
  */
@@ -14,7 +17,10 @@ import type { Output } from './output.js';
 
 /** How many recently finished UUIDs are remembered so a container reported twice is counted once. */
 const RECENT_FINAL = 4096;
-
+/** Pending reasons shown by name; the rest are summed as `other`. */
+const MAX_REASONS = 4;
+/** Longest reason (or stop cause) shown: they come from the scheduler's output. */
+const MAX_REASON_TEXT = 60;
 
 /** The numbers of the status line. */
 export interface StatusCounts {
@@ -26,11 +32,73 @@ export interface StatusCounts {
   done: number;
   complete: number;
   cancelled: number;
+  /** Queued containers were left unlocked in the last poll: `--max-jobs` or the runner's capacity is reached. */
+  atQuota?: boolean;
+  /** The API answered 503/429: locking is paused until this time (epoch ms). */
+  lockingPausedUntil?: number;
+  /** Lock requests allowed in flight now, when the API's back-pressure has lowered it: [now, configured]. */
+  lockConcurrency?: readonly [number, number];
+  /** Why locking stopped for good (a configuration or environment error); a restart is needed. */
+  lockingStopped?: string;
+  /** Batch runners: the scheduler's name, e.g. `Slurm`. */
+  scheduler?: string;
+  /** Batch runners: our jobs pending in the scheduler's queue. */
+  pending?: number;
+  /**
+   * Batch runners: pending jobs by the scheduler's reason, most frequent
+   * first; at most {@link MAX_REASONS} names, the rest summed as `other`.
+   */
+  pendingReasons?: ReadonlyArray<readonly [string, number]>;
+  /** Batch runners: the scheduler refused a submission for a limit, so submissions are paused. */
+  submissionsPaused?: boolean;
 }
 
-/** `queued 3, running 2, done 5 (complete 4, cancelled 1)` */
-export function statusLine(c: StatusCounts): string {
-  return `queued ${c.queued}, running ${c.running}, done ${c.done} (complete ${c.complete}, cancelled ${c.cancelled})`;
+/** Seconds from now until `until`, at least 1. */
+function secondsUntil(until: number, now: number): number {
+  return Math.max(1, Math.ceil((until - now) / 1000));
+}
+
+/**
+ * `queued 3, running 2, done 5 (complete 4, cancelled 1)`, then whatever
+ * holds containers back, e.g. `; at quota (max-jobs or runner capacity
+ * reached); API overloaded: locking paused for 8 s, lock concurrency 2 of 8;
+ * Slurm: 6 pending (Priority 4, Resources 2), submissions paused (at quota)`.
+ */
+export function statusLine(c: StatusCounts, now: number = Date.now()): string {
+  const parts = [`queued ${c.queued}, running ${c.running}, done ${c.done} (complete ${c.complete}, cancelled ${c.cancelled})`];
+  if (c.lockingStopped !== undefined) parts.push(`locking stopped (${c.lockingStopped}): restart once fixed`);
+  if (c.atQuota) parts.push('at quota (max-jobs or runner capacity reached)');
+  const api: string[] = [];
+  if (c.lockingPausedUntil !== undefined) api.push(`locking paused for ${secondsUntil(c.lockingPausedUntil, now)} s`);
+  if (c.lockConcurrency) api.push(`lock concurrency ${c.lockConcurrency[0]} of ${c.lockConcurrency[1]}`);
+  if (api.length > 0) parts.push(`API overloaded: ${api.join(', ')}`);
+  if (c.scheduler !== undefined && (c.pending || c.submissionsPaused)) {
+    const reasons = c.pendingReasons?.length ? ` (${c.pendingReasons.map(([r, n]) => `${r} ${n}`).join(', ')})` : '';
+    const batch = [...(c.pending ? [`${c.pending} pending${reasons}`] : []), ...(c.submissionsPaused ? ['submissions paused (at quota)'] : [])];
+    parts.push(`${c.scheduler}: ${batch.join(', ')}`);
+  }
+  return parts.join('; ');
+}
+
+/** Text from the scheduler or an error, made fit for one short status item. */
+function shortText(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  const t = text.replace(/[\u0000-\u001f\u007f]+/g, ' ').trim();
+  return t.length > MAX_REASON_TEXT ? `${t.slice(0, MAX_REASON_TEXT - 1)}…` : t || 'no reason given';
+}
+
+/** Pending jobs of a queue snapshot by reason, most frequent first, bounded to {@link MAX_REASONS} names plus `other`. */
+export function pendingReasons(jobs: Iterable<{ readonly state: string; readonly pendingReason: string }>): Array<[string, number]> {
+  const by = new Map<string, number>();
+  for (const j of jobs) {
+    if (j.state !== 'pending') continue;
+    const r = shortText(j.pendingReason);
+    by.set(r, (by.get(r) ?? 0) + 1);
+  }
+  const sorted = [...by].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+  if (sorted.length <= MAX_REASONS) return sorted;
+  const other = sorted.slice(MAX_REASONS).reduce((n, [, k]) => n + k, 0);
+  return [...sorted.slice(0, MAX_REASONS), ['other', other]];
 }
 
 /** What the status line needs from a runner. */
@@ -62,10 +130,16 @@ export class Reporter {
   /** Queued containers of the last poll that this dispatcher did not lock in it. */
   #queued = 0;
   #lockedThisCycle = 0;
+  readonly #d: Dispatcher;
+  /** The lock concurrency configured (before any back-pressure lowered it). */
+  readonly #lockConcurrency: number;
+  #batch: BatchRunner | undefined;
 
   constructor(out: Output, d: Dispatcher, counts: RunnerCounts) {
     this.#out = out;
     this.#counts = counts;
+    this.#d = d;
+    this.#lockConcurrency = d.status.lockConcurrency;
     const o = out;
 
     d.on('identified', (auth) => o.event('identified', `dispatching as token ${auth.uuid} on ${d.client.apiHost}`, { token_uuid: auth.uuid, api_host: d.client.apiHost }));
@@ -135,6 +209,7 @@ export class Reporter {
   watchBatch(runner: BatchRunner, d: Dispatcher): this {
     const name = runner.adapter.name;
     const o = this.#out;
+    this.#batch = runner;
     // The job ran elsewhere: the dispatcher's poll is what sees the container end.
     d.on('stream-ended', (uuid, reason, c) => {
       if (reason !== 'finished' || !c) return;
@@ -167,20 +242,50 @@ export class Reporter {
     return this.#recentFinal.size;
   }
 
-  /** The current counts. */
+  /** The current counts, with what holds containers back now (read fresh each time: nothing is kept per container or reason). */
   counts(): StatusCounts {
-    return {
+    const st = this.#d.status;
+    const c: StatusCounts = {
       queued: this.#queued + this.#counts.waiting(),
       running: this.#counts.running(),
       done: this.#complete + this.#cancelled,
       complete: this.#complete,
       cancelled: this.#cancelled,
+      atQuota: st.atQuota,
     };
+    if (st.paused !== undefined) c.lockingStopped = shortText(st.paused);
+    if (st.pausedUntil !== undefined) c.lockingPausedUntil = st.pausedUntil;
+    if (st.lockConcurrency < this.#lockConcurrency) c.lockConcurrency = [st.lockConcurrency, this.#lockConcurrency];
+    const batch = this.#batch;
+    if (batch) {
+      const bs = batch.status;
+      c.scheduler = batch.adapter.name;
+      c.pending = bs.pending;
+      c.pendingReasons = pendingReasons(batch.monitor.latest?.jobs.values() ?? []);
+      c.submissionsPaused = bs.atQuota;
+    }
+    return c;
   }
 
-  /** Prints the status line. */
+  /** Prints the status line (JSON: the counts, `at_quota`, `api`, and for batch runners `scheduler`). */
   printStatus(): void {
     const c = this.counts();
-    this.#out.event('status', statusLine(c), { ...c });
+    const fields: Record<string, unknown> = { queued: c.queued, running: c.running, done: c.done, complete: c.complete, cancelled: c.cancelled, at_quota: c.atQuota ?? false };
+    fields.api = {
+      overloaded: c.lockingPausedUntil !== undefined || c.lockConcurrency !== undefined,
+      locking_paused_until: c.lockingPausedUntil !== undefined ? new Date(c.lockingPausedUntil).toISOString() : null,
+      lock_concurrency: c.lockConcurrency?.[0] ?? this.#lockConcurrency,
+      max_lock_concurrency: this.#lockConcurrency,
+    };
+    fields.locking_stopped = c.lockingStopped ?? null;
+    if (c.scheduler !== undefined) {
+      fields.scheduler = {
+        name: c.scheduler,
+        pending: c.pending ?? 0,
+        pending_reasons: Object.fromEntries(c.pendingReasons ?? []),
+        submissions_paused: c.submissionsPaused ?? false,
+      };
+    }
+    this.#out.event('status', statusLine(c), fields);
   }
 }

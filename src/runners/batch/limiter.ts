@@ -1,7 +1,10 @@
 /**
  * The one limiter every scheduler command of a runner goes through (submit,
  * cancel, renice, accounting): at most `concurrency` at once, and at most
- * `rate.count` started per `rate.periodMs` (a token bucket). A busy
+ * `rate.count` started in any `rate.periodMs` (a token bucket whose tokens
+ * each come back one period after they were spent, so that "20/1s" holds
+ * for every one-second window, bursts included; a bucket refilled
+ * continuously lets nearly twice the count through in the first period). A busy
  * controller answers "Socket timed out" when many commands arrive at once
  * (Arvados #14110), and a burst of thousands of queued containers must not
  * become thousands of scheduler commands in a minute.
@@ -10,17 +13,23 @@
  */
 import type { SubmitRate } from './options.js';
 
+/** A token out: when its command started (provisionally, when it was granted). */
+interface Spent {
+  at: number;
+}
+
 interface Waiter {
   /** Started only when no other waiter is queued (lookups for metrics). */
   background: boolean;
-  resolve: () => void;
+  resolve: (token: Spent) => void;
   reject: (reason: unknown) => void;
   signal?: AbortSignal;
   onAbort?: () => void;
 }
 
 /**
- * Counting semaphore plus token bucket, first come first served, with a
+* Counting semaphore plus token bucket, first come first served, never
+ * more than `rate.count` starts in any window of `rate.periodMs`, with a
  * background lane whose commands start only when nothing else waits.
  *
  * @example
@@ -31,8 +40,8 @@ export class CommandLimiter {
   readonly #concurrency: number;
   readonly #rate: SubmitRate;
   #running = 0;
-  #tokens: number;
-  #refilledAt = Date.now();
+  /** Start times (monotonic ms) of the last `rate.count` commands, oldest first: the tokens out. */
+  readonly #spent: Spent[] = [];
   #queue: Waiter[] = [];
   #timer: NodeJS.Timeout | undefined;
   /** Commands started, for tests and metrics. */
@@ -41,7 +50,6 @@ export class CommandLimiter {
   constructor(concurrency: number, rate: SubmitRate) {
     this.#concurrency = concurrency;
     this.#rate = rate;
-    this.#tokens = rate.count;
   }
 
   /** Commands running now. */
@@ -66,7 +74,10 @@ export class CommandLimiter {
    * task is passed by every other waiter, so it never delays a submission.
    */
   async run<T>(task: () => Promise<T>, signal?: AbortSignal, background = false): Promise<T> {
-    await this.#acquire(signal, background);
+    const token = await this.#acquire(signal, background);
+    // The window counts from when the command really starts: a busy event
+    // loop may run the task a while after the grant.
+    token.at = performance.now();
     this.#started++;
     try {
       return await task();
@@ -76,9 +87,9 @@ export class CommandLimiter {
     }
   }
 
-  #acquire(signal: AbortSignal | undefined, background: boolean): Promise<void> {
+  #acquire(signal: AbortSignal | undefined, background: boolean): Promise<Spent> {
     if (signal?.aborted) return Promise.reject(signal.reason);
-    return new Promise<void>((resolve, reject) => {
+    return new Promise<Spent>((resolve, reject) => {
       const waiter: Waiter = { background, resolve, reject, signal };
       if (signal) {
         waiter.onAbort = () => {
@@ -92,26 +103,22 @@ export class CommandLimiter {
     });
   }
 
-  #refill(): void {
-    const now = Date.now();
-    const earned = ((now - this.#refilledAt) / this.#rate.periodMs) * this.#rate.count;
-    this.#tokens = Math.min(this.#rate.count, this.#tokens + earned);
-    this.#refilledAt = now;
-  }
-
   #pump(): void {
-    this.#refill();
-    while (this.#queue.length > 0 && this.#running < this.#concurrency && this.#tokens >= 1) {
+    const now = performance.now();
+    const spent = this.#spent;
+    while (spent.length > 0 && now - spent[0].at >= this.#rate.periodMs) spent.shift();
+    while (this.#queue.length > 0 && this.#running < this.#concurrency && spent.length < this.#rate.count) {
       const i = this.#queue.findIndex((x) => !x.background);
       const [w] = this.#queue.splice(i === -1 ? 0 : i, 1) as [Waiter];
       if (w.onAbort) w.signal?.removeEventListener('abort', w.onAbort);
-      this.#tokens -= 1;
+      const token = { at: now };
+      spent.push(token);
       this.#running++;
-      w.resolve();
+      w.resolve(token);
     }
-    if (this.#queue.length > 0 && this.#running < this.#concurrency && this.#tokens < 1 && !this.#timer) {
-      // Wake when the next token is due.
-      const wait = Math.ceil(((1 - this.#tokens) * this.#rate.periodMs) / this.#rate.count);
+    if (this.#queue.length > 0 && this.#running < this.#concurrency && spent.length >= this.#rate.count && !this.#timer) {
+      // Wake when the oldest token comes back.
+      const wait = Math.ceil(spent[0].at + this.#rate.periodMs - now);
       this.#timer = setTimeout(() => {
         this.#timer = undefined;
         this.#pump();

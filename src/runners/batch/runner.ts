@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { EventEmitter, once } from 'node:events';
+import { EventEmitter, once, setMaxListeners } from 'node:events';
 import { isApiStatus } from '../../client/errors.js';
 import type { Dispatcher } from '../../dispatcher/dispatcher.js';
 import { RunnerConfigError, type ReleaseAction, type ReleaseOptions, type RunContainer, type Runner } from '../../dispatcher/runner.js';
@@ -151,6 +151,10 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
    */
   constructor(adapter: BatchAdapter, options: BatchRunnerOptions = {}, defaults: { args: readonly string[]; gpuArgs: readonly string[] } = { args: [], gpuArgs: [] }) {
     super();
+    // Every container followed listens for the close (and removes its
+    // listener when done): hundreds at once on a busy cluster are normal,
+    // not the leak Node's warning after 10 would print to stderr.
+    setMaxListeners(0, this.#closed.signal);
     const o = resolveBatchOptions(options, defaults);
     validateTemplates(o.args, adapter.templates, `${adapter.name} argument templates`);
     validateTemplates(o.gpuArgs, adapter.templates, `${adapter.name} GPU argument templates`);
