@@ -11,7 +11,7 @@
 import { EventEmitter } from 'node:events';
 import PQueue from 'p-queue';
 import { ArvadosClient } from '../client/client.js';
-import { ArvadosApiError } from '../client/errors.js';
+import { ArvadosApiError, ArvadosProtocolError } from '../client/errors.js';
 import { deferred, type Deferred } from '../deferred.js';
 import { logger } from '../log.js';
 import type { ApiClientAuthorization, Container, ContainerState, Filter } from '../types.js';
@@ -401,14 +401,25 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
 
   async #identify(): Promise<void> {
     try {
-      const auth = await this.client.currentAuthorization({ signal: this.#ac.signal });
+      // The answer repeats the token's secret (api_token): nothing here needs
+      // it, and `auth` goes to event listeners that may print it.
+      const { api_token: _secret, ...auth } = await this.client.currentAuthorization({ signal: this.#ac.signal });
       this.#auth = auth;
       this.#identity.resolve(auth);
       log('dispatching as token %s (API %s)', auth.uuid, this.client.baseUrl);
       this.emit('identified', auth);
     } catch (err) {
       if (isAbortOf(err, this.#ac.signal)) return;
-      const reason = err instanceof ArvadosApiError && err.status === 401 ? 'the API token was rejected' : 'cannot reach the API server';
+      // Say which side is wrong: "cannot reach" for an answer that arrived
+      // sends the operator after the network instead of the server.
+      const reason =
+        err instanceof ArvadosProtocolError
+          ? 'the API server sent an invalid answer'
+          : !(err instanceof ArvadosApiError) || err.status === 0
+            ? 'cannot reach the API server'
+            : err.status === 401
+              ? 'the API token was rejected'
+              : 'the API server answered with an error';
       throw new Error(`error getting my token UUID (${reason}): ${describeError(err)}`);
     }
   }
