@@ -11,6 +11,7 @@
 import { EventEmitter } from 'node:events';
 import PQueue from 'p-queue';
 import { ArvadosClient } from '../client/client.js';
+import type { ClientWarning } from '../client/options.js';
 import { ArvadosApiError, ArvadosProtocolError } from '../client/errors.js';
 import { deferred, type Deferred } from '../deferred.js';
 import { logger } from '../log.js';
@@ -358,6 +359,10 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     if (signal?.aborted) this.#beginStop('abort signal');
     signal?.addEventListener('abort', onAbort, { once: true });
     const removeSignals = this.#handleSignals ? onStopSignals((sig, n) => this.#onSignal(sig, n)) : undefined;
+    // The client drops malformed list items on its own (rate-limited
+    // warnings); without this, only a debug log would ever say so.
+    const onClientWarning = (w: ClientWarning): void => this.#warn(w.message);
+    this.client.on('warning', onClientWarning);
     try {
       await this.#identify();
       if (this.#auth && !this.#stopping && this.runner?.attach) {
@@ -377,6 +382,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       await this.#shutDown();
       signal?.removeEventListener('abort', onAbort);
       removeSignals?.();
+      this.client.off('warning', onClientWarning);
       this.#identity.reject(new Error('the dispatcher stopped'));
       this.#finished = true;
       for (const w of this.#idleWaiters.splice(0)) w.wait.resolve();

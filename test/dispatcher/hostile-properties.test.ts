@@ -240,6 +240,20 @@ describe('Dispatcher under arbitrary and hostile answers (property-based)', () =
     expect(await attempt()).toMatch(/^error getting my token UUID \(the API token was rejected\)/);
   });
 
+  it("the client's warnings about dropped list items reach the dispatcher's warning event, once per item", async () => {
+    const bad = 'zzzzz-dz642-badbadbadbad000';
+    const d = new Dispatcher({ client: fake.client({ token: TOKEN }), runContainer: async () => {}, pollInterval: 15, handleSignals: false });
+    const warnings: string[] = [];
+    d.on('warning', (m) => void warnings.push(m));
+    fake.override('containers.list', { status: 200, body: { kind: 'arvados#containerList', items: [null, { uuid: bad, state: 'Bogus', priority: 1 }] } });
+    void d.run();
+    await waitFor(() => d.status.cycles >= 5, 'five cycles');
+    await d.stop();
+    fake.clearOverride();
+    expect(warnings.filter((w) => w.includes(`left out container ${bad}`))).toHaveLength(1);
+    expect(warnings.filter((w) => w.includes('left out an item (null)'))).toHaveLength(1);
+  });
+
   it('arbitrary answers on list, get, lock and current never cost a container nor leak the token', async () => {
     await fc.assert(
       fc.asyncProperty(arbitraryAnswers, async ({ route, status, body, times, leaveLocked }) => {
