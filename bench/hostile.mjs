@@ -5,8 +5,8 @@
 // (a quarter of them in leak-token mode, printing the token in every shape
 // it can; the rest complete). Every hostile fault kind and every ordinary one
 // but `hang` (which only measures the client's 30 s timeout) is served on the
-// dispatcher's routes: hostile kinds on 20% of its requests, ordinary ones
-// on 10% of the rest.
+// dispatcher's routes: hostile kinds on 20% of its requests (endless bodies
+// on 3% of list requests), ordinary ones on 10% of the rest.
 // crunch-run's own routes (containers get/update) are left alone: a
 // simulator that cannot report progress is not what is measured here.
 //
@@ -27,6 +27,7 @@ const QUICK = process.argv.includes('--quick');
 const N = QUICK ? 40 : 200;
 const HOSTILE_RATE = 0.2;
 const ORDINARY_RATE = 0.1;
+const ENDLESS_RATE = 0.03;
 const TIME_LIMIT = 150_000;
 const MAIN = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
 const DISPATCHER_ROUTES = ['current', 'containers.list', 'containers.lock', 'containers.unlock', 'logs.create'];
@@ -36,10 +37,14 @@ const TOKEN_UUID = 'zzzzz-gj3su-benchh0st1le000';
 // Hostile kinds on 20% of the dispatcher's requests (uniformly among the
 // kinds that apply to the route), ordinary kinds on 10% of the rest, and
 // `bad-identity` on half of the identity requests (retried: a GET; the seed
-// makes the first one bad and the second good).
+// makes the first one bad and the second good). `endless` has a rule of its
+// own at 3% of list requests: each one streams the client's whole default
+// cap (144 MiB) through TLS before it fails, which would otherwise make the
+// run CPU-bound on a small machine.
 const faults = [
   { rate: 0.5, kinds: ['bad-identity'], routes: ['current'], seed: 8012 },
-  { rate: HOSTILE_RATE, kinds: HOSTILE_FAULTS, routes: DISPATCHER_ROUTES, seed: 8002 },
+  { rate: ENDLESS_RATE, kinds: ['endless'], routes: ['containers.list'], seed: 8004 },
+  { rate: HOSTILE_RATE, kinds: HOSTILE_FAULTS.filter((k) => k !== 'endless'), routes: DISPATCHER_ROUTES, seed: 8002 },
   { rate: ORDINARY_RATE, kinds: ORDINARY_FAULTS.filter((k) => k !== 'hang'), routes: DISPATCHER_ROUTES, seed: 8003, retryAfter: 0 },
 ];
 
@@ -91,6 +96,9 @@ child.once('exit', () => (exitedEarly = true));
 while (!finished() && !exitedEarly && performance.now() - started < TIME_LIMIT) await new Promise((r) => setTimeout(r, 100));
 const seconds = (performance.now() - started) / 1000;
 readPeak();
+// Cancellations before our SIGTERM are the dispatcher's doing; those after
+// it (containers still running when the time limit hit) are the stop's.
+const cancelledBeforeStop = fake.transitions.filter((t) => mine.has(t.uuid) && t.to === 'Cancelled').length;
 const stillUp = !exitedEarly;
 child.kill('SIGTERM');
 const exit = await exited;
@@ -98,7 +106,8 @@ clearInterval(sampler);
 
 const states = cs.map((c) => fake.container(c.uuid)?.state);
 const complete = states.filter((s) => s === 'Complete').length;
-const cancelled = fake.transitions.filter((t) => mine.has(t.uuid) && t.to === 'Cancelled').length;
+const cancelled = cancelledBeforeStop;
+const cancelledAtStop = fake.transitions.filter((t) => mine.has(t.uuid) && t.to === 'Cancelled').length - cancelledBeforeStop;
 const maxRuns = Math.max(...cs.map((c) => fake.runCount(c.uuid)));
 const startedFor = readdirSync(records).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -5));
 const foreign = startedFor.filter((u) => !mine.has(u)).length;
@@ -116,7 +125,9 @@ rmSync(dir, { recursive: true, force: true });
 const result = {
   containers: N,
   completed: complete / N,
+  notFinishedAtStop: N - complete - cancelled,
   cancelledByUs: cancelled,
+  cancelledAtStop,
   maxRunsPerContainer: maxRuns,
   crunchRunsForForeignUuids: foreign,
   peakRssMiB: Math.round(peakKiB / 1024),

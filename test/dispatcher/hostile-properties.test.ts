@@ -20,7 +20,7 @@ const SECRET = 'hostilesecret0123456789abcdefghijklmnopqrstuvwxyzAB';
 const TOKEN_UUID = 'zzzzz-gj3su-h0st1le0000000a';
 const TOKEN = `v2/${TOKEN_UUID}/${SECRET}`;
 const CONTAINER_UUID = /^[0-9a-z]{5}-dz642-[0-9a-z]{15}$/;
-const PER_RUN_TIMEOUT = 20_000;
+const PER_RUN_TIMEOUT = 40_000;
 
 let fake: FakeArvados;
 const debugLines: string[] = [];
