@@ -191,9 +191,13 @@ export function checker<T>(schema: v.GenericSchema<unknown, T>): Check<T> {
 /**
  * The first issue in a few words, e.g. `uuid: Invalid format`. The received
  * value is never quoted: it came from the server and may hold anything.
+ * Nor are map keys that do not look like field names (`mounts`,
+ * `environment` keys are the server's too): a key holding a newline would
+ * forge log lines, and one of 5,000 characters would flood them.
  */
 function describeIssue(issue: v.BaseIssue<unknown>): string {
-  const path = issue.path?.map((p) => String(p.key)).join('.') ?? '';
+  const name = (key: unknown): string => (typeof key === 'number' || (typeof key === 'string' && /^[A-Za-z0-9_-]{1,40}$/.test(key)) ? String(key) : '<key>');
+  const path = issue.path?.map((p) => name(p.key)).join('.') ?? '';
   const input: unknown = issue.input;
   const got = input === null ? 'null' : Array.isArray(input) ? 'array' : typeof input;
   const what = input === undefined ? 'missing' : `expected ${issue.expected ?? issue.kind}, got ${issue.type === got ? `another ${got}` : got}`;

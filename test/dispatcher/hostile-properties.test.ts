@@ -254,6 +254,24 @@ describe('Dispatcher under arbitrary and hostile answers (property-based)', () =
     expect(warnings.filter((w) => w.includes('left out an item (null)'))).toHaveLength(1);
   });
 
+  it("a dropped item's map keys never reach a warning: no forged lines, no flood", async () => {
+    const d = new Dispatcher({ client: fake.client({ token: TOKEN }), runContainer: async () => {}, pollInterval: 15, handleSignals: false });
+    const warnings: string[] = [];
+    d.on('warning', (m) => void warnings.push(m));
+    const forged = `\n12:00:00 zzzzz-dz642-000000000000000 finished: Cancelled ${'x'.repeat(5000)}`;
+    const item = { uuid: 'zzzzz-dz642-forgedkey000000', state: 'Queued', priority: 1, locked_by_uuid: null, environment: { [forged]: 5 } };
+    fake.override('containers.list', { status: 200, body: { kind: 'arvados#containerList', items: [item] } });
+    void d.run();
+    await waitFor(() => warnings.some((w) => w.includes('zzzzz-dz642-forgedkey000000')), 'the warning');
+    await d.stop();
+    fake.clearOverride();
+    const w = warnings.find((x) => x.includes('zzzzz-dz642-forgedkey000000'))!;
+    expect(w).not.toContain('\n');
+    expect(w).not.toContain('finished: Cancelled');
+    expect(w.length).toBeLessThan(300);
+    expect(w).toMatch(/environment\.<key>: expected string, got number/);
+  });
+
   it('arbitrary answers on list, get, lock and current never cost a container nor leak the token', async () => {
     await fc.assert(
       fc.asyncProperty(arbitraryAnswers, async ({ route, status, body, times, leaveLocked }) => {
