@@ -17,7 +17,7 @@ import { deferred, type Deferred } from '../deferred.js';
 import { logger } from '../log.js';
 import type { ApiClientAuthorization, Container, ContainerState, Filter } from '../types.js';
 import { describeError, isAbortOf } from '../util/errors.js';
-import { Redactor } from '../util/redact.js';
+import { Redactor, redactAndCut } from '../util/redact.js';
 import { sleep } from '../util/sleep.js';
 import { assertContainerUuid, isContainerUuid } from '../uuid.js';
 import { ApiPressure } from './pressure.js';
@@ -648,7 +648,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       // Never let a hostile uuid reach a runner, a URL or a command line; say so once.
       if (!this.#badUuids.has(String(c.uuid)) && this.#badUuids.size < MAX_BAD_UUIDS) {
         this.#badUuids.add(String(c.uuid));
-        this.#warn(`ignoring a container record with an invalid uuid ${JSON.stringify(String(c.uuid)).slice(0, 80)}`);
+        this.#warn(`ignoring a container record with an invalid uuid ${redactAndCut(JSON.stringify(String(c.uuid)), 80, this.#redactor)}`);
       }
       return false;
     }

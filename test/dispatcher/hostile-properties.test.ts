@@ -272,6 +272,34 @@ describe('Dispatcher under arbitrary and hostile answers (property-based)', () =
     expect(w).toMatch(/environment\.<key>: expected string, got number/);
   });
 
+  it('a record with an invalid uuid that holds the token is warned about with the token masked before the cut', async () => {
+    // A client that lets a record through unchecked, as a caller's own client might.
+    const client = fake.client({ token: TOKEN });
+    const page = client.pageContainers.bind(client);
+    const hostile = { uuid: `${'a'.repeat(60)}${SECRET}`, state: 'Locked', priority: 5, locked_by_uuid: TOKEN_UUID } as unknown as Container;
+    client.pageContainers = async function* (...args: Parameters<typeof page>) {
+      let first = true;
+      for await (const p of page(...args)) {
+        yield first ? { ...p, items: [hostile, ...p.items] } : p;
+        first = false;
+      }
+      // An empty result yields no page; the record still arrives.
+      if (first) yield { offset: 0, limit: 1, items: [hostile], dropped: 0 };
+    } as typeof client.pageContainers;
+    const handed: string[] = [];
+    const d = new Dispatcher({ client, runContainer: async (_d, c) => void handed.push(c.uuid), pollInterval: 15, handleSignals: false });
+    const warnings: string[] = [];
+    d.on('warning', (m) => void warnings.push(m));
+    void d.run();
+    try {
+      await waitFor(() => warnings.some((w) => w.includes('invalid uuid')), 'the warning', 4000);
+    } finally {
+      await d.stop();
+    }
+    expect(handed).toEqual([]);
+    expect(fragmentsIn(warnings.join('\n'), SECRET)).toEqual([]);
+  });
+
   it('arbitrary answers on list, get, lock and current never cost a container nor leak the token', async () => {
     await fc.assert(
       fc.asyncProperty(arbitraryAnswers, async ({ route, status, body, times, leaveLocked }) => {
