@@ -119,6 +119,11 @@ const pieces = [];
 for (let i = 0; i + 8 <= SECRET.length; i++) if (text.includes(SECRET.slice(i, i + 8))) pieces.push(SECRET.slice(i, i + 8));
 const masked = (stdout.match(/\*\*\*/g) ?? []).length;
 
+// HOSTILE_OUT=<file> keeps the dispatcher's output and the container states, to look into a run.
+if (process.env.HOSTILE_OUT) {
+  const ends = cs.map((c) => `${c.uuid} ${fake.container(c.uuid)?.state} ${fake.transitions.filter((t) => t.uuid === c.uuid).map((t) => t.to).join('>')}`);
+  writeFileSync(process.env.HOSTILE_OUT, `${stdout}\n--- stderr\n${stderr}\n--- containers\n${ends.join('\n')}\n`);
+}
 await fake.stop();
 rmSync(dir, { recursive: true, force: true });
 
