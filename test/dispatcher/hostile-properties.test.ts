@@ -300,6 +300,20 @@ describe('Dispatcher under arbitrary and hostile answers (property-based)', () =
     expect(fragmentsIn(warnings.join('\n'), SECRET)).toEqual([]);
   });
 
+  it("an identity whose uuid is not a token's (e.g. a user's) is refused: nothing is locked, nothing cancelled", async () => {
+    const cs = fake.addContainers(2, () => ({ priority: 1, runtime_constraints: { vcpus: 1, ram: 1 } }));
+    fake.override('current', { status: 200, body: { kind: 'arvados#apiClientAuthorization', uuid: 'zzzzz-tpzed-000000000000000' } });
+    const d = new Dispatcher({ client: fake.client({ token: TOKEN, retries: 1, retryDelay: 1 }), runContainer: async () => {}, pollInterval: 15, handleSignals: false });
+    const message = await d.run().then(
+      () => 'resolved',
+      (e: Error) => e.message,
+    );
+    fake.clearOverride();
+    expect(message).toMatch(/^error getting my token UUID \(the API server sent an invalid answer\)/);
+    for (const c of cs) expect(fake.container(c.uuid)?.state).toBe('Queued');
+    for (const c of cs) fake.forceUpdate(c.uuid, { state: 'Complete' });
+  });
+
   it('arbitrary answers on list, get, lock and current never cost a container nor leak the token', async () => {
     await fc.assert(
       fc.asyncProperty(arbitraryAnswers, async ({ route, status, body, times, leaveLocked }) => {
