@@ -25,6 +25,7 @@ import type {
 
 const CONTAINER_UUID = /^[0-9a-z]{5}-dz642-[0-9a-z]{15}$/;
 const ANY_UUID = /^[0-9a-z]{5}-[0-9a-z]{5}-[0-9a-z]{15}$/;
+const TOKEN_UUID = /^[0-9a-z]{5}-gj3su-[0-9a-z]{15}$/;
 
 const containerUuid = v.pipe(v.string(), v.regex(CONTAINER_UUID));
 const anyUuid = v.pipe(v.string(), v.regex(ANY_UUID));
@@ -123,11 +124,14 @@ export const lockResultSchema = v.object({
 
 /**
  * `api_client_authorizations/current`. The dispatcher filters on `uuid`, so
- * it must be a real UUID: `{"uuid": null}` would filter on `locked_by_uuid =
- * null`, i.e. every unlocked container.
+ * it must be a token's UUID (`…-gj3su-…`, what `locked_by_uuid` holds):
+ * `{"uuid": null}` would filter on `locked_by_uuid = null`, i.e. every
+ * unlocked container, and a user's or any other object's uuid would make
+ * every container this token locks look locked by another token, so the
+ * dispatcher would stop each one right after starting it.
  */
 export const authorizationSchema = v.looseObject({
-  uuid: anyUuid,
+  uuid: v.pipe(v.string(), v.regex(TOKEN_UUID)),
   kind: opt(v.string()),
   owner_uuid: opt(v.string()),
   api_token: opt(v.string()),
@@ -191,9 +195,13 @@ export function checker<T>(schema: v.GenericSchema<unknown, T>): Check<T> {
 /**
  * The first issue in a few words, e.g. `uuid: Invalid format`. The received
  * value is never quoted: it came from the server and may hold anything.
+ * Nor are map keys that do not look like field names (`mounts`,
+ * `environment` keys are the server's too): a key holding a newline would
+ * forge log lines, and one of 5,000 characters would flood them.
  */
 function describeIssue(issue: v.BaseIssue<unknown>): string {
-  const path = issue.path?.map((p) => String(p.key)).join('.') ?? '';
+  const name = (key: unknown): string => (typeof key === 'number' || (typeof key === 'string' && /^[A-Za-z0-9_-]{1,40}$/.test(key)) ? String(key) : '<key>');
+  const path = issue.path?.map((p) => name(p.key)).join('.') ?? '';
   const input: unknown = issue.input;
   const got = input === null ? 'null' : Array.isArray(input) ? 'array' : typeof input;
   const what = input === undefined ? 'missing' : `expected ${issue.expected ?? issue.kind}, got ${issue.type === got ? `another ${got}` : got}`;

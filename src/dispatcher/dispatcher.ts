@@ -11,12 +11,13 @@
 import { EventEmitter } from 'node:events';
 import PQueue from 'p-queue';
 import { ArvadosClient } from '../client/client.js';
-import { ArvadosApiError } from '../client/errors.js';
+import type { ClientWarning } from '../client/options.js';
+import { ArvadosApiError, ArvadosProtocolError } from '../client/errors.js';
 import { deferred, type Deferred } from '../deferred.js';
 import { logger } from '../log.js';
 import type { ApiClientAuthorization, Container, ContainerState, Filter, SelectedContainer } from '../types.js';
 import { describeError, isAbortOf } from '../util/errors.js';
-import { Redactor } from '../util/redact.js';
+import { Redactor, redactAndCut } from '../util/redact.js';
 import { sleep } from '../util/sleep.js';
 import { assertContainerUuid, isContainerUuid } from '../uuid.js';
 import { ContainerEventStream } from './events.js';
@@ -375,6 +376,10 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     if (signal?.aborted) this.#beginStop('abort signal');
     signal?.addEventListener('abort', onAbort, { once: true });
     const removeSignals = this.#handleSignals ? onStopSignals((sig, n) => this.#onSignal(sig, n)) : undefined;
+    // The client drops malformed list items on its own (rate-limited
+    // warnings); without this, only a debug log would ever say so.
+    const onClientWarning = (w: ClientWarning): void => this.#warn(w.message);
+    this.client.on('warning', onClientWarning);
     try {
       await this.#identify();
       if (this.#auth && !this.#stopping && this.runner?.attach) {
@@ -400,6 +405,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       await listenerStopped;
       signal?.removeEventListener('abort', onAbort);
       removeSignals?.();
+      this.client.off('warning', onClientWarning);
       this.#identity.reject(new Error('the dispatcher stopped'));
       this.#finished = true;
       for (const w of this.#idleWaiters.splice(0)) w.wait.resolve();
@@ -476,14 +482,25 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
 
   async #identify(): Promise<void> {
     try {
-      const auth = await this.client.currentAuthorization({ signal: this.#ac.signal });
+      // The answer repeats the token's secret (api_token): nothing here needs
+      // it, and `auth` goes to event listeners that may print it.
+      const { api_token: _secret, ...auth } = await this.client.currentAuthorization({ signal: this.#ac.signal });
       this.#auth = auth;
       this.#identity.resolve(auth);
       log('dispatching as token %s (API %s)', auth.uuid, this.client.baseUrl);
       this.emit('identified', auth);
     } catch (err) {
       if (isAbortOf(err, this.#ac.signal)) return;
-      const reason = err instanceof ArvadosApiError && err.status === 401 ? 'the API token was rejected' : 'cannot reach the API server';
+      // Say which side is wrong: "cannot reach" for an answer that arrived
+      // sends the operator after the network instead of the server.
+      const reason =
+        err instanceof ArvadosProtocolError
+          ? 'the API server sent an invalid answer'
+          : !(err instanceof ArvadosApiError) || err.status === 0
+            ? 'cannot reach the API server'
+            : err.status === 401
+              ? 'the API token was rejected'
+              : 'the API server answered with an error';
       throw new Error(`error getting my token UUID (${reason}): ${describeError(err)}`);
     }
   }
@@ -761,7 +778,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       // Never let a hostile uuid reach a runner, a URL or a command line; say so once.
       if (!this.#badUuids.has(String(c.uuid)) && this.#badUuids.size < MAX_BAD_UUIDS) {
         this.#badUuids.add(String(c.uuid));
-        this.#warn(`ignoring a container record with an invalid uuid ${JSON.stringify(String(c.uuid)).slice(0, 80)}`);
+        this.#warn(`ignoring a container record with an invalid uuid ${redactAndCut(JSON.stringify(String(c.uuid)), 80, this.#redactor)}`);
       }
       return false;
     }
