@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { EventEmitter } from 'node:events';
+import { EventEmitter, setMaxListeners } from 'node:events';
 import PQueue from 'p-queue';
 import { ArvadosClient } from '../client/client.js';
 import type { ClientWarning } from '../client/options.js';
@@ -151,7 +151,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   #idleWaiters: Array<{ after: number; wait: Deferred<void> }> = [];
   #waiting: DispatchEntry[] = [];
   #auth: ApiClientAuthorization | undefined;
-  #ac = new AbortController();
+  readonly #ac = new AbortController();
   #run: Promise<void> | undefined;
   #stopping = false;
   #finished = false;
@@ -173,6 +173,9 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
 
   constructor(opts: DispatcherOptions) {
     super();
+    // Every API call, runner and wait of this dispatcher listens to this one
+    // signal (lock concurrency alone is 8): many listeners are the design.
+    setMaxListeners(0, this.#ac.signal);
     const hasFn = typeof opts?.runContainer === 'function';
     const hasRunner = typeof opts?.runner?.runContainer === 'function';
     if (hasFn === hasRunner) throw new TypeError('give either runContainer (a function) or runner (with runContainer and close)');
