@@ -5,25 +5,15 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/glob
 import type {
   ArvadosClient} from '../../src/index.js';
 import {
-  ArvadosApiError,
   ArvadosProtocolError,
   type ClientWarning,
   type Container,
   type ContainerUpdate,
 } from '../../src/index.js';
 import { FakeArvados } from '../../src/testing/index.js';
+import { failure } from '../helpers/failure.js';
 
 const fast = { retryDelay: 1, maxRetryDelay: 5 };
-
-async function failure(p: Promise<unknown>): Promise<ArvadosApiError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(ArvadosApiError);
-    return err as ArvadosApiError;
-  }
-  throw new Error('expected a failure');
-}
 
 describe('the client boundary', () => {
   let fake: FakeArvados;

@@ -2,20 +2,11 @@
 import { inspect } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
 import createDebug from 'debug';
-import { ArvadosApiError, ArvadosClient, type Container } from '../../src/index.js';
+import { ArvadosClient, type Container } from '../../src/index.js';
 import { FakeArvados } from '../../src/testing/index.js';
+import { failure } from '../helpers/failure.js';
 
 const fast = { retryDelay: 5, maxRetryDelay: 20 };
-
-async function failure(p: Promise<unknown>): Promise<ArvadosApiError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(ArvadosApiError);
-    return err as ArvadosApiError;
-  }
-  throw new Error('expected a failure');
-}
 
 describe('ArvadosClient', () => {
   let fake: FakeArvados;

@@ -5,19 +5,10 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from '@jest/globals';
-import { ArvadosApiError, ArvadosClient, type RequestEvent } from '../../src/index.js';
+import { ArvadosClient, type RequestEvent } from '../../src/index.js';
+import { failure } from '../helpers/failure.js';
 
 const TOKEN = 'v2/zzzzz-gj3su-000000000000000/limitstestsecret0123456789abcdefghijklmnopq';
-
-async function failure(p: Promise<unknown>): Promise<ArvadosApiError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(ArvadosApiError);
-    return err as ArvadosApiError;
-  }
-  throw new Error('expected a failure');
-}
 
 const servers: http.Server[] = [];
 async function serve(handler: http.RequestListener): Promise<string> {

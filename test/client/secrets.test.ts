@@ -4,20 +4,10 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
 import createDebug from 'debug';
 import type { ArvadosClient } from '../../src/index.js';
-import { ArvadosApiError } from '../../src/index.js';
 import { logger } from '../../src/log.js';
 import { FakeArvados } from '../../src/testing/index.js';
 import { fragmentsIn } from './fragments.js';
-
-async function failure(p: Promise<unknown>): Promise<ArvadosApiError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(ArvadosApiError);
-    return err as ArvadosApiError;
-  }
-  throw new Error('expected a failure');
-}
+import { failure } from '../helpers/failure.js';
 
 const texts = (e: unknown): string => [String(e), (e as Error).message, JSON.stringify(e)].join('\n');
 
