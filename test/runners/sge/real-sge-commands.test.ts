@@ -80,9 +80,10 @@ describeSge('Grid Engine commands (real daemon)', () => {
 
   it('shows a running job as running, on this host', async () => {
     const id = await submit(uuid(3), '#!/bin/sh\nsleep 30\n');
-    await waitFor(async () => (await slowQueue())[0]?.state === 'running', 'the job to run', 30_000);
+    // "t" (being transferred to the host) already counts as running; wait for "r".
+    await waitFor(async () => (await slowQueue())[0]?.rawState === 'r', 'the job to run', 30_000);
     const [job] = await queue();
-    expect(job).toMatchObject({ jobId: id, rawState: 'r' });
+    expect(job).toMatchObject({ jobId: id, rawState: 'r', state: 'running' });
     expect(job.nodes).toBeTruthy();
     expect((await exec(adapter.cancel([job])[0])).code).toBe(0);
     await waitFor(async () => (await slowQueue()).length === 0, 'the job to leave qstat', 30_000);
