@@ -95,4 +95,3 @@ export async function withRetries<T>(attempt: (n: number) => Promise<T>, o: Retr
   }
 }
 
-export { sleep } from '../util/sleep.js';
