@@ -17,7 +17,7 @@
 import { describeError } from '../util/errors.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { z } from 'zod';
+import * as v from 'valibot';
 import { parseDuration } from './duration.js';
 import { UsageError } from './errors.js';
 import { parseSize } from './size.js';
@@ -46,6 +46,8 @@ export interface ConfigKey {
   kind: Kind;
   /** Commands that read it; undefined: all dispatching commands. */
   commands?: readonly string[];
+  /** A credential: its value never appears in a message. */
+  secret?: boolean;
 }
 
 /**
@@ -55,9 +57,9 @@ export interface ConfigKey {
  */
 export const CONFIG_KEYS: readonly ConfigKey[] = [
   { key: 'Services.Controller.ExternalURL', flag: API_HOST, kind: 'url' },
-  { key: 'SystemRootToken', flag: API_TOKEN, kind: 'string' },
+  { key: 'SystemRootToken', flag: API_TOKEN, kind: 'string', secret: true },
   { key: 'TLS.Insecure', flag: API_INSECURE, kind: 'boolean' },
-  { key: 'ManagementToken', flag: MANAGEMENT_TOKEN, kind: 'string' },
+  { key: 'ManagementToken', flag: MANAGEMENT_TOKEN, kind: 'string', secret: true },
   { key: 'Services.DispatchSLURM.InternalURLs', flag: 'listen', kind: 'internal-urls', commands: ['slurm'] },
   { key: 'Services.DispatchLSF.InternalURLs', flag: 'listen', kind: 'internal-urls', commands: ['lsf'] },
   { key: 'API.MaxItemsPerResponse', flag: 'batch-size', kind: 'integer' },
@@ -141,81 +143,113 @@ function lookup(obj: Node, name: string): { key: string; value: unknown } | unde
   return undefined;
 }
 
-const durationText = z.union([z.string(), z.literal(0)]).transform((v, ctx) => {
-  const text = String(v);
+// One schema per value kind, all in valibot (the API boundary's library):
+// each turns a YAML value into the form the matching flag would give it, or
+// fails with a message that names what was expected.
+
+/** A custom check's failure, as an issue carrying its own message. */
+type AddIssue = (info: { message: string; path?: [v.IssuePathItem, ...v.IssuePathItem[]] }) => void;
+
+/** Runs `check` on the text; a throw becomes the issue's message. */
+function checked(text: string, check: (t: string) => unknown, addIssue: AddIssue): boolean {
   try {
-    parseDuration(text);
+    check(text);
+    return true;
   } catch (err) {
-    ctx.addIssue({ code: 'custom', message: describeError(err) });
-    return z.NEVER;
+    addIssue({ message: describeError(err) });
+    return false;
   }
-  return text.trim() === '0' ? '0s' : text;
-});
+}
 
-const sizeText = z.union([z.string(), z.number().int().nonnegative()]).transform((v, ctx) => {
-  const text = String(v);
-  try {
-    parseSize(text);
-  } catch (err) {
-    ctx.addIssue({ code: 'custom', message: describeError(err) });
-    return z.NEVER;
-  }
-  return text;
-});
+const durationText = v.pipe(
+  v.union([v.string(), v.literal(0)], 'expected a duration with a unit, e.g. "30s"'),
+  v.rawTransform(({ dataset, addIssue, NEVER }) => {
+    const text = String(dataset.value);
+    if (!checked(text, parseDuration, addIssue)) return NEVER;
+    return text.trim() === '0' ? '0s' : text;
+  }),
+);
 
-const urlText = z.string().transform((v, ctx) => {
-  if (v.trim() === '') return '';
-  let u: URL;
-  try {
-    u = new URL(v);
-  } catch {
-    ctx.addIssue({ code: 'custom', message: `"${v}" is not a URL` });
-    return z.NEVER;
-  }
-  if (u.protocol !== 'https:' && u.protocol !== 'http:') {
-    ctx.addIssue({ code: 'custom', message: `"${v}" is not an http(s) URL` });
-    return z.NEVER;
-  }
-  // The client takes host[:port] for https (as ARVADOS_API_HOST), and an explicit http:// URL otherwise.
-  return u.protocol === 'https:' ? u.host : `http://${u.host}`;
-});
+const sizeText = v.pipe(
+  v.union([v.string(), v.pipe(v.number(), v.integer('expected a whole number of bytes'), v.minValue(0, 'expected a number of bytes >= 0'))], 'expected a size (bytes, or e.g. "256MiB")'),
+  v.rawTransform(({ dataset, addIssue, NEVER }) => {
+    const text = String(dataset.value);
+    return checked(text, parseSize, addIssue) ? text : NEVER;
+  }),
+);
 
-const internalUrls = z.record(z.string(), z.union([z.null(), z.object({ ListenURL: z.string().optional() }).loose()])).transform((v, ctx) => {
-  const out: ListenAddress[] = [];
-  for (const [url, conf] of Object.entries(v)) {
-    if (url === 'SAMPLE') continue;
-    const listen = conf?.ListenURL?.trim() || url;
+const urlText = v.pipe(
+  v.string(),
+  v.rawTransform(({ dataset, addIssue, NEVER }) => {
+    const text = dataset.value;
+    if (text.trim() === '') return '';
     let u: URL;
     try {
-      u = new URL(listen);
+      u = new URL(text);
     } catch {
-      ctx.addIssue({ code: 'custom', message: `"${listen}" is not a URL`, path: [url] });
-      continue;
+      addIssue({ message: `"${text}" is not a URL` });
+      return NEVER;
     }
-    if (u.protocol !== 'http:') {
-      ctx.addIssue({
-        code: 'custom',
-        message: `"${listen}": only http:// listeners are supported (put a TLS proxy in front, or give ListenURL "http://...")`,
-        path: [url],
-      });
-      continue;
+    if (u.protocol !== 'https:' && u.protocol !== 'http:') {
+      addIssue({ message: `"${text}" is not an http(s) URL` });
+      return NEVER;
     }
-    const port = u.port ? Number(u.port) : 80;
-    out.push({ host: u.hostname.replace(/^\[|\]$/g, ''), port, url });
-  }
-  return out;
-});
+    // The client takes host[:port] for https (as ARVADOS_API_HOST), and an explicit http:// URL otherwise.
+    return u.protocol === 'https:' ? u.host : `http://${u.host}`;
+  }),
+);
 
-const SCHEMAS: Record<Kind, z.ZodType<unknown>> = {
-  string: z.string(),
+/** The issue path item naming a key of `record`, for an issue a transform adds. */
+const keyPath = (record: Record<string, unknown>, key: string): [v.IssuePathItem] => [
+  { type: 'object', origin: 'value', input: record, key, value: record[key] },
+];
+
+const internalUrls = v.pipe(
+  // valibot's record takes an array too; a list of URLs here is a mistake.
+  v.custom<Record<string, unknown>>(isMap, 'expected a mapping'),
+  v.record(v.string(), v.nullable(v.looseObject({ ListenURL: v.optional(v.nullable(v.string())) }))),
+  v.rawTransform(({ dataset, addIssue, NEVER }) => {
+    const out: ListenAddress[] = [];
+    let failed = false;
+    for (const [url, conf] of Object.entries(dataset.value)) {
+      if (url === 'SAMPLE') continue;
+      const listen = conf?.ListenURL?.trim() || url;
+      let u: URL;
+      try {
+        u = new URL(listen);
+      } catch {
+        addIssue({ message: `"${listen}" is not a URL`, path: keyPath(dataset.value, url) });
+        failed = true;
+        continue;
+      }
+      if (u.protocol !== 'http:') {
+        addIssue({
+          message: `"${listen}": only http:// listeners are supported (put a TLS proxy in front, or give ListenURL "http://...")`,
+          path: keyPath(dataset.value, url),
+        });
+        failed = true;
+        continue;
+      }
+      const port = u.port ? Number(u.port) : 80;
+      out.push({ host: u.hostname.replace(/^\[|\]$/g, ''), port, url });
+    }
+    return failed ? NEVER : out;
+  }),
+);
+
+const envName = v.pipe(v.string(), v.regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'not a valid environment variable name'));
+
+const SCHEMAS: Record<Kind, v.GenericSchema<unknown, unknown>> = {
+  string: v.string(),
   duration: durationText,
   size: sizeText,
-  integer: z.number().int().nonnegative().transform(String),
-  boolean: z.boolean(),
-  list: z.array(z.string()),
-  env: z
-    .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'not a valid environment variable name'), z.string())
-    .transform((env) => Object.entries(env).filter(([k]) => k !== 'SAMPLE').map(([k, v]) => `${k}=${v}`)),
+  integer: v.pipe(v.number(), v.integer('expected a whole number'), v.minValue(0, 'expected a number >= 0'), v.transform(String)),
+  boolean: v.boolean(),
+  list: v.array(v.string()),
+  env: v.pipe(
+    v.record(envName, v.string()),
+    v.transform((env) => Object.entries(env).filter(([k]) => k !== 'SAMPLE').map(([k, val]) => `${k}=${val}`)),
+  ),
   url: urlText,
   'internal-urls': internalUrls,
 };
@@ -224,15 +258,29 @@ function bad(path: string, key: string, why: string): UsageError {
   return new UsageError(`${path}: ${key}: ${why}`);
 }
 
-/** Zod's message for an issue, short: "expected a string, got number". */
-function issueText(issue: z.core.$ZodIssue): string {
-  if (issue.code === 'invalid_type') {
-    const got = /received (\w+)/.exec(issue.message)?.[1];
-    return `expected ${issue.expected}${got ? `, got ${got}` : ''}`;
-  }
-  // A bad record key: the key's own check says why.
-  if (issue.code === 'invalid_key' && issue.issues[0]) return issue.issues[0].message;
-  return issue.message;
+/** How YAML values are named in messages. */
+function typeName(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'array';
+  if (typeof value === 'object') return 'mapping';
+  return typeof value;
+}
+
+/** valibot's names of expected types, as messages say them. */
+const EXPECTED: Record<string, string> = { Array: 'array', Object: 'mapping' };
+
+/**
+ * One issue as "expected X, got Y <value>". The value is shown (cut short)
+ * unless the key holds a secret; a transform's own message says it all.
+ */
+function issueText(issue: v.BaseIssue<unknown>, secret: boolean): string {
+  if (issue.kind === 'transformation') return issue.message;
+  const shown = secret || (typeof issue.input === 'object' && issue.input !== null) ? '' : ` ${JSON.stringify(issue.input)?.slice(0, 60)}`;
+  const got = `got ${typeName(issue.input)}${shown}`;
+  // Checks (integer, regex, ...) and unions and custom schemas carry their own "expected ..." message.
+  if (issue.kind === 'validation' || issue.type === 'union' || issue.type === 'custom') return `${issue.message}, ${got}`;
+  const expected = issue.expected ? (EXPECTED[issue.expected] ?? issue.expected) : undefined;
+  return expected ? `expected ${expected}, ${got}` : issue.message;
 }
 
 /**
@@ -285,16 +333,16 @@ export function loadClusterConfig(path: string): ClusterConfig {
     const found = walk(cluster, spec.key.split('.'), path, prefix);
     if (found === undefined || found.value === null) continue;
     const fullKey = `${prefix}.${found.path}`;
-    const parsed = SCHEMAS[spec.kind].safeParse(found.value);
+    const parsed = v.safeParse(SCHEMAS[spec.kind], found.value, { abortEarly: true });
     if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      const where = issue.path.length ? `${fullKey}.${issue.path.join('.')}` : fullKey;
-      throw bad(path, where, issueText(issue));
+      const issue = parsed.issues[0];
+      const keys = (issue.path ?? []).map((p) => String(p.key));
+      throw bad(path, [fullKey, ...keys].join('.'), issueText(issue, spec.secret === true));
     }
-    const v = parsed.data as ConfigValue['value'];
+    const value = parsed.output as ConfigValue['value'];
     // An empty string means "not set" in Arvados configs (e.g. SystemRootToken: "").
-    if (v === '' || (Array.isArray(v) && v.length === 0 && spec.kind === 'internal-urls')) continue;
-    entries.push({ flag: spec.flag, commands: spec.commands, value: v, key: fullKey });
+    if (value === '' || (Array.isArray(value) && value.length === 0 && spec.kind === 'internal-urls')) continue;
+    entries.push({ flag: spec.flag, commands: spec.commands, value, key: fullKey });
   }
   return { path, clusterId, entries };
 }

@@ -107,23 +107,34 @@ describe('loading the cluster config', () => {
   });
 
   it.each([
-    ['a string where a number is read', (c: any) => (c.Containers.SLURM.PrioritySpread = 'ten'), /Clusters\.zzzzz\.Containers\.SLURM\.PrioritySpread: expected number, got string/],
-    ['a duration without a unit', (c: any) => (c.Containers.MinRetryPeriod = 30), /Clusters\.zzzzz\.Containers\.MinRetryPeriod: /],
+    ['a string where a number is read', (c: any) => (c.Containers.SLURM.PrioritySpread = 'ten'), /Clusters\.zzzzz\.Containers\.SLURM\.PrioritySpread: expected number, got string "ten"$/],
+    ['a duration without a unit', (c: any) => (c.Containers.MinRetryPeriod = 30), /Clusters\.zzzzz\.Containers\.MinRetryPeriod: expected a duration with a unit, e\.g\. "30s", got number 30$/],
     ['a bad duration', (c: any) => (c.Containers.CloudVMs.PollInterval = '10 parsecs'), /Containers\.CloudVMs\.PollInterval: invalid duration "10 parsecs"/],
     ['a bad size', (c: any) => (c.Containers.ReserveExtraRAM = 'lots'), /Containers\.ReserveExtraRAM: invalid size "lots"/],
-    ['a list that is a string', (c: any) => (c.Containers.CrunchRunArgumentsList = '--x'), /Containers\.CrunchRunArgumentsList: expected array/],
-    ['a list item that is a number', (c: any) => (c.Containers.SLURM.SbatchArgumentsList = ['--mem=%M', 5]), /Containers\.SLURM\.SbatchArgumentsList\.1: expected string/],
+    ['a list that is a string', (c: any) => (c.Containers.CrunchRunArgumentsList = '--x'), /Containers\.CrunchRunArgumentsList: expected array, got string "--x"$/],
+    ['a list item that is a number', (c: any) => (c.Containers.SLURM.SbatchArgumentsList = ['--mem=%M', 5]), /Containers\.SLURM\.SbatchArgumentsList\.1: expected string, got number 5$/],
     ['a misspelt key in a section read whole', (c: any) => (c.Containers.SLURM.SbatchArgumentList = ['--x']), /Containers\.SLURM\.SbatchArgumentList: unknown key/],
-    ['a bad environment variable name', (c: any) => (c.Containers.SLURM.SbatchEnvironmentVariables = { 'A-B': 'x' }), /SbatchEnvironmentVariables\.A-B: not a valid environment variable name/],
-    ['a boolean that is a string', (c: any) => (c.TLS.Insecure = 'yes'), /Clusters\.zzzzz\.TLS\.Insecure: expected boolean/],
+    ['a bad environment variable name', (c: any) => (c.Containers.SLURM.SbatchEnvironmentVariables = { 'A-B': 'x' }), /SbatchEnvironmentVariables\.A-B: not a valid environment variable name, got string "A-B"$/],
+    ['a boolean that is a string', (c: any) => (c.TLS.Insecure = 'yes'), /Clusters\.zzzzz\.TLS\.Insecure: expected boolean, got string "yes"$/],
     ['an ExternalURL that is not a URL', (c: any) => (c.Services.Controller.ExternalURL = 'zzzzz example'), /Services\.Controller\.ExternalURL: "zzzzz example" is not a URL/],
     ['an https InternalURL', (c: any) => (c.Services.DispatchSLURM.InternalURLs = { 'https://d.example:9006': {} }), /InternalURLs\.https:\/\/d\.example:9006: .*only http/],
     ['a section that is not a mapping', (c: any) => (c.Containers = ['x']), /Clusters\.zzzzz\.Containers: expected a mapping/],
+    ['a negative integer', (c: any) => (c.API.MaxItemsPerResponse = -1), /Clusters\.zzzzz\.API\.MaxItemsPerResponse: expected a number >= 0, got number -1$/],
+    ['a fractional size', (c: any) => (c.Containers.ReserveExtraRAM = 1.5), /Containers\.ReserveExtraRAM: expected a whole number of bytes, got number 1\.5$/],
+    ['InternalURLs that are a list', (c: any) => (c.Services.DispatchSLURM.InternalURLs = ['http://d:9006']), /Services\.DispatchSLURM\.InternalURLs: expected a mapping, got array$/],
   ])('exits 2 naming the key for %s', (_what, edit, message) => {
     const path = configFile(edit);
     const msg = usageMessage(() => parseCommandLine(['--config', path], TABLE, 'slurm'));
     expect(msg).toMatch(message);
     expect(msg.startsWith(`${path}: `)).toBe(true);
+  });
+
+  it('never shows the value of a credential key, even when it is ill-typed', () => {
+    for (const key of ['SystemRootToken', 'ManagementToken']) {
+      const path = configFile((c) => (c[key] = 987654321987654));
+      const msg = usageMessage(() => parseCommandLine(['--config', path], TABLE, 'slurm'));
+      expect(msg).toBe(`${path}: Clusters.zzzzz.${key}: expected string, got number`);
+    }
   });
 
   it('needs exactly one cluster', () => {
