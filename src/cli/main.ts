@@ -52,7 +52,7 @@ async function overallHelp(): Promise<string> {
   return (
     'Usage: arvados-dispatch <command> [options]\n' +
     '       arvados-dispatch <command> --help\n' +
-    '       arvados-dispatch --version | --help\n\n' +
+    '       arvados-dispatch --version | -version | --help\n\n' +
     'Dispatches Arvados containers: polls the API for queued containers, locks them\n' +
     'and runs them.\n\n' +
     `Commands:\n${rows.join('\n')}\n\n` +
@@ -75,7 +75,8 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(await overallHelp());
     return ExitCode.OK;
   }
-  if (first === '--version' || first === '-V') {
+  // -version is the Go services' spelling.
+  if (first === '--version' || first === '-version' || first === '-V') {
     process.stdout.write(`arvados-dispatch ${version()}\n`);
     return ExitCode.OK;
   }

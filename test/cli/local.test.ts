@@ -82,10 +82,12 @@ function oneErrorLine(stderr: string): string {
 }
 
 describeBuilt('arvados-dispatch: help, version, command line', () => {
-  it('prints the version from package.json', async () => {
+  it('prints the version from package.json, for --version and the Go spelling -version', async () => {
     const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-    const r = await cliRun(['--version']);
-    expect(r).toEqual({ code: 0, stdout: `arvados-dispatch ${pkg.version}\n`, stderr: '' });
+    for (const flag of ['--version', '-version']) {
+      const r = await cliRun([flag]);
+      expect(r).toEqual({ code: 0, stdout: `arvados-dispatch ${pkg.version}\n`, stderr: '' });
+    }
   });
 
   it('prints the overall help and each command help', async () => {
