@@ -1,12 +1,70 @@
 import { createDefaultEsmPreset } from 'ts-jest';
 
-/** @type {import('jest').Config} */
-export default {
+// Three tiers, as Jest projects (select with --selectProjects):
+//   unit         no child process, no server: pure functions and parsers;
+//   integration  real servers on 127.0.0.1 (FakeArvados), real child
+//                processes, the built CLI, stand-in schedulers;
+//   system       what needs a real Slurm or Grid Engine, and the packed
+//                package as a user installs it (test/package/, test/examples/).
+// `npm test` runs unit and integration; `npm run test:system` runs system.
+// A new test file lands in integration unless listed here.
+
+/** Files of the unit tier. */
+const UNIT = [
+  'test/cli/config.test.ts',
+  'test/cli/presentation.test.ts',
+  'test/cli/units.test.ts',
+  'test/client/config.test.ts',
+  'test/dispatcher/runner.test.ts',
+  'test/dispatcher/units.test.ts',
+  'test/runners/batch/canceller.test.ts',
+  'test/runners/batch/gate.test.ts',
+  'test/runners/batch/priority.test.ts',
+  'test/runners/batch/template.test.ts',
+  'test/runners/local/command.test.ts',
+  'test/runners/local/resources.test.ts',
+  'test/runners/slurm/adapter.test.ts',
+  'test/server/units.test.ts',
+];
+
+/** Files and folders of the system tier: found by what they spawn (sbatch, qsub, npm pack). */
+const SYSTEM = [
+  'test/cli/slurm.test.ts',
+  'test/cli/sge.test.ts',
+  'test/cli/service-slurm.test.ts',
+  'test/runners/slurm/integration.test.ts',
+  'test/runners/slurm/real-slurm.test.ts',
+  'test/runners/sge/real-sge-commands.test.ts',
+  'test/runners/sge/sge-behaviours.test.ts',
+  'test/package/',
+  'test/examples/',
+];
+
+const escape = (s) => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+const paths = (list) => list.map((p) => `<rootDir>/${escape(p)}`);
+
+const common = {
   ...createDefaultEsmPreset({ tsconfig: 'tsconfig.json' }),
   testEnvironment: 'node',
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.test.ts'],
   moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
+};
+
+/** @type {import('jest').Config} */
+export default {
+  projects: [
+    { ...common, displayName: 'unit', testMatch: UNIT.map((p) => `<rootDir>/${p}`) },
+    { ...common, displayName: 'integration', testPathIgnorePatterns: ['/node_modules/', ...paths(UNIT), ...paths(SYSTEM)] },
+    {
+      ...common,
+      displayName: 'system',
+      testMatch: SYSTEM.map((p) => (p.endsWith('/') ? `<rootDir>/${p}**/*.test.ts` : `<rootDir>/${p}`)),
+      // Packs the package and installs it once per run, for every test that uses it.
+      globalSetup: '<rootDir>/test/package/global-setup.mjs',
+      globalTeardown: '<rootDir>/test/package/global-teardown.mjs',
+    },
+  ],
   // Tests start real servers and child processes; give slow machines room.
   testTimeout: 60_000,
 };

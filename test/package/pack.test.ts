@@ -5,29 +5,19 @@
 // and `node16` (ES module package). Each one runs a dispatcher against
 // FakeArvados, so the check covers loading, not only resolving.
 //
-// The install needs no network after `npm ci`: the throwaway project gets a
-// lockfile with this repository's own locked versions of the runtime
-// dependencies, so `npm ci` there fetches exactly what `npm ci` here put in
-// npm's cache (`--prefer-offline` takes it from there).
+// The tarball is packed and installed (`--omit=dev`) once per run by the
+// system tier's globalSetup (global-setup.mjs); see packed.ts.
 import { execFileSync, spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { beforeAll, describe, expect, it } from '@jest/globals';
+import { cleanEnv as env, installedBin, packed } from './packed.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const TSC = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
 const JEST = join(ROOT, 'node_modules', 'jest', 'bin', 'jest.js');
 
-// Consumers run with a clean environment: none of the test runner's NODE_OPTIONS.
-const env = (): NodeJS.ProcessEnv => {
-  const e: NodeJS.ProcessEnv = { ...process.env, npm_config_fund: 'false', npm_config_audit: 'false', npm_config_update_notifier: 'false' };
-  delete e.NODE_OPTIONS;
-  return e;
-};
-const npm = (args: string[], cwd: string): string => execFileSync('npm', args, { cwd, encoding: 'utf8', env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
 const node = (args: string[], cwd: string): SpawnSyncReturns<string> => spawnSync(process.execPath, args, { cwd, encoding: 'utf8', env: env(), timeout: 120_000 });
 const output = (r: SpawnSyncReturns<string>): string => `${r.stdout}${r.stderr}`;
 
@@ -38,36 +28,6 @@ function project(dir: string, files: Record<string, string>): string {
     writeFileSync(join(dir, name), text);
   }
   return dir;
-}
-
-/**
- * package.json and package-lock.json of a project that depends on `tarball`
- * (one folder up), locked to the versions this repository's lockfile has for
- * the runtime dependencies.
- */
-function lockedProject(tarball: string): Record<string, string> {
-  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { name: string; version: string; license: string; dependencies: object; bin: object; engines: object };
-  const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, { dev?: boolean; devOptional?: boolean; link?: boolean }> };
-  const spec = `file:../${tarball.split('/').pop()}`;
-  const packages: Record<string, object> = {
-    '': { name: 'app', version: '1.0.0', dependencies: { [pkg.name]: spec } },
-    [`node_modules/${pkg.name}`]: {
-      version: pkg.version,
-      resolved: spec,
-      integrity: `sha512-${createHash('sha512').update(readFileSync(tarball)).digest('base64')}`,
-      license: pkg.license,
-      dependencies: pkg.dependencies,
-      bin: pkg.bin,
-      engines: pkg.engines,
-    },
-  };
-  for (const [path, entry] of Object.entries(lock.packages)) {
-    if (path.startsWith('node_modules/') && !entry.dev && !entry.devOptional && !entry.link) packages[path] = entry;
-  }
-  return {
-    'package.json': JSON.stringify({ name: 'app', version: '1.0.0', private: true, dependencies: { [pkg.name]: spec } }),
-    'package-lock.json': JSON.stringify({ name: 'app', version: '1.0.0', lockfileVersion: 3, requires: true, packages }, null, 2),
-  };
 }
 
 /** Every file under `dir`, relative to it. */
@@ -137,21 +97,12 @@ async function main(): Promise<void> {
 void main();
 `;
 
-describe('npm pack + install into a throwaway project', () => {
-  let work: string;
+describe('npm pack + install --omit=dev into a throwaway project', () => {
   let app: string;
-  let tarball: string;
-  let packed: string[];
+  let packedFiles: string[];
   beforeAll(() => {
-    work = mkdtempSync(join(tmpdir(), 'arvados-dispatch-pack-'));
-    // --ignore-scripts: dist/ is already built by `npm test` (prepack would rebuild it).
-    const [info] = JSON.parse(npm(['pack', '--json', '--ignore-scripts', '--pack-destination', work], ROOT)) as { filename: string; files: { path: string }[] }[];
-    tarball = join(work, info!.filename);
-    packed = info!.files.map((f) => f.path).sort();
-    app = project(join(work, 'app'), lockedProject(tarball));
-    npm(['ci', '--prefer-offline'], app);
-  }, 240_000);
-  afterAll(() => rmSync(work, { recursive: true, force: true }));
+    ({ app, files: packedFiles } = packed());
+  });
 
   it('ships exactly both builds of src/, the README, the LICENSE and package.json', () => {
     const sources = walk(join(ROOT, 'src')).filter((f) => f.endsWith('.ts'));
@@ -176,12 +127,12 @@ describe('npm pack + install into a throwaway project', () => {
       ...built('dist/', sources),
       ...built('dist/cjs/', cjsSources),
     ].sort();
-    expect(packed).toEqual(expected);
+    expect(packedFiles).toEqual(expected);
   });
 
   it('ships source maps that carry their sources, each named by its script', () => {
     const dir = join(app, 'node_modules', 'arvados-dispatch');
-    const maps = packed.filter((f) => f.endsWith('.map'));
+    const maps = packedFiles.filter((f) => f.endsWith('.map'));
     expect(maps.length).toBeGreaterThan(0);
     const broken = maps.filter((m) => {
       const map = JSON.parse(readFileSync(join(dir, m), 'utf8')) as { sources: string[]; sourcesContent?: (string | null)[] };
@@ -192,12 +143,12 @@ describe('npm pack + install into a throwaway project', () => {
     });
     expect(broken).toEqual([]);
     // And no script names a map that is not there.
-    const dangling = packed
+    const dangling = packedFiles
       .filter((f) => f.endsWith('.js'))
       .flatMap((f) => {
         const m = /\/\/# sourceMappingURL=(\S+)\s*$/.exec(readFileSync(join(dir, f), 'utf8'));
         const target = m ? `${f.slice(0, f.lastIndexOf('/') + 1)}${m[1]}` : undefined;
-        return target && !packed.includes(target) ? [f] : [];
+        return target && !packedFiles.includes(target) ? [f] : [];
       });
     expect(dangling).toEqual([]);
   });
@@ -205,7 +156,7 @@ describe('npm pack + install into a throwaway project', () => {
   it('runs no script when installed, and never requires p-queue (ES module only) from the CommonJS build', () => {
     const pkg = JSON.parse(readFileSync(join(app, 'node_modules', 'arvados-dispatch', 'package.json'), 'utf8')) as { scripts?: Record<string, string> };
     expect(Object.keys(pkg.scripts ?? {}).filter((s) => /^(pre|post)?install$|^prepare$/.test(s))).toEqual([]);
-    const cjs = packed.filter((f) => f.startsWith('dist/cjs/') && f.endsWith('.js'));
+    const cjs = packedFiles.filter((f) => f.startsWith('dist/cjs/') && f.endsWith('.js'));
     const requiring = cjs.filter((f) => readFileSync(join(app, 'node_modules', 'arvados-dispatch', f), 'utf8').includes('require("p-queue")'));
     expect(requiring).toEqual([]);
   });
@@ -264,7 +215,7 @@ ${body('  ').replace('console.log(typeof ArvadosClient.fromEnv, fake.container(c
   it('works from TypeScript with module: node16 in an ES module package', () => typescript('ts-node16-esm', 'module', 'node16'));
 
   it('installs the arvados-dispatch bin', () => {
-    const r = spawnSync(join(app, 'node_modules', '.bin', 'arvados-dispatch'), ['--version'], { encoding: 'utf8', env: env() });
+    const r = spawnSync(installedBin(packed()), ['--version'], { encoding: 'utf8', env: env() });
     expect(r.status).toBe(0);
     expect(r.stdout.trim()).toMatch(/^arvados-dispatch \d+\.\d+\.\d+$/);
   });
