@@ -10,7 +10,7 @@ import { createDefaultEsmPreset } from 'ts-jest';
 // A new test file lands in integration unless listed here.
 
 /** Files of the unit tier. */
-const UNIT = [
+export const UNIT = [
   'test/cli/config.test.ts',
   'test/cli/presentation.test.ts',
   'test/cli/units.test.ts',
@@ -28,7 +28,7 @@ const UNIT = [
 ];
 
 /** Files and folders of the system tier: found by what they spawn (sbatch, qsub, npm pack). */
-const SYSTEM = [
+export const SYSTEM = [
   'test/cli/slurm.test.ts',
   'test/cli/sge.test.ts',
   'test/cli/service-slurm.test.ts',
