@@ -15,7 +15,9 @@
  * @module
  */
 import { describeError } from '../util/errors.js';
-import { existsSync, readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { closeSync, existsSync, fstatSync, openSync, readFileSync } from 'node:fs';
+import type { ConfigSourceInfo } from '../server/version-metrics.js';
 import { parse as parseYaml } from 'yaml';
 import * as v from 'valibot';
 import { parseDuration } from './duration.js';
@@ -119,6 +121,8 @@ export interface ClusterConfig {
   readonly clusterId: string;
   /** The values of the keys of {@link CONFIG_KEYS} present and not empty. */
   readonly entries: readonly ConfigEntry[];
+  /** The file's hash, its mtime and when it was read (exported on `/metrics`). */
+  readonly source: ConfigSourceInfo;
 }
 
 /** Which file to read: the flag, else `$ARVADOS_CONFIG`, else the default path when it exists. */
@@ -292,8 +296,17 @@ function issueText(issue: v.BaseIssue<unknown>, secret: boolean): string {
  */
 export function loadClusterConfig(path: string): ClusterConfig {
   let text: string;
+  let source: ConfigSourceInfo;
   try {
-    text = readFileSync(path, 'utf8');
+    // One open file for the bytes and the mtime, so both describe the same version of it.
+    const fd = openSync(path, 'r');
+    try {
+      const bytes = readFileSync(fd);
+      source = { sha256: createHash('sha256').update(bytes).digest('hex'), mtimeMs: fstatSync(fd).mtimeMs, loadedAtMs: Date.now() };
+      text = bytes.toString('utf8');
+    } finally {
+      closeSync(fd);
+    }
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     throw new UsageError(`cannot read cluster config ${path}: ${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : describeError(err)}`);
@@ -344,7 +357,7 @@ export function loadClusterConfig(path: string): ClusterConfig {
     if (value === '' || (Array.isArray(value) && value.length === 0 && spec.kind === 'internal-urls')) continue;
     entries.push({ flag: spec.flag, commands: spec.commands, value, key: fullKey });
   }
-  return { path, clusterId, entries };
+  return { path, clusterId, entries, source };
 }
 
 /** Follows `parts` below `obj` case-insensitively; undefined if any is missing. */

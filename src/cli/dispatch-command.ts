@@ -89,7 +89,7 @@ export async function serveDispatcher(start: CommandStart, out: Output, o: Serve
   const d = new Dispatcher({ client, runner: o.runner, ...settings, secondSignal: 'exit', shutdownTimeout: o.shutdownTimeout });
   const { session, reporter, start: announce } = o.present(d, client);
   out.event('start', announce.text, announce.fields);
-  const service = start.management ? await startService(start.management, out, d, settings.pollInterval, o.batch ? { batch: o.batch } : {}) : undefined;
+  const service = start.management ? await startService(start.management, out, d, settings.pollInterval, { batch: o.batch, config: opts.config?.source }) : undefined;
   try {
     await runSession({ out, dispatcher: d, runner: session, reporter, statusInterval: start.statusInterval });
   } finally {

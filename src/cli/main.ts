@@ -10,9 +10,9 @@
  *
  * @module
  */
-import { readFileSync } from 'node:fs';
 import { logger } from '../log.js';
 import { CliError, ExitCode, UsageError, errorLine } from './errors.js';
+import { packageVersion } from './version.js';
 
 const log = logger('cli');
 
@@ -39,12 +39,6 @@ const COMMANDS: Record<string, () => Promise<CommandModule>> = {
   demo: () => import('./commands/demo.js'),
   'fake-server': () => import('./commands/fake-server.js'),
 };
-
-/** The package version, read at run time from the package.json next to dist/. */
-function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
-  return pkg.version ?? 'unknown';
-}
 
 async function overallHelp(): Promise<string> {
   const rows: string[] = [];
@@ -77,7 +71,7 @@ async function main(argv: string[]): Promise<number> {
   }
   // -version is the Go services' spelling.
   if (first === '--version' || first === '-version' || first === '-V') {
-    process.stdout.write(`arvados-dispatch ${version()}\n`);
+    process.stdout.write(`arvados-dispatch ${packageVersion()}\n`);
     return ExitCode.OK;
   }
   if (first === 'help') {

@@ -14,10 +14,12 @@ import { HealthMonitor } from '../server/health.js';
 import { ManagementServerError, startManagementServer, type ManagementServer } from '../server/management.js';
 import { DispatchMetrics } from '../server/metrics.js';
 import { observeDispatcher } from '../server/observe.js';
+import { registerVersionMetrics, type ConfigSourceInfo } from '../server/version-metrics.js';
 import type { Options } from './args.js';
 import { MANAGEMENT_TOKEN, type ListenAddress } from './config.js';
 import { CliError, UsageError } from './errors.js';
 import type { Output } from './output.js';
+import { packageVersion } from './version.js';
 
 /** Where and with which token the management listener runs. */
 export interface ManagementSettings {
@@ -112,6 +114,8 @@ export interface Service {
 export interface StartServiceOptions {
   /** The dispatcher's batch runner, if any: its scheduler's health, queue age, commands and job outcomes are followed too. */
   batch?: BatchRunner;
+  /** The config file read, if any: its load time, mtime and hash are exported as Arvados services do. */
+  config?: ConfigSourceInfo;
 }
 
 /**
@@ -124,6 +128,7 @@ export interface StartServiceOptions {
 export async function startService(settings: ManagementSettings, out: Output, d: Dispatcher, pollInterval: number, opts: StartServiceOptions = {}): Promise<Service> {
   out.addSecret(settings.token);
   const metrics = new DispatchMetrics();
+  registerVersionMetrics(metrics.registry, packageVersion(), opts.config);
   const health = new HealthMonitor().watch('api', pollInterval);
   const batch = opts.batch;
   if (batch) health.watch('scheduler', () => batch.status.queueIntervalMs);

@@ -5,7 +5,8 @@
 // with one line before anything is locked.
 // Needs `npm run build` first (`npm test` does it).
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -82,6 +83,7 @@ describeBuilt('arvados-dispatch local as a service', () => {
     stub = makeCrunchRunStub();
     const config = clusterConfig(fake);
     const cs = fake.addContainers(2, () => small);
+    const startedAt = Date.now();
     // No ARVADOS_* variables: the API host, token and TLS setting come from the config.
     // A short stop grace: a cancelled container's crunch-run is signalled that long after the cancel.
     const c = cli(
@@ -97,6 +99,16 @@ describeBuilt('arvados-dispatch local as a service', () => {
       return m.value('arvados_dispatch_containers_running') === 2 && m;
     }, 'two running in the metrics');
     expect(metrics.value('arvados_dispatch_lock_requests_total', { result: 'ok' })).toBe(2);
+    // What every Arvados service exports about its version and its config file.
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+    expect(metrics.value('arvados_version_running', { version: pkg.version })).toBe(1);
+    const sha256 = createHash('sha256').update(readFileSync(config)).digest('hex');
+    expect(metrics.samples.filter((x) => x.name === 'arvados_config_source_timestamp_seconds')).toEqual([
+      { name: 'arvados_config_source_timestamp_seconds', labels: { sha256 }, value: statSync(config).mtimeMs / 1000 },
+    ]);
+    const loaded = metrics.value('arvados_config_load_timestamp_seconds')!;
+    expect(loaded * 1000).toBeGreaterThanOrEqual(startedAt);
+    expect(loaded * 1000).toBeLessThanOrEqual(Date.now());
 
     // One that does not fit beside them waits, and says why.
     const big = fake.addContainer({ priority: 1, runtime_constraints: { vcpus: 3, ram: 64 * 2 ** 20 } });

@@ -2,6 +2,9 @@
 import { describe, expect, it } from '@jest/globals';
 import { checkBearer } from '../../src/server/auth.js';
 import { HealthMonitor } from '../../src/server/health.js';
+import { registerVersionMetrics } from '../../src/server/version-metrics.js';
+import { Registry } from 'prom-client';
+import { parseExposition } from '../helpers/prometheus.js';
 import type { Clock } from '../../src/util/sleep.js';
 
 describe('checkBearer', () => {
@@ -47,5 +50,21 @@ describe('HealthMonitor', () => {
     expect(h.check().ok).toBe(true);
     c.t += 1_000;
     expect(h.check()).toEqual({ ok: false, reason: 'the API poll has not succeeded in 31s: no successful poll yet' });
+  });
+});
+
+describe('registerVersionMetrics', () => {
+  it('exports the version always, and the config gauges only when a config file was read', async () => {
+    const bare = new Registry();
+    registerVersionMetrics(bare, '1.2.3');
+    const b = parseExposition(await bare.metrics());
+    expect(b.samples).toEqual([{ name: 'arvados_version_running', labels: { version: '1.2.3' }, value: 1 }]);
+    expect(b.types.get('arvados_version_running')).toBe('gauge');
+
+    const withConfig = new Registry();
+    registerVersionMetrics(withConfig, '1.2.3', { sha256: 'ab'.repeat(32), mtimeMs: 1_700_000_000_250, loadedAtMs: 1_700_000_100_500 });
+    const c = parseExposition(await withConfig.metrics());
+    expect(c.value('arvados_config_load_timestamp_seconds')).toBe(1_700_000_100.5);
+    expect(c.value('arvados_config_source_timestamp_seconds', { sha256: 'ab'.repeat(32) })).toBe(1_700_000_000.25);
   });
 });
