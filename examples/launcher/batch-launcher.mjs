@@ -60,5 +60,5 @@ try {
   console.error(`batch-launcher: ${err instanceof Error ? err.message : String(err)}`);
   process.exitCode = 1;
 } finally {
-  await runner.shutdown(); // interrupts any crunch-run still going and waits for it
+  await runner.close(); // interrupts any crunch-run still going and waits for it
 }

@@ -345,11 +345,6 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
     return this.#closing;
   }
 
-  /** @deprecated Use {@link LocalRunner.close} (the same). */
-  shutdown(): Promise<void> {
-    return this.close();
-  }
-
   // ---- one container ------------------------------------------------------
 
   async #run(job: Job, d: Dispatcher, c: Readonly<Container>, updates: ContainerUpdates): Promise<void> {
