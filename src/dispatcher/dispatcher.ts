@@ -20,6 +20,7 @@ import { describeError, isAbortOf } from '../util/errors.js';
 import { Redactor, redactAndCut } from '../util/redact.js';
 import { sleep } from '../util/sleep.js';
 import { assertContainerUuid, isContainerUuid } from '../uuid.js';
+import { confirmByDirectRead } from './confirm.js';
 import { ContainerEventStream } from './events.js';
 import { FullRecordPrefetch, QUEUE_FIELDS, SUMMARY_FIELDS, changedSince, fetchFull } from './poll.js';
 import { ApiPressure } from './pressure.js';
@@ -147,6 +148,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   readonly #retired: string[] = [];
   readonly #pendingCleanups = new Set<Tracker>();
   readonly #badUuids = new Set<string>();
+  /** Streams a list answer of this cycle would end, and why: each waits for a direct read (see confirm.ts). */
+  readonly #suspects = new Map<string, StreamEndReason>();
   readonly #identity = deferred<ApiClientAuthorization>();
   #idleWaiters: Array<{ after: number; wait: Deferred<void> }> = [];
   #waiting: DispatchEntry[] = [];
@@ -564,6 +567,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     const cycle = ++this.#cycle;
     const signal = this.#ac.signal;
     this.#deferredAdoptions = 0;
+    this.#suspects.clear();
     const me = this.#auth!.uuid;
     // Trackers whose cleanup finished before this cycle's queries started can
     // go: every record from here on was read after their last API change.
@@ -607,13 +611,12 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       if (healthy) {
         for (const uuid of missed) {
           const t = this.#trackers.get(uuid);
-          if (t && t.seenCycle !== cycle && !t.stream.ended) {
-            log('Container %s not returned by any query, stopping tracking.', uuid);
-            this.#endStream(t, 'vanished');
-          }
+          if (t && t.seenCycle !== cycle && !t.stream.ended) this.#suspects.set(uuid, 'vanished');
         }
       }
     }
+    // No stream ends on a list answer alone: a direct read confirms each.
+    if (this.#suspects.size > 0) healthy = (await this.#confirmEnds(cycle, signal)) && healthy;
     const pending = await handOver;
     if (signal.aborted) return;
     for (const t of [...this.#pendingCleanups]) void this.#cleanup(t);
@@ -776,7 +779,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
    * Applies a record to the container's tracker, if it has one. Returns true
    * if the record is a candidate for locking (untracked, Queued).
    */
-  #consider(c: Container, cycle: number): boolean {
+  #consider(c: Container, cycle: number, confirmed = false): boolean {
     if (!isContainerUuid(c.uuid)) {
       // Never let a hostile uuid reach a runner, a URL or a command line; say so once.
       if (!this.#badUuids.has(String(c.uuid)) && this.#badUuids.size < MAX_BAD_UUIDS) {
@@ -787,6 +790,13 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     }
     const me = this.#auth!.uuid;
     const t = this.#trackers.get(c.uuid);
+    // A list answer about a tracked container is applied only while it says
+    // "still ours and live"; anything else waits for a direct read.
+    if (t && t.phase === 'running' && !confirmed && !(LIVE.has(c.state) && (!c.locked_by_uuid || c.locked_by_uuid === me))) {
+      t.seenCycle = cycle;
+      if (!t.stream.ended) this.#suspects.set(c.uuid, c.locked_by_uuid && c.locked_by_uuid !== me ? 'locked-by-other' : c.state === 'Queued' ? 'requeued' : 'finished');
+      return false;
+    }
     if (c.locked_by_uuid && c.locked_by_uuid !== me) {
       log('ignoring %s locked by %s', c.uuid, c.locked_by_uuid);
       if (t) {
@@ -860,6 +870,36 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     // holds the lock and the container's own token (the record predates
     // the lock and has neither).
     return { ...record, state: lock.state, priority: lock.priority, locked_by_uuid: lock.locked_by_uuid, auth_uuid: lock.auth_uuid };
+  }
+
+  /**
+   * Reads each suspect directly (bounded, see confirm.ts) and lets only that
+   * record decide: gone (404) ends the stream as `vanished`, a record is
+   * applied as usual (ending the stream only if it, too, says the container
+   * is no longer ours and live). Returns false if any read failed or was
+   * left for the next cycle: the cycle is incomplete.
+   */
+  async #confirmEnds(cycle: number, signal: AbortSignal): Promise<boolean> {
+    const uuids = [...this.#suspects.keys()];
+    this.#suspects.clear();
+    const answers = await confirmByDirectRead(this.client, uuids, signal, (err) => {
+      this.#warn(`error confirming a container's state: ${describeError(err)}`);
+      this.#overloadedBy(err);
+    });
+    let complete = true;
+    for (const [uuid, a] of answers) {
+      const t = this.#trackers.get(uuid);
+      if (!t || t.phase !== 'running' || t.stream.ended) continue;
+      if (a.kind === 'gone') {
+        log('Container %s no longer exists, stopping tracking.', uuid);
+        this.#endStream(t, 'vanished');
+      } else if (a.kind === 'record') {
+        this.#consider(a.record, cycle, true);
+      } else {
+        complete = false;
+      }
+    }
+    return complete;
   }
 
   #overloadedBy(err: unknown): void {
