@@ -17,6 +17,7 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import { isContainerUuid } from '../uuid.js';
 import { addLogSecrets, logger } from '../log.js';
+import { checkDuration } from '../util/duration.js';
 import { describeError } from '../util/errors.js';
 import { Redactor, redactAndCut } from '../util/redact.js';
 import { realClock, type Clock } from '../util/sleep.js';
@@ -226,15 +227,15 @@ export class ArvadosClient extends EventEmitter<ArvadosClientEvents> {
     const secrets = tokenSecrets(this.#token);
     this.#redactor = new Redactor(secrets);
     addLogSecrets(...secrets);
-    this.#timeout = opts.timeout ?? 30_000;
-    this.#deadline = opts.deadline ?? 120_000;
+    this.#timeout = checkDuration('timeout', opts.timeout ?? 30_000);
+    this.#deadline = checkDuration('deadline', opts.deadline ?? 120_000);
     this.#maxBytes = opts.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
     this.#maxQueryLength = opts.maxQueryLength ?? 1000;
     this.#policy = {
       retries: Math.max(0, opts.retries ?? 4),
-      baseDelay: opts.retryDelay ?? 500,
-      maxDelay: opts.maxRetryDelay ?? 10_000,
-      maxRetryAfter: opts.maxRetryAfter ?? 60_000,
+      baseDelay: checkDuration('retryDelay', opts.retryDelay ?? 500),
+      maxDelay: checkDuration('maxRetryDelay', opts.maxRetryDelay ?? 10_000),
+      maxRetryAfter: checkDuration('maxRetryAfter', opts.maxRetryAfter ?? 60_000),
     };
     this.#clock = opts.clock ?? realClock;
     this.#random = opts.random ?? Math.random;

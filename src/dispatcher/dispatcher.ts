@@ -17,6 +17,7 @@ import { deferred, type Deferred } from '../deferred.js';
 import { logger } from '../log.js';
 import type { ApiClientAuthorization, Container, ContainerState, Filter, SelectedContainer } from '../types.js';
 import { describeError, isAbortOf } from '../util/errors.js';
+import { checkDuration } from '../util/duration.js';
 import { Redactor, redactAndCut } from '../util/redact.js';
 import { sleep } from '../util/sleep.js';
 import { assertContainerUuid, isContainerUuid } from '../uuid.js';
@@ -186,20 +187,20 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     this.runner = opts.runner;
     const runner = opts.runner;
     this.#runContainer = runner ? (d, c, u) => runner.runContainer(d, c, u) : opts.runContainer!;
-    this.#pollInterval = positive('pollInterval', opts.pollInterval, 10_000, 1);
+    this.#pollInterval = checkDuration('pollInterval', opts.pollInterval ?? 10_000, 1);
     this.#batchSize = Math.floor(positive('batchSize', opts.batchSize, 100, 1));
-    const minRetry = positive('minRetryPeriod', opts.minRetryPeriod, 0, 0);
+    const minRetry = checkDuration('minRetryPeriod', opts.minRetryPeriod ?? 0);
     this.#throttle = new Throttle(minRetry);
     this.#maxJobs = Math.floor(positive('maxJobs', opts.maxJobs, Infinity, 1));
     const fb = opts.failureBackoff ?? {};
     this.#backoff = new RetryBackoff(
-      positive('failureBackoff.initial', fb.initial, Math.max(this.#pollInterval, minRetry), 0),
-      positive('failureBackoff.max', fb.max, 600_000, 0),
+      checkDuration('failureBackoff.initial', fb.initial ?? Math.max(this.#pollInterval, minRetry)),
+      checkDuration('failureBackoff.max', fb.max ?? 600_000),
     );
     const concurrency = Math.floor(positive('lockConcurrency', opts.lockConcurrency, 8, 1));
     this.#pressure = new ApiPressure(concurrency);
     this.#locks = new PQueue({ concurrency });
-    this.#shutdownTimeout = positive('shutdownTimeout', opts.shutdownTimeout, 60_000, 0);
+    this.#shutdownTimeout = checkDuration('shutdownTimeout', opts.shutdownTimeout ?? 60_000);
     this.#handleSignals = opts.handleSignals ?? true;
     this.#secondSignal = opts.secondSignal ?? 'stop-waiting';
     if (this.#secondSignal !== 'stop-waiting' && this.#secondSignal !== 'exit') {

@@ -160,6 +160,11 @@ describe('loading the cluster config', () => {
     expect(usageMessage(() => opts.duration('poll-interval', 10_000, 1))).toBe(`${path}: Clusters.zzzzz.Containers.CloudVMs.PollInterval: must be at least 1 ms, got "0s"`);
   });
 
+  it('refuses a duration key of 2^31 ms or more (issue 18 item 9)', () => {
+    const path = configFile((c) => (c.Containers.CloudVMs.PollInterval = '600h'));
+    expect(usageMessage(() => parseCommandLine(['--config', path], TABLE, 'local').duration('poll-interval', 10_000, 1))).toMatch(/PollInterval.*too large \(at most 596h31m23\.647s\)/);
+  });
+
   it('maps every key to a distinct flag per command (the README table is this list)', () => {
     for (const cmd of ['local', 'slurm', 'lsf']) {
       const flags = CONFIG_KEYS.filter((k) => !k.commands || k.commands.includes(cmd)).map((k) => k.flag);

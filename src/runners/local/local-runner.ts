@@ -28,6 +28,7 @@ import type { ContainerUpdates, StreamEndReason } from '../../dispatcher/updates
 import { logger } from '../../log.js';
 import { DEFAULT_RESERVE_EXTRA_RAM } from '../defaults.js';
 import type { Container, ContainerState } from '../../types.js';
+import { checkDuration } from '../../util/duration.js';
 import { describeError } from '../../util/errors.js';
 import { Redactor } from '../../util/redact.js';
 import { isContainerUuid } from '../../uuid.js';
@@ -161,6 +162,15 @@ function howExited(code: number | null, signal: NodeJS.Signals | null): string {
   return signal ? `was killed by ${signal}` : `exited with code ${code}`;
 }
 
+/** What is wrong with a record's `vcpus`/`ram` (not positive integers), or undefined. */
+function nonsenseSizes(c: Readonly<Container>): string | undefined {
+  const rc = c.runtime_constraints ?? {};
+  const ok = (x: unknown): boolean => typeof x === 'number' && Number.isInteger(x) && x >= 1;
+  if (!ok(rc.vcpus)) return `runtime_constraints.vcpus is ${JSON.stringify(rc.vcpus ?? null)}`;
+  if (!ok(rc.ram)) return `runtime_constraints.ram is ${JSON.stringify(rc.ram ?? null)}`;
+  return undefined;
+}
+
 /**
  * Runs containers as local crunch-run processes. Give it to a Dispatcher as
  * its `runner`: the Dispatcher then locks no more than the pool can start,
@@ -189,9 +199,10 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
   constructor(opts: LocalRunnerOptions = {}) {
     super();
     const cmd = opts.crunchRunCommand ?? 'crunch-run';
-    if (typeof cmd !== 'string' || cmd.trim() === '') throw new TypeError('crunchRunCommand must be a non-empty string');
+    if (typeof cmd !== 'string' || cmd.trim() === '' || cmd.includes('\0')) throw new TypeError('crunchRunCommand must be a non-empty string without NUL characters');
     const args = opts.crunchRunArgs ?? [];
-    if (!Array.isArray(args) || args.some((a) => typeof a !== 'string')) throw new TypeError('crunchRunArgs must be an array of strings');
+    // A NUL fails every spawn; refused here, once, it never costs a container.
+    if (!Array.isArray(args) || args.some((a) => typeof a !== 'string' || a.includes('\0'))) throw new TypeError('crunchRunArgs must be an array of strings without NUL characters');
     const engine = opts.runtimeEngine;
     if (engine !== undefined && (typeof engine !== 'string' || !/^[A-Za-z0-9._-]+$/.test(engine))) {
       throw new TypeError(`runtimeEngine must be a name like "docker" or "singularity", got ${JSON.stringify(engine)}`);
@@ -219,8 +230,8 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
       systemRootToken: opts.systemRootToken,
     });
     this.#reserveExtraRam = nonNegative('reserveExtraRam', opts.reserveExtraRam, DEFAULT_RESERVE_EXTRA_RAM);
-    this.#stopGrace = nonNegative('stopGrace', opts.stopGrace, DEFAULT_STOP_GRACE);
-    this.#killGrace = nonNegative('killGrace', opts.killGrace, DEFAULT_KILL_GRACE);
+    this.#stopGrace = checkDuration('stopGrace', opts.stopGrace ?? DEFAULT_STOP_GRACE);
+    this.#killGrace = checkDuration('killGrace', opts.killGrace ?? DEFAULT_KILL_GRACE);
     this.pool = new ResourcePool(opts.capacity, processEnv);
   }
 
@@ -367,6 +378,11 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
 
     const need = this.needOf(c);
     job.need = need;
+    // A record without sane sizes is a bad answer from the API, not the
+    // container's fault: the dispatcher unlocks it (with a failure backoff)
+    // instead of cancelling it.
+    const bad = nonsenseSizes(c);
+    if (bad) throw new Error(`the API sent a record for ${uuid} that makes no sense (${bad}); not running it, and not cancelling it for that`);
     const reasons = this.pool.check(need);
     if (reasons.length) return this.#reject(d, c, reasons);
 
