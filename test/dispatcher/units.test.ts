@@ -140,3 +140,13 @@ describe('durations (issue 18 item 9): one bound for every library option', () =
     client.close();
   });
 });
+
+describe('NUL in crunch-run arguments (issue 18 item 10)', () => {
+  it('is refused when a runner is made, before any container', async () => {
+    const { LocalRunner } = await import('../../src/runners/local/index.js');
+    const { resolveBatchOptions } = await import('../../src/runners/batch/options.js');
+    expect(() => new LocalRunner({ crunchRunArgs: ['a\0b'] })).toThrow(/without NUL/);
+    expect(() => new LocalRunner({ crunchRunCommand: 'crunch\0run' })).toThrow(/without NUL/);
+    expect(() => resolveBatchOptions({ crunchRunArgs: ['a\0b'] }, { args: [], gpuArgs: [] })).toThrow(/without NUL/);
+  });
+});
