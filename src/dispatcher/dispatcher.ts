@@ -433,6 +433,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       url,
       token: this.client.credentialsEnv().ARVADOS_API_TOKEN,
       insecure: this.client.insecure,
+      requireTls: this.client.baseUrl.startsWith('https://') && !this.client.insecure,
       ca: o.ca,
     });
     listener.on('wake', () => {
@@ -441,7 +442,11 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     });
     listener.on('connected', () => log('event stream connected: polling at once on container changes'));
     listener.on('disconnected', (reason, retryIn) => log('event stream lost (%s); polling every %d ms, reconnecting in %d ms', reason, this.#pollInterval, retryIn));
-    listener.on('unavailable', (reason) => log('no event stream: %s; polling every %d ms', reason, this.#pollInterval));
+    listener.on('unavailable', (reason, kind) => {
+      // A refused cleartext stream is the operator's to know about (once: the listener gives up).
+      if (kind === 'cleartext') this.#warn(`no event stream: ${reason}; polling every ${this.#pollInterval} ms`);
+      else log('no event stream: %s; polling every %d ms', reason, this.#pollInterval);
+    });
     this.#listener = listener;
     listener.start();
   }

@@ -49,6 +49,13 @@ export interface ContainerEventStreamOptions {
   token: string;
   /** Skip TLS verification (ARVADOS_API_HOST_INSECURE). Default false. */
   insecure?: boolean;
+  /**
+   * Refuse a cleartext `ws://` URL (the token goes in the URL): set when the
+   * API itself is https, so a discovery document cannot send the token
+   * elsewhere in clear. The listener then gives up (`unavailable`, kind
+   * `cleartext`). Default false.
+   */
+  requireTls?: boolean;
   /** Extra trusted CA certificates (PEM), e.g. a test server's. */
   ca?: string | Buffer | Array<string | Buffer>;
   /** Events within this many ms make one wakeup. Default 5. */
@@ -69,6 +76,9 @@ export interface ContainerEventStreamOptions {
   random?: () => number;
 }
 
+/** Why {@link ContainerEventStream} gave up on the event stream. */
+export type EventStreamUnavailable = 'none' | 'unusable' | 'cleartext';
+
 /** Events of {@link ContainerEventStream}. */
 export interface ContainerEventStreamEvents {
   /** Containers changed (UUIDs, deduplicated): time to poll. Also sent after every (re)subscription, since events may have been missed. */
@@ -77,8 +87,12 @@ export interface ContainerEventStreamEvents {
   connected: [];
   /** The connection failed or ended; `reason` is one line, with the token masked. A reconnect follows after `retryIn` ms. */
   disconnected: [reason: string, retryIn: number];
-  /** The cluster has no event stream; the listener stopped trying. */
-  unavailable: [reason: string];
+  /**
+   * The cluster has no event stream (`none`), advertises one this listener
+   * cannot use (`unusable`), or a cleartext one that `requireTls` refuses
+   * (`cleartext`); the listener stopped trying.
+   */
+  unavailable: [reason: string, kind: EventStreamUnavailable];
 }
 
 /**
@@ -154,7 +168,13 @@ export class ContainerEventStream extends EventEmitter<ContainerEventStreamEvent
           ? 'the cluster advertises no event stream (no websocketUrl)'
           : `unusable websocketUrl ${JSON.stringify(this.#redactor.redact(url.split('?')[0]))}`;
         log('%s; polling only', why);
-        this.emit('unavailable', why);
+        this.emit('unavailable', why, url === undefined ? 'none' : 'unusable');
+        return;
+      }
+      if (url !== null && this.#opts.requireTls && /^ws:\/\//i.test(url)) {
+        const why = `refusing the cleartext event stream ${JSON.stringify(this.#redactor.redact(url.split('?')[0]))}: the API is https and the token would travel in clear (set insecure to allow it)`;
+        log('%s; polling only', why);
+        this.emit('unavailable', why, 'cleartext');
         return;
       }
       if (url !== null) {

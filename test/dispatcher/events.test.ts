@@ -208,6 +208,25 @@ describe('Dispatcher with events', () => {
     return { d, handed };
   }
 
+  it('refuses a ws:// event URL from the discovery document when the API is https, and says so once (issue 18 item 8)', async () => {
+    const fake = await startFake();
+    let connections = 0;
+    const ws = await scriptedServer(() => connections++);
+    const doc = await fake.client().discovery();
+    fake.override('discovery', { status: 200, body: { ...doc, websocketUrl: ws } });
+    const warnings: string[] = [];
+    const { d } = dispatcherOn(fake, { pollInterval: 20, events: { ca: fake.caCert } });
+    d.on('warning', (w) => warnings.push(w));
+    await waitFor(() => d.status.cycles >= 5, 'some cycles');
+    expect(connections).toBe(0);
+    expect(warnings.filter((w) => /refusing the cleartext event stream .*ws:\/\/127\.0\.0\.1:\d+\/websocket.*insecure/.test(w))).toHaveLength(1);
+    expect(warnings.join('\n')).not.toContain(fake.rootToken.token);
+    // With insecure set, the operator allowed it.
+    const allowed = listen({ url: ws, token: 'x-token', insecure: true, requireTls: false });
+    await waitFor(() => connections === 1, 'the allowed cleartext connection');
+    void allowed;
+  });
+
   it('polls at once when a container is created, long before the poll interval', async () => {
     const fake = await startFake();
     const { d, handed } = dispatcherOn(fake);
