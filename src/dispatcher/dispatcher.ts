@@ -31,6 +31,7 @@ import type { DispatchEntry, DispatcherEventOptions, DispatcherEvents, Dispatche
 import { onStopSignals, type SecondSignal } from './signals.js';
 import { RetryBackoff, Throttle } from './throttle.js';
 import { UpdateStream, type StreamEndReason } from './updates.js';
+import { WakeBudget } from './wake-budget.js';
 
 export type { RunContainer } from './runner.js';
 export type { DispatchEntry, DispatcherEventOptions, DispatcherEvents, DispatcherOptions, DispatcherStatus } from './options.js';
@@ -171,6 +172,9 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   #listener: ContainerEventStream | undefined;
   /** The event stream said something changed since the current poll began. */
   #wakeRequested = false;
+  /** Events about containers we do not hold arrived: an extra poll when the budget allows. */
+  #budgetWake = false;
+  #wakeBudget!: WakeBudget;
   /** Ends the wait between polls early (set while waiting). */
   #wakeWait: AbortController | undefined;
   #status = { queued: 0, cycles: 0, healthy: true, atQuota: false };
@@ -188,6 +192,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     const runner = opts.runner;
     this.#runContainer = runner ? (d, c, u) => runner.runContainer(d, c, u) : opts.runContainer!;
     this.#pollInterval = checkDuration('pollInterval', opts.pollInterval ?? 10_000, 1);
+    this.#wakeBudget = new WakeBudget(this.#pollInterval);
     this.#batchSize = Math.floor(positive('batchSize', opts.batchSize, 100, 1));
     const minRetry = checkDuration('minRetryPeriod', opts.minRetryPeriod ?? 0);
     this.#throttle = new Throttle(minRetry);
@@ -400,6 +405,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       while (!this.#stopping) {
         const started = Date.now();
         this.#wakeRequested = false;
+        this.#budgetWake = false;
         await this.#pollOnce();
         if (this.#stopping) break;
         await this.#waitForNextPoll(Date.now() - started);
@@ -436,8 +442,11 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       requireTls: this.client.baseUrl.startsWith('https://') && !this.client.insecure,
       ca: o.ca,
     });
-    listener.on('wake', () => {
-      this.#wakeRequested = true;
+    listener.on('wake', (uuids) => {
+      // A new subscription (no uuids) may have missed events; an event about a
+      // container we hold concerns us. Anything else waits for the budget.
+      if (uuids.length === 0 || uuids.some((u) => this.#trackers.has(u))) this.#wakeRequested = true;
+      else this.#budgetWake = true;
       this.#wakeWait?.abort();
     });
     listener.on('connected', () => log('event stream connected: polling at once on container changes'));
@@ -456,24 +465,35 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
    * changed: at once if it did during the last poll (whose queries may have
    * been too early to see it), otherwise as soon as it does; but never sooner
    * after the last poll than {@link MIN_EVENT_POLL_GAP} or that poll's own
-   * duration.
+   * duration. Events about containers we do not hold pull at most one poll
+   * forward per interval (see wake-budget.ts).
    */
   async #waitForNextPoll(lastPollMs: number): Promise<void> {
     const signal = this.#ac.signal;
-    const earliest = Date.now() + Math.min(this.#pollInterval, Math.max(MIN_EVENT_POLL_GAP, lastPollMs));
-    const wait = new AbortController();
-    const onStop = (): void => wait.abort();
-    signal.addEventListener('abort', onStop, { once: true });
-    this.#wakeWait = wait;
-    if (this.#wakeRequested) wait.abort();
-    try {
-      await sleep(this.#pollInterval, wait.signal).catch(() => {});
-      const left = earliest - Date.now();
-      if (left > 0 && !signal.aborted) await sleep(left, signal).catch(() => {});
-    } finally {
-      this.#wakeWait = undefined;
-      signal.removeEventListener('abort', onStop);
+    const start = Date.now();
+    const regular = start + this.#pollInterval;
+    const earliest = start + Math.min(this.#pollInterval, Math.max(MIN_EVENT_POLL_GAP, lastPollMs));
+    for (;;) {
+      if (signal.aborted) return;
+      let target = regular;
+      if (this.#wakeRequested) target = Math.min(target, earliest);
+      else if (this.#budgetWake) target = Math.min(target, Math.max(earliest, Date.now() + this.#wakeBudget.waitMs));
+      const left = target - Date.now();
+      if (left <= 0) break;
+      // A wake ends this sleep early; the next turn works out the new target.
+      const wait = new AbortController();
+      const onStop = (): void => wait.abort();
+      signal.addEventListener('abort', onStop, { once: true });
+      this.#wakeWait = wait;
+      try {
+        await sleep(left, wait.signal).catch(() => {});
+      } finally {
+        this.#wakeWait = undefined;
+        signal.removeEventListener('abort', onStop);
+      }
+      if (!wait.signal.aborted) break;
     }
+    if (!this.#wakeRequested && this.#budgetWake && Date.now() < regular) this.#wakeBudget.use();
   }
 
   #onSignal(sig: NodeJS.Signals, count: number): void {

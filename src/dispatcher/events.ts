@@ -65,6 +65,13 @@ export interface ContainerEventStreamOptions {
   /** Cap on the reconnect delay in ms. Default 60 000. */
   maxBackoff?: number;
   /**
+   * A subscription that lasts less than this many ms before the connection
+   * drops does not reset the backoff: a stream that drops right after each
+   * subscription is retried ever more slowly, not every `minBackoff`
+   * (each subscription also wakes a poll). Default 30 000.
+   */
+  stableAfter?: number;
+  /**
    * A connection that has received nothing (not even the server's `{}`
    * pings, sent every minute by default) for this many ms is taken for dead
    * and replaced. Default 180 000.
@@ -151,6 +158,8 @@ export class ContainerEventStream extends EventEmitter<ContainerEventStreamEvent
   async #run(): Promise<void> {
     const signal = this.#ac.signal;
     let failures = 0;
+    // Consecutive subscriptions that dropped before stableAfter.
+    let flaps = 0;
     while (!signal.aborted) {
       let url: string | null | undefined;
       let reason: string;
@@ -178,12 +187,17 @@ export class ContainerEventStream extends EventEmitter<ContainerEventStreamEvent
         return;
       }
       if (url !== null) {
+        const began = this.#clock.now();
         const subscribed = await this.#session(url);
         if (signal.aborted) return;
-        if (subscribed) failures = 0;
+        if (subscribed) {
+          failures = 0;
+          flaps = this.#clock.now() - began < (this.#opts.stableAfter ?? 30_000) ? flaps + 1 : 0;
+        }
         reason = this.#lastReason;
       }
-      const delay = backoffDelay(failures++, {
+      // The first quick drop is retried as soon as any drop; each further one waits longer.
+      const delay = backoffDelay(failures++ + Math.max(0, flaps - 1), {
         retries: Infinity,
         baseDelay: this.#opts.minBackoff ?? 1000,
         maxDelay: this.#opts.maxBackoff ?? 60_000,
