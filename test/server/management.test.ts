@@ -235,3 +235,39 @@ describe('management listener', () => {
     expect(after.value('arvados_dispatch_queue_status_age_seconds')).toBeLessThan(60);
   });
 });
+
+describe('management listener limits (issue 18 item 7)', () => {
+  it('bounds connections and closes idle unauthenticated ones, then still serves', async () => {
+    const { connect } = await import('node:net');
+    const dispatch = { entries: () => [], kill: async () => 'none' as const };
+    const s = await startManagementServer({
+      listen: [{ host: '127.0.0.1', port: 0 }],
+      token: TOKEN,
+      health: new HealthMonitor(),
+      metrics: new DispatchMetrics({ processMetrics: false }),
+      dispatch,
+      maxConnections: 4,
+      idleTimeout: 300,
+    });
+    try {
+      const port = Number(s.address.split(':').at(-1));
+      const closed: number[] = [];
+      const sockets = await Promise.all(
+        Array.from({ length: 10 }, (_, i) => new Promise<import('node:net').Socket>((resolve) => {
+          const sock = connect(port, '127.0.0.1', () => resolve(sock));
+          sock.on('close', () => closed.push(i));
+          sock.on('error', () => {});
+        })),
+      );
+      // Beyond the limit, connections are closed as they arrive.
+      await waitFor(() => closed.length >= 6, 'the connections over the limit closed', 3_000);
+      // The rest, idle and unauthenticated, after the idle timeout.
+      await waitFor(() => closed.length === 10, 'the idle connections closed', 5_000);
+      for (const sock of sockets) sock.destroy();
+      const ok = await get(`http://${s.address}/_health/ping`);
+      expect(ok.status).toBe(200);
+    } finally {
+      await s.close();
+    }
+  });
+});
