@@ -2,6 +2,7 @@
 // FakeArvados: the token check, health, the dispatch API in the cloud
 // dispatcher's shapes (kill cancels the container on the API), and
 // /metrics as Prometheus parses it, moving as containers run.
+import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from '@jest/globals';
 import { Dispatcher, type RunContainer } from '../../src/index.js';
 import { HealthMonitor } from '../../src/server/health.js';
@@ -238,7 +239,6 @@ describe('management listener', () => {
 
 describe('management listener limits (issue 18 item 7)', () => {
   it('bounds connections and closes idle unauthenticated ones, then still serves', async () => {
-    const { connect } = await import('node:net');
     const dispatch = { entries: () => [], kill: async () => 'none' as const };
     const s = await startManagementServer({
       listen: [{ host: '127.0.0.1', port: 0 }],
@@ -253,7 +253,7 @@ describe('management listener limits (issue 18 item 7)', () => {
       const port = Number(s.address.split(':').at(-1));
       const closed: number[] = [];
       const sockets = await Promise.all(
-        Array.from({ length: 10 }, (_, i) => new Promise<import('node:net').Socket>((resolve) => {
+        Array.from({ length: 10 }, (_, i) => new Promise<Socket>((resolve) => {
           const sock = connect(port, '127.0.0.1', () => resolve(sock));
           sock.on('close', () => closed.push(i));
           sock.on('error', () => {});
