@@ -48,6 +48,7 @@ import {
 } from './schemas.js';
 import {
   DEFAULT_MAX_RESPONSE_BYTES,
+  DEFAULT_MAX_WALK_ITEMS,
   type ArvadosClientEvents,
   type ArvadosClientOptions,
   type CallOptions,
@@ -353,6 +354,8 @@ export class ArvadosClient extends EventEmitter<ArvadosClientEvents> {
           const env = checkListEnvelope(parsed);
           if (!env.ok) return env;
           const raw = env.value.items;
+          // More items than asked for is a bad answer, not a bigger page to keep.
+          if (params.limit !== undefined && raw.length > params.limit) return { ok: false, reason: `${raw.length} items for limit ${params.limit}` };
           const items: SelectedContainer<K>[] = [];
           let cursor: string | undefined;
           for (const item of raw) {
@@ -388,15 +391,32 @@ export class ArvadosClient extends EventEmitter<ArvadosClientEvents> {
    * shift past an offset and be skipped. `params.order` and `params.offset`
    * are therefore ignored. The walk ends on an empty page or one shorter than
    * the limit the server applied. `select` works as in {@link listContainers}.
+   * A page with more items than `limit` is a bad answer (a protocol error);
+   * past `params.maxItems` items (default {@link DEFAULT_MAX_WALK_ITEMS}) the
+   * walk stops with an {@link ArvadosProtocolError}: the caller has read a
+   * bounded part and must treat the walk as incomplete.
    */
   async *pageContainers<K extends keyof Container = keyof Container>(
-    params: Omit<ListParams<K>, 'order' | 'offset' | 'count'> = {},
+    params: Omit<ListParams<K>, 'order' | 'offset' | 'count'> & { maxItems?: number } = {},
     opts?: CallOptions,
   ): AsyncGenerator<ContainerList<SelectedContainer<K>>, void, undefined> {
+    const { maxItems = DEFAULT_MAX_WALK_ITEMS, ...rest } = params;
+    params = rest;
     const filters: readonly Filter[] = params.filters ?? [];
     const limit = params.limit ?? 1000;
     let last: string | undefined;
+    let seen = 0;
     for (;;) {
+      // Pages that never end (valid, ever-increasing UUIDs) must not grow memory for ever.
+      if (seen >= maxItems) {
+        throw new ArvadosProtocolError({
+          status: 200,
+          errors: [`the query returned more than ${maxItems} items; stopped reading`],
+          retryable: false,
+          request: 'GET containers',
+          attempts: 1,
+        });
+      }
       const { page, raw, cursor } = await this.#list<K>(
         {
           ...params,
@@ -408,6 +428,7 @@ export class ArvadosClient extends EventEmitter<ArvadosClientEvents> {
         opts,
       );
       if (raw === 0) return;
+      seen += raw;
       yield page;
       const applied = page.limit > 0 ? page.limit : limit;
       // Without any identifiable item there is no cursor to go on from; the

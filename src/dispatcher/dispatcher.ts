@@ -23,7 +23,7 @@ import { sleep } from '../util/sleep.js';
 import { assertContainerUuid, isContainerUuid } from '../uuid.js';
 import { confirmByDirectRead } from './confirm.js';
 import { ContainerEventStream } from './events.js';
-import { FullRecordPrefetch, QUEUE_FIELDS, SUMMARY_FIELDS, changedSince, fetchFull } from './poll.js';
+import { FullRecordPrefetch, MAX_ITEMS_PER_QUERY, QUEUE_FIELDS, SUMMARY_FIELDS, changedSince, fetchFull } from './poll.js';
 import { ApiPressure } from './pressure.js';
 import { releaseContainer } from './release.js';
 import { RunnerConfigError, type ReleaseAction, type ReleaseOptions, type RunContainer, type Runner } from './runner.js';
@@ -744,7 +744,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     const items: Array<SelectedContainer<K>> = [];
     let complete = true;
     try {
-      for await (const page of this.client.pageContainers<K>({ filters, limit: this.#batchSize, select }, { signal })) {
+      for await (const page of this.client.pageContainers<K>({ filters, limit: this.#batchSize, select, maxItems: MAX_ITEMS_PER_QUERY }, { signal })) {
         items.push(...page.items);
         // A dropped (malformed) item may be a tracked container: not seeing
         // it proves nothing, so nothing may be declared gone this cycle.

@@ -75,8 +75,10 @@ describe('single-cycle list answers', () => {
         fake.override('containers.list', { status: 200, times, body: { kind: 'arvados#containerList', items: records, items_available: records.length, offset: 0, limit: 100 } });
         await waitFor(() => fake.count('containers.list') >= before + times, 'the override to be used');
         await cycles(3);
-        expect(ends).toEqual([]);
-        expect(released).toEqual([]);
+        // (A container that does not exist may be adopted from such an answer; its stream rightly ends.)
+        const ours = (x: string): boolean => tracked.some((c) => x.startsWith(c.uuid));
+        expect(ends.filter(ours)).toEqual([]);
+        expect(released.filter(ours)).toEqual([]);
         for (const c of tracked) {
           const now = fake.container(c.uuid)!;
           expect([now.state, now.locked_by_uuid]).toEqual(['Running', me]);
