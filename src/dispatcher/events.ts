@@ -16,6 +16,7 @@ import { EventEmitter } from 'node:events';
 import WebSocket from 'ws';
 import { logger } from '../log.js';
 import { backoffDelay } from '../client/retry.js';
+import { checkDuration } from '../util/duration.js';
 import { describeError } from '../util/errors.js';
 import { Redactor } from '../util/redact.js';
 import { realClock, type Clock } from '../util/sleep.js';
@@ -130,6 +131,9 @@ export class ContainerEventStream extends EventEmitter<ContainerEventStreamEvent
   constructor(opts: ContainerEventStreamOptions) {
     super();
     if (!opts || typeof opts.token !== 'string' || opts.token === '') throw new TypeError('token is required');
+    for (const k of ['debounce', 'minBackoff', 'maxBackoff', 'idleTimeout', 'stableAfter'] as const) {
+      if (opts[k] !== undefined) checkDuration(k, opts[k]);
+    }
     this.#opts = opts;
     this.#redactor = new Redactor([opts.token, encodeURIComponent(opts.token)]);
     this.#clock = opts.clock ?? realClock;
