@@ -178,7 +178,7 @@ function startError(cmd: string, uuid: string, err: unknown): Error {
  * never charged to the container.
  */
 const EXHAUSTED = new Set(['EMFILE', 'ENFILE', 'EAGAIN', 'ENOMEM']);
-/** Delays before each retry of a start that failed for {@link EXHAUSTED}; then the container is unlocked, uncharged. */
+/** Delays before each retry of a crunch-run start that failed with EMFILE, ENFILE, EAGAIN or ENOMEM; then the container is unlocked, uncharged. */
 export const SPAWN_RETRY_DELAYS: readonly number[] = [500, 1_000, 2_000, 4_000, 8_000];
 
 /** A start that failed because this process ran out of something (see {@link EXHAUSTED}). */
