@@ -97,7 +97,22 @@ interface Request<T> {
   accept(parsed: unknown): { ok: true; value: T } | { ok: false; reason: string };
   /** Leave the token out (the discovery document needs none). */
   anonymous?: boolean;
+  /** A lower bound on the answer's size than the client's `maxResponseBytes`. */
+  maxBytes?: number;
 }
+
+/**
+ * Container fields whose size does not depend on what a user put in the
+ * container (no command, mounts, environment, runtime_status...): a page of
+ * only these fields is small, and its size is bounded by its `limit`.
+ */
+const SMALL_FIELDS = new Set<string>([
+  'uuid', 'kind', 'etag', 'state', 'priority', 'locked_by_uuid', 'auth_uuid', 'lock_count', 'modified_at', 'created_at',
+  'started_at', 'finished_at', 'exit_code', 'owner_uuid', 'runtime_constraints', 'progress', 'cost', 'subrequests_cost',
+]);
+/** Bytes allowed per item of a page of {@link SMALL_FIELDS}, and for the envelope. */
+const SMALL_ITEM_BYTES = 16 * 1024;
+const ENVELOPE_BYTES = 64 * 1024;
 
 /**
  * `req-` + 20 base-36 characters, like the Python SDK. Request ids only need
@@ -350,6 +365,11 @@ export class ArvadosClient extends EventEmitter<ArvadosClientEvents> {
         path: 'containers',
         pattern: 'containers',
         query: { ...params, ...(select ? { select } : {}) },
+        // A page of small fields is bounded by its limit: a huge one is a bad
+        // answer, refused while it arrives rather than after it is parsed.
+        ...(select && params.limit !== undefined && select.every((f) => SMALL_FIELDS.has(f))
+          ? { maxBytes: ENVELOPE_BYTES + params.limit * SMALL_ITEM_BYTES }
+          : {}),
         accept: (parsed) => {
           const env = checkListEnvelope(parsed);
           if (!env.ok) return env;
@@ -621,7 +641,7 @@ export class ArvadosClient extends EventEmitter<ArvadosClientEvents> {
     try {
       res = await exchange(call.wire, {
         timeout: Math.min(this.#timeout, Math.max(1, call.deadline - this.#clock.now())),
-        maxBytes: this.#maxBytes,
+        maxBytes: Math.min(this.#maxBytes, call.req.maxBytes ?? Infinity),
         maxErrorBytes: MAX_ERROR_BYTES,
         signal: call.signal,
         httpAgent: this.#httpAgent,

@@ -128,6 +128,12 @@ describe('bounded pages and walks (issue 18 item 6)', () => {
     expect(e.message).toMatch(/1000 items for limit 10/);
   });
 
+  it('a page of small fields far bigger than its limit allows is cut off while it arrives', async () => {
+    const { apiHost } = await endlessPages(() => 20_000);
+    const e = await failure(client(apiHost).listContainers({ limit: 10, select }));
+    expect(e.code).toBe('ERESPONSETOOLARGE');
+  });
+
   it('a walk whose pages never end stops at maxItems with a protocol error', async () => {
     const { apiHost, requests } = await endlessPages();
     let items = 0;
