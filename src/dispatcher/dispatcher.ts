@@ -150,8 +150,12 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   readonly #retired: string[] = [];
   readonly #pendingCleanups = new Set<Tracker>();
   readonly #badUuids = new Set<string>();
-  /** Streams a list answer of this cycle would end, and why: each waits for a direct read (see confirm.ts). */
-  readonly #suspects = new Map<string, StreamEndReason>();
+  /**
+   * Tracked containers a list answer of this cycle says are gone, not ours,
+   * no longer live, or newly asked to stop (priority 0): each waits for a
+   * direct read (see confirm.ts) before a stream ends or a runner sees it.
+   */
+  readonly #suspects = new Set<string>();
   readonly #identity = deferred<ApiClientAuthorization>();
   #idleWaiters: Array<{ after: number; wait: Deferred<void> }> = [];
   #waiting: DispatchEntry[] = [];
@@ -637,7 +641,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       if (healthy) {
         for (const uuid of missed) {
           const t = this.#trackers.get(uuid);
-          if (t && t.seenCycle !== cycle && !t.stream.ended) this.#suspects.set(uuid, 'vanished');
+          if (t && t.seenCycle !== cycle && !t.stream.ended) this.#suspects.add(uuid);
         }
       }
     }
@@ -817,10 +821,12 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     const me = this.#auth!.uuid;
     const t = this.#trackers.get(c.uuid);
     // A list answer about a tracked container is applied only while it says
-    // "still ours and live"; anything else waits for a direct read.
-    if (t && t.phase === 'running' && !confirmed && !(LIVE.has(c.state) && (!c.locked_by_uuid || c.locked_by_uuid === me))) {
+    // "still ours and live" and does not newly ask it to stop (priority 0
+    // makes a runner stop the container); anything else waits for a direct read.
+    const stopsIt = !(LIVE.has(c.state) && (!c.locked_by_uuid || c.locked_by_uuid === me)) || (c.priority === 0 && t?.record.priority !== 0);
+    if (t && t.phase === 'running' && !confirmed && stopsIt) {
       t.seenCycle = cycle;
-      if (!t.stream.ended) this.#suspects.set(c.uuid, c.locked_by_uuid && c.locked_by_uuid !== me ? 'locked-by-other' : c.state === 'Queued' ? 'requeued' : 'finished');
+      if (!t.stream.ended) this.#suspects.add(c.uuid);
       return false;
     }
     if (c.locked_by_uuid && c.locked_by_uuid !== me) {
@@ -906,7 +912,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
    * left for the next cycle: the cycle is incomplete.
    */
   async #confirmEnds(cycle: number, signal: AbortSignal): Promise<boolean> {
-    const uuids = [...this.#suspects.keys()];
+    const uuids = [...this.#suspects];
     this.#suspects.clear();
     const answers = await confirmByDirectRead(this.client, uuids, signal, (err) => {
       this.#warn(`error confirming a container's state: ${describeError(err)}`);

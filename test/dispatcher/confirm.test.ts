@@ -18,10 +18,20 @@ let tracked: Container[];
 const ends: string[] = [];
 const released: string[] = [];
 
-/** Like the local runner: Running at once; when the stream ends, it lets go (which cancels a Running container). */
+/**
+ * Like the local runner: Running at once; on priority 0 it stops the
+ * container (crunch-run then cancels it); when the stream ends, it lets go
+ * (which cancels a Running container).
+ */
 const runner: RunContainer = async (dispatcher, c, updates) => {
   if (c.state === 'Locked') await dispatcher.client.updateContainer(c.uuid, { state: 'Running' });
-  for await (const _ of updates) void _;
+  for await (const u of updates) {
+    if (u.priority === 0) {
+      released.push(c.uuid);
+      await dispatcher.release(c.uuid, { reason: 'priority 0', cancel: true });
+      return;
+    }
+  }
   if (updates.endReason !== 'stopped') {
     released.push(c.uuid);
     await dispatcher.release(c.uuid, { reason: `stream ended: ${updates.endReason}` });
@@ -69,7 +79,9 @@ describe('single-cycle list answers', () => {
       fc.asyncProperty(fc.array(item, { maxLength: 6 }), fc.integer({ min: 1, max: 6 }), async (items, times) => {
         const records = items.map((i) => {
           const base = i.which < tracked.length ? fake.container(tracked[i.which].uuid)! : { ...fake.container(tracked[0].uuid)!, uuid: 'zzzzz-dz642-n0tthere000000x' };
-          return { ...base, state: i.state, priority: i.priority, locked_by_uuid: i.owner === 'me' ? me : i.owner === 'other' ? OTHER : null };
+          // A new version, so an answer taken at its word would reach the runner.
+          const modified_at = new Date(Date.now() + 1000).toISOString();
+          return { ...base, etag: `e${Math.random()}`, modified_at, state: i.state, priority: i.priority, locked_by_uuid: i.owner === 'me' ? me : i.owner === 'other' ? OTHER : null };
         });
         const before = fake.count('containers.list');
         fake.override('containers.list', { status: 200, times, body: { kind: 'arvados#containerList', items: records, items_available: records.length, offset: 0, limit: 100 } });
