@@ -262,16 +262,26 @@ export class Options {
     }
     if (typeof v !== 'string') return undefined;
     if (v.trim() === '') throw this.#bad(name, 'must not be empty');
+    this.#noNul(name, v);
     return v;
+  }
+
+  /**
+   * A NUL cannot be passed in an argument or environment value: left in, it
+   * would fail every crunch-run start (and charge every container) instead
+   * of failing once here.
+   */
+  #noNul(name: string, v: string): void {
+    if (v.includes('\0')) throw this.#bad(name, 'must not contain a NUL character');
   }
 
   /** The values of a repeatable flag; if it is not given, the config's list. */
   list(name: string): string[] {
     const v = this.#values[name];
-    if (Array.isArray(v) && v.length) return [...v];
-    if (typeof v === 'string') return [v];
     const c = this.#fromConfig.get(name)?.value;
-    return Array.isArray(c) && c.every((x) => typeof x === 'string') ? [...(c as string[])] : [];
+    const out = Array.isArray(v) && v.length ? [...v] : typeof v === 'string' ? [v] : Array.isArray(c) && c.every((x) => typeof x === 'string') ? [...(c as string[])] : [];
+    for (const x of out) this.#noNul(name, x);
+    return out;
   }
 
   /** `--submit-rate` style `N/PERIOD` (see {@link parseSubmitRate}). */

@@ -4,13 +4,15 @@
  *
  * @module
  */
+import { MAX_DURATION_MS } from '../util/duration.js';
 
 const UNIT_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1_000, m: 60_000, h: 3_600_000 };
 const PART = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/y;
 
 /**
  * Parses a duration into milliseconds. A unit is required (as in Go) except
- * for `0`; a sum of parts like `1h30m` is allowed; negative values are not.
+ * for `0`; a sum of parts like `1h30m` is allowed; negative values are not,
+ * nor values above `MAX_DURATION_MS` (a timer cannot wait longer).
  *
  * @throws RangeError with a message naming the bad text.
  */
@@ -29,7 +31,7 @@ export function parseDuration(text: string): number {
     ms += Number(m[1]) * UNIT_MS[m[2]];
     i = PART.lastIndex;
   }
-  if (!Number.isFinite(ms)) throw new RangeError(`invalid duration "${text}": too large`);
+  if (!Number.isFinite(ms) || ms > MAX_DURATION_MS) throw new RangeError(`invalid duration "${text}": too large (at most ${formatDuration(MAX_DURATION_MS)})`);
   return ms;
 }
 

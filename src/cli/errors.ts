@@ -4,6 +4,9 @@
  * @module
  */
 
+import { escapeControls } from '../util/escape.js';
+import { redactShapes } from '../util/redact.js';
+
 /** Exit statuses of `arvados-dispatch`. */
 export const ExitCode = {
   /** Clean stop (or help/version printed). */
@@ -24,7 +27,11 @@ export class CliError extends Error {
   override name = 'CliError';
 }
 
-/** `arvados-dispatch: <reason>`, always a single line. */
+/**
+ * `arvados-dispatch: <reason>`, always a single line, with credential shapes
+ * (a password inside a URL, a token) masked and control characters escaped:
+ * a reason may quote a config value or an API answer.
+ */
 export function errorLine(reason: string): string {
-  return `arvados-dispatch: ${reason.replace(/\s*\n\s*/g, ' ').trim()}\n`;
+  return `arvados-dispatch: ${escapeControls(redactShapes(reason.replace(/\s*\n\s*/g, ' ').trim()))}\n`;
 }

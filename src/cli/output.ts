@@ -8,6 +8,7 @@
  * @module
  */
 
+import { escapeControls } from '../util/escape.js';
 import { Redactor } from '../util/redact.js';
 
 /** Longest line written; longer human lines are split (after redaction) into pieces of this size. */
@@ -101,9 +102,10 @@ export class Output {
     for (const line of text.replace(/\n$/, '').split('\n')) this.#write('out', line);
   }
 
-  /** Redacts the whole line, then writes it in pieces of at most {@link MAX_OUTPUT_LINE}. */
+  /** Redacts the whole line, escapes its control characters (see util/escape.ts), then writes it in pieces of at most {@link MAX_OUTPUT_LINE}. */
   #write(stream: 'out' | 'err', line: string): void {
-    const text = this.#redactor.redact(line);
+    // Redacted before escaping, so an escape cannot split a secret.
+    const text = escapeControls(this.#redactor.redact(line));
     if (text.length <= MAX_OUTPUT_LINE) return this.#emit(stream, text);
     for (let i = 0; i < text.length; i += MAX_OUTPUT_LINE) this.#emit(stream, text.slice(i, i + MAX_OUTPUT_LINE));
   }

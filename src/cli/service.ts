@@ -7,7 +7,7 @@
  * @module
  */
 import { describeError } from '../util/errors.js';
-import { readFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
 import type { Dispatcher } from '../dispatcher/dispatcher.js';
 import type { BatchRunner } from '../runners/batch/runner.js';
 import { HealthMonitor } from '../server/health.js';
@@ -82,10 +82,22 @@ export function managementSettings(opts: Options): ManagementSettings | undefine
   const file = opts.string('management-token-file');
   let token: string | undefined;
   if (file !== undefined) {
+    let mode: number;
     try {
-      token = readFileSync(file, 'utf8').trim();
+      // One open file for both, so the mode checked is that of the file read.
+      const fd = openSync(file, 'r');
+      try {
+        mode = fstatSync(fd).mode;
+        token = readFileSync(fd, 'utf8').trim();
+      } finally {
+        closeSync(fd);
+      }
     } catch (err) {
       throw new UsageError(`--management-token-file: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? describeError(err)}`);
+    }
+    // As ssh does with private keys: a secret others can read is no secret.
+    if (mode & 0o077) {
+      throw new UsageError(`--management-token-file: ${file} is accessible by group or others (mode ${(mode & 0o777).toString(8).padStart(4, '0')}); chmod 600 it`);
     }
     if (!token) throw new UsageError(`--management-token-file: ${file} is empty`);
     if (/\s/.test(token)) throw new UsageError(`--management-token-file: ${file} holds more than one word`);

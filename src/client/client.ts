@@ -17,6 +17,7 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import { isContainerUuid } from '../uuid.js';
 import { addLogSecrets, logger } from '../log.js';
+import { checkDuration } from '../util/duration.js';
 import { describeError } from '../util/errors.js';
 import { Redactor, redactAndCut } from '../util/redact.js';
 import { realClock, type Clock } from '../util/sleep.js';
@@ -47,6 +48,7 @@ import {
 } from './schemas.js';
 import {
   DEFAULT_MAX_RESPONSE_BYTES,
+  DEFAULT_MAX_WALK_ITEMS,
   type ArvadosClientEvents,
   type ArvadosClientOptions,
   type CallOptions,
@@ -95,7 +97,22 @@ interface Request<T> {
   accept(parsed: unknown): { ok: true; value: T } | { ok: false; reason: string };
   /** Leave the token out (the discovery document needs none). */
   anonymous?: boolean;
+  /** A lower bound on the answer's size than the client's `maxResponseBytes`. */
+  maxBytes?: number;
 }
+
+/**
+ * Container fields whose size does not depend on what a user put in the
+ * container (no command, mounts, environment, runtime_status...): a page of
+ * only these fields is small, and its size is bounded by its `limit`.
+ */
+const SMALL_FIELDS = new Set<string>([
+  'uuid', 'kind', 'etag', 'state', 'priority', 'locked_by_uuid', 'auth_uuid', 'lock_count', 'modified_at', 'created_at',
+  'started_at', 'finished_at', 'exit_code', 'owner_uuid', 'runtime_constraints', 'progress', 'cost', 'subrequests_cost',
+]);
+/** Bytes allowed per item of a page of {@link SMALL_FIELDS}, and for the envelope. */
+const SMALL_ITEM_BYTES = 16 * 1024;
+const ENVELOPE_BYTES = 64 * 1024;
 
 /**
  * `req-` + 20 base-36 characters, like the Python SDK. Request ids only need
@@ -226,15 +243,15 @@ export class ArvadosClient extends EventEmitter<ArvadosClientEvents> {
     const secrets = tokenSecrets(this.#token);
     this.#redactor = new Redactor(secrets);
     addLogSecrets(...secrets);
-    this.#timeout = opts.timeout ?? 30_000;
-    this.#deadline = opts.deadline ?? 120_000;
+    this.#timeout = checkDuration('timeout', opts.timeout ?? 30_000);
+    this.#deadline = checkDuration('deadline', opts.deadline ?? 120_000);
     this.#maxBytes = opts.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
     this.#maxQueryLength = opts.maxQueryLength ?? 1000;
     this.#policy = {
       retries: Math.max(0, opts.retries ?? 4),
-      baseDelay: opts.retryDelay ?? 500,
-      maxDelay: opts.maxRetryDelay ?? 10_000,
-      maxRetryAfter: opts.maxRetryAfter ?? 60_000,
+      baseDelay: checkDuration('retryDelay', opts.retryDelay ?? 500),
+      maxDelay: checkDuration('maxRetryDelay', opts.maxRetryDelay ?? 10_000),
+      maxRetryAfter: checkDuration('maxRetryAfter', opts.maxRetryAfter ?? 60_000),
     };
     this.#clock = opts.clock ?? realClock;
     this.#random = opts.random ?? Math.random;
@@ -348,10 +365,17 @@ export class ArvadosClient extends EventEmitter<ArvadosClientEvents> {
         path: 'containers',
         pattern: 'containers',
         query: { ...params, ...(select ? { select } : {}) },
+        // A page of small fields is bounded by its limit: a huge one is a bad
+        // answer, refused while it arrives rather than after it is parsed.
+        ...(select && params.limit !== undefined && select.every((f) => SMALL_FIELDS.has(f))
+          ? { maxBytes: ENVELOPE_BYTES + params.limit * SMALL_ITEM_BYTES }
+          : {}),
         accept: (parsed) => {
           const env = checkListEnvelope(parsed);
           if (!env.ok) return env;
           const raw = env.value.items;
+          // More items than asked for is a bad answer, not a bigger page to keep.
+          if (params.limit !== undefined && raw.length > params.limit) return { ok: false, reason: `${raw.length} items for limit ${params.limit}` };
           const items: SelectedContainer<K>[] = [];
           let cursor: string | undefined;
           for (const item of raw) {
@@ -387,15 +411,32 @@ export class ArvadosClient extends EventEmitter<ArvadosClientEvents> {
    * shift past an offset and be skipped. `params.order` and `params.offset`
    * are therefore ignored. The walk ends on an empty page or one shorter than
    * the limit the server applied. `select` works as in {@link listContainers}.
+   * A page with more items than `limit` is a bad answer (a protocol error);
+   * past `params.maxItems` items (default {@link DEFAULT_MAX_WALK_ITEMS}) the
+   * walk stops with an {@link ArvadosProtocolError}: the caller has read a
+   * bounded part and must treat the walk as incomplete.
    */
   async *pageContainers<K extends keyof Container = keyof Container>(
-    params: Omit<ListParams<K>, 'order' | 'offset' | 'count'> = {},
+    params: Omit<ListParams<K>, 'order' | 'offset' | 'count'> & { maxItems?: number } = {},
     opts?: CallOptions,
   ): AsyncGenerator<ContainerList<SelectedContainer<K>>, void, undefined> {
+    const { maxItems = DEFAULT_MAX_WALK_ITEMS, ...rest } = params;
+    params = rest;
     const filters: readonly Filter[] = params.filters ?? [];
     const limit = params.limit ?? 1000;
     let last: string | undefined;
+    let seen = 0;
     for (;;) {
+      // Pages that never end (valid, ever-increasing UUIDs) must not grow memory for ever.
+      if (seen >= maxItems) {
+        throw new ArvadosProtocolError({
+          status: 200,
+          errors: [`the query returned more than ${maxItems} items; stopped reading`],
+          retryable: false,
+          request: 'GET containers',
+          attempts: 1,
+        });
+      }
       const { page, raw, cursor } = await this.#list<K>(
         {
           ...params,
@@ -407,6 +448,7 @@ export class ArvadosClient extends EventEmitter<ArvadosClientEvents> {
         opts,
       );
       if (raw === 0) return;
+      seen += raw;
       yield page;
       const applied = page.limit > 0 ? page.limit : limit;
       // Without any identifiable item there is no cursor to go on from; the
@@ -599,7 +641,7 @@ export class ArvadosClient extends EventEmitter<ArvadosClientEvents> {
     try {
       res = await exchange(call.wire, {
         timeout: Math.min(this.#timeout, Math.max(1, call.deadline - this.#clock.now())),
-        maxBytes: this.#maxBytes,
+        maxBytes: Math.min(this.#maxBytes, call.req.maxBytes ?? Infinity),
         maxErrorBytes: MAX_ERROR_BYTES,
         signal: call.signal,
         httpAgent: this.#httpAgent,

@@ -15,6 +15,14 @@ import type { Clock } from '../util/sleep.js';
  */
 export const DEFAULT_MAX_RESPONSE_BYTES = 144 * 2 ** 20;
 
+/**
+ * Default `maxItems` of `pageContainers`: a walk that has read this many
+ * items and is still given more stops with an `ArvadosProtocolError`, so a
+ * server whose pages never end cannot grow memory without bound. Far above
+ * any real cluster's queue.
+ */
+export const DEFAULT_MAX_WALK_ITEMS = 500_000;
+
 /** Options of `ArvadosClient`. */
 export interface ArvadosClientOptions {
   /**

@@ -34,6 +34,12 @@ const state = v.picklist(['Queued', 'Locked', 'Running', 'Complete', 'Cancelled'
 // (unlike a "safe integer" check) accepts them.
 const priority = v.pipe(v.number(), v.minValue(0), v.integer());
 const int = v.pipe(v.number(), v.integer());
+// Resource sizes: a record asking for 0.5 or -1 vCPUs, or a fractional or
+// negative amount of RAM, is a bad answer (the API server only stores
+// positive integers), never a reason to act on the container.
+const count = v.pipe(v.number(), v.integer(), v.minValue(0));
+const atLeastOne = v.pipe(v.number(), v.integer(), v.minValue(1));
+const size = v.pipe(v.number(), v.minValue(0));
 const strings = v.array(v.string());
 const anyRecord = v.record(v.string(), v.unknown());
 const opt = <S extends v.GenericSchema>(s: S) => v.optional(s);
@@ -50,20 +56,20 @@ export const containerEntries = {
   runtime_constraints: opt(
     v.looseObject({
       API: opt(v.boolean()),
-      ram: opt(v.number()),
-      vcpus: opt(v.number()),
-      keep_cache_ram: opt(v.number()),
-      keep_cache_disk: opt(v.number()),
+      ram: opt(count),
+      vcpus: opt(atLeastOne),
+      keep_cache_ram: opt(count),
+      keep_cache_disk: opt(count),
       gpu: opt(
         v.looseObject({
-          device_count: v.number(),
+          device_count: count,
           driver_version: opt(v.string()),
           hardware_target: opt(strings),
           stack: opt(v.string()),
-          vram: opt(v.number()),
+          vram: opt(size),
         }),
       ),
-      cuda: opt(v.looseObject({ device_count: v.number(), driver_version: opt(v.string()), hardware_capability: opt(v.string()) })),
+      cuda: opt(v.looseObject({ device_count: count, driver_version: opt(v.string()), hardware_capability: opt(v.string()) })),
     }),
   ),
   scheduling_parameters: opt(

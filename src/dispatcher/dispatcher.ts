@@ -17,11 +17,13 @@ import { deferred, type Deferred } from '../deferred.js';
 import { logger } from '../log.js';
 import type { ApiClientAuthorization, Container, ContainerState, Filter, SelectedContainer } from '../types.js';
 import { describeError, isAbortOf } from '../util/errors.js';
+import { checkDuration } from '../util/duration.js';
 import { Redactor, redactAndCut } from '../util/redact.js';
 import { sleep } from '../util/sleep.js';
 import { assertContainerUuid, isContainerUuid } from '../uuid.js';
+import { confirmByDirectRead } from './confirm.js';
 import { ContainerEventStream } from './events.js';
-import { FullRecordPrefetch, QUEUE_FIELDS, SUMMARY_FIELDS, changedSince, fetchFull } from './poll.js';
+import { FullRecordPrefetch, MAX_ITEMS_PER_QUERY, QUEUE_FIELDS, SUMMARY_FIELDS, changedSince, fetchFull } from './poll.js';
 import { ApiPressure } from './pressure.js';
 import { releaseContainer } from './release.js';
 import { RunnerConfigError, type ReleaseAction, type ReleaseOptions, type RunContainer, type Runner } from './runner.js';
@@ -29,6 +31,7 @@ import type { DispatchEntry, DispatcherEventOptions, DispatcherEvents, Dispatche
 import { onStopSignals, type SecondSignal } from './signals.js';
 import { RetryBackoff, Throttle } from './throttle.js';
 import { UpdateStream, type StreamEndReason } from './updates.js';
+import { WakeBudget } from './wake-budget.js';
 
 export type { RunContainer } from './runner.js';
 export type { DispatchEntry, DispatcherEventOptions, DispatcherEvents, DispatcherOptions, DispatcherStatus } from './options.js';
@@ -147,6 +150,12 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   readonly #retired: string[] = [];
   readonly #pendingCleanups = new Set<Tracker>();
   readonly #badUuids = new Set<string>();
+  /**
+   * Tracked containers a list answer of this cycle says are gone, not ours,
+   * no longer live, or newly asked to stop (priority 0): each waits for a
+   * direct read (see confirm.ts) before a stream ends or a runner sees it.
+   */
+  readonly #suspects = new Set<string>();
   readonly #identity = deferred<ApiClientAuthorization>();
   #idleWaiters: Array<{ after: number; wait: Deferred<void> }> = [];
   #waiting: DispatchEntry[] = [];
@@ -167,6 +176,9 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   #listener: ContainerEventStream | undefined;
   /** The event stream said something changed since the current poll began. */
   #wakeRequested = false;
+  /** Events about containers we do not hold arrived: an extra poll when the budget allows. */
+  #budgetWake = false;
+  #wakeBudget!: WakeBudget;
   /** Ends the wait between polls early (set while waiting). */
   #wakeWait: AbortController | undefined;
   #status = { queued: 0, cycles: 0, healthy: true, atQuota: false };
@@ -183,20 +195,21 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     this.runner = opts.runner;
     const runner = opts.runner;
     this.#runContainer = runner ? (d, c, u) => runner.runContainer(d, c, u) : opts.runContainer!;
-    this.#pollInterval = positive('pollInterval', opts.pollInterval, 10_000, 1);
+    this.#pollInterval = checkDuration('pollInterval', opts.pollInterval ?? 10_000, 1);
+    this.#wakeBudget = new WakeBudget(this.#pollInterval);
     this.#batchSize = Math.floor(positive('batchSize', opts.batchSize, 100, 1));
-    const minRetry = positive('minRetryPeriod', opts.minRetryPeriod, 0, 0);
+    const minRetry = checkDuration('minRetryPeriod', opts.minRetryPeriod ?? 0);
     this.#throttle = new Throttle(minRetry);
     this.#maxJobs = Math.floor(positive('maxJobs', opts.maxJobs, Infinity, 1));
     const fb = opts.failureBackoff ?? {};
     this.#backoff = new RetryBackoff(
-      positive('failureBackoff.initial', fb.initial, Math.max(this.#pollInterval, minRetry), 0),
-      positive('failureBackoff.max', fb.max, 600_000, 0),
+      checkDuration('failureBackoff.initial', fb.initial ?? Math.max(this.#pollInterval, minRetry)),
+      checkDuration('failureBackoff.max', fb.max ?? 600_000),
     );
     const concurrency = Math.floor(positive('lockConcurrency', opts.lockConcurrency, 8, 1));
     this.#pressure = new ApiPressure(concurrency);
     this.#locks = new PQueue({ concurrency });
-    this.#shutdownTimeout = positive('shutdownTimeout', opts.shutdownTimeout, 60_000, 0);
+    this.#shutdownTimeout = checkDuration('shutdownTimeout', opts.shutdownTimeout ?? 60_000);
     this.#handleSignals = opts.handleSignals ?? true;
     this.#secondSignal = opts.secondSignal ?? 'stop-waiting';
     if (this.#secondSignal !== 'stop-waiting' && this.#secondSignal !== 'exit') {
@@ -396,6 +409,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       while (!this.#stopping) {
         const started = Date.now();
         this.#wakeRequested = false;
+        this.#budgetWake = false;
         await this.#pollOnce();
         if (this.#stopping) break;
         await this.#waitForNextPoll(Date.now() - started);
@@ -429,15 +443,23 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       url,
       token: this.client.credentialsEnv().ARVADOS_API_TOKEN,
       insecure: this.client.insecure,
+      requireTls: this.client.baseUrl.startsWith('https://') && !this.client.insecure,
       ca: o.ca,
     });
-    listener.on('wake', () => {
-      this.#wakeRequested = true;
+    listener.on('wake', (uuids) => {
+      // A new subscription (no uuids) may have missed events; an event about a
+      // container we hold concerns us. Anything else waits for the budget.
+      if (uuids.length === 0 || uuids.some((u) => this.#trackers.has(u))) this.#wakeRequested = true;
+      else this.#budgetWake = true;
       this.#wakeWait?.abort();
     });
     listener.on('connected', () => log('event stream connected: polling at once on container changes'));
     listener.on('disconnected', (reason, retryIn) => log('event stream lost (%s); polling every %d ms, reconnecting in %d ms', reason, this.#pollInterval, retryIn));
-    listener.on('unavailable', (reason) => log('no event stream: %s; polling every %d ms', reason, this.#pollInterval));
+    listener.on('unavailable', (reason, kind) => {
+      // A refused cleartext stream is the operator's to know about (once: the listener gives up).
+      if (kind === 'cleartext') this.#warn(`no event stream: ${reason}; polling every ${this.#pollInterval} ms`);
+      else log('no event stream: %s; polling every %d ms', reason, this.#pollInterval);
+    });
     this.#listener = listener;
     listener.start();
   }
@@ -447,24 +469,35 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
    * changed: at once if it did during the last poll (whose queries may have
    * been too early to see it), otherwise as soon as it does; but never sooner
    * after the last poll than {@link MIN_EVENT_POLL_GAP} or that poll's own
-   * duration.
+   * duration. Events about containers we do not hold pull at most one poll
+   * forward per interval (see wake-budget.ts).
    */
   async #waitForNextPoll(lastPollMs: number): Promise<void> {
     const signal = this.#ac.signal;
-    const earliest = Date.now() + Math.min(this.#pollInterval, Math.max(MIN_EVENT_POLL_GAP, lastPollMs));
-    const wait = new AbortController();
-    const onStop = (): void => wait.abort();
-    signal.addEventListener('abort', onStop, { once: true });
-    this.#wakeWait = wait;
-    if (this.#wakeRequested) wait.abort();
-    try {
-      await sleep(this.#pollInterval, wait.signal).catch(() => {});
-      const left = earliest - Date.now();
-      if (left > 0 && !signal.aborted) await sleep(left, signal).catch(() => {});
-    } finally {
-      this.#wakeWait = undefined;
-      signal.removeEventListener('abort', onStop);
+    const start = Date.now();
+    const regular = start + this.#pollInterval;
+    const earliest = start + Math.min(this.#pollInterval, Math.max(MIN_EVENT_POLL_GAP, lastPollMs));
+    for (;;) {
+      if (signal.aborted) return;
+      let target = regular;
+      if (this.#wakeRequested) target = Math.min(target, earliest);
+      else if (this.#budgetWake) target = Math.min(target, Math.max(earliest, Date.now() + this.#wakeBudget.waitMs));
+      const left = target - Date.now();
+      if (left <= 0) break;
+      // A wake ends this sleep early; the next turn works out the new target.
+      const wait = new AbortController();
+      const onStop = (): void => wait.abort();
+      signal.addEventListener('abort', onStop, { once: true });
+      this.#wakeWait = wait;
+      try {
+        await sleep(left, wait.signal).catch(() => {});
+      } finally {
+        this.#wakeWait = undefined;
+        signal.removeEventListener('abort', onStop);
+      }
+      if (!wait.signal.aborted) break;
     }
+    if (!this.#wakeRequested && this.#budgetWake && Date.now() < regular) this.#wakeBudget.use();
   }
 
   #onSignal(sig: NodeJS.Signals, count: number): void {
@@ -564,6 +597,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     const cycle = ++this.#cycle;
     const signal = this.#ac.signal;
     this.#deferredAdoptions = 0;
+    this.#suspects.clear();
     const me = this.#auth!.uuid;
     // Trackers whose cleanup finished before this cycle's queries started can
     // go: every record from here on was read after their last API change.
@@ -607,13 +641,12 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       if (healthy) {
         for (const uuid of missed) {
           const t = this.#trackers.get(uuid);
-          if (t && t.seenCycle !== cycle && !t.stream.ended) {
-            log('Container %s not returned by any query, stopping tracking.', uuid);
-            this.#endStream(t, 'vanished');
-          }
+          if (t && t.seenCycle !== cycle && !t.stream.ended) this.#suspects.add(uuid);
         }
       }
     }
+    // No stream ends on a list answer alone: a direct read confirms each.
+    if (this.#suspects.size > 0) healthy = (await this.#confirmEnds(cycle, signal)) && healthy;
     const pending = await handOver;
     if (signal.aborted) return;
     for (const t of [...this.#pendingCleanups]) void this.#cleanup(t);
@@ -715,7 +748,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     const items: Array<SelectedContainer<K>> = [];
     let complete = true;
     try {
-      for await (const page of this.client.pageContainers<K>({ filters, limit: this.#batchSize, select }, { signal })) {
+      for await (const page of this.client.pageContainers<K>({ filters, limit: this.#batchSize, select, maxItems: MAX_ITEMS_PER_QUERY }, { signal })) {
         items.push(...page.items);
         // A dropped (malformed) item may be a tracked container: not seeing
         // it proves nothing, so nothing may be declared gone this cycle.
@@ -776,7 +809,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
    * Applies a record to the container's tracker, if it has one. Returns true
    * if the record is a candidate for locking (untracked, Queued).
    */
-  #consider(c: Container, cycle: number): boolean {
+  #consider(c: Container, cycle: number, confirmed = false): boolean {
     if (!isContainerUuid(c.uuid)) {
       // Never let a hostile uuid reach a runner, a URL or a command line; say so once.
       if (!this.#badUuids.has(String(c.uuid)) && this.#badUuids.size < MAX_BAD_UUIDS) {
@@ -787,6 +820,15 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     }
     const me = this.#auth!.uuid;
     const t = this.#trackers.get(c.uuid);
+    // A list answer about a tracked container is applied only while it says
+    // "still ours and live" and does not newly ask it to stop (priority 0
+    // makes a runner stop the container); anything else waits for a direct read.
+    const stopsIt = !(LIVE.has(c.state) && (!c.locked_by_uuid || c.locked_by_uuid === me)) || (c.priority === 0 && t?.record.priority !== 0);
+    if (t && t.phase === 'running' && !confirmed && stopsIt) {
+      t.seenCycle = cycle;
+      if (!t.stream.ended) this.#suspects.add(c.uuid);
+      return false;
+    }
     if (c.locked_by_uuid && c.locked_by_uuid !== me) {
       log('ignoring %s locked by %s', c.uuid, c.locked_by_uuid);
       if (t) {
@@ -860,6 +902,36 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     // holds the lock and the container's own token (the record predates
     // the lock and has neither).
     return { ...record, state: lock.state, priority: lock.priority, locked_by_uuid: lock.locked_by_uuid, auth_uuid: lock.auth_uuid };
+  }
+
+  /**
+   * Reads each suspect directly (bounded, see confirm.ts) and lets only that
+   * record decide: gone (404) ends the stream as `vanished`, a record is
+   * applied as usual (ending the stream only if it, too, says the container
+   * is no longer ours and live). Returns false if any read failed or was
+   * left for the next cycle: the cycle is incomplete.
+   */
+  async #confirmEnds(cycle: number, signal: AbortSignal): Promise<boolean> {
+    const uuids = [...this.#suspects];
+    this.#suspects.clear();
+    const answers = await confirmByDirectRead(this.client, uuids, signal, (err) => {
+      this.#warn(`error confirming a container's state: ${describeError(err)}`);
+      this.#overloadedBy(err);
+    });
+    let complete = true;
+    for (const [uuid, a] of answers) {
+      const t = this.#trackers.get(uuid);
+      if (!t || t.phase !== 'running' || t.stream.ended) continue;
+      if (a.kind === 'gone') {
+        log('Container %s no longer exists, stopping tracking.', uuid);
+        this.#endStream(t, 'vanished');
+      } else if (a.kind === 'record') {
+        this.#consider(a.record, cycle, true);
+      } else {
+        complete = false;
+      }
+    }
+    return complete;
   }
 
   #overloadedBy(err: unknown): void {

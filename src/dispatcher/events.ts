@@ -16,6 +16,7 @@ import { EventEmitter } from 'node:events';
 import WebSocket from 'ws';
 import { logger } from '../log.js';
 import { backoffDelay } from '../client/retry.js';
+import { checkDuration } from '../util/duration.js';
 import { describeError } from '../util/errors.js';
 import { Redactor } from '../util/redact.js';
 import { realClock, type Clock } from '../util/sleep.js';
@@ -49,6 +50,13 @@ export interface ContainerEventStreamOptions {
   token: string;
   /** Skip TLS verification (ARVADOS_API_HOST_INSECURE). Default false. */
   insecure?: boolean;
+  /**
+   * Refuse a cleartext `ws://` URL (the token goes in the URL): set when the
+   * API itself is https, so a discovery document cannot send the token
+   * elsewhere in clear. The listener then gives up (`unavailable`, kind
+   * `cleartext`). Default false.
+   */
+  requireTls?: boolean;
   /** Extra trusted CA certificates (PEM), e.g. a test server's. */
   ca?: string | Buffer | Array<string | Buffer>;
   /** Events within this many ms make one wakeup. Default 5. */
@@ -57,6 +65,13 @@ export interface ContainerEventStreamOptions {
   minBackoff?: number;
   /** Cap on the reconnect delay in ms. Default 60 000. */
   maxBackoff?: number;
+  /**
+   * A subscription that lasts less than this many ms before the connection
+   * drops does not reset the backoff: a stream that drops right after each
+   * subscription is retried ever more slowly, not every `minBackoff`
+   * (each subscription also wakes a poll). Default 30 000.
+   */
+  stableAfter?: number;
   /**
    * A connection that has received nothing (not even the server's `{}`
    * pings, sent every minute by default) for this many ms is taken for dead
@@ -69,6 +84,9 @@ export interface ContainerEventStreamOptions {
   random?: () => number;
 }
 
+/** Why {@link ContainerEventStream} gave up on the event stream. */
+export type EventStreamUnavailable = 'none' | 'unusable' | 'cleartext';
+
 /** Events of {@link ContainerEventStream}. */
 export interface ContainerEventStreamEvents {
   /** Containers changed (UUIDs, deduplicated): time to poll. Also sent after every (re)subscription, since events may have been missed. */
@@ -77,8 +95,12 @@ export interface ContainerEventStreamEvents {
   connected: [];
   /** The connection failed or ended; `reason` is one line, with the token masked. A reconnect follows after `retryIn` ms. */
   disconnected: [reason: string, retryIn: number];
-  /** The cluster has no event stream; the listener stopped trying. */
-  unavailable: [reason: string];
+  /**
+   * The cluster has no event stream (`none`), advertises one this listener
+   * cannot use (`unusable`), or a cleartext one that `requireTls` refuses
+   * (`cleartext`); the listener stopped trying.
+   */
+  unavailable: [reason: string, kind: EventStreamUnavailable];
 }
 
 /**
@@ -109,6 +131,9 @@ export class ContainerEventStream extends EventEmitter<ContainerEventStreamEvent
   constructor(opts: ContainerEventStreamOptions) {
     super();
     if (!opts || typeof opts.token !== 'string' || opts.token === '') throw new TypeError('token is required');
+    for (const k of ['debounce', 'minBackoff', 'maxBackoff', 'idleTimeout', 'stableAfter'] as const) {
+      if (opts[k] !== undefined) checkDuration(k, opts[k]);
+    }
     this.#opts = opts;
     this.#redactor = new Redactor([opts.token, encodeURIComponent(opts.token)]);
     this.#clock = opts.clock ?? realClock;
@@ -137,6 +162,8 @@ export class ContainerEventStream extends EventEmitter<ContainerEventStreamEvent
   async #run(): Promise<void> {
     const signal = this.#ac.signal;
     let failures = 0;
+    // Consecutive subscriptions that dropped before stableAfter.
+    let flaps = 0;
     while (!signal.aborted) {
       let url: string | null | undefined;
       let reason: string;
@@ -154,16 +181,27 @@ export class ContainerEventStream extends EventEmitter<ContainerEventStreamEvent
           ? 'the cluster advertises no event stream (no websocketUrl)'
           : `unusable websocketUrl ${JSON.stringify(this.#redactor.redact(url.split('?')[0]))}`;
         log('%s; polling only', why);
-        this.emit('unavailable', why);
+        this.emit('unavailable', why, url === undefined ? 'none' : 'unusable');
+        return;
+      }
+      if (url !== null && this.#opts.requireTls && /^ws:\/\//i.test(url)) {
+        const why = `refusing the cleartext event stream ${JSON.stringify(this.#redactor.redact(url.split('?')[0]))}: the API is https and the token would travel in clear (set insecure to allow it)`;
+        log('%s; polling only', why);
+        this.emit('unavailable', why, 'cleartext');
         return;
       }
       if (url !== null) {
+        const began = this.#clock.now();
         const subscribed = await this.#session(url);
         if (signal.aborted) return;
-        if (subscribed) failures = 0;
+        if (subscribed) {
+          failures = 0;
+          flaps = this.#clock.now() - began < (this.#opts.stableAfter ?? 30_000) ? flaps + 1 : 0;
+        }
         reason = this.#lastReason;
       }
-      const delay = backoffDelay(failures++, {
+      // The first quick drop is retried as soon as any drop; each further one waits longer.
+      const delay = backoffDelay(failures++ + Math.max(0, flaps - 1), {
         retries: Infinity,
         baseDelay: this.#opts.minBackoff ?? 1000,
         maxDelay: this.#opts.maxBackoff ?? 60_000,

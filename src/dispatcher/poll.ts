@@ -33,6 +33,13 @@ export const QUEUE_FIELDS = [...SUMMARY_FIELDS, 'created_at', 'runtime_constrain
 export type Summary = SelectedContainer<(typeof SUMMARY_FIELDS)[number]> & Partial<Pick<Container, 'created_at'>>;
 
 /**
+ * Most items one query of a poll cycle reads: past it the walk stops and the
+ * cycle is incomplete (nothing is concluded from absence), so a server whose
+ * pages never end costs bounded memory. Far above any real queue.
+ */
+export const MAX_ITEMS_PER_QUERY = 100_000;
+
+/**
  * Most UUIDs in one `uuid in [...]` filter: it bounds the request (it goes
  * as a form body beyond ~1 KB) and the server's query.
  */
@@ -79,11 +86,15 @@ async function fetchChunk(client: ArvadosClient, uuids: string[], limit: number,
     if (last !== undefined) filters.push(['uuid', '>', last]);
     const page = await client.listContainers({ filters, order: ['uuid asc'], count: 'none', limit }, { signal });
     let next: string | undefined;
+    const before = out.size;
     for (const c of page.items) {
       next = c.uuid;
       // A record we did not ask for is the server's mistake; never act on it.
       if (wanted.has(c.uuid)) out.set(c.uuid, c);
     }
+    // A full page without any record asked for: a server sending pages of
+    // other records for ever would keep this loop going; stop instead.
+    if (out.size === before && page.items.length > 0) throw new Error('the server answered a uuid query with records not asked for');
     // The client left out malformed items: the records not read are fetched again next cycle.
     const applied = page.limit > 0 ? page.limit : limit;
     if (out.size === wanted.size || page.items.length + page.dropped < applied || next === undefined) return out;

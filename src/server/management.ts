@@ -8,10 +8,11 @@
  * @module
  */
 import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { logger } from '../log.js';
 import type { DispatchEntry } from '../dispatcher/dispatcher.js';
 import type { ReleaseAction } from '../dispatcher/runner.js';
+import { checkDuration } from '../util/duration.js';
 import { describeError } from '../util/errors.js';
 import { checkBearer } from './auth.js';
 import type { HealthMonitor } from './health.js';
@@ -36,7 +37,27 @@ export interface ManagementServerOptions {
   health: HealthMonitor;
   metrics: DispatchMetrics;
   dispatch: DispatchView;
+  /**
+   * Most connections open at once; more are closed as they arrive, so
+   * clients that connect and wait cannot use up this process's file
+   * descriptors (crunch-run needs some to start). Default
+   * {@link MANAGEMENT_MAX_CONNECTIONS}.
+   */
+  maxConnections?: number;
+  /**
+   * A connection with nothing sent or received for this many ms is closed,
+   * authenticated or not (health checks and scrapes take milliseconds).
+   * Default {@link MANAGEMENT_IDLE_TIMEOUT}.
+   */
+  idleTimeout?: number;
 }
+
+/** Default of {@link ManagementServerOptions.maxConnections}. */
+export const MANAGEMENT_MAX_CONNECTIONS = 64;
+/** Default of {@link ManagementServerOptions.idleTimeout}, ms. */
+export const MANAGEMENT_IDLE_TIMEOUT = 10_000;
+/** Largest request head (request line and headers) read, bytes. */
+const MAX_HEADER_SIZE = 8 * 1024;
 
 /** A running management listener. */
 export interface ManagementServer {
@@ -175,17 +196,31 @@ function listenOn(server: http.Server, host: string, port: number): Promise<void
 export async function startManagementServer(opts: ManagementServerOptions): Promise<ManagementServer> {
   if (!opts.token || opts.token.trim() === '') throw new ManagementServerError('refusing to start the management listener without a management token');
   if (opts.listen.length === 0) throw new ManagementServerError('no address to listen on');
-  const server = http.createServer((req, res) => {
+  const idle = checkDuration('idleTimeout', opts.idleTimeout ?? MANAGEMENT_IDLE_TIMEOUT, 1);
+  const maxConnections = opts.maxConnections ?? MANAGEMENT_MAX_CONNECTIONS;
+  if (!Number.isInteger(maxConnections) || maxConnections < 1) throw new ManagementServerError(`maxConnections must be an integer >= 1, got ${String(maxConnections)}`);
+  const busy = new WeakSet<Socket>();
+  const server = http.createServer({ maxHeaderSize: MAX_HEADER_SIZE, connectionsCheckingInterval: Math.min(idle, 1_000) }, (req, res) => {
+    // A request being answered (a kill can take a while) is not idleness.
+    busy.add(req.socket);
+    res.once('close', () => busy.delete(req.socket));
     handle(opts, req, res).catch((err: unknown) => {
       log('management request %s %s failed: %s', req.method, req.url, describeError(err));
       if (!res.headersSent) error(res, err instanceof RangeError ? 413 : 500, err instanceof RangeError ? err.message : 'internal error');
       else res.destroy();
     });
   });
-  // Slow or idle clients must not hold sockets open for ever.
+  // Slow or idle clients must not hold sockets open for ever: a connection
+  // that sends nothing is closed after `idle` ms (server.timeout), one that
+  // is slow to send its head or request after at most 10 or 30 s.
   server.requestTimeout = 30_000;
-  server.headersTimeout = 10_000;
-  server.keepAliveTimeout = 5_000;
+  server.headersTimeout = Math.min(10_000, idle);
+  server.keepAliveTimeout = Math.min(5_000, idle);
+  server.timeout = idle;
+  server.on('timeout', (socket: Socket) => {
+    if (!busy.has(socket)) socket.destroy();
+  });
+  server.maxConnections = maxConnections;
   const failures: string[] = [];
   for (const a of opts.listen) {
     try {

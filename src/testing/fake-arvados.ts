@@ -606,7 +606,14 @@ export class FakeArvados {
     let body = '';
     try {
       body = await readBody(req);
-    } catch {
+    } catch (err) {
+      if (err instanceof BodyTooLarge) {
+        record.status = 413;
+        if (this.#opts.recordRequests !== false) this.requests.push(record);
+        // Close the connection: the rest of the body is never read.
+        res.writeHead(413, { 'Content-Type': 'application/json', Connection: 'close', 'X-Request-Id': requestId });
+        res.end(JSON.stringify({ errors: [`request body larger than ${MAX_REQUEST_BODY} bytes`] }), () => req.socket.destroy());
+      }
       return;
     }
     if (this.#latency > 0) await new Promise((r) => setTimeout(r, this.#latency));
@@ -861,10 +868,32 @@ function endless(res: http.ServerResponse, requestId: string): void {
   pump();
 }
 
+/**
+ * Largest request body read, authenticated or not (the real API server's
+ * front end caps bodies too): a larger one is answered 413 without being
+ * read, so a client cannot grow the fake's memory at will.
+ */
+export const MAX_REQUEST_BODY = 8 * 1024 * 1024;
+
+class BodyTooLarge extends Error {}
+
 function readBody(req: http.IncomingMessage): Promise<string> {
   return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length']);
+    if (declared > MAX_REQUEST_BODY) return reject(new BodyTooLarge());
     const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
+    let size = 0;
+    const onData = (c: Buffer): void => {
+      size += c.length;
+      if (size > MAX_REQUEST_BODY) {
+        req.off('data', onData);
+        chunks.length = 0;
+        reject(new BodyTooLarge());
+        return;
+      }
+      chunks.push(c);
+    };
+    req.on('data', onData);
     req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
     req.on('error', reject);
   });

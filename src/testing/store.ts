@@ -95,7 +95,8 @@ const RUNTIME_CONSTRAINT_DEFAULTS = {
   keep_cache_disk: 0,
   keep_cache_ram: 0,
   ram: 0,
-  vcpus: 0,
+  // The API server refuses a container request without vCPUs; 0 is a bad answer.
+  vcpus: 1,
 };
 const SCHEDULING_DEFAULTS = { max_run_time: 0, partitions: [], preemptible: false, supervisor: false };
 

@@ -172,7 +172,7 @@ describe('API back-pressure in the status line', () => {
     writeFileSync(join(table, 'hold'), '');
     writeFileSync(join(table, 'pend-reason'), 'Job slot limit reached;');
     const tokenFile = join(table, 'management-token');
-    writeFileSync(tokenFile, MGMT);
+    writeFileSync(tokenFile, MGMT, { mode: 0o600 });
     const cs = fake.addContainers(5, (i) => ({ priority: 10 + i, runtime_constraints: { ram: 64 * MiB, vcpus: 1 } }));
     fake.override('containers.lock', { status: 503, body: { errors: ['overloaded'] }, headers: { 'Retry-After': '2' }, times: 2 });
     cli = spawnCli(

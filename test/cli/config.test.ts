@@ -171,6 +171,20 @@ describe('loading the cluster config', () => {
     expect(usageMessage(() => opts.duration('poll-interval', 10_000, 1))).toBe(`${path}: Clusters.zzzzz.Containers.CloudVMs.PollInterval: must be at least 1 ms, got "0s"`);
   });
 
+  it('refuses a NUL in CrunchRunArgumentsList, --crunch-run-arg and the crunch-run command (issue 18 item 10)', () => {
+    const path = configFile((c) => (c.Containers.CrunchRunArgumentsList = ['--x', 'a\0b']));
+    expect(usageMessage(() => parseCommandLine(['--config', path], TABLE, 'local').list('crunch-run-arg'))).toBe(
+      `${path}: Clusters.zzzzz.Containers.CrunchRunArgumentsList: must not contain a NUL character`,
+    );
+    const cmd = configFile((c) => (c.Containers.CrunchRunCommand = 'crunch-run\0x'));
+    expect(usageMessage(() => parseCommandLine(['--config', cmd], TABLE, 'local').string('crunch-run-command'))).toMatch(/CrunchRunCommand: must not contain a NUL/);
+  });
+
+  it('refuses a duration key of 2^31 ms or more (issue 18 item 9)', () => {
+    const path = configFile((c) => (c.Containers.CloudVMs.PollInterval = '600h'));
+    expect(usageMessage(() => parseCommandLine(['--config', path], TABLE, 'local').duration('poll-interval', 10_000, 1))).toMatch(/PollInterval.*too large \(at most 596h31m23\.647s\)/);
+  });
+
   it('maps every key to a distinct flag per command (the README table is this list)', () => {
     for (const cmd of ['local', 'slurm', 'lsf']) {
       const flags = CONFIG_KEYS.filter((k) => !k.commands || k.commands.includes(cmd)).map((k) => k.flag);

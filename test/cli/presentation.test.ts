@@ -1,7 +1,7 @@
 // Presentation rules of the CLI: whole-line redaction before any split,
 // bounded reporter state, the live view's size fallback, crunch-run's
 // extra environment, and the management listener's settings.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -132,7 +132,7 @@ describe('management listener settings', () => {
 
   it('reads the token from --management-token-file, else ManagementToken', () => {
     const file = join(dir, 'token');
-    writeFileSync(file, 'tok-from-file\n');
+    writeFileSync(file, 'tok-from-file\n', { mode: 0o600 });
     expect(managementSettings(parseCommandLine(['--listen', ':0', '--management-token-file', file], table, 'local', {}))?.token).toBe('tok-from-file');
     const cfg = join(dir, 'config.yml');
     writeFileSync(cfg, 'Clusters:\n  zzzzz:\n    ManagementToken: tok-from-config\n    Services:\n      DispatchSLURM:\n        InternalURLs:\n          "http://127.0.0.1:9006/": {}\n');
@@ -142,9 +142,22 @@ describe('management listener settings', () => {
     expect(managementSettings(parseCommandLine(['--config', cfg], table, 'local', {}))).toBeUndefined();
   });
 
+  it('refuses a token file readable by group or others, as ssh does with keys', () => {
+    const open = join(dir, 'open-token');
+    writeFileSync(open, 'tok-from-file\n', { mode: 0o644 });
+    chmodSync(open, 0o644);
+    expect(() => managementSettings(parseCommandLine(['--listen', ':0', '--management-token-file', open], table, 'local', {}))).toThrow(
+      `--management-token-file: ${open} is accessible by group or others (mode 0644); chmod 600 it`,
+    );
+    chmodSync(open, 0o640);
+    expect(() => managementSettings(parseCommandLine(['--listen', ':0', '--management-token-file', open], table, 'local', {}))).toThrow(/mode 0640/);
+    chmodSync(open, 0o400);
+    expect(managementSettings(parseCommandLine(['--listen', ':0', '--management-token-file', open], table, 'local', {}))?.token).toBe('tok-from-file');
+  });
+
   it('refuses an empty or missing token file', () => {
     const empty = join(dir, 'empty');
-    writeFileSync(empty, '\n');
+    writeFileSync(empty, '\n', { mode: 0o600 });
     expect(() => managementSettings(parseCommandLine(['--listen', ':0', '--management-token-file', empty], table, 'local', {}))).toThrow(/is empty/);
     expect(() => managementSettings(parseCommandLine(['--listen', ':0', '--management-token-file', join(dir, 'nope')], table, 'local', {}))).toThrow(/cannot read .*ENOENT/);
   });

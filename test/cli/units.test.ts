@@ -120,6 +120,10 @@ describe('option parsing', () => {
     };
     expect(bad(['--poll-interval', '10'], (o) => o.duration('poll-interval', 1, 1))).toMatch(/^--poll-interval: invalid duration "10": missing unit/);
     expect(bad(['--poll-interval', '0s'], (o) => o.duration('poll-interval', 1, 1))).toMatch(/^--poll-interval: must be at least 1 ms/);
+    // Issue 18 item 9: 2^31 ms and more would be a 1 ms timer.
+    expect(bad(['--poll-interval', '600h'], (o) => o.duration('poll-interval', 1, 1))).toMatch(/^--poll-interval: invalid duration "600h": too large \(at most 596h31m23\.647s\)/);
+    expect(bad(['--poll-interval', '596h31m23.648s'], (o) => o.duration('poll-interval', 1))).toMatch(/too large/);
+    expect(new Options(parseOptions(['--poll-interval', '596h31m23.647s'], table, 'local'), 'local').duration('poll-interval', 1, 1)).toBe(2 ** 31 - 1);
     expect(bad(['--n', '0'], (o) => o.integer('n', 1))).toMatch(/^--n: "0" is not a whole number >= 1/);
     expect(bad(['--n', '2.5'], (o) => o.integer('n', 1))).toMatch(/not a whole number/);
     expect(bad(['--ram', 'lots'], (o) => o.size('ram', undefined, 1))).toMatch(/^--ram: invalid size "lots"/);

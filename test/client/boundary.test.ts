@@ -148,6 +148,25 @@ describe('the client boundary', () => {
     expect(e.message).toContain('locked_by_uuid');
   });
 
+  it.each([
+    ['vcpus', 0],
+    ['vcpus', -1],
+    ['vcpus', 0.5],
+    ['ram', -1],
+    ['ram', 0.5],
+    ['keep_cache_ram', -5],
+  ])('a record with runtime_constraints.%s %p is a bad answer, in a list and alone (issue 18 item 4)', async (key, value) => {
+    const c = good();
+    const bad = { ...c, runtime_constraints: { ...c.runtime_constraints, [key]: value } };
+    fake.override('containers.list', listAnswer([bad]));
+    const page = await client.listContainers();
+    expect([page.items.length, page.dropped]).toEqual([0, 1]);
+    fake.override('containers.get', { status: 200, body: bad });
+    const e = await failure(client.getContainer(c.uuid));
+    expect(e).toBeInstanceOf(ArvadosProtocolError);
+    expect(e.message).toContain(`runtime_constraints.${key}`);
+  });
+
   it('select is sent as a JSON array with uuid, and items are checked for the selected fields only', async () => {
     const c = good();
     const page = await client.listContainers({ select: ['state', 'priority'] });

@@ -97,6 +97,57 @@ describe('bounded requests', () => {
   });
 });
 
+describe('bounded pages and walks (issue 18 item 6)', () => {
+  /** A server whose container pages never end: each holds `limit` (or `n`) valid, increasing UUIDs after the cursor. */
+  async function endlessPages(n?: (limit: number) => number): Promise<{ apiHost: string; requests: () => number }> {
+    let requests = 0;
+    let next = 0;
+    const apiHost = await serve((req, res) => {
+      requests++;
+      const url = new URL(req.url ?? '/', 'http://x');
+      const limit = Number(url.searchParams.get('limit') ?? 100);
+      const items = Array.from({ length: n ? n(limit) : limit }, () => ({
+        uuid: `zzzzz-dz642-${String(next++).padStart(15, '0')}`,
+        state: 'Queued',
+        priority: 1,
+        locked_by_uuid: null,
+        modified_at: '2024-01-01T00:00:00Z',
+      }));
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify({ kind: 'arvados#containerList', offset: 0, limit, items }));
+    });
+    return { apiHost: apiHost.replace('http://', ''), requests: () => requests };
+  }
+  const client = (apiHost: string): ArvadosClient => new ArvadosClient({ apiHost: `http://${apiHost}`, apiToken: TOKEN, retries: 0 });
+  const select = ['uuid', 'state', 'priority', 'locked_by_uuid', 'modified_at'] as const;
+
+  it('a page with more items than the limit asked for is a bad answer', async () => {
+    const { apiHost } = await endlessPages((limit) => limit * 100);
+    const e = await failure(client(apiHost).listContainers({ limit: 10, select }));
+    expect(e.name).toBe('ArvadosProtocolError');
+    expect(e.message).toMatch(/1000 items for limit 10/);
+  });
+
+  it('a page of small fields far bigger than its limit allows is cut off while it arrives', async () => {
+    const { apiHost } = await endlessPages(() => 20_000);
+    const e = await failure(client(apiHost).listContainers({ limit: 10, select }));
+    expect(e.code).toBe('ERESPONSETOOLARGE');
+  });
+
+  it('a walk whose pages never end stops at maxItems with a protocol error', async () => {
+    const { apiHost, requests } = await endlessPages();
+    let items = 0;
+    const walk = async (): Promise<void> => {
+      for await (const page of client(apiHost).pageContainers({ limit: 100, select, maxItems: 1_000 })) items += page.items.length;
+    };
+    const e = await failure(walk());
+    expect(e.name).toBe('ArvadosProtocolError');
+    expect(e.message).toMatch(/more than 1000 items; stopped reading/);
+    expect(items).toBe(1_000);
+    expect(requests()).toBe(10);
+  });
+});
+
 describe('connections', () => {
   it('a complete error answer leaves the keep-alive connection for the next request', async () => {
     let connections = 0;

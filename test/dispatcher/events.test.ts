@@ -137,6 +137,20 @@ describe('ContainerEventStream', () => {
     expect(delays[6]).toBe(100);
   });
 
+  it('backs off reconnects of a stream that drops right after each subscription (issue 18 item 11)', async () => {
+    const url = await scriptedServer((ws) => {
+      ws.on('message', () => {
+        ws.send(JSON.stringify({ status: 200 }));
+        ws.close();
+      });
+    });
+    const { clock, delays } = fakeClock();
+    const l = listen({ url, token: 'x-token', clock, minBackoff: 100, maxBackoff: 1000 });
+    await waitFor(() => delays.length >= 6, 'six reconnects');
+    expect(delays.slice(0, 6)).toEqual([100, 200, 400, 800, 1000, 1000]);
+    expect(l.connects()).toBeGreaterThanOrEqual(6);
+  });
+
   it('never shows the token in what it reports, even when the server echoes it', async () => {
     const token = 'v2/zzzzz-gj3su-000000000000000/secretsecretsecret0123456789';
     let seenUrl = '';
@@ -208,6 +222,25 @@ describe('Dispatcher with events', () => {
     return { d, handed };
   }
 
+  it('refuses a ws:// event URL from the discovery document when the API is https, and says so once (issue 18 item 8)', async () => {
+    const fake = await startFake();
+    let connections = 0;
+    const ws = await scriptedServer(() => connections++);
+    const doc = await fake.client().discovery();
+    fake.override('discovery', { status: 200, body: { ...doc, websocketUrl: ws } });
+    const warnings: string[] = [];
+    const { d } = dispatcherOn(fake, { pollInterval: 20, events: { ca: fake.caCert } });
+    d.on('warning', (w) => warnings.push(w));
+    await waitFor(() => d.status.cycles >= 5, 'some cycles');
+    expect(connections).toBe(0);
+    expect(warnings.filter((w) => /refusing the cleartext event stream .*ws:\/\/127\.0\.0\.1:\d+\/websocket.*insecure/.test(w))).toHaveLength(1);
+    expect(warnings.join('\n')).not.toContain(fake.rootToken.token);
+    // With insecure set, the operator allowed it.
+    const allowed = listen({ url: ws, token: 'x-token', insecure: true, requireTls: false });
+    await waitFor(() => connections === 1, 'the allowed cleartext connection');
+    void allowed;
+  });
+
   it('polls at once when a container is created, long before the poll interval', async () => {
     const fake = await startFake();
     const { d, handed } = dispatcherOn(fake);
@@ -238,6 +271,31 @@ describe('Dispatcher with events', () => {
     await waitFor(() => fake.websocketConnections === 1, 'the reconnection', 30_000);
     const c = fake.addContainer();
     await waitFor(() => handed.includes(c.uuid), 'an event-woken hand-over');
+  });
+
+  it('a flood of events about containers it does not hold pulls at most one poll forward per interval (issue 18 item 11)', async () => {
+    const fake = await startFake({ tls: false });
+    let flood: NodeJS.Timeout | undefined;
+    const url = await scriptedServer((ws) => {
+      ws.on('message', () => {
+        ws.send(JSON.stringify({ status: 200 }));
+        let i = 0;
+        flood = setInterval(() => {
+          for (let k = 0; k < 5; k++) ws.send(JSON.stringify({ object_uuid: `zzzzz-dz642-${String(i++).padStart(15, '0')}`, event_type: 'update' }));
+        }, 5);
+      });
+    });
+    cleanup.push(() => clearInterval(flood));
+    const { d } = dispatcherOn(fake, { pollInterval: 1_000, events: { url } });
+    await waitFor(() => flood !== undefined && d.status.cycles >= 1, 'the flood and a first cycle');
+    const before = d.status.cycles;
+    const t0 = Date.now();
+    await new Promise((r) => setTimeout(r, 2_500));
+    const elapsed = Date.now() - t0;
+    // One regular and at most one extra poll per interval, plus the one in progress.
+    expect(d.status.cycles - before).toBeLessThanOrEqual(2 * Math.ceil(elapsed / 1_000) + 1);
+    // Polling goes on.
+    expect(d.status.cycles - before).toBeGreaterThanOrEqual(Math.floor(elapsed / 1_000));
   });
 
   it('opens no connection with events: false', async () => {

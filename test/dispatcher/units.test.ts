@@ -124,3 +124,29 @@ describe('ApiPressure', () => {
     expect(p.concurrency).toBe(8);
   });
 });
+
+describe('durations (issue 18 item 9): one bound for every library option', () => {
+  it('refuses 2^31 ms or more, which a timer would turn into 1 ms', async () => {
+    const { Dispatcher } = await import('../../src/dispatcher/dispatcher.js');
+    const { ArvadosClient } = await import('../../src/client/client.js');
+    const { LocalRunner } = await import('../../src/runners/local/index.js');
+    const client = new ArvadosClient({ apiHost: 'localhost:1', apiToken: 'x' });
+    const base = { client, runContainer: async () => {}, handleSignals: false };
+    expect(() => new Dispatcher({ ...base, pollInterval: 2 ** 31 })).toThrow('pollInterval must be at most 2147483647 ms');
+    expect(() => new Dispatcher({ ...base, shutdownTimeout: 600 * 3_600_000 })).toThrow(/shutdownTimeout must be at most/);
+    expect(() => new Dispatcher({ ...base, pollInterval: 2 ** 31 - 1 })).not.toThrow();
+    expect(() => new ArvadosClient({ apiHost: 'localhost:1', apiToken: 'x', timeout: 2 ** 31 })).toThrow(/timeout must be at most/);
+    expect(() => new LocalRunner({ stopGrace: 2 ** 31 })).toThrow(/stopGrace must be at most/);
+    client.close();
+  });
+});
+
+describe('NUL in crunch-run arguments (issue 18 item 10)', () => {
+  it('is refused when a runner is made, before any container', async () => {
+    const { LocalRunner } = await import('../../src/runners/local/index.js');
+    const { resolveBatchOptions } = await import('../../src/runners/batch/options.js');
+    expect(() => new LocalRunner({ crunchRunArgs: ['a\0b'] })).toThrow(/without NUL/);
+    expect(() => new LocalRunner({ crunchRunCommand: 'crunch\0run' })).toThrow(/without NUL/);
+    expect(() => resolveBatchOptions({ crunchRunArgs: ['a\0b'] }, { args: [], gpuArgs: [] })).toThrow(/without NUL/);
+  });
+});

@@ -2,6 +2,7 @@
 // FakeArvados: the token check, health, the dispatch API in the cloud
 // dispatcher's shapes (kill cancels the container on the API), and
 // /metrics as Prometheus parses it, moving as containers run.
+import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from '@jest/globals';
 import { Dispatcher, type RunContainer } from '../../src/index.js';
 import { HealthMonitor } from '../../src/server/health.js';
@@ -233,5 +234,40 @@ describe('management listener', () => {
     }, 'four finished in the metrics');
     expect(after.value('arvados_dispatch_containers_running')).toBe(0);
     expect(after.value('arvados_dispatch_queue_status_age_seconds')).toBeLessThan(60);
+  });
+});
+
+describe('management listener limits (issue 18 item 7)', () => {
+  it('bounds connections and closes idle unauthenticated ones, then still serves', async () => {
+    const dispatch = { entries: () => [], kill: async () => 'none' as const };
+    const s = await startManagementServer({
+      listen: [{ host: '127.0.0.1', port: 0 }],
+      token: TOKEN,
+      health: new HealthMonitor(),
+      metrics: new DispatchMetrics({ processMetrics: false }),
+      dispatch,
+      maxConnections: 4,
+      idleTimeout: 300,
+    });
+    try {
+      const port = Number(s.address.split(':').at(-1));
+      const closed: number[] = [];
+      const sockets = await Promise.all(
+        Array.from({ length: 10 }, (_, i) => new Promise<Socket>((resolve) => {
+          const sock = connect(port, '127.0.0.1', () => resolve(sock));
+          sock.on('close', () => closed.push(i));
+          sock.on('error', () => {});
+        })),
+      );
+      // Beyond the limit, connections are closed as they arrive.
+      await waitFor(() => closed.length >= 6, 'the connections over the limit closed', 3_000);
+      // The rest, idle and unauthenticated, after the idle timeout.
+      await waitFor(() => closed.length === 10, 'the idle connections closed', 5_000);
+      for (const sock of sockets) sock.destroy();
+      const ok = await get(`http://${s.address}/_health/ping`);
+      expect(ok.status).toBe(200);
+    } finally {
+      await s.close();
+    }
   });
 });

@@ -13,6 +13,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { logger } from '../../log.js';
+import { checkDuration } from '../../util/duration.js';
 import { describeError } from '../../util/errors.js';
 import type { QueueJob, RunResult } from './adapter.js';
 
@@ -119,6 +120,8 @@ export class QueueMonitor extends EventEmitter<QueueMonitorEvents> {
   constructor(options: QueueMonitorOptions) {
     super();
     if (!(options.intervalMs > 0)) throw new RangeError(`QueueMonitor: intervalMs must be > 0, got ${options.intervalMs}`);
+    checkDuration('QueueMonitor: intervalMs', options.intervalMs);
+    if (options.maxIntervalMs !== undefined) checkDuration('QueueMonitor: maxIntervalMs', options.maxIntervalMs);
     this.#opts = options;
     this.#base = options.intervalMs;
     this.#max = Math.max(options.intervalMs, options.maxIntervalMs ?? options.intervalMs);

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { checkDuration } from '../../util/duration.js';
 import { DEFAULT_RESERVE_EXTRA_RAM } from '../defaults.js';
 import type { CommandRunner } from './commands.js';
 import { DEFAULT_PRIORITY_SPREAD } from './priority.js';
@@ -149,10 +150,16 @@ function number(name: string, v: number | undefined, dflt: number, min: number):
   return x;
 }
 
+/** A duration option: a number within {@link checkDuration}'s bounds, the one rule for every duration. */
+function duration(name: string, v: number | undefined, dflt: number, min: number): number {
+  return checkDuration(name, v ?? dflt, min);
+}
+
 function strings(name: string, v: readonly string[] | undefined, dflt: readonly string[]): readonly string[] {
   const x = v ?? dflt;
-  if (!Array.isArray(x) || !x.every((s) => typeof s === 'string')) {
-    throw new TypeError(`${name} must be an array of strings`);
+  // A NUL fails every submission; refused here, once, it never costs a container.
+  if (!Array.isArray(x) || !x.every((s) => typeof s === 'string' && !s.includes('\0'))) {
+    throw new TypeError(`${name} must be an array of strings without NUL characters`);
   }
   return Object.freeze([...x]);
 }
@@ -179,11 +186,13 @@ export function resolveBatchOptions(
   }
   if (opts.runner !== undefined && typeof opts.runner !== 'function') throw new TypeError('runner must be a function');
   const crunchRunCommand = opts.crunchRunCommand ?? d.crunchRunCommand;
-  if (typeof crunchRunCommand !== 'string' || crunchRunCommand === '') throw new TypeError('crunchRunCommand must be a non-empty string');
+  if (typeof crunchRunCommand !== 'string' || crunchRunCommand === '' || crunchRunCommand.includes('\0')) {
+    throw new TypeError('crunchRunCommand must be a non-empty string without NUL characters');
+  }
   const retry = opts.submitRetry ?? {};
-  const initialDelay = number('submitRetry.initialDelay', retry.initialDelay, d.submitRetry.initialDelay, 1);
+  const initialDelay = duration('submitRetry.initialDelay', retry.initialDelay, d.submitRetry.initialDelay, 1);
   const grace = opts.vanishGrace ?? {};
-  const queueInterval = number('queueInterval', opts.queueInterval, d.queueInterval, 1);
+  const queueInterval = duration('queueInterval', opts.queueInterval, d.queueInterval, 1);
   const rate = opts.submitRate ?? d.submitRate;
   return {
     crunchRunCommand,
@@ -194,25 +203,25 @@ export function resolveBatchOptions(
     reserveExtraRam: number('reserveExtraRam', opts.reserveExtraRam, d.reserveExtraRam, 0),
     prioritySpread: number('prioritySpread', opts.prioritySpread, d.prioritySpread, 0),
     queueInterval,
-    queueIntervalMax: number('queueIntervalMax', opts.queueIntervalMax, Math.max(queueInterval, Math.min(6 * queueInterval, 60_000)), queueInterval),
+    queueIntervalMax: duration('queueIntervalMax', opts.queueIntervalMax, Math.max(queueInterval, Math.min(6 * queueInterval, 60_000)), queueInterval),
     vanishGrace: Object.freeze({
       misses: Math.floor(number('vanishGrace.misses', grace.misses, d.vanishGrace.misses, 1)),
-      ms: number('vanishGrace.ms', grace.ms, d.vanishGrace.ms, 0),
+      ms: duration('vanishGrace.ms', grace.ms, d.vanishGrace.ms, 0),
     }),
     submitRetry: Object.freeze({
       initialDelay,
-      maxDelay: number('submitRetry.maxDelay', retry.maxDelay, Math.max(d.submitRetry.maxDelay, initialDelay), initialDelay),
+      maxDelay: duration('submitRetry.maxDelay', retry.maxDelay, Math.max(d.submitRetry.maxDelay, initialDelay), initialDelay),
       factor: number('submitRetry.factor', retry.factor, d.submitRetry.factor, 1),
     }),
     submitRate: Object.freeze({
       count: Math.floor(number('submitRate.count', rate.count, d.submitRate.count, 1)),
-      periodMs: number('submitRate.periodMs', rate.periodMs, d.submitRate.periodMs, 1),
+      periodMs: duration('submitRate.periodMs', rate.periodMs, d.submitRate.periodMs, 1),
     }),
     commandConcurrency: Math.floor(number('commandConcurrency', opts.commandConcurrency, d.commandConcurrency, 1)),
-    neverClearsGrace: number('neverClearsGrace', opts.neverClearsGrace, d.neverClearsGrace, 0),
+    neverClearsGrace: duration('neverClearsGrace', opts.neverClearsGrace, d.neverClearsGrace, 0),
     accounting: opts.accounting ?? true,
     environment: Object.freeze({ ...env }),
     runner: opts.runner,
-    commandTimeout: number('commandTimeout', opts.commandTimeout, d.commandTimeout, 1),
+    commandTimeout: duration('commandTimeout', opts.commandTimeout, d.commandTimeout, 1),
   };
 }

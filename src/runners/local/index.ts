@@ -3,6 +3,7 @@ export {
   DEFAULT_KILL_GRACE,
   DEFAULT_RESERVE_EXTRA_RAM,
   DEFAULT_STOP_GRACE,
+  SPAWN_RETRY_DELAYS,
   type LocalRunnerEvents,
   type LocalRunnerOptions,
   type RunnerNotice,

@@ -28,8 +28,10 @@ import type { ContainerUpdates, StreamEndReason } from '../../dispatcher/updates
 import { logger } from '../../log.js';
 import { DEFAULT_RESERVE_EXTRA_RAM } from '../defaults.js';
 import type { Container, ContainerState } from '../../types.js';
+import { checkDuration } from '../../util/duration.js';
 import { describeError } from '../../util/errors.js';
 import { Redactor } from '../../util/redact.js';
+import { sleep } from '../../util/sleep.js';
 import { isContainerUuid } from '../../uuid.js';
 import { checkEnvOptions, crunchRunCommand, type CommandSpec } from './command.js';
 import { Tail, eachLine } from './output.js';
@@ -74,6 +76,18 @@ export interface LocalRunnerOptions {
   stopGrace?: number;
   /** Ms after SIGTERM before SIGKILL is sent. Default {@link DEFAULT_KILL_GRACE}. */
   killGrace?: number;
+  /**
+   * For tests: starts crunch-run instead of `child_process.spawn` (e.g. to
+   * make it fail with EMFILE as a process out of file descriptors would).
+   */
+  spawn?: typeof spawn;
+  /**
+   * Delays before each retry of a start that failed because this process
+   * ran out of file descriptors, processes or memory (EMFILE, ENFILE,
+   * EAGAIN, ENOMEM); after the last, the container is unlocked without
+   * being charged. Default {@link SPAWN_RETRY_DELAYS}.
+   */
+  spawnRetryDelays?: readonly number[];
   /**
    * Where crunch-run's PATH, TMPDIR and `envPass` variables come from, and
    * where GPUs are detected (`CUDA_VISIBLE_DEVICES`, `AMD_VISIBLE_DEVICES`).
@@ -157,8 +171,30 @@ function startError(cmd: string, uuid: string, err: unknown): Error {
   return new Error(message);
 }
 
+/**
+ * Spawn failures of this process, not of the container or the command: out
+ * of file descriptors (EMFILE, ENFILE), processes (EAGAIN) or memory. They
+ * pass, so the start is retried while the container stays locked, and
+ * never charged to the container.
+ */
+const EXHAUSTED = new Set(['EMFILE', 'ENFILE', 'EAGAIN', 'ENOMEM']);
+/** Delays before each retry of a crunch-run start that failed with EMFILE, ENFILE, EAGAIN or ENOMEM; then the container is unlocked, uncharged. */
+export const SPAWN_RETRY_DELAYS: readonly number[] = [500, 1_000, 2_000, 4_000, 8_000];
+
+/** A start that failed because this process ran out of something (see {@link EXHAUSTED}). */
+class ExhaustedError extends Error {}
+
 function howExited(code: number | null, signal: NodeJS.Signals | null): string {
   return signal ? `was killed by ${signal}` : `exited with code ${code}`;
+}
+
+/** What is wrong with a record's `vcpus`/`ram` (not positive integers), or undefined. */
+function nonsenseSizes(c: Readonly<Container>): string | undefined {
+  const rc = c.runtime_constraints ?? {};
+  const ok = (x: unknown): boolean => typeof x === 'number' && Number.isInteger(x) && x >= 1;
+  if (!ok(rc.vcpus)) return `runtime_constraints.vcpus is ${JSON.stringify(rc.vcpus ?? null)}`;
+  if (!ok(rc.ram)) return `runtime_constraints.ram is ${JSON.stringify(rc.ram ?? null)}`;
+  return undefined;
 }
 
 /**
@@ -185,13 +221,18 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
   readonly #killGrace: number;
   readonly #jobs = new Map<Job, Promise<void>>();
   #closing: Promise<void> | undefined;
+  readonly #spawn: typeof spawn;
+  readonly #spawnRetryDelays: readonly number[];
 
   constructor(opts: LocalRunnerOptions = {}) {
     super();
+    this.#spawn = opts.spawn ?? spawn;
+    this.#spawnRetryDelays = (opts.spawnRetryDelays ?? SPAWN_RETRY_DELAYS).map((ms, i) => checkDuration(`spawnRetryDelays[${i}]`, ms));
     const cmd = opts.crunchRunCommand ?? 'crunch-run';
-    if (typeof cmd !== 'string' || cmd.trim() === '') throw new TypeError('crunchRunCommand must be a non-empty string');
+    if (typeof cmd !== 'string' || cmd.trim() === '' || cmd.includes('\0')) throw new TypeError('crunchRunCommand must be a non-empty string without NUL characters');
     const args = opts.crunchRunArgs ?? [];
-    if (!Array.isArray(args) || args.some((a) => typeof a !== 'string')) throw new TypeError('crunchRunArgs must be an array of strings');
+    // A NUL fails every spawn; refused here, once, it never costs a container.
+    if (!Array.isArray(args) || args.some((a) => typeof a !== 'string' || a.includes('\0'))) throw new TypeError('crunchRunArgs must be an array of strings without NUL characters');
     const engine = opts.runtimeEngine;
     if (engine !== undefined && (typeof engine !== 'string' || !/^[A-Za-z0-9._-]+$/.test(engine))) {
       throw new TypeError(`runtimeEngine must be a name like "docker" or "singularity", got ${JSON.stringify(engine)}`);
@@ -219,8 +260,8 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
       systemRootToken: opts.systemRootToken,
     });
     this.#reserveExtraRam = nonNegative('reserveExtraRam', opts.reserveExtraRam, DEFAULT_RESERVE_EXTRA_RAM);
-    this.#stopGrace = nonNegative('stopGrace', opts.stopGrace, DEFAULT_STOP_GRACE);
-    this.#killGrace = nonNegative('killGrace', opts.killGrace, DEFAULT_KILL_GRACE);
+    this.#stopGrace = checkDuration('stopGrace', opts.stopGrace ?? DEFAULT_STOP_GRACE);
+    this.#killGrace = checkDuration('killGrace', opts.killGrace ?? DEFAULT_KILL_GRACE);
     this.pool = new ResourcePool(opts.capacity, processEnv);
   }
 
@@ -362,6 +403,11 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
 
     const need = this.needOf(c);
     job.need = need;
+    // A record without sane sizes is a bad answer from the API, not the
+    // container's fault: the dispatcher unlocks it (with a failure backoff)
+    // instead of cancelling it.
+    const bad = nonsenseSizes(c);
+    if (bad) throw new Error(`the API sent a record for ${uuid} that makes no sense (${bad}); not running it, and not cancelling it for that`);
     const reasons = this.pool.check(need);
     if (reasons.length) return this.#reject(d, c, reasons);
 
@@ -384,7 +430,19 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
     job.allocated = true;
     try {
       if (job.stop.signal.aborted) return this.#giveUp(job);
-      const exit = await this.#spawnAndWait(job, d, alloc);
+      let exit;
+      try {
+        exit = await this.#spawnAndWait(job, d, alloc);
+      } catch (err) {
+        if (!(err instanceof ExhaustedError)) throw err;
+        // This process ran out of something: not the container's fault, so no
+        // error on the release (no failure backoff, no cancel), only the reason.
+        alloc.release();
+        const reason = `${err.message}; this dispatcher is out of resources, so container ${uuid} is unlocked for a later attempt`;
+        log('%s', reason);
+        await this.#release(d, uuid, { reason });
+        return;
+      }
       alloc.release();
       await this.#afterExit(job, d, exit);
     } finally {
@@ -469,23 +527,22 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
     const [cmd, ...args] = argv;
     // argv is logged, never env: the token is only in env.
     log('starting %o for %s', argv, uuid);
-    let child: ChildProcess;
-    try {
-      child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'], shell: false });
-    } catch (err) {
-      throw startError(cmd, uuid, err);
-    }
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-      child.once('exit', (code, signal) => resolve({ code, signal }));
-    });
-    const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
-    try {
-      await new Promise<void>((resolve, reject) => {
-        child.once('spawn', resolve);
-        child.once('error', reject);
-      });
-    } catch (err) {
-      throw startError(cmd, uuid, err);
+    let child: ChildProcess | undefined;
+    let exited!: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+    let closed!: Promise<void>;
+    for (let attempt = 0; !child; attempt++) {
+      try {
+        child = await this.#spawnOnce(cmd, args, env, uuid);
+        const c = child;
+        exited = new Promise((resolve) => c.once('exit', (code, signal) => resolve({ code, signal })));
+        closed = new Promise<void>((resolve) => c.once('close', () => resolve()));
+      } catch (err) {
+        const delays = this.#spawnRetryDelays;
+        if (!(err instanceof ExhaustedError) || attempt >= delays.length || job.stop.signal.aborted) throw err;
+        log('%s; retrying in %d ms', err.message, delays[attempt]);
+        await sleep(delays[attempt], job.stop.signal).catch(() => {});
+        if (job.stop.signal.aborted) throw err;
+      }
     }
     // Later errors (e.g. a failed kill) must not become uncaught 'error' events.
     child.on('error', (err) => log('crunch-run for %s: %s', uuid, describeError(err)));
@@ -518,6 +575,29 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
     log('crunch-run pid %d for %s %s', pid, uuid, howExited(exit.code, exit.signal));
     this.#emit('exited', { uuid, pid, code: exit.code, signal: exit.signal });
     return exit;
+  }
+
+  /** Starts crunch-run once; resolves when it runs. Rejects with {@link ExhaustedError} or {@link startError}. */
+  async #spawnOnce(cmd: string, args: string[], env: Record<string, string>, uuid: string): Promise<ChildProcess> {
+    const fail = (err: unknown): Error => {
+      const code = (err as NodeJS.ErrnoException | undefined)?.code;
+      return code && EXHAUSTED.has(code) ? new ExhaustedError(`error starting "${cmd}" for ${uuid}: ${describeError(err)}`) : startError(cmd, uuid, err);
+    };
+    let child: ChildProcess;
+    try {
+      child = this.#spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'], shell: false });
+    } catch (err) {
+      throw fail(err);
+    }
+    try {
+      await new Promise<void>((resolve, reject) => {
+        child.once('spawn', resolve);
+        child.once('error', reject);
+      });
+    } catch (err) {
+      throw fail(err);
+    }
+    return child;
   }
 
   /**

@@ -2,6 +2,7 @@
 // processes: a stub crunch-run (test/fixtures/fake-crunch-run.mjs) that
 // talks to the fake through the credentials the runner puts in its
 // environment, and records its argv, environment and the signals it gets.
+import { spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -122,7 +123,9 @@ describe('LocalRunner: running containers', () => {
     const s = await setup();
     const c = s.fake.addContainer(small());
     await waitFor(() => s.of('finished', c.uuid).length === 1 && s.d.status.tracked === 0, 'finished and released');
-    expect(s.fake.requests.filter((r) => r.route === 'containers.get' && r.uuid === c.uuid)).toHaveLength(1);
+    // One read shared by the release and the cleanup; plus, when a poll saw
+    // it Complete before crunch-run exited, the read confirming the stream's end.
+    expect(s.fake.requests.filter((r) => r.route === 'containers.get' && r.uuid === c.uuid).length).toBeLessThanOrEqual(2);
     expect(s.of('finished', c.uuid)[0]).toMatchObject({ state: 'Complete', exitCode: 0 });
   });
 
@@ -203,6 +206,16 @@ describe('LocalRunner: resources', () => {
     expect(s.fake.runCount(c.uuid)).toBe(0);
     // It did not hold up the queue.
     await waitFor(() => stateOf(s, ok.uuid) === 'Complete', 'the other one Complete');
+  });
+
+  it('never cancels for a record without sane sizes (ram 0): it unlocks with the reason instead (issue 18 item 4)', async () => {
+    const s = await setup();
+    const c = s.fake.addContainer(small({ runtime_constraints: { vcpus: 1, ram: 0 } }));
+    await waitFor(() => s.warnings.some((w) => w.includes(c.uuid) && w.includes('makes no sense')), 'the warning');
+    await waitFor(() => s.d.status.tracked === 0, 'released');
+    expect(stateOf(s, c.uuid)).toBe('Queued');
+    expect(s.fake.transitions.filter((t) => t.uuid === c.uuid).map((t) => t.to)).not.toContain('Cancelled');
+    expect(s.fake.runCount(c.uuid)).toBe(0);
   });
 
   it('counts ram + keep_cache_ram + reserveExtraRam against the RAM', async () => {
@@ -402,6 +415,38 @@ describe('LocalRunner: when crunch-run does not finish the job', () => {
       `container ${uuid} is already Running after a dispatcher restart; its crunch-run process cannot be re-attached, so cancelling it`,
     );
     expect(s.stub.record(uuid)).toBeUndefined();
+  });
+
+  it('a start failing with EMFILE/ENFILE is retried while the container stays locked, never charged (issue 18 item 7)', async () => {
+    let failures = 0;
+    const exhausted: typeof spawn = ((...args: Parameters<typeof spawn>) => {
+      if (failures < 2) {
+        failures++;
+        throw Object.assign(new Error(`spawn ${String(args[0])} ${failures === 1 ? 'EMFILE' : 'ENFILE'}`), { code: failures === 1 ? 'EMFILE' : 'ENFILE' });
+      }
+      return spawn(...args);
+    }) as typeof spawn;
+    const s = await setup({ runner: { spawn: exhausted, spawnRetryDelays: [20, 20, 20] } });
+    const c = s.fake.addContainer(small());
+    await waitFor(() => stateOf(s, c.uuid) === 'Complete', 'Complete');
+    expect(failures).toBe(2);
+    expect(s.fake.transitions.filter((t) => t.uuid === c.uuid).map((t) => t.to)).toEqual(['Locked', 'Running', 'Complete']);
+    expect(s.fake.logs).toEqual([]);
+  });
+
+  it('a start that stays out of file descriptors unlocks the container without charging it (no backoff, no cancel)', async () => {
+    let calls = 0;
+    const never: typeof spawn = (() => {
+      calls++;
+      throw Object.assign(new Error('spawn crunch-run EMFILE'), { code: 'EMFILE' });
+    }) as unknown as typeof spawn;
+    const s = await setup({ runner: { spawn: never, spawnRetryDelays: [10] }, fake: { maxDispatchAttempts: 100 }, dispatcher: { failureBackoff: { initial: 3_600_000 } } });
+    const c = s.fake.addContainer(small());
+    // Relocked at once: no failure backoff (an hour here) was charged.
+    await waitFor(() => s.fake.transitions.filter((t) => t.uuid === c.uuid && t.to === 'Queued').length >= 2, 'two uncharged unlocks');
+    expect(calls).toBeGreaterThanOrEqual(4);
+    expect(s.fake.transitions.filter((t) => t.to === 'Cancelled')).toEqual([]);
+    expect(String(s.fake.logs[0]?.properties?.text)).toMatch(/EMFILE; this dispatcher is out of resources, so container .* is unlocked for a later attempt/);
   });
 
   it('a crunch-run command that cannot be started stops locking: logged, unlocked once, not cycled', async () => {
