@@ -7,7 +7,8 @@
  */
 import { describeError } from '../util/errors.js';
 import { parseArgs } from 'node:util';
-import { configPath, loadClusterConfig, valuesFor, type ClusterConfig, type ConfigValue } from './config.js';
+import { configPath, loadClusterConfig, type ClusterConfig, type ConfigValue } from './config.js';
+import { valuesWithDefaults } from './config-defaults.js';
 import { parseDuration } from './duration.js';
 import { UsageError } from './errors.js';
 import { GO_FLAGS_NOTE, goSpellings } from './go-flags.js';
@@ -49,11 +50,11 @@ export const DISPATCHER_OPTIONS: OptionTable = {
     type: 'string',
     metavar: 'PATH',
     default: '$ARVADOS_CONFIG, else /etc/arvados/config.yml if it exists',
-    help: 'Arvados cluster configuration to take settings from; flags and ARVADOS_API_* win over it',
+    help: "Arvados cluster configuration to take settings from (Arvados' defaults fill the keys it leaves out); flags win over it",
   },
   'poll-interval': { type: 'string', metavar: 'DURATION', default: '10s', help: 'time between queue polls' },
   'min-retry-period': { type: 'string', metavar: 'DURATION', default: '0s', help: 'minimum time between attempts to start the same container' },
-  'batch-size': { type: 'string', metavar: 'N', default: '100', help: 'page size of container queries' },
+  'batch-size': { type: 'string', metavar: 'N', default: '1000 (API.MaxItemsPerResponse)', help: 'page size of container queries' },
   'lock-concurrency': { type: 'string', metavar: 'N', default: '8', help: 'lock requests in flight at once' },
   'max-jobs': {
     type: 'string',
@@ -227,7 +228,7 @@ export class Options {
     this.#command = command;
     this.config = context.config;
     this.notes = context.notes ?? [];
-    this.#fromConfig = context.config ? valuesFor(context.config, command) : new Map();
+    this.#fromConfig = context.config ? valuesWithDefaults(context.config, command) : new Map();
   }
 
   /** The command these options are for. */
