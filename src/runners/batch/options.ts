@@ -103,6 +103,12 @@ export interface BatchRunnerOptions {
   runner?: CommandRunner;
   /** Kill a scheduler command that runs longer than this many ms. Default 60 000. */
   commandTimeout?: number;
+  /**
+   * The cluster's `SystemRootToken`: the job's `GatewayAuthSecret` is keyed
+   * by it, as the controller computes it (without it, by the dispatcher's
+   * own token).
+   */
+  systemRootToken?: string;
 }
 
 /** {@link BatchRunnerOptions} with every default filled in. */
@@ -125,6 +131,7 @@ export interface ResolvedBatchOptions {
   readonly environment: Readonly<Record<string, string>>;
   readonly runner: CommandRunner | undefined;
   readonly commandTimeout: number;
+  readonly systemRootToken: string | undefined;
 }
 
 /** Documented defaults of {@link BatchRunnerOptions}. */
@@ -178,6 +185,9 @@ export function resolveBatchOptions(
     throw new TypeError('runtimeEngine must be a non-empty string when set');
   }
   if (opts.runner !== undefined && typeof opts.runner !== 'function') throw new TypeError('runner must be a function');
+  if (opts.systemRootToken !== undefined && (typeof opts.systemRootToken !== 'string' || opts.systemRootToken === '')) {
+    throw new TypeError('systemRootToken must be a non-empty string when set');
+  }
   const crunchRunCommand = opts.crunchRunCommand ?? d.crunchRunCommand;
   if (typeof crunchRunCommand !== 'string' || crunchRunCommand === '') throw new TypeError('crunchRunCommand must be a non-empty string');
   const retry = opts.submitRetry ?? {};
@@ -214,5 +224,6 @@ export function resolveBatchOptions(
     environment: Object.freeze({ ...env }),
     runner: opts.runner,
     commandTimeout: number('commandTimeout', opts.commandTimeout, d.commandTimeout, 1),
+    systemRootToken: opts.systemRootToken,
   };
 }
