@@ -120,8 +120,11 @@ export async function serveDispatcher(start: CommandStart, out: Output, o: Serve
   const { opts, settings, credentials } = start;
   const client = apiClientFromEnv(out, opts, process.env, credentials);
   await checkReachable(client);
-  for (const w of credentials.warnings) out.warn(w);
   const d = new Dispatcher({ client, runner: o.runner, ...settings, secondSignal: 'exit', shutdownTimeout: o.shutdownTimeout });
+  // Once the token works: a start that fails says one line, not warnings first.
+  d.once('identified', () => {
+    for (const w of credentials.warnings) out.warn(w, {}, 'credentials');
+  });
   const { session, reporter, start: announce } = o.present(d, client);
   out.event('start', announce.text, announce.fields);
   const service = start.management ? await startService(start.management, out, d, settings.pollInterval, o.batch ? { batch: o.batch } : {}) : undefined;
