@@ -104,9 +104,11 @@ export const OUTPUT_OPTIONS: OptionTable = {
 
 /** The end of the help of the dispatching commands. */
 export const DISPATCHING_FOOTER =
-  'Credentials: ARVADOS_API_HOST, ARVADOS_API_TOKEN, ARVADOS_API_HOST_INSECURE, else\n' +
-  'the cluster config (Services.Controller.ExternalURL, SystemRootToken,\n' +
-  'TLS.Insecure), else $HOME/.config/arvados/settings.conf.\n' +
+  'Credentials: the cluster config (Services.Controller.ExternalURL,\n' +
+  'SystemRootToken, TLS.Insecure); only if it names neither the controller nor\n' +
+  'the token, ARVADOS_API_HOST, ARVADOS_API_TOKEN, ARVADOS_API_HOST_INSECURE or\n' +
+  '$HOME/.config/arvados/settings.conf (deprecated).\n' +
+  'Under systemd (Type=notify): READY=1 once serving, STOPPING=1 on a stop.\n' +
   `${GO_FLAGS_NOTE}\n` +
   'Details on stderr: DEBUG=arvados-dispatch:*\n' +
   'Stop with SIGINT, SIGTERM or SIGQUIT (a second one exits at once).\n' +
