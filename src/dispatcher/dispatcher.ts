@@ -439,7 +439,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         try {
           await this.runner.attach(this, this.#ac.signal);
         } catch (err) {
-          if (!isAbortOf(err, this.#ac.signal)) throw new Error(`the runner could not start: ${describeError(err)}`);
+          // A stop during the runner's startup is a stop, whatever the runner rejects with.
+          if (!isAbortOf(err, this.#ac.signal) && !this.#stopping) throw new Error(`the runner could not start: ${describeError(err)}`);
         }
       }
       if (this.#auth && !this.#stopping) this.#listen();
