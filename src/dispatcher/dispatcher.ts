@@ -327,6 +327,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
    */
   async kill(uuid: string, reason: string): Promise<ReleaseAction> {
     log('kill %s: %s', uuid, this.#redactor.redact(reason));
+    if (this.#trackers.get(uuid)?.phase === 'running') this.#safeEmit('kill', uuid, this.#redactor.redact(reason));
     let action: ReleaseAction;
     try {
       action = await this.release(uuid, { reason });

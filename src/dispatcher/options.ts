@@ -150,6 +150,11 @@ export interface DispatcherEvents {
    * updates stream, or the fresh record read by a release or a cleanup).
    */
   finished: [uuid: string, state: 'Complete' | 'Cancelled'];
+  /**
+   * `Dispatcher.kill` was called for a held container (the reason redacted);
+   * the `released` event that follows says what its release did.
+   */
+  kill: [uuid: string, reason: string];
   /** A runner's updates stream ended; `container` is the record that ended it, if one did. */
   'stream-ended': [uuid: string, reason: StreamEndReason, container: Readonly<Container> | undefined];
   /** Something failed that the dispatcher will retry or has worked around. */

@@ -126,7 +126,9 @@ describeBuilt('arvados-dispatch local as a service', () => {
     expect(kill.status).toBe(200);
     await waitFor(() => stub!.signals(victim.uuid).includes('SIGINT'), 'crunch-run told to stop at once');
     expect(fake.container(victim.uuid)?.state).toBe('Cancelled');
-    expect(c.stdout()).toMatch(new RegExp(`${victim.uuid}.*SIGINT.*killed: via management API: operator`));
+    expect(c.stdout()).toContain(`${victim.uuid} kill requested (via management API: operator): stopping its work now`);
+    expect(c.stdout()).toMatch(new RegExp(`${victim.uuid} sent SIGINT to crunch-run pid \\d+: killed: via management API: operator`));
+    expect(c.stdout()).toContain(`${victim.uuid} cancelled (it was Running)`);
     expect(fake.container(victim.uuid)?.runtime_status).toMatchObject({ error: 'via management API: operator' });
     expect(fake.container(other.uuid)?.state).toBe('Running');
 
