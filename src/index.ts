@@ -16,6 +16,7 @@ export {
   STOP_SIGNALS,
   type ContainerUpdates,
   type DispatchEntry,
+  type InstanceTypeView,
   type DispatcherEventOptions,
   type DispatcherEvents,
   type DispatcherOptions,

@@ -7,7 +7,8 @@
  */
 import { describeError } from '../util/errors.js';
 import { parseArgs } from 'node:util';
-import { configPath, loadClusterConfig, valuesFor, type ClusterConfig, type ConfigValue } from './config.js';
+import { configPath, loadClusterConfig, type ClusterConfig, type ConfigValue } from './config.js';
+import { valuesWithDefaults } from './config-defaults.js';
 import { parseDuration } from './duration.js';
 import { UsageError } from './errors.js';
 import { GO_FLAGS_NOTE, goSpellings } from './go-flags.js';
@@ -49,11 +50,11 @@ export const DISPATCHER_OPTIONS: OptionTable = {
     type: 'string',
     metavar: 'PATH',
     default: '$ARVADOS_CONFIG, else /etc/arvados/config.yml if it exists',
-    help: 'Arvados cluster configuration to take settings from; flags and ARVADOS_API_* win over it',
+    help: "Arvados cluster configuration to take settings from (Arvados' defaults fill the keys it leaves out); flags win over it",
   },
   'poll-interval': { type: 'string', metavar: 'DURATION', default: '10s', help: 'time between queue polls' },
   'min-retry-period': { type: 'string', metavar: 'DURATION', default: '0s', help: 'minimum time between attempts to start the same container' },
-  'batch-size': { type: 'string', metavar: 'N', default: '100', help: 'page size of container queries' },
+  'batch-size': { type: 'string', metavar: 'N', default: '1000 (API.MaxItemsPerResponse)', help: 'page size of container queries' },
   'lock-concurrency': { type: 'string', metavar: 'N', default: '8', help: 'lock requests in flight at once' },
   'max-jobs': {
     type: 'string',
@@ -103,9 +104,11 @@ export const OUTPUT_OPTIONS: OptionTable = {
 
 /** The end of the help of the dispatching commands. */
 export const DISPATCHING_FOOTER =
-  'Credentials: ARVADOS_API_HOST, ARVADOS_API_TOKEN, ARVADOS_API_HOST_INSECURE, else\n' +
-  'the cluster config (Services.Controller.ExternalURL, SystemRootToken,\n' +
-  'TLS.Insecure), else $HOME/.config/arvados/settings.conf.\n' +
+  'Credentials: the cluster config (Services.Controller.ExternalURL,\n' +
+  'SystemRootToken, TLS.Insecure); only if it names neither the controller nor\n' +
+  'the token, ARVADOS_API_HOST, ARVADOS_API_TOKEN, ARVADOS_API_HOST_INSECURE or\n' +
+  '$HOME/.config/arvados/settings.conf (deprecated).\n' +
+  'Under systemd (Type=notify): READY=1 once serving, STOPPING=1 on a stop.\n' +
   `${GO_FLAGS_NOTE}\n` +
   'Details on stderr: DEBUG=arvados-dispatch:*\n' +
   'Stop with SIGINT, SIGTERM or SIGQUIT (a second one exits at once).\n' +
@@ -227,7 +230,7 @@ export class Options {
     this.#command = command;
     this.config = context.config;
     this.notes = context.notes ?? [];
-    this.#fromConfig = context.config ? valuesFor(context.config, command) : new Map();
+    this.#fromConfig = context.config ? valuesWithDefaults(context.config, command) : new Map();
   }
 
   /** The command these options are for. */

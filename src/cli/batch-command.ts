@@ -201,8 +201,9 @@ export async function runBatchCommand(sys: BatchSystem, argv: string[]): Promise
   const start = beginCommand(argv, batchOptions(sys), sys.command, () => batchHelp(sys));
   if (!start) return ExitCode.OK;
   const { opts, settings } = start;
-  const common = commonOptions(sys, opts, settings.pollInterval);
-  const out = commandOutput(opts);
+  const { systemRootToken } = start.credentials;
+  const common = { ...commonOptions(sys, opts, settings.pollInterval), ...(systemRootToken ? { systemRootToken } : {}) };
+  const out = commandOutput(opts, systemRootToken ? [systemRootToken] : []);
   checkExecutables(sys, opts);
   const runner = batchRunner(sys, opts, common);
   const { submit, queue, label } = sys;

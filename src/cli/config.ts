@@ -38,6 +38,10 @@ export const API_HOST = '(ARVADOS_API_HOST)';
 export const API_TOKEN = '(ARVADOS_API_TOKEN)';
 /** Pseudo-flag of `TLS.Insecure`, named after the variable that wins over it. */
 export const API_INSECURE = '(ARVADOS_API_HOST_INSECURE)';
+/** Pseudo-flag of `TLS.Certificate`: the certificate file of `https://` InternalURLs. */
+export const TLS_CERTIFICATE = '(TLS certificate)';
+/** Pseudo-flag of `TLS.Key`: the key file of `https://` InternalURLs. */
+export const TLS_KEY = '(TLS key)';
 
 /** One config key we read. */
 export interface ConfigKey {
@@ -62,6 +66,8 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
   { key: 'SystemRootToken', flag: API_TOKEN, kind: 'string', secret: true },
   { key: 'TLS.Insecure', flag: API_INSECURE, kind: 'boolean' },
   { key: 'ManagementToken', flag: MANAGEMENT_TOKEN, kind: 'string', secret: true },
+  { key: 'TLS.Certificate', flag: TLS_CERTIFICATE, kind: 'string' },
+  { key: 'TLS.Key', flag: TLS_KEY, kind: 'string' },
   { key: 'Services.DispatchSLURM.InternalURLs', flag: 'listen', kind: 'internal-urls', commands: ['slurm'] },
   { key: 'Services.DispatchLSF.InternalURLs', flag: 'listen', kind: 'internal-urls', commands: ['lsf'] },
   { key: 'API.MaxItemsPerResponse', flag: 'batch-size', kind: 'integer' },
@@ -97,6 +103,8 @@ export interface ListenAddress {
   port: number;
   /** The InternalURLs key it came from, for messages. */
   url: string;
+  /** Serve TLS (an `https://` URL), with `TLS.Certificate` and `TLS.Key` of the config. */
+  tls?: boolean;
 }
 
 /** A config value in the form a flag would give it, and the key it came from. */
@@ -123,6 +131,8 @@ export interface ClusterConfig {
   readonly entries: readonly ConfigEntry[];
   /** The file's hash, its mtime and when it was read (exported on `/metrics`). */
   readonly source: ConfigSourceInfo;
+  /** The keys of {@link CONFIG_KEYS} the file names, even with an empty value (which then overrides Arvados' default). */
+  readonly present?: ReadonlySet<string>;
 }
 
 /** Which file to read: the flag, else `$ARVADOS_CONFIG`, else the default path when it exists. */
@@ -226,16 +236,14 @@ const internalUrls = v.pipe(
         failed = true;
         continue;
       }
-      if (u.protocol !== 'http:') {
-        addIssue({
-          message: `"${listen}": only http:// listeners are supported (put a TLS proxy in front, or give ListenURL "http://...")`,
-          path: keyPath(dataset.value, url),
-        });
+      if (u.protocol !== 'http:' && u.protocol !== 'https:') {
+        addIssue({ message: `"${listen}": not an http:// or https:// URL`, path: keyPath(dataset.value, url) });
         failed = true;
         continue;
       }
-      const port = u.port ? Number(u.port) : 80;
-      out.push({ host: u.hostname.replace(/^\[|\]$/g, ''), port, url });
+      const tls = u.protocol === 'https:';
+      const port = u.port ? Number(u.port) : tls ? 443 : 80;
+      out.push({ host: u.hostname.replace(/^\[|\]$/g, ''), port, url, ...(tls ? { tls } : {}) });
     }
     return failed ? NEVER : out;
   }),
@@ -342,9 +350,11 @@ export function loadClusterConfig(path: string): ClusterConfig {
   }
 
   const entries: ConfigEntry[] = [];
+  const present = new Set<string>();
   for (const spec of CONFIG_KEYS) {
     const found = walk(cluster, spec.key.split('.'), path, prefix);
     if (found === undefined || found.value === null) continue;
+    present.add(spec.key);
     const fullKey = `${prefix}.${found.path}`;
     const parsed = v.safeParse(SCHEMAS[spec.kind], found.value, { abortEarly: true });
     if (!parsed.success) {
@@ -357,7 +367,7 @@ export function loadClusterConfig(path: string): ClusterConfig {
     if (value === '' || (Array.isArray(value) && value.length === 0 && spec.kind === 'internal-urls')) continue;
     entries.push({ flag: spec.flag, commands: spec.commands, value, key: fullKey });
   }
-  return { path, clusterId, entries, source };
+  return { path, clusterId, entries, present, source };
 }
 
 /** Follows `parts` below `obj` case-insensitively; undefined if any is missing. */

@@ -11,12 +11,14 @@ import { Dispatcher } from '../dispatcher/dispatcher.js';
 import type { Runner } from '../dispatcher/runner.js';
 import type { BatchRunner } from '../runners/batch/runner.js';
 import { parseCommandLine, type OptionTable, type Options } from './args.js';
+import { resolveCredentials, type ResolvedCredentials } from './credentials.js';
 import { apiClientFromEnv, checkReachable, dispatcherSettings } from './dispatching.js';
 import { ExitCode } from './errors.js';
 import { Output } from './output.js';
 import type { Reporter } from './report.js';
 import { managementSettings, startService, type ManagementSettings } from './service.js';
 import { runSession, type SessionRunner } from './session.js';
+import { SystemdNotifier } from './systemd.js';
 
 /** The command line of a dispatching command, read before anything else happens. */
 export interface CommandStart {
@@ -28,6 +30,8 @@ export interface CommandStart {
   statusInterval: number;
   /** Where to serve the management API, if anywhere. */
   management: ManagementSettings | undefined;
+  /** The API credentials (cluster config, else the deprecated environment fallback) and the SystemRootToken. */
+  credentials: ResolvedCredentials;
 }
 
 /**
@@ -44,7 +48,7 @@ export function beginCommand(argv: string[], table: OptionTable, command: string
   }
   const settings = dispatcherSettings(opts);
   const statusInterval = opts.duration('status-interval', 30_000);
-  return { opts, settings, statusInterval, management: managementSettings(opts) };
+  return { opts, settings, statusInterval, management: managementSettings(opts), credentials: resolveCredentials(opts) };
 }
 
 /** The command's output (text or `--json`), with the notes parsing left (deprecated flags...) printed as warnings. */
@@ -75,6 +79,36 @@ export interface ServeOptions {
   shutdownTimeout: number;
   /** What the command prints, given the Dispatcher and the API client. */
   present(d: Dispatcher, client: ArvadosClient): Presentation;
+  /**
+   * More conditions for readiness (systemd's `READY=1`), besides the token
+   * being identified and the management listener being up: e.g. a cluster
+   * lock being held. Each resolves when its condition holds; a rejection
+   * means never ready.
+   */
+  readyGates?: ReadonlyArray<(d: Dispatcher) => Promise<void>>;
+}
+
+/** Ms without a completed poll cycle after which the watchdog stops pinging (besides two poll intervals). */
+const WATCHDOG_SLACK = 60_000;
+
+/**
+ * Resolves once `d` has identified its token (rejects if it stops first):
+ * the first readiness condition.
+ */
+export function identified(d: Dispatcher): Promise<void> {
+  if (d.auth) return Promise.resolve();
+  return new Promise<void>((resolve, reject) => {
+    const onId = (): void => {
+      d.off('stopping', onStop);
+      resolve();
+    };
+    const onStop = (): void => {
+      d.off('identified', onId);
+      reject(new Error('stopped before identifying its token'));
+    };
+    d.once('identified', onId);
+    d.once('stopping', onStop);
+  });
 }
 
 /**
@@ -83,18 +117,34 @@ export interface ServeOptions {
  * the management API. Resolves to the exit status.
  */
 export async function serveDispatcher(start: CommandStart, out: Output, o: ServeOptions): Promise<number> {
-  const { opts, settings } = start;
-  const client = apiClientFromEnv(out, opts);
+  const { opts, settings, credentials } = start;
+  const client = apiClientFromEnv(out, opts, process.env, credentials);
   await checkReachable(client);
   const d = new Dispatcher({ client, runner: o.runner, ...settings, secondSignal: 'exit', shutdownTimeout: o.shutdownTimeout });
+  // Once the token works: a start that fails says one line, not warnings first.
+  d.once('identified', () => {
+    for (const w of credentials.warnings) out.warn(w, {}, 'credentials');
+  });
   const { session, reporter, start: announce } = o.present(d, client);
   out.event('start', announce.text, announce.fields);
   const service = start.management ? await startService(start.management, out, d, settings.pollInterval, { batch: o.batch, config: opts.config?.source }) : undefined;
+  const notifier = new SystemdNotifier({ warn: (m) => out.warn(m) });
+  let lastCycle = Date.now();
+  d.on('cycle', () => (lastCycle = Date.now()));
+  // The watchdog is fed while the poll loop completes cycles (healthy or not: an API outage is not cured by a restart).
+  const alive = (): boolean => Date.now() - lastCycle < 2 * settings.pollInterval + WATCHDOG_SLACK;
+  d.once('stopping', () => notifier.stopping());
+  // The listener is up (startService returned); the token and any other gate must hold too.
+  Promise.all([identified(d), ...(o.readyGates ?? []).map((g) => g(d))]).then(
+    () => notifier.ready(alive),
+    () => {},
+  );
   try {
     await runSession({ out, dispatcher: d, runner: session, reporter, statusInterval: start.statusInterval });
   } finally {
     await o.runner.close();
     await service?.close();
+    await notifier.close();
   }
   return ExitCode.OK;
 }

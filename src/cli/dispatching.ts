@@ -1,6 +1,6 @@
 /**
  * What the dispatching commands (`local`, `slurm`, `lsf`, `sge`) share: the
- * API client (environment, then cluster config, then settings.conf), a
+ * API client (cluster config, else environment and settings.conf), a
  * quick reachability check, and the Dispatcher settings of their flags.
  *
  * @module
@@ -11,37 +11,19 @@ import { ArvadosClient } from '../client/client.js';
 import { ArvadosConfigError } from '../client/errors.js';
 import type { DispatcherOptions } from '../dispatcher/dispatcher.js';
 import type { Options } from './args.js';
-import { API_HOST, API_INSECURE, API_TOKEN } from './config.js';
+import { resolveCredentials, type ResolvedCredentials } from './credentials.js';
 import { CliError } from './errors.js';
 import type { Output } from './output.js';
 
 /**
- * The ARVADOS_* variables the client is built from: each from the
- * environment if set, else from the cluster config; what both lack is left
- * for `$HOME/.config/arvados/settings.conf`.
+ * The API client from credentials chosen by {@link resolveCredentials}
+ * (the cluster config, else ARVADOS_API_* and settings.conf). Its token is
+ * masked in all output from now on.
  */
-export function credentialsEnv(opts: Options | undefined, env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
-  const merged: NodeJS.ProcessEnv = { ...env };
-  const fill = (name: string, v: string | undefined): void => {
-    if (v !== undefined && (merged[name] === undefined || merged[name]!.trim() === '')) merged[name] = v;
-  };
-  const host = opts?.configValue(API_HOST)?.value;
-  const token = opts?.configValue(API_TOKEN)?.value;
-  const insecure = opts?.configValue(API_INSECURE)?.value;
-  fill('ARVADOS_API_HOST', typeof host === 'string' ? host : undefined);
-  fill('ARVADOS_API_TOKEN', typeof token === 'string' ? token : undefined);
-  if (typeof insecure === 'boolean') fill('ARVADOS_API_HOST_INSECURE', insecure ? '1' : '0');
-  return merged;
-}
-
-/**
- * The API client: ARVADOS_* variables, then the cluster config of `opts`,
- * then settings.conf. Its token is masked in all output from now on.
- */
-export function apiClientFromEnv(out: Output, opts?: Options, env: NodeJS.ProcessEnv = process.env): ArvadosClient {
+export function apiClientFromEnv(out: Output, opts?: Options, env: NodeJS.ProcessEnv = process.env, resolved: ResolvedCredentials = resolveCredentials(opts, env)): ArvadosClient {
   let client: ArvadosClient;
   try {
-    client = ArvadosClient.fromEnv(credentialsEnv(opts, env));
+    client = ArvadosClient.fromEnv(resolved.env);
   } catch (err) {
     if (err instanceof ArvadosConfigError) throw new CliError(err.message);
     throw err;
@@ -111,7 +93,7 @@ export function dispatcherSettings(
   const maxJobs = BATCH_COMMANDS.has(opts.command) ? opts.integer('max-jobs', BATCH_MAX_JOBS, 1) : opts.integer('max-jobs', undefined, 1);
   return {
     pollInterval: opts.duration('poll-interval', 10_000, 1),
-    batchSize: opts.integer('batch-size', 100),
+    batchSize: opts.integer('batch-size', 1000),
     minRetryPeriod: opts.duration('min-retry-period', 0),
     lockConcurrency: opts.integer('lock-concurrency', 8),
     events: !opts.flag('no-events'),

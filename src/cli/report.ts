@@ -154,10 +154,22 @@ export class Reporter {
     d.on('adopted', (c) =>
       o.event('adopted', `${c.uuid} adopted in state ${c.state} (locked by this token before a restart)`, { uuid: c.uuid, state: c.state, priority: c.priority }),
     );
+    // Containers being killed: their release is the kill's, not a runner's leftover.
+    const killing = new Set<string>();
+    d.on('kill', (uuid, reason) => {
+      killing.add(uuid);
+      o.event('kill', `${uuid} kill requested (${reason}): stopping its work now`, { uuid, reason });
+    });
     d.on('released', (uuid, action, state) => {
       if (action === 'cancelled') this.#setFinal(uuid, 'Cancelled');
+      if (killing.delete(uuid)) {
+        const text = action === 'unlocked' ? 'unlocked: it had not started, so it is Queued again' : `${action} (it was ${state})`;
+        o.event('released', `${uuid} ${text}`, { uuid, action, state, kill: true });
+        return;
+      }
       o.event('released', `${uuid} ${action}: it was still ${state} after its runner returned`, { uuid, action, state });
     });
+    d.on('settled', (uuid) => killing.delete(uuid));
     d.on('warning', (message) => o.warn(message));
     // The dispatcher sees every container end, whatever the runner reports.
     d.on('stream-ended', (uuid, _reason, c) => {

@@ -16,7 +16,7 @@ import { DispatchMetrics } from '../server/metrics.js';
 import { observeDispatcher } from '../server/observe.js';
 import { registerVersionMetrics, type ConfigSourceInfo } from '../server/version-metrics.js';
 import type { Options } from './args.js';
-import { MANAGEMENT_TOKEN, type ListenAddress } from './config.js';
+import { MANAGEMENT_TOKEN, TLS_CERTIFICATE, TLS_KEY, type ListenAddress } from './config.js';
 import { CliError, UsageError } from './errors.js';
 import type { Output } from './output.js';
 import { packageVersion } from './version.js';
@@ -25,12 +25,16 @@ import { packageVersion } from './version.js';
 export interface ManagementSettings {
   /** Addresses to try in order. */
   listen: ListenAddress[];
-  token: string;
+  /** Undefined: no ManagementToken; every request is answered 404 `disabled`, as the Go services do. */
+  token: string | undefined;
+  /** The certificate and key (PEM) for `https://` addresses. */
+  tls?: { cert: Buffer; key: Buffer };
 }
 
 /**
  * Parses `HOST:PORT`, `:PORT` (every interface), `[::1]:PORT` or an
- * `http://HOST:PORT/` URL.
+ * `http://HOST:PORT/` or `https://HOST:PORT/` URL (TLS with the config's
+ * certificate).
  *
  * @throws RangeError naming the bad text.
  */
@@ -38,7 +42,7 @@ export function parseListen(text: string): ListenAddress {
   const t = text.trim();
   let host: string;
   let port: string;
-  const url = /^http:\/\//i.test(t);
+  const url = /^https?:\/\//i.test(t);
   if (url) {
     let u: URL;
     try {
@@ -47,7 +51,7 @@ export function parseListen(text: string): ListenAddress {
       throw new RangeError(`"${text}" is not HOST:PORT`);
     }
     host = u.hostname;
-    port = u.port || '80';
+    port = u.port || (u.protocol === 'https:' ? '443' : '80');
   } else {
     const m = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d+)$/.exec(t);
     if (!m) throw new RangeError(`"${text}" is not HOST:PORT (e.g. 127.0.0.1:9005, :9005, [::1]:9005)`);
@@ -56,7 +60,8 @@ export function parseListen(text: string): ListenAddress {
   }
   const n = Number(port);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new RangeError(`"${text}": port must be 0-65535`);
-  return { host: host.replace(/^\[|\]$/g, ''), port: n, url: t };
+  const tls = /^https:/i.test(t);
+  return { host: host.replace(/^\[|\]$/g, ''), port: n, url: t, ...(tls ? { tls } : {}) };
 }
 
 /**
@@ -64,7 +69,7 @@ export function parseListen(text: string): ListenAddress {
  * asked for. Everything is checked here, before the dispatcher starts.
  *
  * @throws {@link UsageError} for a bad address, an unreadable or empty
- * token file, or a listener without a token.
+ * token file, or an https address without a readable certificate and key.
  */
 export function managementSettings(opts: Options): ManagementSettings | undefined {
   let listen: ListenAddress[] = [];
@@ -106,12 +111,28 @@ export function managementSettings(opts: Options): ManagementSettings | undefine
     if (typeof v === 'string' && v.trim()) token = v.trim();
   }
   if (listen.length === 0) return undefined;
-  if (!token) {
-    throw new UsageError(
-      `refusing to start the management listener on ${listen.map((a) => a.url).join(', ')} without a token: set ManagementToken in the cluster config or give --management-token-file`,
-    );
-  }
-  return { listen, token };
+  const tls = listen.some((a) => a.tls) ? tlsFiles(opts) : undefined;
+  return { listen, token, ...(tls ? { tls } : {}) };
+}
+
+/**
+ * The config's `TLS.Certificate` and `TLS.Key` (paths, optionally
+ * `file://`), read as the Go services read them.
+ *
+ * @throws {@link UsageError} naming the key when one is missing or unreadable.
+ */
+function tlsFiles(opts: Options): { cert: Buffer; key: Buffer } {
+  const read = (flag: string, key: string): Buffer => {
+    const v = opts.configValue(flag)?.value;
+    if (typeof v !== 'string' || v.trim() === '') throw new UsageError(`an https:// management address needs ${key} in the cluster config`);
+    const path = v.trim().replace(/^file:\/\//, '');
+    try {
+      return readFileSync(path);
+    } catch (err) {
+      throw new UsageError(`${key}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? describeError(err)}`);
+    }
+  };
+  return { cert: read(TLS_CERTIFICATE, 'TLS.Certificate'), key: read(TLS_KEY, 'TLS.Key') };
 }
 
 /** A running management listener and what feeds it. */
@@ -138,7 +159,7 @@ export interface StartServiceOptions {
  * @throws {@link CliError} when no address can be listened on.
  */
 export async function startService(settings: ManagementSettings, out: Output, d: Dispatcher, pollInterval: number, opts: StartServiceOptions = {}): Promise<Service> {
-  out.addSecret(settings.token);
+  if (settings.token) out.addSecret(settings.token);
   const metrics = new DispatchMetrics();
   registerVersionMetrics(metrics.registry, packageVersion(), opts.config);
   const health = new HealthMonitor().watch('api', pollInterval);
@@ -147,11 +168,12 @@ export async function startService(settings: ManagementSettings, out: Output, d:
   observeDispatcher(metrics, health, d, { batch: opts.batch });
   let server: ManagementServer;
   try {
-    server = await startManagementServer({ listen: settings.listen, token: settings.token, health, metrics, dispatch: d });
+    server = await startManagementServer({ listen: settings.listen, token: settings.token, ...(settings.tls ? { tls: settings.tls } : {}), health, metrics, dispatch: d });
   } catch (err) {
     if (err instanceof ManagementServerError) throw new CliError(err.message);
     throw err;
   }
-  out.event('listening', `management API on http://${server.address}/ (health, metrics, containers)`, { address: server.address });
+  const what = settings.token ? 'health, metrics, containers' : 'disabled: no ManagementToken, every request is answered 404';
+  out.event('listening', `management API on ${server.protocol}://${server.address}/ (${what})`, { address: server.address, protocol: server.protocol, enabled: settings.token !== undefined });
   return { server, metrics, health, close: () => server.close() };
 }

@@ -27,14 +27,14 @@ import { FullRecordPrefetch, MAX_ITEMS_PER_QUERY, QUEUE_FIELDS, SUMMARY_FIELDS, 
 import { ApiPressure } from './pressure.js';
 import { releaseContainer } from './release.js';
 import { RunnerConfigError, type ReleaseAction, type ReleaseOptions, type RunContainer, type Runner } from './runner.js';
-import type { DispatchEntry, DispatcherEventOptions, DispatcherEvents, DispatcherOptions, DispatcherStatus } from './options.js';
+import type { DispatchEntry, DispatcherEventOptions, DispatcherEvents, DispatcherOptions, DispatcherStatus, InstanceTypeView } from './options.js';
 import { onStopSignals, type SecondSignal } from './signals.js';
 import { RetryBackoff, Throttle } from './throttle.js';
 import { UpdateStream, type StreamEndReason } from './updates.js';
 import { WakeBudget } from './wake-budget.js';
 
 export type { RunContainer } from './runner.js';
-export type { DispatchEntry, DispatcherEventOptions, DispatcherEvents, DispatcherOptions, DispatcherStatus } from './options.js';
+export type { DispatchEntry, DispatcherEventOptions, DispatcherEvents, DispatcherOptions, DispatcherStatus, InstanceTypeView } from './options.js';
 
 const log = logger('dispatcher');
 
@@ -57,6 +57,8 @@ interface Tracker {
    * so it skips another read of the record.
    */
   settledByRelease: boolean;
+  /** The `finished` event was emitted for it. */
+  finishedReported?: boolean;
 }
 
 const LIVE = new Set<ContainerState>(['Locked', 'Running']);
@@ -159,6 +161,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   readonly #identity = deferred<ApiClientAuthorization>();
   #idleWaiters: Array<{ after: number; wait: Deferred<void> }> = [];
   #waiting: DispatchEntry[] = [];
+  /** When each held or waiting container was first seen (epoch ms); pruned every cycle. */
+  readonly #firstSeen = new Map<string, number>();
   #auth: ApiClientAuthorization | undefined;
   readonly #ac = new AbortController();
   #run: Promise<void> | undefined;
@@ -293,7 +297,29 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       const status = t.phase === 'cleanup' ? 'releasing' : (this.runner?.schedulingStatus?.(t.uuid) ?? (t.record.state === 'Running' ? 'running' : 'locked'));
       held.push({ container: t.record, scheduling_status: status });
     }
-    return [...held, ...this.#waiting.filter((e) => !this.#trackers.has(e.container.uuid))];
+    const all = [...held, ...this.#waiting.filter((e) => !this.#trackers.has(e.container.uuid))];
+    return all.map((e) => {
+      const seen = this.#firstSeen.get(e.container.uuid);
+      return {
+        ...e,
+        first_seen_at: new Date(seen ?? Date.now()).toISOString(),
+        instance_types: this.#instanceTypes(e.container),
+      };
+    });
+  }
+
+  /** The runner's instance types for a container; a throwing runner counts as none. */
+  #instanceTypes(c: Readonly<Container>): readonly InstanceTypeView[] {
+    try {
+      return this.runner?.instanceTypes?.(c) ?? [];
+    } catch (err) {
+      log('instanceTypes(%s) threw: %s', c.uuid, describeError(err));
+      return [];
+    }
+  }
+
+  #markSeen(uuid: string): void {
+    if (!this.#firstSeen.has(uuid)) this.#firstSeen.set(uuid, Date.now());
   }
 
   /** The newest record of a container this dispatcher holds, if it holds it. */
@@ -302,9 +328,34 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     return t && t.phase !== 'retired' ? t.record : undefined;
   }
 
-  /** Cancels a container this token holds: `release(uuid, { reason, cancel: true })`. */
-  kill(uuid: string, reason: string): Promise<ReleaseAction> {
-    return this.release(uuid, { reason, cancel: true });
+  /**
+   * Stops a container this token holds, as the Go dispatchers' management
+   * API does: the runner's `kill` stops its work at once (crunch-run is
+   * signalled, a batch job cancelled), and the container is released with
+   * `reason` in its `logs` record: a Running container is cancelled (with
+   * `runtime_status.error: reason`), a Locked one that has not started is
+   * unlocked, so it ends Queued and another attempt can run it; it is not
+   * locked again here before `failureBackoff` has passed. Returns what the
+   * release did (`none` if the container is not held).
+   */
+  async kill(uuid: string, reason: string): Promise<ReleaseAction> {
+    log('kill %s: %s', uuid, this.#redactor.redact(reason));
+    if (this.#trackers.get(uuid)?.phase === 'running') this.#safeEmit('kill', uuid, this.#redactor.redact(reason));
+    let action: ReleaseAction;
+    try {
+      action = await this.release(uuid, { reason });
+    } finally {
+      // The runner stops even when the release failed: the operator asked for it, and the next cleanup releases.
+      if (this.#trackers.get(uuid)?.phase === 'running') {
+        try {
+          this.runner?.kill?.(uuid, reason);
+        } catch (err) {
+          this.#warn(`the runner could not stop ${uuid}: ${describeError(err)}`);
+        }
+      }
+    }
+    if (action === 'unlocked') this.#backoff.failed(uuid);
+    return action;
   }
 
   /**
@@ -402,7 +453,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         try {
           await this.runner.attach(this, this.#ac.signal);
         } catch (err) {
-          if (!isAbortOf(err, this.#ac.signal)) throw new Error(`the runner could not start: ${describeError(err)}`);
+          // A stop during the runner's startup is a stop, whatever the runner rejects with.
+          if (!isAbortOf(err, this.#ac.signal) && !this.#stopping) throw new Error(`the runner could not start: ${describeError(err)}`);
         }
       }
       if (this.#auth && !this.#stopping) this.#listen();
@@ -720,6 +772,9 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     this.#status.atQuota = atQuota;
     waiting.sort((a, b) => byPriority(a.container, b.container));
     this.#waiting = waiting;
+    const seen = new Set([...waiting.map((e) => e.container.uuid), ...toLock.map((c) => c.uuid)]);
+    for (const uuid of seen) this.#markSeen(uuid);
+    for (const uuid of this.#firstSeen.keys()) if (!seen.has(uuid) && !this.#trackers.has(uuid)) this.#firstSeen.delete(uuid);
     this.#locking += locking.length;
     try {
       for (const { lock } of locking) {
@@ -957,6 +1012,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       settledByRelease: false,
     };
     this.#trackers.set(c.uuid, t);
+    this.#markSeen(c.uuid);
     log('%s %s (state %s, priority %d); starting runner', how === 'locked' ? 'locked' : 'adopting', c.uuid, c.state, c.priority);
     // Promise.resolve().then(): a runner that throws synchronously still ends up
     // as a rejection, and never runs inside the poll loop. #settled never rejects.
@@ -1028,6 +1084,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     const t = this.#trackers.get(uuid);
     const record = out.after ?? out.fresh;
     if (t && t.phase === 'running' && record) t.record = deepFreeze(record);
+    if (t && record) this.#reportFinished(t, record);
     if (out.action !== 'none') {
       this.#safeEmit('released', uuid, out.action, out.fresh!.state);
       if (opts.detail || (opts.error !== undefined && !(opts.error instanceof RunnerConfigError))) {
@@ -1058,7 +1115,16 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     this.#safeEmit('paused', this.#paused, err);
   }
 
+  /** Emits `finished` once per held container, when `c` shows it final. */
+  #reportFinished(t: Tracker, c: Readonly<Container>): void {
+    if (t.finishedReported || t.phase === 'retired') return;
+    if (c.state !== 'Complete' && c.state !== 'Cancelled') return;
+    t.finishedReported = true;
+    this.#safeEmit('finished', t.uuid, c.state);
+  }
+
   #endStream(t: Tracker, reason: StreamEndReason, container?: Readonly<Container>): void {
+    if (reason === 'finished' && container) this.#reportFinished(t, container);
     if (t.stream.ended) return;
     t.stream.end(reason);
     if (reason !== 'runner-settled') this.#safeEmit('stream-ended', t.uuid, reason, container);

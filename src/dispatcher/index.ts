@@ -1,6 +1,7 @@
 export {
   Dispatcher,
   type DispatchEntry,
+  type InstanceTypeView,
   type DispatcherEventOptions,
   type DispatcherEvents,
   type DispatcherOptions,

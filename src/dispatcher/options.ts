@@ -99,12 +99,37 @@ export interface DispatcherStatus {
   paused?: string;
 }
 
+/**
+ * An instance type a container can run on, in the shape of Arvados'
+ * `InstanceTypes` config entries (as the cloud dispatcher's management API
+ * shows them): `Name` and the sizes, plus whatever else the source knows.
+ */
+export interface InstanceTypeView {
+  Name: string;
+  ProviderType?: string;
+  VCPUs?: number;
+  /** Bytes. */
+  RAM?: number;
+  /** Bytes. */
+  Scratch?: number;
+  Price?: number;
+  Preemptible?: boolean;
+  [key: string]: unknown;
+}
+
 /** One container the dispatcher holds or is waiting to lock, for the management API. */
 export interface DispatchEntry {
   /** The newest record the dispatcher has of it. */
   container: Readonly<Container>;
   /** A short sentence on where it stands, e.g. `running (pid 123)`, `waiting: at max-jobs (4)`. */
   scheduling_status: string;
+  /** When this dispatcher first saw it (ISO 8601), for `first_seen_at`. */
+  first_seen_at?: string;
+  /**
+   * The instance types it may run on, best first, from the runner's
+   * `instanceTypes()` (empty when the runner does not choose types).
+   */
+  instance_types?: readonly InstanceTypeView[];
 }
 
 /** Events a Dispatcher emits (for progress displays and metrics). */
@@ -119,6 +144,17 @@ export interface DispatcherEvents {
   settled: [uuid: string, error: unknown];
   /** {@link Dispatcher.release} unlocked or cancelled a container; `state` is the state it had. */
   released: [uuid: string, action: 'unlocked' | 'cancelled', state: ContainerState];
+  /**
+   * A container held here reached a final state (Complete or Cancelled):
+   * once per container, whichever the dispatcher learnt it from first (its
+   * updates stream, or the fresh record read by a release or a cleanup).
+   */
+  finished: [uuid: string, state: 'Complete' | 'Cancelled'];
+  /**
+   * `Dispatcher.kill` was called for a held container (the reason redacted);
+   * the `released` event that follows says what its release did.
+   */
+  kill: [uuid: string, reason: string];
   /** A runner's updates stream ended; `container` is the record that ended it, if one did. */
   'stream-ended': [uuid: string, reason: StreamEndReason, container: Readonly<Container> | undefined];
   /** Something failed that the dispatcher will retry or has worked around. */

@@ -7,6 +7,7 @@
 import type { Container } from '../types.js';
 import type { ContainerUpdates } from './updates.js';
 import type { Dispatcher } from './dispatcher.js';
+import type { InstanceTypeView } from './options.js';
 
 /**
  * Runs one container: starts it if it is Locked, or resumes watching it if it
@@ -44,6 +45,19 @@ export interface Runner {
   capacity?(candidates: readonly Readonly<Container>[]): number | undefined;
   /** A short sentence on where a held container stands, for the management API. */
   schedulingStatus?(uuid: string): string | undefined;
+  /**
+   * The instance types a container (held or queued) would run on, best
+   * first, for the management API's `instance_types` and `instance_type`;
+   * undefined or empty when the runner does not choose instance types.
+   */
+  instanceTypes?(container: Readonly<Container>): readonly InstanceTypeView[] | undefined;
+  /**
+   * Stops the work for a held container at once (e.g. signals crunch-run
+   * without a grace period, or cancels its batch job), because
+   * `Dispatcher.kill` was asked to; `reason` says why, for the runner's
+   * log. The Dispatcher releases the container itself.
+   */
+  kill?(uuid: string, reason: string): void;
 }
 
 /** How a container is released: see {@link Dispatcher.release}. */

@@ -3,11 +3,14 @@
  * shapes of Arvados' cloud dispatcher, so the controller (Workbench's
  * "scheduling status"), the health aggregator and Prometheus can read it.
  * Every path, including unknown ones, needs `Authorization: Bearer
- * <ManagementToken>`, as the Go services require.
+ * <ManagementToken>`, as the Go services require; with no ManagementToken
+ * configured, every request is answered 404 `disabled`, as theirs are.
+ * `https` addresses serve TLS with the configured certificate.
  *
  * @module
  */
 import * as http from 'node:http';
+import * as https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { logger } from '../log.js';
 import type { DispatchEntry } from '../dispatcher/dispatcher.js';
@@ -30,10 +33,20 @@ export interface DispatchView {
 
 /** Options of {@link startManagementServer}. */
 export interface ManagementServerOptions {
-  /** Addresses to try in order; the first one this host can listen on is used (as Go services pick their InternalURL). */
-  listen: ReadonlyArray<{ host: string; port: number }>;
-  /** The management token; required. */
-  token: string;
+  /**
+   * Addresses to try in order; the first one this host can listen on is
+   * used (as Go services pick their InternalURL). `tls`: serve HTTPS with
+   * {@link ManagementServerOptions.tls}.
+   */
+  listen: ReadonlyArray<{ host: string; port: number; tls?: boolean }>;
+  /**
+   * The management token. Without one (empty or undefined) the listener
+   * still starts and answers every request 404 `disabled`, as the Go
+   * services do when `ManagementToken` is not configured.
+   */
+  token: string | undefined;
+  /** The certificate and key (PEM) for addresses with `tls`. */
+  tls?: { cert: string | Buffer; key: string | Buffer };
   health: HealthMonitor;
   metrics: DispatchMetrics;
   dispatch: DispatchView;
@@ -63,6 +76,8 @@ const MAX_HEADER_SIZE = 8 * 1024;
 export interface ManagementServer {
   /** `host:port` it listens on. */
   readonly address: string;
+  /** `http` or `https`. */
+  readonly protocol: 'http' | 'https';
   /** Stops listening and closes open connections. */
   close(): Promise<void>;
 }
@@ -92,12 +107,45 @@ function error(res: http.ServerResponse, status: number, message: string): void 
  */
 const CONTAINER_FIELDS = ['uuid', 'state', 'priority', 'runtime_constraints', 'container_image', 'scheduling_parameters', 'created_at'] as const;
 
-/** The cloud dispatcher's queue entry shape. */
+function count(v: unknown): number {
+  return typeof v === 'number' && Number.isFinite(v) && v > 0 ? v : 0;
+}
+
+/**
+ * What a container asks for, in the shape of the cloud dispatcher's
+ * `InstanceResources`: vCPUs, RAM (ram + keep_cache_ram), GPUs and their
+ * VRAM. Scratch is left 0: the entry's record carries no mounts.
+ */
+function instanceResources(c: DispatchEntry['container']): Record<string, number> {
+  const rc = c.runtime_constraints ?? {};
+  const gpu = rc.gpu && count(rc.gpu.device_count) > 0 ? rc.gpu : undefined;
+  return {
+    VCPUs: count(rc.vcpus),
+    RAM: count(rc.ram) + count(rc.keep_cache_ram),
+    Scratch: 0,
+    GPUs: gpu ? count(gpu.device_count) : count(rc.cuda?.device_count),
+    GPUVRAM: gpu ? count(gpu.vram) : 0,
+  };
+}
+
+/**
+ * A queue entry in both shapes controllers decode: the older documented
+ * one (`container`, `instance_type`, `scheduling_status`) and Arvados
+ * HEAD's (`instance_types`, `instance_resources`, `first_seen_at`).
+ */
 function entryJson(e: DispatchEntry): Record<string, unknown> {
   const c = e.container as unknown as Record<string, unknown>;
   const container: Record<string, unknown> = {};
   for (const f of CONTAINER_FIELDS) container[f] = c[f] ?? null;
-  return { container, instance_type: null, scheduling_status: e.scheduling_status };
+  const types = e.instance_types ?? [];
+  return {
+    container,
+    instance_type: types[0] ?? null,
+    instance_types: types,
+    instance_resources: instanceResources(e.container),
+    first_seen_at: e.first_seen_at ?? null,
+    scheduling_status: e.scheduling_status,
+  };
 }
 
 function findEntry(view: DispatchView, uuid: string): DispatchEntry | undefined {
@@ -121,6 +169,12 @@ async function params(req: http.IncomingMessage, url: URL): Promise<URLSearchPar
 }
 
 async function handle(opts: ManagementServerOptions, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  if (!opts.token) {
+    // Go's health handler with no ManagementToken: plain text, as http.Error writes it.
+    res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8', 'X-Content-Type-Options': 'nosniff' });
+    res.end('disabled\n');
+    return;
+  }
   const auth = checkBearer(req.headers.authorization, opts.token);
   if (auth !== 'ok') {
     error(res, auth, auth === 401 ? 'Unauthorized' : 'Forbidden');
@@ -191,16 +245,16 @@ function listenOn(server: http.Server, host: string, port: number): Promise<void
  * Starts the management listener on the first address of `opts.listen`
  * this host can listen on.
  *
- * @throws {@link ManagementServerError} without a token, or when no address can be listened on.
+ * @throws {@link ManagementServerError} when no address can be listened
+ * on, or an https address has no certificate.
  */
 export async function startManagementServer(opts: ManagementServerOptions): Promise<ManagementServer> {
-  if (!opts.token || opts.token.trim() === '') throw new ManagementServerError('refusing to start the management listener without a management token');
   if (opts.listen.length === 0) throw new ManagementServerError('no address to listen on');
   const idle = checkDuration('idleTimeout', opts.idleTimeout ?? MANAGEMENT_IDLE_TIMEOUT, 1);
   const maxConnections = opts.maxConnections ?? MANAGEMENT_MAX_CONNECTIONS;
   if (!Number.isInteger(maxConnections) || maxConnections < 1) throw new ManagementServerError(`maxConnections must be an integer >= 1, got ${String(maxConnections)}`);
   const busy = new WeakSet<Socket>();
-  const server = http.createServer({ maxHeaderSize: MAX_HEADER_SIZE, connectionsCheckingInterval: Math.min(idle, 1_000) }, (req, res) => {
+  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     // A request being answered (a kill can take a while) is not idleness.
     busy.add(req.socket);
     res.once('close', () => busy.delete(req.socket));
@@ -209,31 +263,48 @@ export async function startManagementServer(opts: ManagementServerOptions): Prom
       if (!res.headersSent) error(res, err instanceof RangeError ? 413 : 500, err instanceof RangeError ? err.message : 'internal error');
       else res.destroy();
     });
-  });
-  // Slow or idle clients must not hold sockets open for ever: a connection
-  // that sends nothing is closed after `idle` ms (server.timeout), one that
-  // is slow to send its head or request after at most 10 or 30 s.
-  server.requestTimeout = 30_000;
-  server.headersTimeout = Math.min(10_000, idle);
-  server.keepAliveTimeout = Math.min(5_000, idle);
-  server.timeout = idle;
-  server.on('timeout', (socket: Socket) => {
-    if (!busy.has(socket)) socket.destroy();
-  });
-  server.maxConnections = maxConnections;
+  };
+  const serverOptions = { maxHeaderSize: MAX_HEADER_SIZE, connectionsCheckingInterval: Math.min(idle, 1_000) };
   const failures: string[] = [];
   for (const a of opts.listen) {
+    let server: http.Server;
+    if (a.tls) {
+      if (!opts.tls) {
+        failures.push(`${a.host}:${a.port}: an https address needs TLS.Certificate and TLS.Key`);
+        continue;
+      }
+      try {
+        server = https.createServer({ ...serverOptions, cert: opts.tls.cert, key: opts.tls.key }, onRequest);
+      } catch (err) {
+        throw new ManagementServerError(`cannot use the TLS certificate and key: ${describeError(err)}`);
+      }
+    } else {
+      server = http.createServer(serverOptions, onRequest);
+    }
+    // Slow or idle clients must not hold sockets open for ever: a connection
+    // that sends nothing is closed after `idle` ms (server.timeout), one that
+    // is slow to send its head or request after at most 10 or 30 s.
+    server.requestTimeout = 30_000;
+    server.headersTimeout = Math.min(10_000, idle);
+    server.keepAliveTimeout = Math.min(5_000, idle);
+    server.timeout = idle;
+    server.on('timeout', (socket: Socket) => {
+      if (!busy.has(socket)) socket.destroy();
+    });
+    server.maxConnections = maxConnections;
     try {
       await listenOn(server, a.host, a.port);
       const addr = server.address() as AddressInfo;
       const address = `${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
       log('management listener on %s', address);
+      const s = server;
       return {
         address,
+        protocol: a.tls ? 'https' : 'http',
         close: () =>
           new Promise<void>((resolve) => {
-            server.close(() => resolve());
-            server.closeAllConnections();
+            s.close(() => resolve());
+            s.closeAllConnections();
           }),
       };
     } catch (err) {

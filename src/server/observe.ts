@@ -73,10 +73,10 @@ export function observeDispatcher(metrics: DispatchMetrics, health: HealthMonito
     observeBatchRunner(metrics, health, opts.batch);
     return;
   }
-  d.on('stream-ended', (_uuid, reason, c) => {
-    // Without a scheduler's accounting, the reason is the final state the dispatcher saw.
-    if (reason === 'finished' && c && (c.state === 'Complete' || c.state === 'Cancelled')) metrics.recordFinished(c.state.toLowerCase());
-  });
+  // Without a scheduler's accounting, the reason is the final state the
+  // dispatcher saw: from the updates stream, or from the record read when the
+  // runner settled first (crunch-run often exits before the next poll).
+  d.on('finished', (_uuid, state) => metrics.recordFinished(state.toLowerCase()));
 }
 
 /**

@@ -8,7 +8,8 @@ import { afterAll, describe, expect, it } from '@jest/globals';
 import { parse, stringify } from 'yaml';
 import { DISPATCHER_OPTIONS, parseCommandLine, parseSubmitRate, type OptionTable } from '../../src/cli/args.js';
 import { CONFIG_KEYS, configPath, loadClusterConfig } from '../../src/cli/config.js';
-import { credentialsEnv, dispatcherSettings } from '../../src/cli/dispatching.js';
+import { resolveCredentials } from '../../src/cli/credentials.js';
+import { dispatcherSettings } from '../../src/cli/dispatching.js';
 import { UsageError } from '../../src/cli/errors.js';
 import { goSpellings } from '../../src/cli/go-flags.js';
 
@@ -117,7 +118,7 @@ describe('loading the cluster config', () => {
     ['a bad environment variable name', (c: any) => (c.Containers.SLURM.SbatchEnvironmentVariables = { 'A-B': 'x' }), /SbatchEnvironmentVariables\.A-B: not a valid environment variable name, got string "A-B"$/],
     ['a boolean that is a string', (c: any) => (c.TLS.Insecure = 'yes'), /Clusters\.zzzzz\.TLS\.Insecure: expected boolean, got string "yes"$/],
     ['an ExternalURL that is not a URL', (c: any) => (c.Services.Controller.ExternalURL = 'zzzzz example'), /Services\.Controller\.ExternalURL: "zzzzz example" is not a URL/],
-    ['an https InternalURL', (c: any) => (c.Services.DispatchSLURM.InternalURLs = { 'https://d.example:9006': {} }), /InternalURLs\.https:\/\/d\.example:9006: .*only http/],
+    ['an InternalURL that is not http(s)', (c: any) => (c.Services.DispatchSLURM.InternalURLs = { 'ftp://d.example:9006': {} }), /InternalURLs\.ftp:\/\/d\.example:9006: .*not an http:\/\/ or https:\/\/ URL/],
     ['a section that is not a mapping', (c: any) => (c.Containers = ['x']), /Clusters\.zzzzz\.Containers: expected a mapping/],
     ['a negative integer', (c: any) => (c.API.MaxItemsPerResponse = -1), /Clusters\.zzzzz\.API\.MaxItemsPerResponse: expected a number >= 0, got number -1$/],
     ['a fractional size', (c: any) => (c.Containers.ReserveExtraRAM = 1.5), /Containers\.ReserveExtraRAM: expected a whole number of bytes, got number 1\.5$/],
@@ -193,27 +194,65 @@ describe('loading the cluster config', () => {
   });
 });
 
-describe('API credentials', () => {
+describe('API credentials: the config, else the environment as a deprecated fallback', () => {
   const path = configFile();
   const opts = parseCommandLine(['--config', path], TABLE, 'local');
+  const ROOT = 'systemroottoken0123456789abcdefghijklmnopqrstuvwxyz';
 
-  it('come from the config when the environment has none', () => {
-    const env = credentialsEnv(opts, { HOME: dir });
-    expect(env.ARVADOS_API_HOST).toBe('zzzzz.example.com');
-    expect(env.ARVADOS_API_TOKEN).toBe('systemroottoken0123456789abcdefghijklmnopqrstuvwxyz');
-    expect(env.ARVADOS_API_HOST_INSECURE).toBe('0');
+  it('come from the config when it names the controller and the token', () => {
+    const r = resolveCredentials(opts, { HOME: dir, PATH: '/bin' });
+    expect(r.source).toBe('config');
+    expect(r.env).toMatchObject({ ARVADOS_API_HOST: 'zzzzz.example.com', ARVADOS_API_TOKEN: ROOT, ARVADOS_API_HOST_INSECURE: '0', PATH: '/bin' });
+    // settings.conf must not fill anything in.
+    expect(r.env.HOME).toBeUndefined();
+    expect(r.systemRootToken).toBe(ROOT);
+    expect(r.warnings).toEqual([]);
   });
 
-  it('the environment wins over the config, variable by variable', () => {
-    const env = credentialsEnv(opts, { ARVADOS_API_HOST: 'other:443', ARVADOS_API_HOST_INSECURE: '1' });
-    expect(env.ARVADOS_API_HOST).toBe('other:443');
-    expect(env.ARVADOS_API_TOKEN).toBe('systemroottoken0123456789abcdefghijklmnopqrstuvwxyz');
-    expect(env.ARVADOS_API_HOST_INSECURE).toBe('1');
+  it('the config wins over ARVADOS_API_*, which are ignored with one warning', () => {
+    const r = resolveCredentials(opts, { ARVADOS_API_HOST: 'other:443', ARVADOS_API_TOKEN: 'envtoken', ARVADOS_API_HOST_INSECURE: '1' });
+    expect(r.env).toMatchObject({ ARVADOS_API_HOST: 'zzzzz.example.com', ARVADOS_API_TOKEN: ROOT, ARVADOS_API_HOST_INSECURE: '0' });
+    expect(r.warnings).toEqual([expect.stringMatching(/^ignoring ARVADOS_API_HOST, ARVADOS_API_TOKEN, ARVADOS_API_HOST_INSECURE: the cluster config .* gives the API host and token$/)]);
+    expect(r.warnings.join()).not.toContain('envtoken');
+  });
+
+  it('TLS.Insecure comes from the config (default false)', () => {
+    const p = configFile((c) => (c.TLS.Insecure = true));
+    expect(resolveCredentials(parseCommandLine(['--config', p], TABLE, 'local'), {}).env.ARVADOS_API_HOST_INSECURE).toBe('1');
+    const q = configFile((c) => delete c.TLS);
+    expect(resolveCredentials(parseCommandLine(['--config', q], TABLE, 'local'), { ARVADOS_API_HOST_INSECURE: '1' }).env.ARVADOS_API_HOST_INSECURE).toBe('0');
+  });
+
+  it('a config naming neither: the environment, with one deprecation warning and one about the SystemRootToken', () => {
+    const p = configFile((c) => {
+      c.SystemRootToken = '';
+      c.Services.Controller.ExternalURL = '';
+    });
+    const r = resolveCredentials(parseCommandLine(['--config', p], TABLE, 'local'), { ARVADOS_API_HOST: 'other:443', ARVADOS_API_TOKEN: 'envtoken' });
+    expect(r.source).toBe('environment');
+    expect(r.env).toMatchObject({ ARVADOS_API_HOST: 'other:443', ARVADOS_API_TOKEN: 'envtoken' });
+    expect(r.systemRootToken).toBeUndefined();
+    expect(r.warnings).toEqual([expect.stringMatching(/names neither Services\.Controller\.ExternalURL nor SystemRootToken: using ARVADOS_API_\* \/ settings\.conf \(deprecated/), expect.stringMatching(/^no SystemRootToken is known/)]);
+  });
+
+  it('no config file: the environment, with only the SystemRootToken warning', () => {
+    const r = resolveCredentials(parseCommandLine([], TABLE, 'local', { HOME: '/nonexistent' }), { ARVADOS_API_HOST: 'h:1', ARVADOS_API_TOKEN: 't' });
+    expect(r.source).toBe('environment');
+    expect(r.warnings).toEqual([expect.stringMatching(/^no SystemRootToken is known/)]);
+  });
+
+  it('a config naming only one of them is a configuration error naming the other', () => {
+    const p = configFile((c) => (c.Services.Controller.ExternalURL = ''));
+    expect(usageMessage(() => resolveCredentials(parseCommandLine(['--config', p], TABLE, 'local'), { ARVADOS_API_HOST: 'x:1' }))).toBe(
+      `${p}: Clusters.zzzzz.Services.Controller.ExternalURL is not set (the config sets SystemRootToken; set both)`,
+    );
+    const q = configFile((c) => (c.SystemRootToken = ''));
+    expect(usageMessage(() => resolveCredentials(parseCommandLine(['--config', q], TABLE, 'local'), {}))).toMatch(/SystemRootToken is not set \(the config sets Services\.Controller\.ExternalURL; set both\)$/);
   });
 
   it('an http ExternalURL stays an explicit http:// host', () => {
     const p = configFile((c) => (c.Services.Controller.ExternalURL = 'http://127.0.0.1:8000/'));
-    expect(credentialsEnv(parseCommandLine(['--config', p], TABLE, 'local'), {}).ARVADOS_API_HOST).toBe('http://127.0.0.1:8000');
+    expect(resolveCredentials(parseCommandLine(['--config', p], TABLE, 'local'), {}).env.ARVADOS_API_HOST).toBe('http://127.0.0.1:8000');
   });
 });
 

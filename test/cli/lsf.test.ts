@@ -2,11 +2,13 @@
 // commands (test/runners/lsf/bin, first on PATH), which run the crunch-run
 // simulator on this machine; bad flags and a host without LSF need neither.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { stringify } from 'yaml';
+import { gatewayAuthSecret } from '../../src/runners/local/command.js';
 import { FakeArvados } from '../../src/testing/index.js';
 import { built, runCli, spawnCli, type Cli } from '../helpers/cli.js';
 import { waitFor } from '../helpers/wait.js';
@@ -98,6 +100,43 @@ afterAll(() => {
       // Leave nothing running behind.
       const left = JSON.parse(spawnSync(join(BIN, 'bjobs'), ['-o', 'jobid', '-json'], { encoding: 'utf8', env: { ...process.env, LSF_STUB_DIR: table } }).stdout) as { RECORDS: Array<{ JOBID: string }> };
       spawnSync(join(BIN, 'bkill'), left.RECORDS.map((r) => r.JOBID), { env: { ...process.env, LSF_STUB_DIR: table } });
+    }, 120_000);
+
+    it("from a cluster config: the job's GatewayAuthSecret is keyed by the config's SystemRootToken", async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'arvados-dispatch-lsf-secret-'));
+      try {
+        // A crunch-run that writes the GatewayAuthSecret it got to <dir>/<uuid>.secret.
+        const crunchRun = join(dir, 'crunch-run');
+        writeFileSync(crunchRun, `#!/bin/sh\nfor a; do u=$a; done\nprintf %s "$GatewayAuthSecret" > '${dir}'/"$u".secret\n`);
+        chmodSync(crunchRun, 0o755);
+        const config = join(dir, 'config.yml');
+        writeFileSync(
+          config,
+          stringify({
+            Clusters: {
+              zzzzz: {
+                SystemRootToken: fake.rootToken.token,
+                Services: { Controller: { ExternalURL: fake.url } },
+                TLS: { Insecure: true },
+                // Given empty: no sudo (Arvados' default would be "crunch").
+                Containers: { CrunchRunCommand: crunchRun, LSF: { BsubSudoUser: '' }, CloudVMs: { PollInterval: '200ms' } },
+              },
+            },
+          }),
+        );
+        const x = fake.addContainer({ runtime_constraints: { ram: 64 * MiB, vcpus: 1 } });
+        // No ARVADOS_* variables: the API and the token come from the config.
+        const cli = spawnCli(['lsf', '--config', config, '--bjobs-interval', '200ms', '--status-interval', '0'], { HOME: home, PATH, LSF_STUB_DIR: table });
+        children.push(cli);
+        const secret = join(dir, `${x.uuid}.secret`);
+        await waitFor(() => existsSync(secret) && readFileSync(secret, 'utf8').length > 0, 'the job ran', 60_000);
+        expect(readFileSync(secret, 'utf8')).toBe(gatewayAuthSecret(fake.rootToken.token, x.uuid));
+        cli.child.kill('SIGTERM');
+        expect((await cli.exited).code).toBe(0);
+        expect(cli.stderr()).toBe('');
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
     }, 120_000);
   });
 });

@@ -125,9 +125,24 @@ describe('management listener settings', () => {
 
   it.each(['9005', 'host', 'host:99999', 'host:port', '[::1]'])('refuses --listen %s', (text) => expect(() => parseListen(text)).toThrow(RangeError));
 
-  it('refuses a listener without a token', () => {
+  it('a listener without a token is disabled, not refused (as the Go services)', () => {
     const opts = parseCommandLine(['--listen', '127.0.0.1:0'], table, 'local', {});
-    expect(() => managementSettings(opts)).toThrow(/refusing to start the management listener on 127\.0\.0\.1:0 without a token/);
+    expect(managementSettings(opts)).toEqual({ listen: [{ host: '127.0.0.1', port: 0, url: '127.0.0.1:0' }], token: undefined });
+  });
+
+  it('an https InternalURL gets TLS.Certificate and TLS.Key (file:// or a path); without them it is a configuration error', () => {
+    writeFileSync(join(dir, 'cert.pem'), 'CERT');
+    writeFileSync(join(dir, 'key.pem'), 'KEY');
+    const cfg = join(dir, 'tls.yml');
+    writeFileSync(
+      cfg,
+      `Clusters:\n  zzzzz:\n    TLS:\n      Certificate: file://${dir}/cert.pem\n      Key: ${dir}/key.pem\n    Services:\n      DispatchSLURM:\n        InternalURLs:\n          "https://127.0.0.1:9006/": {}\n`,
+    );
+    const s = managementSettings(parseCommandLine(['--config', cfg], table, 'slurm', {}));
+    expect(s?.listen).toEqual([{ host: '127.0.0.1', port: 9006, url: 'https://127.0.0.1:9006/', tls: true }]);
+    expect(s?.tls?.cert.toString()).toBe('CERT');
+    expect(s?.tls?.key.toString()).toBe('KEY');
+    expect(() => managementSettings(parseCommandLine(['--listen', 'https://127.0.0.1:0/'], table, 'local', {}))).toThrow(/an https:\/\/ management address needs TLS\.Certificate in the cluster config/);
   });
 
   it('reads the token from --management-token-file, else ManagementToken', () => {

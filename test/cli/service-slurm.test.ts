@@ -4,11 +4,13 @@
 // from Services.DispatchSLURM.InternalURLs), against the real Slurm
 // (scripts/slurm-up.sh); the scheduler's metrics move as a job runs.
 import { spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { X509Certificate, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import * as https from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { TLSSocket } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from '@jest/globals';
 import { parse, stringify } from 'yaml';
@@ -97,6 +99,74 @@ function freePort(): Promise<number> {
         expect(cli.stdout() + cli.stderr()).not.toContain(MGMT);
       } finally {
         if (cli.child.exitCode === null) cli.child.kill('SIGKILL');
+      }
+    } finally {
+      await fake.stop();
+    }
+  }, 120_000);
+
+  it('a Go config: InternalURLs without ManagementToken starts, 404 "disabled"; an https InternalURL serves TLS with TLS.Certificate', async () => {
+    const fake = await new FakeArvados({ clusterId: CLUSTER }).start();
+    try {
+      const tls = mkdtempSync(join(tmpdir(), 'arvados-dispatch-tls-'));
+      spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1',
+        '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(tls, 'key.pem'), '-out', join(tls, 'cert.pem')], { stdio: 'ignore' });
+      const cert = readFileSync(join(tls, 'cert.pem'), 'utf8');
+      const start = async (edit: (c: Record<string, any>, port: number) => void): Promise<{ port: number; cli: ReturnType<typeof spawnCli> }> => {
+        const port = await freePort();
+        const doc = parse(readFileSync(new URL('../fixtures/config/cluster.yml', import.meta.url), 'utf8')) as Record<string, any>;
+        const c = doc.Clusters.zzzzz;
+        c.SystemRootToken = fake.rootToken.token;
+        c.Services.Controller.ExternalURL = fake.url;
+        c.TLS.Insecure = true;
+        c.Containers.CloudVMs.PollInterval = '200ms';
+        edit(c, port);
+        const config = join(home, `config-${port}.yml`);
+        writeFileSync(config, stringify(doc));
+        const cli = spawnCli(['slurm', '--config', config, '--status-interval', '0'], { HOME: home });
+        await waitFor(() => (cli.stdout().includes('management API on') && cli.stdout().includes('dispatching as token')) || cli.child.exitCode !== null, 'the listener', 30_000);
+        return { port, cli };
+      };
+      const stop = async (cli: ReturnType<typeof spawnCli>): Promise<void> => {
+        cli.child.kill('SIGTERM');
+        expect([(await cli.exited).code, cli.stderr()]).toEqual([0, '']);
+      };
+
+      const plain = await start((c, port) => {
+        c.ManagementToken = '';
+        c.Services.DispatchSLURM.InternalURLs = { [`http://127.0.0.1:${port}`]: {} };
+      });
+      try {
+        const r = await fetch(`http://127.0.0.1:${plain.port}/_health/ping`, { headers: { Authorization: `Bearer ${MGMT}` } });
+        expect([r.status, await r.text()]).toEqual([404, 'disabled\n']);
+        await stop(plain.cli);
+      } finally {
+        if (plain.cli.child.exitCode === null) plain.cli.child.kill('SIGKILL');
+      }
+
+      const secure = await start((c, port) => {
+        c.ManagementToken = MGMT;
+        c.TLS.Certificate = `file://${join(tls, 'cert.pem')}`;
+        c.TLS.Key = join(tls, 'key.pem');
+        c.Services.DispatchSLURM.InternalURLs = { [`https://127.0.0.1:${port}`]: {} };
+      });
+      try {
+        expect(secure.cli.stdout()).toContain(`management API on https://127.0.0.1:${secure.port}/`);
+        const answer = await new Promise<{ status?: number; body: string; fingerprint?: string }>((resolve, reject) => {
+          https
+            .get(`https://127.0.0.1:${secure.port}/_health/ping`, { ca: cert, agent: false, headers: { Authorization: `Bearer ${MGMT}` } }, (res) => {
+              const fingerprint = (res.socket as TLSSocket | null)?.getPeerX509Certificate()?.fingerprint256;
+              let body = '';
+              res.on('data', (d: Buffer) => (body += d.toString()));
+              res.on('end', () => resolve({ status: res.statusCode, body, fingerprint }));
+            })
+            .on('error', reject);
+        });
+        expect(answer).toEqual({ status: 200, body: '{"health":"OK"}\n', fingerprint: new X509Certificate(cert).fingerprint256 });
+        await stop(secure.cli);
+      } finally {
+        if (secure.cli.child.exitCode === null) secure.cli.child.kill('SIGKILL');
+        rmSync(tls, { recursive: true, force: true });
       }
     } finally {
       await fake.stop();

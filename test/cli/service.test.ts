@@ -12,14 +12,23 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
 import { parse, stringify } from 'yaml';
+import { findExecutable } from '../../src/cli/which.js';
 import { gatewayAuthSecret } from '../../src/runners/local/command.js';
 import { FakeArvados } from '../../src/testing/index.js';
 import { alive, makeCrunchRunStub, type CrunchRunStub } from '../fixtures/crunch-run-stub.js';
 import { built, spawnCli, type Cli } from '../helpers/cli.js';
-import { parseExposition } from '../helpers/prometheus.js';
+import { parseExposition, promtoolCheck } from '../helpers/prometheus.js';
 import { waitFor } from '../helpers/wait.js';
 
 const describeBuilt = built ? describe : describe.skip;
+/** promtool (Debian package prometheus), if on PATH: it checks a real scrape. */
+const promtool = (() => {
+  try {
+    return findExecutable('promtool');
+  } catch {
+    return undefined;
+  }
+})();
 const MGMT = 'mgmt-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJ';
 const small = { priority: 1, runtime_constraints: { vcpus: 1, ram: 64 * 2 ** 20 } };
 
@@ -85,9 +94,9 @@ describeBuilt('arvados-dispatch local as a service', () => {
     const cs = fake.addContainers(2, () => small);
     const startedAt = Date.now();
     // No ARVADOS_* variables: the API host, token and TLS setting come from the config.
-    // A short stop grace: a cancelled container's crunch-run is signalled that long after the cancel.
+    // A long stop grace: a kill must signal crunch-run at once, not after it.
     const c = cli(
-      ['local', '--config', config, '--listen', '127.0.0.1:0', '--vcpus', '4', '--ram', '8GiB', '--stop-grace', '100ms', '--env', 'SITE=a=b', '--env-pass', 'HTTPS_PROXY'],
+      ['local', '--config', config, '--listen', '127.0.0.1:0', '--vcpus', '4', '--ram', '8GiB', '--stop-grace', '5m', '--env', 'SITE=a=b', '--env-pass', 'HTTPS_PROXY'],
       { HTTPS_PROXY: 'http://proxy:3128' },
     );
     const base = await listening(c);
@@ -127,8 +136,11 @@ describeBuilt('arvados-dispatch local as a service', () => {
     const [victim, other] = cs;
     const kill = await http(base, `/arvados/v1/dispatch/containers/kill?container_uuid=${victim.uuid}&reason=operator`, { method: 'POST' });
     expect(kill.status).toBe(200);
-    await waitFor(() => stub!.signals(victim.uuid).includes('SIGINT'), 'crunch-run told to stop');
+    await waitFor(() => stub!.signals(victim.uuid).includes('SIGINT'), 'crunch-run told to stop at once');
     expect(fake.container(victim.uuid)?.state).toBe('Cancelled');
+    expect(c.stdout()).toContain(`${victim.uuid} kill requested (via management API: operator): stopping its work now`);
+    expect(c.stdout()).toMatch(new RegExp(`${victim.uuid} sent SIGINT to crunch-run pid \\d+: killed: via management API: operator`));
+    expect(c.stdout()).toContain(`${victim.uuid} cancelled (it was Running)`);
     expect(fake.container(victim.uuid)?.runtime_status).toMatchObject({ error: 'via management API: operator' });
     expect(fake.container(other.uuid)?.state).toBe('Running');
 
@@ -146,6 +158,29 @@ describeBuilt('arvados-dispatch local as a service', () => {
     const printed = c.stdout() + c.stderr();
     expect(printed).not.toContain(fake.rootToken.token);
     expect(printed).not.toContain(MGMT);
+  });
+
+  it('counts every container that finished, whichever path saw it first, and /metrics passes promtool', async () => {
+    fake = await new FakeArvados().start();
+    stub = makeCrunchRunStub();
+    const config = clusterConfig(fake, (c) => (c.Containers.CrunchRunArgumentsList = ['--mode=complete', stub!.recordArg]));
+    const cs = fake.addContainers(5, () => small);
+    const c = cli(['local', '--config', config, '--listen', '127.0.0.1:0', '--vcpus', '2', '--ram', '8GiB']);
+    const base = await listening(c);
+    await waitFor(() => cs.every((x) => fake!.container(x.uuid)?.state === 'Complete'), 'all five Complete');
+    const text = await waitFor(async () => {
+      const body = (await http(base, '/metrics')).body;
+      return parseExposition(body).value('arvados_dispatch_jobs_finished_total', { reason: 'complete' }) === 5 && body;
+    }, 'five finished in the metrics');
+    expect(parseExposition(text).value('arvados_dispatch_jobs_finished_total', { reason: 'cancelled' }) ?? 0).toBe(0);
+    if (promtool) {
+      const check = await promtoolCheck(promtool, text);
+      expect([check.status, check.output]).toEqual([0, '']);
+    } else {
+      console.warn('promtool is not on PATH (Debian package prometheus): /metrics was not checked with it');
+    }
+    c.child.kill('SIGTERM');
+    expect((await c.exited).code).toBe(0);
   });
 
   it("accepts the Go unit's flags: -config, -poll-interval=SECONDS, -crunch-run-command", async () => {
@@ -183,7 +218,8 @@ describeBuilt('arvados-dispatch local as a service', () => {
   describe('startup checks: exit 2 with one line, nothing locked', () => {
     const cases: Array<[string, (config: string, dir: string) => string[], RegExp, ((c: Record<string, any>) => void)?]> = [
       ['an ill-typed config key', (cfg) => ['--config', cfg], /Clusters\.zzzzz\.Containers\.MinRetryPeriod: invalid duration "soon"/, (c) => (c.Containers.MinRetryPeriod = 'soon')],
-      ['a listener without a token', (cfg) => ['--config', cfg, '--listen', '127.0.0.1:0'], /refusing to start the management listener on 127\.0\.0\.1:0 without a token/, (c) => (c.ManagementToken = '')],
+      ['an https listener without a certificate', (cfg) => ['--config', cfg, '--listen', 'https://127.0.0.1:0/'], /an https:\/\/ management address needs TLS\.Certificate in the cluster config/],
+      ['a config naming the token but not the controller', (cfg) => ['--config', cfg], /Services\.Controller\.ExternalURL is not set \(the config sets SystemRootToken; set both\)/, (c) => (c.Services.Controller.ExternalURL = '')],
       ['a bad --listen', (cfg) => ['--config', cfg, '--listen', 'localhost'], /^arvados-dispatch: --listen: "localhost" is not HOST:PORT/],
       ['a missing token file', (cfg, dir) => ['--config', cfg, '--listen', ':0', '--management-token-file', join(dir, 'nope')], /--management-token-file: cannot read/],
       ['a bad --env', (cfg) => ['--config', cfg, '--env', 'NOVALUE'], /--env: "NOVALUE" is not NAME=VALUE/],

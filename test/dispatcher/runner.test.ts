@@ -190,6 +190,53 @@ describe('Dispatcher: caps on containers in flight', () => {
   });
 });
 
+describe('Dispatcher.kill, as Go: the runner stops at once; a container not started ends Queued', () => {
+  it('a Locked container is unlocked with the reason in its logs record, the runner is told, and it is not locked again at once', async () => {
+    const h = await harness();
+    const c = h.fake.addContainer();
+    const kills: string[] = [];
+    const r = recordingRunner(async (_d, _c, u) => drain(u), { kill: (uuid, reason) => void kills.push(`${uuid}: ${reason}`) });
+    const { d } = h.dispatcher({ runner: r.runner, failureBackoff: { initial: 60_000 } });
+    const finished: string[] = [];
+    d.on('finished', (uuid, state) => finished.push(`${uuid} ${state}`));
+    void d.run();
+    await waitFor(() => h.fake.container(c.uuid)?.state === 'Locked' && d.container(c.uuid) !== undefined, 'locked and held');
+    await expect(d.kill(c.uuid, 'via management API: wrong node')).resolves.toBe('unlocked');
+    expect(kills).toEqual([`${c.uuid}: via management API: wrong node`]);
+    expect(h.fake.container(c.uuid)).toMatchObject({ state: 'Queued', locked_by_uuid: null });
+    expect(h.fake.logs.some((l) => l.object_uuid === c.uuid && l.event_type === 'dispatch' && String(l.properties?.text) === 'via management API: wrong node')).toBe(true);
+    // Several polls later it is still Queued: the kill holds it back for the failure backoff.
+    const locks = h.fake.count('containers.lock');
+    const lists = h.fake.count('containers.list');
+    await waitFor(() => h.fake.count('containers.list') >= lists + 6, 'more polls');
+    expect(h.fake.count('containers.lock')).toBe(locks);
+    expect(h.fake.container(c.uuid)?.state).toBe('Queued');
+    expect(finished).toEqual([]);
+  });
+
+  it('a Running container is cancelled and counted as finished once', async () => {
+    const h = await harness();
+    const c = h.fake.addContainer();
+    const kills: string[] = [];
+    const r = recordingRunner(
+      async (disp, ct, u) => {
+        await disp.client.updateContainer(ct.uuid, { state: 'Running' });
+        await drain(u);
+      },
+      { kill: (uuid) => void kills.push(uuid) },
+    );
+    const { d } = h.dispatcher({ runner: r.runner });
+    const finished: string[] = [];
+    d.on('finished', (uuid, state) => finished.push(`${uuid} ${state}`));
+    void d.run();
+    await waitFor(() => h.fake.container(c.uuid)?.state === 'Running' && d.container(c.uuid)?.state === 'Running', 'running');
+    await expect(d.kill(c.uuid, 'stuck')).resolves.toBe('cancelled');
+    expect(kills).toEqual([c.uuid]);
+    await waitFor(() => r.active.size === 0, 'runner returned');
+    expect(finished).toEqual([`${c.uuid} Cancelled`]);
+  });
+});
+
 describe('Dispatcher: API back-pressure', () => {
   it('on 503 lowers lock concurrency and pauses locking, unlocks nothing, then recovers', async () => {
     const h = await harness();

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 // A strict reader of the Prometheus text exposition format (version 0.0.4),
 // so tests check what a Prometheus server would accept, not a regex match.
 
@@ -75,4 +76,17 @@ export function parseExposition(text: string): Exposition {
       return s?.value;
     },
   };
+}
+
+/** Runs `promtool check metrics` on an exposition text; resolves to its exit status and output. */
+export function promtoolCheck(promtool: string, text: string): Promise<{ status: number | null; output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(promtool, ['check', 'metrics'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (b: Buffer) => (output += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (output += b.toString()));
+    child.on('error', reject);
+    child.on('close', (status) => resolve({ status, output }));
+    child.stdin.end(text);
+  });
 }

@@ -2,11 +2,18 @@
 // FakeArvados: the token check, health, the dispatch API in the cloud
 // dispatcher's shapes (kill cancels the container on the API), and
 // /metrics as Prometheus parses it, moving as containers run.
+import { execFileSync } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import * as https from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { connect, type Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { afterEach, describe, expect, it } from '@jest/globals';
 import { Dispatcher, type RunContainer } from '../../src/index.js';
 import { HealthMonitor } from '../../src/server/health.js';
-import { ManagementServerError, startManagementServer, type ManagementServer } from '../../src/server/management.js';
+import { startManagementServer, type ManagementServer } from '../../src/server/management.js';
 import { DispatchMetrics } from '../../src/server/metrics.js';
 import { observeDispatcher } from '../../src/server/observe.js';
 import { FakeArvados } from '../../src/testing/index.js';
@@ -67,9 +74,38 @@ interface Answer {
   items: Item[];
   container: Record<string, unknown> & { uuid: string; state: string };
   instance_type?: unknown;
+  instance_types?: unknown[];
+  instance_resources?: Record<string, number>;
+  first_seen_at?: string;
   scheduling_status?: string;
 }
-type Item = Pick<Answer, 'container' | 'instance_type' | 'scheduling_status'>;
+type Item = Pick<Answer, 'container' | 'instance_type' | 'instance_types' | 'instance_resources' | 'first_seen_at' | 'scheduling_status'>;
+
+/** A self-signed certificate for 127.0.0.1, made with openssl. */
+function selfSigned(): { cert: string; key: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'arvados-dispatch-tls-'));
+  try {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1',
+      '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
+    return { cert: readFileSync(join(dir, 'cert.pem'), 'utf8'), key: readFileSync(join(dir, 'key.pem'), 'utf8') };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** GET over TLS trusting only `ca`: the status, the body, and the fingerprint of the certificate served. */
+function httpsGet(url: string, ca: string): Promise<{ status: number; body: string; fingerprint: string }> {
+  return new Promise((resolve, reject) => {
+    const req = https.get(url, { ca, headers: { Authorization: `Bearer ${TOKEN}` } }, (res) => {
+      const fingerprint = (res.socket as TLSSocket).getPeerX509Certificate()?.fingerprint256 ?? '';
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, fingerprint }));
+    });
+    req.on('error', reject);
+  });
+}
 
 async function json(url: string, init: RequestInit = {}): Promise<{ status: number; body: Answer }> {
   const r = await get(url, TOKEN, init);
@@ -77,11 +113,33 @@ async function json(url: string, init: RequestInit = {}): Promise<{ status: numb
 }
 
 describe('management listener', () => {
-  it('refuses to start without a token', async () => {
+  it('without a token it starts, and answers every request 404 "disabled", as the Go services do', async () => {
     const args = { listen: [{ host: '127.0.0.1', port: 0 }], health: new HealthMonitor(), metrics: new DispatchMetrics({ processMetrics: false }) };
     const dispatch = { entries: () => [], kill: async () => 'none' as const };
-    await expect(startManagementServer({ ...args, token: '', dispatch })).rejects.toThrow(ManagementServerError);
-    await expect(startManagementServer({ ...args, token: '  ', dispatch })).rejects.toThrow(/without a management token/);
+    for (const token of [undefined, '']) {
+      server = await startManagementServer({ ...args, token, dispatch });
+      const base = `http://${server.address}`;
+      for (const [path, method] of [['/_health/ping', 'GET'], ['/metrics', 'GET'], ['/arvados/v1/dispatch/containers', 'GET'], ['/arvados/v1/dispatch/containers/kill?container_uuid=x', 'POST'], ['/nowhere', 'GET']]) {
+        for (const auth of [null, 'anything', '']) {
+          const r = await get(`${base}${path}`, auth, { method });
+          expect([path, r.status, r.body, r.type]).toEqual([path, 404, 'disabled\n', 'text/plain; charset=utf-8']);
+        }
+      }
+      await server.close();
+      server = undefined;
+    }
+  });
+
+  it('an https address serves TLS with the given certificate; without one it is refused', async () => {
+    const { cert, key } = selfSigned();
+    const args = { health: new HealthMonitor(), metrics: new DispatchMetrics({ processMetrics: false }), dispatch: { entries: () => [], kill: async () => 'none' as const } };
+    server = await startManagementServer({ ...args, listen: [{ host: '127.0.0.1', port: 0, tls: true }], token: TOKEN, tls: { cert, key } });
+    expect(server.protocol).toBe('https');
+    const answer = await httpsGet(`https://${server.address}/_health/ping`, cert);
+    expect(answer).toEqual({ status: 200, body: '{"health":"OK"}\n', fingerprint: new X509Certificate(cert).fingerprint256 });
+    await expect(startManagementServer({ ...args, listen: [{ host: '127.0.0.1', port: 0, tls: true }], token: TOKEN })).rejects.toThrow(
+      /cannot start the management listener \(127\.0\.0\.1:0: an https address needs TLS\.Certificate and TLS\.Key\)/,
+    );
   });
 
   it('says which address it could not listen on', async () => {
@@ -125,7 +183,7 @@ describe('management listener', () => {
 
   it('lists the containers it holds in the cloud dispatcher shapes, answers one, and 404s one it does not hold', async () => {
     const { base, fake: f } = await setup();
-    const [a, b] = f.addContainers(2, { priority: 1, runtime_token: 'v2/zzzzz-gj3su-000000000000000/secretsecretsecret' } as never);
+    const [a, b] = f.addContainers(2, { priority: 1, runtime_constraints: { vcpus: 2, ram: 2 ** 30, keep_cache_ram: 2 ** 20 }, runtime_token: 'v2/zzzzz-gj3su-000000000000000/secretsecretsecret' } as never);
     await waitFor(() => f.container(a.uuid)?.state === 'Running' && f.container(b.uuid)?.state === 'Running', 'both running');
     const list = await waitFor(async () => {
       const r = await json(`${base}/arvados/v1/dispatch/containers`);
@@ -133,8 +191,12 @@ describe('management listener', () => {
     }, 'both listed as Running');
     expect(list.status).toBe(200);
     const item = list.body.items.find((i) => i.container.uuid === a.uuid);
-    expect(Object.keys(item!).sort()).toEqual(['container', 'instance_type', 'scheduling_status']);
+    // Both shapes: the older documented one and Arvados HEAD's.
+    expect(Object.keys(item!).sort()).toEqual(['container', 'first_seen_at', 'instance_resources', 'instance_type', 'instance_types', 'scheduling_status']);
     expect(item!.instance_type).toBeNull();
+    expect(item!.instance_types).toEqual([]);
+    expect(item!.instance_resources).toEqual({ VCPUs: 2, RAM: 2 ** 30 + 2 ** 20, Scratch: 0, GPUs: 0, GPUVRAM: 0 });
+    expect(Date.parse(item!.first_seen_at!)).toBeLessThanOrEqual(Date.now());
     expect(item!.scheduling_status).toBe('running');
     expect(Object.keys(item!.container).sort()).toEqual(['container_image', 'created_at', 'priority', 'runtime_constraints', 'scheduling_parameters', 'state', 'uuid']);
     // No field that may carry a secret leaves through this API.

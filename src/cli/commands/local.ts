@@ -13,7 +13,6 @@ import { DISPATCHER_OPTIONS, DISPATCHING_FOOTER, OUTPUT_OPTIONS, formatHelp, typ
 import { formatDuration } from '../duration.js';
 import { ExitCode, UsageError } from '../errors.js';
 import { Reporter } from '../report.js';
-import { API_TOKEN } from '../config.js';
 import { beginCommand, commandOutput, serveDispatcher } from '../dispatch-command.js';
 import { localSession } from '../local-session.js';
 import { findExecutable } from '../which.js';
@@ -103,8 +102,7 @@ export async function run(argv: string[]): Promise<number> {
   const stopGrace = opts.duration('stop-grace', DEFAULT_STOP_GRACE);
   const childEnv = crunchRunEnvironment(opts.list('env'), opts.list('env-pass'));
   // GatewayAuthSecret is keyed by the cluster's SystemRootToken, as the controller computes it.
-  const rootToken = opts.configValue(API_TOKEN)?.value;
-  const systemRootToken = typeof rootToken === 'string' ? rootToken : undefined;
+  const { systemRootToken } = start.credentials;
   const options = {
     crunchRunCommand,
     crunchRunArgs: opts.list('crunch-run-arg'),

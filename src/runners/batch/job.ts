@@ -103,6 +103,8 @@ export class BatchJob {
   #cancelRequested = false;
   /** We released the container ourselves (never-clearing reason). */
   #released = false;
+  /** `Dispatcher.kill` asked for the job to go at once. */
+  #killed = false;
   #failedAttempts = 0;
   #misses = 0;
   #firstMissAt = 0;
@@ -169,10 +171,25 @@ export class BatchJob {
     return this.#stop.signal.aborted;
   }
 
-  /** Cancel requested in Arvados (priority 0), or the container is no longer ours to run. */
+  /** Cancel requested in Arvados (priority 0), killed, or the container is no longer ours to run. */
   #wantCancel(): boolean {
     const ended = this.#updates.endReason;
-    return (ended !== undefined && ended !== 'stopped') || this.#latest.priority === 0;
+    return this.#killed || (ended !== undefined && ended !== 'stopped') || this.#latest.priority === 0;
+  }
+
+  /**
+   * Cancels the job at once (`Dispatcher.kill`): a job in the queue is
+   * cancelled now, even if its container is already final; one not
+   * submitted yet never is.
+   */
+  kill(reason: string): void {
+    if (this.#killed) return;
+    this.#killed = true;
+    log('%s: killed (%s)', this.uuid, reason);
+    this.#interrupt?.abort(new Interrupted('killed'));
+    if (this.#stopping) return;
+    if (this.#present && !this.#cancelRequested) this.#requestCancel();
+    else this.#ctx.monitor.hurry();
   }
 
   async #pump(): Promise<void> {
@@ -202,7 +219,9 @@ export class BatchJob {
 
   /** Asks for a cancel; `seenAt` is the start of the query that showed the job, if one prompted this. */
   #requestCancel(seenAt?: number): void {
-    if (!this.#cancelRequested) log('cancelling the job of %s (%s)', this.uuid, this.#updates.endReason ? `updates ended: ${this.#updates.endReason}` : 'priority 0');
+    if (!this.#cancelRequested) {
+      log('cancelling the job of %s (%s)', this.uuid, this.#killed ? 'killed' : this.#updates.endReason ? `updates ended: ${this.#updates.endReason}` : 'priority 0');
+    }
     this.#cancelRequested = true;
     this.#ctx.renicer.delete(this.uuid);
     this.#ctx.canceller.cancel(this.uuid, this.#jobs, seenAt);
@@ -454,7 +473,7 @@ export class BatchJob {
     const credentials = this.#d.client.credentialsEnv();
     Object.assign(env, credentials);
     // What the controller expects from crunch-run's container gateway.
-    env.GatewayAuthSecret = gatewayAuthSecret(credentials.ARVADOS_API_TOKEN, this.uuid);
+    env.GatewayAuthSecret = gatewayAuthSecret(this.#ctx.options.systemRootToken ?? credentials.ARVADOS_API_TOKEN, this.uuid);
     return env;
   }
 

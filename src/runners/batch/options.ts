@@ -104,6 +104,12 @@ export interface BatchRunnerOptions {
   runner?: CommandRunner;
   /** Kill a scheduler command that runs longer than this many ms. Default 60 000. */
   commandTimeout?: number;
+  /**
+   * The cluster's `SystemRootToken`: the job's `GatewayAuthSecret` is keyed
+   * by it, as the controller computes it (without it, by the dispatcher's
+   * own token).
+   */
+  systemRootToken?: string;
 }
 
 /** {@link BatchRunnerOptions} with every default filled in. */
@@ -126,6 +132,7 @@ export interface ResolvedBatchOptions {
   readonly environment: Readonly<Record<string, string>>;
   readonly runner: CommandRunner | undefined;
   readonly commandTimeout: number;
+  readonly systemRootToken: string | undefined;
 }
 
 /** Documented defaults of {@link BatchRunnerOptions}. */
@@ -185,6 +192,9 @@ export function resolveBatchOptions(
     throw new TypeError('runtimeEngine must be a non-empty string when set');
   }
   if (opts.runner !== undefined && typeof opts.runner !== 'function') throw new TypeError('runner must be a function');
+  if (opts.systemRootToken !== undefined && (typeof opts.systemRootToken !== 'string' || opts.systemRootToken === '')) {
+    throw new TypeError('systemRootToken must be a non-empty string when set');
+  }
   const crunchRunCommand = opts.crunchRunCommand ?? d.crunchRunCommand;
   if (typeof crunchRunCommand !== 'string' || crunchRunCommand === '' || crunchRunCommand.includes('\0')) {
     throw new TypeError('crunchRunCommand must be a non-empty string without NUL characters');
@@ -223,5 +233,6 @@ export function resolveBatchOptions(
     environment: Object.freeze({ ...env }),
     runner: opts.runner,
     commandTimeout: duration('commandTimeout', opts.commandTimeout, d.commandTimeout, 1),
+    systemRootToken: opts.systemRootToken,
   };
 }

@@ -309,6 +309,11 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
     }
   }
 
+  /** Cancels a held container's job at once (see {@link Runner.kill}); the Dispatcher releases the container. */
+  kill(uuid: string, reason: string): void {
+    this.#jobs.get(uuid)?.job.kill(reason);
+  }
+
   #release(uuid: string, options: ReleaseOptions): Promise<ReleaseAction> {
     if (!this.#dispatcher) return Promise.reject(new Error(`this ${this.adapter.name} runner is not attached to a Dispatcher`));
     return this.#dispatcher.release(uuid, options);

@@ -220,6 +220,8 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
   readonly #stopGrace: number;
   readonly #killGrace: number;
   readonly #jobs = new Map<Job, Promise<void>>();
+  /** Dispatchers whose `stopping` event this runner follows. */
+  readonly #followed = new WeakSet<Dispatcher>();
   #closing: Promise<void> | undefined;
   readonly #spawn: typeof spawn;
   readonly #spawnRetryDelays: readonly number[];
@@ -267,6 +269,7 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
 
   /** The {@link RunContainer} of this runner (bound; it may be passed on its own). */
   readonly runContainer: RunContainer = (d, c, updates) => {
+    this.#follow(d);
     const job: Job = { uuid: c.uuid, stop: new AbortController(), phase: 'starting', allocated: false, stderr: new Tail(), exited: false, stopping: false, timers: [] };
     const done = this.#run(job, d, c, updates).finally(() => {
       this.#clearTimers(job);
@@ -275,6 +278,29 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
     this.#jobs.set(job, done);
     return done;
   };
+
+  /**
+   * Stops a container's crunch-run at once: SIGINT now, then SIGTERM and
+   * SIGKILL after the usual grace periods (or, if crunch-run has not started
+   * yet, it never starts). `Dispatcher.kill` calls it; the Dispatcher
+   * releases the container.
+   */
+  kill(uuid: string, reason: string): void {
+    for (const job of this.#jobs.keys()) if (job.uuid === uuid) this.#requestStop(job, `killed: ${reason}`);
+  }
+
+  /**
+   * On a dispatcher's stop, every crunch-run is signalled at once, including
+   * those of containers already final that were being given time to exit
+   * by themselves: the stop notice says SIGINT is sent, so it is.
+   */
+  #follow(d: Dispatcher): void {
+    if (this.#followed.has(d) || typeof d?.once !== 'function') return;
+    this.#followed.add(d);
+    d.once('stopping', () => {
+      for (const job of this.#jobs.keys()) if (job.endReason !== undefined) this.#requestStop(job, 'the dispatcher is shutting down');
+    });
+  }
 
   /** crunch-run processes alive now. */
   get running(): number {

@@ -360,6 +360,32 @@ describe('LocalRunner: stopping crunch-run', () => {
     expect(s.of('signalled', c.uuid)).toMatchObject([{ signal: 'SIGINT', reason: 'the container is already final but crunch-run is still running' }]);
   });
 
+  it('Dispatcher.kill: SIGINT at once (not after stopGrace), the container cancelled with the reason', async () => {
+    const s = await setup({ mode: 'hang', runner: { stopGrace: 600_000 }, asRunner: true });
+    const c = s.fake.addContainer(small());
+    await waitFor(() => stateOf(s, c.uuid) === 'Running' && s.d.container(c.uuid)?.state === 'Running', 'Running');
+    await expect(s.d.kill(c.uuid, 'via management API: stuck')).resolves.toBe('cancelled');
+    await waitFor(() => s.of('exited', c.uuid).length === 1, 'crunch-run exited');
+    expect(s.stub.signals(c.uuid)).toEqual(['SIGINT']);
+    expect(s.of('signalled', c.uuid)).toMatchObject([{ signal: 'SIGINT', reason: 'killed: via management API: stuck' }]);
+    expect(s.fake.container(c.uuid)).toMatchObject({ state: 'Cancelled', runtime_status: { error: 'via management API: stuck' } });
+  });
+
+  it('a stop while crunch-run is given time to exit after its container became final signals it at once', async () => {
+    const s = await setup({ mode: 'hang', runner: { stopGrace: 600_000 } });
+    const ended: string[] = [];
+    s.d.on('stream-ended', (uuid, reason) => ended.push(`${uuid} ${reason}`));
+    const c = s.fake.addContainer(small());
+    await waitFor(() => stateOf(s, c.uuid) === 'Running', 'Running');
+    s.fake.cancelContainer(c.uuid);
+    // The runner now gives crunch-run stopGrace to exit by itself; a stop must not wait for that.
+    await waitFor(() => ended.includes(`${c.uuid} finished`), 'the dispatcher saw it final');
+    expect(s.of('signalled', c.uuid)).toEqual([]);
+    await s.d.stop();
+    expect(s.of('signalled', c.uuid)[0]).toMatchObject({ signal: 'SIGINT', reason: 'the dispatcher is shutting down' });
+    expect(s.of('exited', c.uuid)).toHaveLength(1);
+  });
+
   it('close() stops every crunch-run and resolves once all have exited; it is idempotent', async () => {
     const s = await setup({ mode: 'hang' });
     const cs = s.fake.addContainers(3, () => small());

@@ -419,6 +419,44 @@ describe('SlurmRunner: cancelling', () => {
   });
 });
 
+describe('SlurmRunner: Dispatcher.kill', () => {
+  it('a pending job: scancel, and its Locked container ends Queued with the reason in its log', async () => {
+    const h = await setup({ dispatcher: { failureBackoff: { initial: 60_000 } } });
+    h.slurm.initialState = 'PENDING';
+    const c = h.fake.addContainer({ priority: 1, ...SMALL });
+    await waitFor(() => h.slurm.has(c.uuid), 'queued in Slurm');
+    await polls(h.slurm, 1);
+    await expect(h.d.kill(c.uuid, 'via management API: wrong partition')).resolves.toBe('unlocked');
+    expect(state(h, c.uuid)).toBe('Queued');
+    await waitFor(() => h.settled.has(c.uuid), 'runner settled');
+    expect(h.slurm.has(c.uuid)).toBe(false);
+    expect(h.slurm.callsOf('scancel').length).toBeGreaterThan(0);
+    expect(h.fake.logs.some((l) => l.object_uuid === c.uuid && l.properties?.text === 'via management API: wrong partition')).toBe(true);
+    expect(h.lost).toEqual([]);
+  });
+
+  it('a running job: the container is cancelled with the reason, the job gets scancel', async () => {
+    const h = await setup();
+    simulateCrunchRun(h.fake, h.slurm);
+    const c = h.fake.addContainer({ priority: 1, ...SMALL });
+    await waitFor(() => state(h, c.uuid) === 'Running', 'Running');
+    await polls(h.slurm, 1);
+    const job = h.slurm.byName(c.uuid)[0];
+    await expect(h.d.kill(c.uuid, 'stuck')).resolves.toBe('cancelled');
+    await waitFor(() => h.settled.has(c.uuid), 'runner settled');
+    expect(job.signals).toEqual(['TERM']);
+    expect(h.fake.container(c.uuid)).toMatchObject({ state: 'Cancelled', runtime_status: { error: 'stuck' } });
+  });
+
+  it('keys GatewayAuthSecret by systemRootToken when given', async () => {
+    const h = await setup({ runner: { systemRootToken: 'the-cluster-system-root-token' } });
+    const c = h.fake.addContainer({ priority: 1, ...SMALL });
+    await waitFor(() => h.slurm.has(c.uuid), 'submitted');
+    const env = h.slurm.callsOf('sbatch')[0].options.env ?? {};
+    expect(env.GatewayAuthSecret).toBe(createHmac('sha256', 'the-cluster-system-root-token').update(c.uuid).digest('hex'));
+  });
+});
+
 describe('SlurmRunner: jobs that vanish', () => {
   it('declares a job lost only after the grace, counting successful squeue runs only, then cancels the Running container', async () => {
     const h = await setup({ runner: { vanishGrace: { misses: 3, ms: 0 } } });
