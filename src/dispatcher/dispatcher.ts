@@ -57,6 +57,12 @@ interface Tracker {
 }
 
 const LIVE = new Set<ContainerState>(['Locked', 'Running']);
+/**
+ * Page size asked for by default: Arvados' own cap (`API.MaxItemsPerResponse`),
+ * as the Go dispatchers ask. A server that caps lower says so in the page's
+ * `limit`, and paging goes on from there.
+ */
+const DEFAULT_BATCH_SIZE = 1000;
 /** Most UUIDs in one `uuid in [...]` filter: bounds the URL and the server's query. */
 const UUID_BATCH = 100;
 /** Bound on the API calls of one release, so a dead API cannot hold up a runner or shutdown for ever. */
@@ -184,7 +190,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     const runner = opts.runner;
     this.#runContainer = runner ? (d, c, u) => runner.runContainer(d, c, u) : opts.runContainer!;
     this.#pollInterval = positive('pollInterval', opts.pollInterval, 10_000, 1);
-    this.#batchSize = Math.floor(positive('batchSize', opts.batchSize, 100, 1));
+    this.#batchSize = Math.floor(positive('batchSize', opts.batchSize, DEFAULT_BATCH_SIZE, 1));
     const minRetry = positive('minRetryPeriod', opts.minRetryPeriod, 0, 0);
     this.#throttle = new Throttle(minRetry);
     this.#maxJobs = Math.floor(positive('maxJobs', opts.maxJobs, Infinity, 1));

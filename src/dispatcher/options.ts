@@ -32,7 +32,10 @@ export interface DispatcherOptions {
   client?: ArvadosClient;
   /** Milliseconds between queue polls. Default 10 000. */
   pollInterval?: number;
-  /** Page size of container queries. Default 100. */
+  /**
+   * Page size of container queries. Default 1000, Arvados'
+   * `API.MaxItemsPerResponse`; a server that caps pages lower is paged on.
+   */
   batchSize?: number;
   /** Milliseconds between attempts to start the same container. Default 0 (no limit). */
   minRetryPeriod?: number;

@@ -178,6 +178,18 @@ describe('Dispatcher: locking and handing over', () => {
     expect(pages.every((r) => r.params?.limit === '50' && r.params?.count === 'none')).toBe(true);
   });
 
+  it('asks for pages of 1000 by default and pages on when the server caps them lower', async () => {
+    await startFake({ maxItemsPerResponse: 20 });
+    fake.addContainers(45, (i) => ({ priority: 1 + (i % 10) }));
+    const { d, calls } = makeDispatcher(async (_d, _c, u) => drain(u));
+    void d.run();
+    await waitFor(() => calls.length === 45, 'all 45 handed over');
+    expect(new Set(calls.map((c) => c.uuid)).size).toBe(45);
+    const pages = fake.requests.filter((r) => r.route === 'containers.list' && !String(r.params?.filters ?? '').includes('"in"'));
+    expect(pages.length).toBeGreaterThan(2);
+    expect(pages.every((r) => r.params?.limit === '1000')).toBe(true);
+  });
+
   it('never locks a Queued container with priority 0', async () => {
     await startFake();
     const c = fake.addContainer({ priority: 0 });
