@@ -17,6 +17,7 @@ export {
   type ContainerUpdates,
   type DispatchEntry,
   type DispatcherEventOptions,
+  type IncrementalOptions,
   type DispatcherEvents,
   type DispatcherOptions,
   type DispatcherStatus,

@@ -29,9 +29,10 @@ import type { DispatchEntry, DispatcherEventOptions, DispatcherEvents, Dispatche
 import { onStopSignals, type SecondSignal } from './signals.js';
 import { RetryBackoff, Throttle } from './throttle.js';
 import { UpdateStream, type StreamEndReason } from './updates.js';
+import { PollPlan, type PollKind } from './watermark.js';
 
 export type { RunContainer } from './runner.js';
-export type { DispatchEntry, DispatcherEventOptions, DispatcherEvents, DispatcherOptions, DispatcherStatus } from './options.js';
+export type { DispatchEntry, DispatcherEventOptions, DispatcherEvents, DispatcherOptions, DispatcherStatus, IncrementalOptions } from './options.js';
 
 const log = logger('dispatcher');
 
@@ -73,6 +74,8 @@ const RELEASE_TIMEOUT = 30_000;
  * events keeps the dispatcher polling at most half the time.
  */
 const MIN_EVENT_POLL_GAP = 25;
+/** Most UUIDs named by events kept for one event-woken poll; beyond it, a regular poll comes at once instead. */
+const MAX_NAMED = 1_000;
 /** Most distinct malformed UUIDs remembered, so each is warned about once. */
 const MAX_BAD_UUIDS = 1_000;
 
@@ -176,6 +179,12 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   /** Ends the wait between polls early (set while waiting). */
   #wakeWait: AbortController | undefined;
   #status = { queued: 0, cycles: 0, healthy: true, atQuota: false };
+  /** Sweeps and incremental polls (undefined: every poll is a sweep). */
+  readonly #plan: PollPlan | undefined;
+  /** Containers events named since the last poll, for an event-woken poll that reads only them. */
+  readonly #named = new Set<string>();
+  /** When the next regular (incremental or sweep) poll is due, epoch ms. */
+  #nextRegular = 0;
 
   constructor(opts: DispatcherOptions) {
     super();
@@ -211,6 +220,12 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     this.client = opts.client ?? ArvadosClient.fromEnv();
     this.#eventOpts = opts.events === false ? undefined : opts.events === true || opts.events === undefined ? {} : opts.events;
     this.#redactor = new Redactor([this.client.credentialsEnv().ARVADOS_API_TOKEN]);
+    const inc = opts.incremental === false ? undefined : opts.incremental === true || opts.incremental === undefined ? {} : opts.incremental;
+    this.#plan = inc && new PollPlan({
+      sweepPolls: Math.floor(positive('incremental.sweepPolls', inc.sweepPolls, 10, 1)),
+      sweepInterval: positive('incremental.sweepInterval', inc.sweepInterval, 60_000, 0),
+      margin: positive('incremental.margin', inc.margin, 5_000, 0),
+    });
     // Nobody may be waiting for identity; don't let its rejection go unhandled.
     this.#identity.promise.catch(() => {});
   }
@@ -402,7 +417,9 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       while (!this.#stopping) {
         const started = Date.now();
         this.#wakeRequested = false;
-        await this.#pollOnce();
+        const regular = started >= this.#nextRegular || this.#named.size === 0;
+        await this.#pollOnce(regular);
+        if (regular) this.#nextRegular = Date.now() + this.#pollInterval;
         if (this.#stopping) break;
         await this.#waitForNextPoll(Date.now() - started);
       }
@@ -437,7 +454,17 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       insecure: this.client.insecure,
       ca: o.ca,
     });
-    listener.on('wake', () => {
+    listener.on('wake', (uuids) => {
+      // No names: the stream (re)subscribed and may have missed events.
+      if (uuids.length === 0) this.#plan?.forceSweep('the event stream (re)connected');
+      for (const u of uuids) {
+        if (this.#named.size >= MAX_NAMED) {
+          this.#nextRegular = 0;
+          break;
+        }
+        this.#named.add(u);
+      }
+      if (uuids.length === 0 || !this.#plan) this.#nextRegular = 0;
       this.#wakeRequested = true;
       this.#wakeWait?.abort();
     });
@@ -464,7 +491,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     this.#wakeWait = wait;
     if (this.#wakeRequested) wait.abort();
     try {
-      await sleep(this.#pollInterval, wait.signal).catch(() => {});
+      await sleep(Math.max(0, this.#nextRegular - Date.now()), wait.signal).catch(() => {});
       const left = earliest - Date.now();
       if (left > 0 && !signal.aborted) await sleep(left, signal).catch(() => {});
     } finally {
@@ -566,7 +593,13 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
 
   // ---- the poll cycle -------------------------------------------------------
 
-  async #pollOnce(): Promise<void> {
+  /**
+   * One poll. A regular one is a sweep or an incremental poll (see
+   * watermark.ts); one woken by events between regular ones reads only the
+   * containers the events named. Every kind also lists the Queued
+   * containers: lock order is decided over the whole queue.
+   */
+  async #pollOnce(regular: boolean): Promise<void> {
     const cycle = ++this.#cycle;
     const signal = this.#ac.signal;
     this.#deferredAdoptions = 0;
@@ -576,17 +609,48 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     for (const uuid of this.#retired.splice(0)) {
       if (this.#trackers.get(uuid)?.phase === 'retired') this.#trackers.delete(uuid);
     }
+    const plan: PollKind | undefined = regular ? (this.#plan?.next() ?? { kind: 'sweep', why: 'every poll' }) : undefined;
+    const named = [...this.#named];
+    this.#named.clear();
+    const sweep = plan?.kind === 'sweep';
 
-    const mineQ: Filter[] = [['locked_by_uuid', '=', me]];
+    // The watermark of a sweep: the newest modified_at in the cluster, read
+    // before anything else, so every later change is stamped at or after it.
+    let newest: unknown;
+    let healthy = true;
+    if (sweep && this.#plan) {
+      const top = await this.#newestModifiedAt(signal);
+      healthy = top.ok;
+      newest = top.value;
+    }
     const queuedQ: Filter[] = [['state', '=', 'Queued'], ['priority', '>', '0']];
-    const [mine, queued] = await Promise.all([this.#fetch(mineQ, signal, SUMMARY_FIELDS), this.#fetch(queuedQ, signal, QUEUE_FIELDS)]);
+    const queuedP = this.#fetch(queuedQ, signal, QUEUE_FIELDS);
+    let changed: Array<{ ok: boolean; items: Container[] }>;
+    if (sweep) {
+      changed = [await this.#fetch([['locked_by_uuid', '=', me]], signal, SUMMARY_FIELDS)];
+    } else if (plan?.kind === 'incremental') {
+      // Held containers at priority 0 too: the API recomputes priorities
+      // (a cancel) without touching modified_at.
+      const since: Filter[] = plan.since === undefined ? [] : [['modified_at', '>=', plan.since]];
+      changed = await Promise.all([this.#fetch(since, signal, SUMMARY_FIELDS), this.#fetch([['locked_by_uuid', '=', me], ['priority', '=', 0]], signal, SUMMARY_FIELDS)]);
+    } else {
+      changed = [];
+      for (let i = 0; i < named.length; i += UUID_BATCH) changed.push(await this.#fetch([['uuid', 'in', named.slice(i, i + UUID_BATCH)]], signal, SUMMARY_FIELDS));
+    }
+    const queued = await queuedP;
     if (signal.aborted) return;
-    let healthy = mine.ok && queued.ok;
+    healthy &&= queued.ok && changed.every((r) => r.ok);
 
-    // A container can show up in both answers if it changed between the two
-    // reads; act on the newer record only.
+    // A container can show up in several answers if it changed between the
+    // reads; act on the newer record only. Beyond a sweep, the containers
+    // that matter are those held or locked by this token: Queued ones come
+    // from the Queued query, with the fields that order them.
     const latest = new Map<string, Container>();
-    for (const c of mine.items) latest.set(c.uuid, c);
+    for (const r of changed) {
+      for (const c of r.items) {
+        if (sweep || this.#trackers.has(c.uuid) || c.locked_by_uuid === me) latest.set(c.uuid, c);
+      }
+    }
     for (const c of queued.items) {
       const prev = latest.get(c.uuid);
       if (!prev || (c.modified_at ?? '') >= (prev.modified_at ?? '')) latest.set(c.uuid, c);
@@ -599,8 +663,9 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     this.#status.queued = queued.items.length;
     const handOver = this.#lockInOrder(candidates, signal);
 
-    // Tracked containers neither query returned: ask for them by UUID.
-    if (healthy) {
+    // Tracked containers neither query returned: ask for them by UUID. Only
+    // a sweep can tell: the other polls do not list unchanged containers.
+    if (healthy && sweep) {
       const missed: string[] = [];
       for (const t of this.#trackers.values()) if (t.seenCycle !== cycle && t.phase !== 'retired') missed.push(t.uuid);
       for (let i = 0; i < missed.length; i += UUID_BATCH) {
@@ -608,7 +673,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         healthy &&= got.ok;
         for (const c of got.items) this.#consider(c, cycle);
       }
-      // "Not returned" means "gone" only when every query of the cycle
+      // "Not returned" means "gone" only when every query of the sweep
       // succeeded: after a failed one we did not see everything.
       if (healthy) {
         for (const uuid of missed) {
@@ -620,6 +685,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         }
       }
     }
+    if (plan && this.#plan) this.#plan.done(plan.kind, healthy, sweep ? [newest] : changed[0].items.map((c) => c.modified_at));
     const pending = await handOver;
     if (signal.aborted) return;
     for (const t of [...this.#pendingCleanups]) void this.#cleanup(t);
@@ -627,6 +693,17 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     this.emit('cycle', this.status);
     const idle = healthy && pending === 0 && this.#deferredAdoptions === 0 && this.#busy() === 0;
     if (idle) this.#becameIdle(cycle);
+  }
+
+  /** The newest `modified_at` of any container (one item, newest first); `ok: false` if the request failed. */
+  async #newestModifiedAt(signal: AbortSignal): Promise<{ ok: boolean; value: unknown }> {
+    try {
+      const page = await this.client.listContainers({ order: ['modified_at desc'], limit: 1, count: 'none', select: ['uuid', 'modified_at'] }, { signal });
+      return { ok: page.dropped === 0, value: page.items[0]?.modified_at };
+    } catch (err) {
+      if (!isAbortOf(err, signal)) this.#listFailed(err);
+      return { ok: false, value: undefined };
+    }
   }
 
   /** Runners, cleanups and releases in progress. */

@@ -2,6 +2,7 @@ export {
   Dispatcher,
   type DispatchEntry,
   type DispatcherEventOptions,
+  type IncrementalOptions,
   type DispatcherEvents,
   type DispatcherOptions,
   type DispatcherStatus,
