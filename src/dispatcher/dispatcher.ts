@@ -626,8 +626,13 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     const queuedQ: Filter[] = [['state', '=', 'Queued'], ['priority', '>', '0']];
     const queuedP = this.#fetch(queuedQ, signal, QUEUE_FIELDS);
     let changed: Array<{ ok: boolean; items: Container[] }>;
+    // Holding nothing (a start or restart), every own container listed is
+    // to be adopted and its runner needs the full record: read them in the
+    // list itself, pages of batchSize, rather than summaries and then
+    // batches of 100 by UUID.
+    const fullMine = sweep && this.#trackers.size === 0;
     if (sweep) {
-      changed = [await this.#fetch([['locked_by_uuid', '=', me]], signal, SUMMARY_FIELDS)];
+      changed = [await this.#fetch([['locked_by_uuid', '=', me]], signal, fullMine ? undefined : SUMMARY_FIELDS)];
     } else if (plan?.kind === 'incremental') {
       // Held containers at priority 0 too: the API recomputes priorities
       // (a cancel) without touching modified_at.
@@ -655,7 +660,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       const prev = latest.get(c.uuid);
       if (!prev || (c.modified_at ?? '') >= (prev.modified_at ?? '')) latest.set(c.uuid, c);
     }
-    const applied = await this.#applySummaries(latest.values(), cycle, signal);
+    const applied = await this.#applySummaries(latest.values(), cycle, signal, fullMine);
     if (signal.aborted) return;
     healthy &&= applied.ok;
     const candidates = applied.candidates;
@@ -823,7 +828,13 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
    * ever see full records; if that read fails it waits for the next cycle
    * (`ok: false` makes this one incomplete). Returns the lock candidates.
    */
-  async #applySummaries(summaries: Iterable<Container>, cycle: number, signal: AbortSignal): Promise<{ ok: boolean; candidates: Container[] }> {
+  async #applySummaries(
+    summaries: Iterable<Container>,
+    cycle: number,
+    signal: AbortSignal,
+    /** The records to adopt are full already (nothing was tracked when they were listed). */
+    adoptFull = false,
+  ): Promise<{ ok: boolean; candidates: Container[] }> {
     const me = this.#auth!.uuid;
     const wanted: string[] = [];
     const rest: Container[] = [];
@@ -833,7 +844,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       if (t?.phase === 'running') {
         if (changedSince(c, t.record)) wanted.push(c.uuid);
         else t.seenCycle = cycle;
-      } else if (!t && LIVE.has(c.state) && (!c.locked_by_uuid || c.locked_by_uuid === me) && isContainerUuid(c.uuid)) {
+      } else if (!t && LIVE.has(c.state) && (!c.locked_by_uuid || c.locked_by_uuid === me) && isContainerUuid(c.uuid) && !adoptFull) {
         wanted.push(c.uuid);
       } else {
         rest.push(c);
