@@ -624,7 +624,10 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       newest = top.value;
     }
     const queuedQ: Filter[] = [['state', '=', 'Queued'], ['priority', '>', '0']];
-    const queuedP = this.#fetch(queuedQ, signal, QUEUE_FIELDS);
+    // A sweep reads its two big lists side by side; the small requests of
+    // other polls go one after another, on one kept-alive connection rather
+    // than a TLS handshake each when the server has closed idle ones.
+    const queuedP = sweep ? this.#fetch(queuedQ, signal, QUEUE_FIELDS) : undefined;
     let changed: Array<{ ok: boolean; items: Container[] }>;
     // Holding nothing (a start or restart), every own container listed is
     // to be adopted and its runner needs the full record: read them in the
@@ -637,12 +640,13 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       // Held containers at priority 0 too: the API recomputes priorities
       // (a cancel) without touching modified_at.
       const since: Filter[] = plan.since === undefined ? [] : [['modified_at', '>=', plan.since]];
-      changed = await Promise.all([this.#fetch(since, signal, SUMMARY_FIELDS), this.#fetch([['locked_by_uuid', '=', me], ['priority', '=', 0]], signal, SUMMARY_FIELDS)]);
+      changed = [await this.#fetch(since, signal, SUMMARY_FIELDS)];
+      changed.push(await this.#fetch([['locked_by_uuid', '=', me], ['priority', '=', 0]], signal, SUMMARY_FIELDS));
     } else {
       changed = [];
       for (let i = 0; i < named.length; i += UUID_BATCH) changed.push(await this.#fetch([['uuid', 'in', named.slice(i, i + UUID_BATCH)]], signal, SUMMARY_FIELDS));
     }
-    const queued = await queuedP;
+    const queued = await (queuedP ?? this.#fetch(queuedQ, signal, QUEUE_FIELDS));
     if (signal.aborted) return;
     healthy &&= queued.ok && changed.every((r) => r.ok);
 

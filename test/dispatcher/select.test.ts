@@ -180,7 +180,7 @@ describe('select-based polling', () => {
     dispatchers.push(d);
     void d.run();
     await waitFor(() => handed.length === 25, 'all adopted');
-    expect(handed.every((c) => c.mounts && c.command.length === 3)).toBe(true);
+    expect(handed.every((c) => c.mounts && c.command?.length === 3)).toBe(true);
     expect(listCalls().filter(isByUuid)).toEqual([]);
   });
 
