@@ -21,6 +21,7 @@ import { Redactor, redactAndCut } from '../util/redact.js';
 import { sleep } from '../util/sleep.js';
 import { assertContainerUuid, isContainerUuid } from '../uuid.js';
 import { ContainerEventStream } from './events.js';
+import { StringPool, freezeShared } from './freeze.js';
 import { FullRecordPrefetch, QUEUE_FIELDS, SUMMARY_FIELDS, changedSince, fetchFull } from './poll.js';
 import { ApiPressure } from './pressure.js';
 import { releaseContainer } from './release.js';
@@ -83,17 +84,12 @@ function versionOf(c: Readonly<Container>): string | undefined {
   return c.etag || c.modified_at || undefined;
 }
 
-/**
- * Records given to runners are frozen: the client makes a fresh object per
- * page, and nobody may change a record after it is handed over, since the
- * dispatcher and the runner read it at the same time.
- */
+/** Strings shared among held records (see freeze.ts); one pool for the process is enough. */
+const STRINGS = new StringPool();
+
+/** Freezes a record deeply before it is held or handed over (see freeze.ts). */
 function deepFreeze<T>(v: T): T {
-  if (v && typeof v === 'object' && !Object.isFrozen(v)) {
-    Object.freeze(v);
-    for (const x of Object.values(v)) deepFreeze(x);
-  }
-  return v;
+  return freezeShared(v, STRINGS);
 }
 
 /**
