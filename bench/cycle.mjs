@@ -66,6 +66,19 @@ async function withServer(setup, job) {
 }
 
 const results = {};
+// CYCLE_ONLY=memory: only the memory rows, printed (results.md is left alone).
+if (process.env.CYCLE_ONLY === 'memory') {
+  try {
+    for (const b of builds) {
+      const one = await withServer({ mine: 1 }, (info) => child({ job: 'memory', dist: b.dist, info, k: 1 }));
+      const many = await withServer({ mine: 1000 }, (info) => child({ job: 'memory', dist: b.dist, info, k: 1000 }));
+      console.log(`${b.name}: RSS ${fmt((many.rss - one.rss) / 999 / 1024)} KiB, heap ${fmt((many.heapUsed - one.heapUsed) / 999 / 1024)} KiB per held container`);
+    }
+  } finally {
+    server.disconnect();
+  }
+  process.exit(0);
+}
 try {
   out('## Incremental polling: cost per change, against the previous release (same run)');
   out();
@@ -137,6 +150,27 @@ try {
     const bare = await withServer({ latency, queued: n }, (info) => child({ job: 'lock', dist: HERE, info, n, concurrency: 8, bare: true }));
     row(`lock ${n} queued at 10 ms, C = 8: locking phase / bound N·L/C (bare client: ${fmt(bare.lockingMs / bound, 2)})`, lk, (r) => r.lockingMs / bound, '≤ 1.15', 2);
   }
+  out();
+  out('- **Per cycle.** An incremental poll reads what changed since the watermark (the changed containers\' summaries, then');
+  out('  their full records by uuid), the held containers at priority 0 and the Queued ones: a few requests whatever is held.');
+  out('  A sweep (every 10 polls or 60 s) still reads everything, as every poll of the previous release did; its cost is');
+  out('  the max column.');
+  out('- **Idle.** The library holding one container costs about 1 ms of CPU per second at the default 10 s poll once');
+  out('  warmed up (the few requests of each poll; the first seconds after start are higher: V8 compiling and collecting');
+  out('  the start-up\'s garbage). What cost an idle *CLI* 2–4 ms more per second was the management API\'s process');
+  out('  metrics: prom-client samples event-loop delay with a 10 ms timer by default (100 wake-ups a second); it now');
+  out('  samples once a second. Measured on the CLI (`local --listen`, `/proc` ticks over 20 s after 15 s): 4 ms/s before,');
+  out('  1 ms/s after.');
+  out('- **Adoption.** Holding nothing, a sweep lists its own containers with full records (pages of `batchSize`),');
+  out('  instead of summaries followed by `uuid in` batches of 100: every one of them is to be adopted.');
+  out('- **Memory.** Heap per held container is the figure that follows what is held: the record as parsed and frozen');
+  out('  (~4.6 KiB for these realistic records), the runner (~1.1 KiB for an async function waiting on its updates),');
+  out('  the dispatcher\'s bookkeeping (~0.6 KiB: tracker, map entries, runner promise chain); see `npm run bench`, (c).');
+  out('  RSS per container at K = 1,000 is mostly V8 committing its young generation and free pages once a thousand');
+  out('  records have gone through it, not live data; at K = 10,000 it is ~11.7 KiB (section (c)).');
+  out('- **Lock path.** The dispatcher\'s locking phase is at or below the bare client\'s making the same requests in the');
+  out('  same run: what remains to the bound is the fake server\'s CPU per lock (TLS, HTTP, the container rules) on a');
+  out('  shared 2-core machine, which the bound (latency only) does not count.');
   out();
 } finally {
   server.disconnect();
