@@ -71,8 +71,9 @@ if (process.env.CYCLE_ONLY === 'memory') {
   try {
     for (const b of builds) {
       const one = await withServer({ mine: 1 }, (info) => child({ job: 'memory', dist: b.dist, info, k: 1 }));
-      const many = await withServer({ mine: 1000 }, (info) => child({ job: 'memory', dist: b.dist, info, k: 1000 }));
-      console.log(`${b.name}: RSS ${fmt((many.rss - one.rss) / 999 / 1024)} KiB, heap ${fmt((many.heapUsed - one.heapUsed) / 999 / 1024)} KiB per held container`);
+      const k = Number(process.env.MEM_K ?? 1000);
+      const many = await withServer({ mine: k }, (info) => child({ job: 'memory', dist: b.dist, info, k }));
+      console.log(`${b.name}, K = ${k}: RSS ${fmt((many.rss - one.rss) / (k - 1) / 1024)} KiB, heap ${fmt((many.heapUsed - one.heapUsed) / (k - 1) / 1024)} KiB per held container`);
     }
   } finally {
     server.disconnect();
