@@ -164,12 +164,12 @@ try {
   out('  1 ms/s after.');
   out('- **Adoption.** Holding nothing, a sweep lists its own containers with full records (pages of `batchSize`),');
   out('  instead of summaries followed by `uuid in` batches of 100: every one of them is to be adopted.');
-  out('- **Memory.** Heap per held container is the figure that follows what is held: the record as parsed and frozen');
-  out('  (~4.6 KiB for these realistic records), the runner (~1.1 KiB for an async function waiting on its updates),');
-  out('  the dispatcher\'s bookkeeping (~0.6 KiB: tracker, map entries, runner promise chain); see `npm run bench`, (c).');
-  out('  RSS per container at K = 1,000 is mostly V8 committing its young generation and free pages once a thousand');
-  out('  records have gone through it, not live data; at K = 10,000 it is ~11.7 KiB (section (c)).');
-  out('- **Lock path.** The dispatcher\'s locking phase is at or below the bare client\'s making the same requests in the');
+  out('- **Memory.** Heap per held container: the record as parsed, checked and frozen (most of it; equal strings are');
+  out('  shared among held records), the runner (~1.1 KiB for an async function waiting on its updates) and the');
+  out('  dispatcher\'s bookkeeping (~0.6 KiB: tracker, map entries, runner promise chain); see section (c). RSS per');
+  out('  container at K = 1,000 is mostly V8 committing its young generation and free pages once a thousand records have');
+  out('  gone through it, not live data; `CYCLE_ONLY=memory MEM_K=10000` measures at K = 10,000.');
+  out('- **Lock path.** The dispatcher\'s locking phase is within noise of the bare client\'s making the same requests in the');
   out('  same run: what remains to the bound is the fake server\'s CPU per lock (TLS, HTTP, the container rules) on a');
   out('  shared 2-core machine, which the bound (latency only) does not count.');
   out();
