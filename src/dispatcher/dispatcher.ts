@@ -635,8 +635,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     } else if (plan?.kind === 'incremental') {
       // Held containers at priority 0 too: the API recomputes priorities
       // (a cancel) without touching modified_at.
-      const since: Filter[] = plan.since === undefined ? [] : [['modified_at', '>=', plan.since]];
-      changed = [await this.#fetch(since, signal, SUMMARY_FIELDS)];
+      changed = [await this.#fetch([['modified_at', '>=', plan.since]], signal, SUMMARY_FIELDS)];
       changed.push(await this.#fetch([['locked_by_uuid', '=', me], ['priority', '=', 0]], signal, SUMMARY_FIELDS));
     } else {
       changed = [];

@@ -37,7 +37,7 @@ export interface IncrementalOptions {
 }
 
 /** What the next regular poll is. */
-export type PollKind = { kind: 'sweep'; why: string } | { kind: 'incremental'; since: string | undefined };
+export type PollKind = { kind: 'sweep'; why: string } | { kind: 'incremental'; since: string };
 
 const ISO = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z$/;
 
@@ -85,7 +85,11 @@ export class PollPlan {
     if (this.#since + 1 >= this.#polls) return { kind: 'sweep', why: `${this.#polls} polls` };
     if (this.#now() - this.#lastSweep >= this.#interval) return { kind: 'sweep', why: `${this.#interval} ms` };
     const w = this.#watermark;
-    return { kind: 'incremental', since: w === undefined ? undefined : format(w > this.#margin ? w - this.#margin : 0n) };
+    // No server time to start from (an empty cluster, or a malformed
+    // answer): a query without a lower bound would list every container
+    // ever run, so sweep instead.
+    if (w === undefined) return { kind: 'sweep', why: 'no watermark' };
+    return { kind: 'incremental', since: format(w > this.#margin ? w - this.#margin : 0n) };
   }
 
   /** Makes the next regular poll a sweep (keeps the first reason given). */

@@ -33,10 +33,12 @@ describe('PollPlan', () => {
     expect(p.watermark).toBe('2026-01-02T03:04:07.000000001Z');
   });
 
-  it('without any server time yet, an incremental poll has no lower bound', () => {
+  it('sweeps again while it has no server time (never a query without a lower bound)', () => {
     const { p } = plan();
     p.done('sweep', true, [undefined]);
-    expect(p.next()).toEqual({ kind: 'incremental', since: undefined });
+    expect(p.next()).toEqual({ kind: 'sweep', why: 'no watermark' });
+    p.done('sweep', true, ['not a time']);
+    expect(p.next()).toEqual({ kind: 'sweep', why: 'no watermark' });
   });
 
   it('sweeps every sweepPolls polls or sweepInterval ms, whichever comes first', () => {
