@@ -71,6 +71,10 @@ export class PollPlan {
   #since = 0;
   #lastSweep = -Infinity;
   #forced: string | undefined = 'start';
+  /** Why a sweep was last asked for, and how many times: one asked for while a sweep runs still comes after it. */
+  #lastWhy = 'start';
+  #forcedCount = 1;
+  #sweepCount = 0;
 
   constructor(opts: Required<IncrementalOptions>, now: () => number = Date.now) {
     this.#polls = opts.sweepPolls;
@@ -81,6 +85,12 @@ export class PollPlan {
 
   /** The next regular poll: a sweep when one is due or forced, else an incremental one. */
   next(): PollKind {
+    const kind = this.#next();
+    if (kind.kind === 'sweep') this.#sweepCount = this.#forcedCount;
+    return kind;
+  }
+
+  #next(): PollKind {
     if (this.#forced !== undefined) return { kind: 'sweep', why: this.#forced };
     if (this.#since + 1 >= this.#polls) return { kind: 'sweep', why: `${this.#polls} polls` };
     if (this.#now() - this.#lastSweep >= this.#interval) return { kind: 'sweep', why: `${this.#interval} ms` };
@@ -92,9 +102,11 @@ export class PollPlan {
     return { kind: 'incremental', since: format(w > this.#margin ? w - this.#margin : 0n) };
   }
 
-  /** Makes the next regular poll a sweep (keeps the first reason given). */
+  /** Makes the next regular poll a sweep (keeps the first reason given), even if a sweep is running now. */
   forceSweep(why: string): void {
     this.#forced ??= why;
+    this.#lastWhy = why;
+    this.#forcedCount++;
   }
 
   /** The newest `modified_at` a complete poll saw, for tests and status. */
@@ -123,7 +135,7 @@ export class PollPlan {
     // so one wrong (e.g. far-future) timestamp lasts one sweep period at most.
     this.#watermark = w;
     if (kind === 'sweep') {
-      this.#forced = undefined;
+      this.#forced = this.#forcedCount === this.#sweepCount ? undefined : this.#lastWhy;
       this.#since = 0;
       this.#lastSweep = this.#now();
     } else {

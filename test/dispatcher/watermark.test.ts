@@ -23,6 +23,7 @@ describe('PollPlan', () => {
   it('starts with a sweep, then polls incrementally from the newest server time minus the margin', () => {
     const { p } = plan();
     expect(p.next()).toEqual({ kind: 'sweep', why: 'start' });
+    p.next();
     p.done('sweep', true, ['2026-01-02T03:04:05.123456789Z']);
     expect(p.watermark).toBe('2026-01-02T03:04:05.123456789Z');
     expect(p.next()).toEqual({ kind: 'incremental', since: '2026-01-02T03:04:00.123456789Z' });
@@ -35,20 +36,24 @@ describe('PollPlan', () => {
 
   it('sweeps again while it has no server time (never a query without a lower bound)', () => {
     const { p } = plan();
+    p.next();
     p.done('sweep', true, [undefined]);
     expect(p.next()).toEqual({ kind: 'sweep', why: 'no watermark' });
+    p.next();
     p.done('sweep', true, ['not a time']);
     expect(p.next()).toEqual({ kind: 'sweep', why: 'no watermark' });
   });
 
   it('sweeps every sweepPolls polls or sweepInterval ms, whichever comes first', () => {
     const { p, advance } = plan({ sweepPolls: 3, sweepInterval: 10_000 });
+    p.next();
     p.done('sweep', true, ['2026-01-02T03:04:05Z']);
     expect(p.next().kind).toBe('incremental');
     p.done('incremental', true, []);
     expect(p.next().kind).toBe('incremental');
     p.done('incremental', true, []);
     expect(p.next()).toEqual({ kind: 'sweep', why: '3 polls' });
+    p.next();
     p.done('sweep', true, ['2026-01-02T03:04:05Z']);
     expect(p.next().kind).toBe('incremental');
     advance(10_000);
@@ -57,30 +62,46 @@ describe('PollPlan', () => {
 
   it('sweeps after an incomplete poll, and keeps the watermark until then', () => {
     const { p } = plan();
+    p.next();
     p.done('sweep', true, ['2026-01-02T03:04:05Z']);
     p.done('incremental', false, ['2026-01-02T03:09:00Z']);
     expect(p.watermark).toBe('2026-01-02T03:04:05.000000000Z');
     expect(p.next()).toEqual({ kind: 'sweep', why: 'the last poll was incomplete' });
     // An incomplete sweep is followed by another.
+    p.next();
     p.done('sweep', false, ['2026-01-02T03:09:00Z']);
     expect(p.next().kind).toBe('sweep');
+    p.next();
     p.done('sweep', true, ['2026-01-02T03:09:00Z']);
     expect(p.next().kind).toBe('incremental');
   });
 
   it('sweeps when forced (an event stream reconnection), keeping the first reason', () => {
     const { p } = plan();
+    p.next();
     p.done('sweep', true, ['2026-01-02T03:04:05Z']);
     p.forceSweep('the event stream (re)connected');
     p.forceSweep('something else');
     expect(p.next()).toEqual({ kind: 'sweep', why: 'the event stream (re)connected' });
   });
 
+  it('sweeps again when a sweep is asked for while one runs', () => {
+    const { p } = plan();
+    expect(p.next().kind).toBe('sweep');
+    p.forceSweep('the event stream (re)connected');
+    p.done('sweep', true, ['2026-01-02T03:04:05Z']);
+    expect(p.next()).toEqual({ kind: 'sweep', why: 'the event stream (re)connected' });
+    p.done('sweep', true, ['2026-01-02T03:04:05Z']);
+    expect(p.next().kind).toBe('incremental');
+  });
+
   it('takes a sweep\'s watermark afresh, so a wrong far-future time lasts one sweep period at most', () => {
     const { p } = plan();
+    p.next();
     p.done('sweep', true, ['2999-01-01T00:00:00Z']);
     p.done('incremental', true, []);
     expect(p.watermark).toBe('2999-01-01T00:00:00.000000000Z');
+    p.next();
     p.done('sweep', true, ['2026-01-02T03:04:05Z']);
     expect(p.watermark).toBe('2026-01-02T03:04:05.000000000Z');
   });
