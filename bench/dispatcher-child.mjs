@@ -83,6 +83,8 @@ async function steady({ k, batch, cycles = 5, baseline = false }) {
     client,
     pollInterval: 200,
     batchSize: batch,
+    // Every cycle a full sweep: what this section measures (bench/cycle.mjs measures incremental polls).
+    incremental: false,
     handleSignals: false,
     events: false,
     runContainer(_d, _c, updates) {

@@ -37,10 +37,13 @@ function realistic(i, extra) {
 }
 
 let fake;
+let touchList;
+let touchNext = 0;
 const handlers = {
   async start({ latency = 0, maxItemsPerResponse, tls = true }) {
     await fake?.stop();
     fake = await new FakeArvados({ latency, maxItemsPerResponse, tls, recordRequests: false }).start();
+    touchList = undefined;
     return { env: fake.env(), caCert: fake.caCert, rootTokenUuid: fake.rootToken.uuid };
   },
   addQueued({ n }) {
@@ -53,6 +56,17 @@ const handlers = {
   createOne({ i }) {
     const c = fake.addContainer(realistic(i, {}));
     return { uuid: c.uuid, at: Date.now() };
+  },
+  /** Changes the priority of `n` of the containers locked by `tokenUuid` (a new modified_at each), in turn. */
+  touch({ n, tokenUuid }) {
+    if (!n) return 0;
+    touchList ??= fake.containers().filter((c) => c.locked_by_uuid === tokenUuid).map((c) => c.uuid);
+    for (let i = 0; i < n && touchList.length > 0; i++) {
+      const uuid = touchList[touchNext % touchList.length];
+      // (Real priorities are beyond 2^53, where +1 changes nothing.)
+      fake.setPriority(uuid, 1 + (touchNext++ % 997));
+    }
+    return n;
   },
   counts() {
     return fake.counts();

@@ -18,6 +18,7 @@ export {
   type DispatchEntry,
   type InstanceTypeView,
   type DispatcherEventOptions,
+  type IncrementalOptions,
   type DispatcherEvents,
   type DispatcherOptions,
   type DispatcherStatus,

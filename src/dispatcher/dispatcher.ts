@@ -23,6 +23,7 @@ import { sleep } from '../util/sleep.js';
 import { assertContainerUuid, isContainerUuid } from '../uuid.js';
 import { confirmByDirectRead } from './confirm.js';
 import { ContainerEventStream } from './events.js';
+import { StringPool, freezeShared } from './freeze.js';
 import { FullRecordPrefetch, MAX_ITEMS_PER_QUERY, QUEUE_FIELDS, SUMMARY_FIELDS, changedSince, fetchFull } from './poll.js';
 import { ApiPressure } from './pressure.js';
 import { releaseContainer } from './release.js';
@@ -32,9 +33,10 @@ import { onStopSignals, type SecondSignal } from './signals.js';
 import { RetryBackoff, Throttle } from './throttle.js';
 import { UpdateStream, type StreamEndReason } from './updates.js';
 import { WakeBudget } from './wake-budget.js';
+import { PollPlan, type PollKind } from './watermark.js';
 
 export type { RunContainer } from './runner.js';
-export type { DispatchEntry, DispatcherEventOptions, DispatcherEvents, DispatcherOptions, DispatcherStatus, InstanceTypeView } from './options.js';
+export type { DispatchEntry, DispatcherEventOptions, DispatcherEvents, DispatcherOptions, DispatcherStatus, IncrementalOptions, InstanceTypeView } from './options.js';
 
 const log = logger('dispatcher');
 
@@ -62,6 +64,12 @@ interface Tracker {
 }
 
 const LIVE = new Set<ContainerState>(['Locked', 'Running']);
+/**
+ * Page size asked for by default: Arvados' own cap (`API.MaxItemsPerResponse`),
+ * as the Go dispatchers ask. A server that caps lower says so in the page's
+ * `limit`, and paging goes on from there.
+ */
+const DEFAULT_BATCH_SIZE = 1000;
 /** Most UUIDs in one `uuid in [...]` filter: bounds the URL and the server's query. */
 const UUID_BATCH = 100;
 /** Bound on the API calls of one release, so a dead API cannot hold up a runner or shutdown for ever. */
@@ -72,6 +80,8 @@ const RELEASE_TIMEOUT = 30_000;
  * events keeps the dispatcher polling at most half the time.
  */
 const MIN_EVENT_POLL_GAP = 25;
+/** Most UUIDs named by events kept for one event-woken poll; beyond it, a regular poll comes at once instead. */
+const MAX_NAMED = 1_000;
 /** Most distinct malformed UUIDs remembered, so each is warned about once. */
 const MAX_BAD_UUIDS = 1_000;
 
@@ -79,17 +89,12 @@ function versionOf(c: Readonly<Container>): string | undefined {
   return c.etag || c.modified_at || undefined;
 }
 
-/**
- * Records given to runners are frozen: the client makes a fresh object per
- * page, and nobody may change a record after it is handed over, since the
- * dispatcher and the runner read it at the same time.
- */
+/** Strings shared among held records (see freeze.ts); one pool for the process is enough. */
+const STRINGS = new StringPool();
+
+/** Freezes a record deeply before it is held or handed over (see freeze.ts). */
 function deepFreeze<T>(v: T): T {
-  if (v && typeof v === 'object' && !Object.isFrozen(v)) {
-    Object.freeze(v);
-    for (const x of Object.values(v)) deepFreeze(x);
-  }
-  return v;
+  return freezeShared(v, STRINGS);
 }
 
 /**
@@ -186,6 +191,12 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   /** Ends the wait between polls early (set while waiting). */
   #wakeWait: AbortController | undefined;
   #status = { queued: 0, cycles: 0, healthy: true, atQuota: false };
+  /** Sweeps and incremental polls (undefined: every poll is a sweep). */
+  readonly #plan: PollPlan | undefined;
+  /** Containers events named since the last poll, for an event-woken poll that reads only them. */
+  readonly #named = new Set<string>();
+  /** When the next regular (incremental or sweep) poll is due, epoch ms. */
+  #nextRegular = 0;
 
   constructor(opts: DispatcherOptions) {
     super();
@@ -201,7 +212,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     this.#runContainer = runner ? (d, c, u) => runner.runContainer(d, c, u) : opts.runContainer!;
     this.#pollInterval = checkDuration('pollInterval', opts.pollInterval ?? 10_000, 1);
     this.#wakeBudget = new WakeBudget(this.#pollInterval);
-    this.#batchSize = Math.floor(positive('batchSize', opts.batchSize, 100, 1));
+    this.#batchSize = Math.floor(positive('batchSize', opts.batchSize, DEFAULT_BATCH_SIZE, 1));
     const minRetry = checkDuration('minRetryPeriod', opts.minRetryPeriod ?? 0);
     this.#throttle = new Throttle(minRetry);
     this.#maxJobs = Math.floor(positive('maxJobs', opts.maxJobs, Infinity, 1));
@@ -222,6 +233,12 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     this.client = opts.client ?? ArvadosClient.fromEnv();
     this.#eventOpts = opts.events === false ? undefined : opts.events === true || opts.events === undefined ? {} : opts.events;
     this.#redactor = new Redactor([this.client.credentialsEnv().ARVADOS_API_TOKEN]);
+    const inc = opts.incremental === false ? undefined : opts.incremental === true || opts.incremental === undefined ? {} : opts.incremental;
+    this.#plan = inc && new PollPlan({
+      sweepPolls: Math.floor(positive('incremental.sweepPolls', inc.sweepPolls, 10, 1)),
+      sweepInterval: positive('incremental.sweepInterval', inc.sweepInterval, 60_000, 0),
+      margin: positive('incremental.margin', inc.margin, 5_000, 0),
+    });
     // Nobody may be waiting for identity; don't let its rejection go unhandled.
     this.#identity.promise.catch(() => {});
   }
@@ -462,7 +479,9 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         const started = Date.now();
         this.#wakeRequested = false;
         this.#budgetWake = false;
-        await this.#pollOnce();
+        const regular = started >= this.#nextRegular || this.#named.size === 0;
+        await this.#pollOnce(regular);
+        if (regular) this.#nextRegular = Date.now() + this.#pollInterval;
         if (this.#stopping) break;
         await this.#waitForNextPoll(Date.now() - started);
       }
@@ -500,8 +519,19 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     });
     listener.on('wake', (uuids) => {
       // A new subscription (no uuids) may have missed events; an event about a
-      // container we hold concerns us. Anything else waits for the budget.
-      if (uuids.length === 0 || uuids.some((u) => this.#trackers.has(u))) this.#wakeRequested = true;
+      // container we hold concerns us. Anything else waits for the budget:
+      // every poll reads the Queued list anyway.
+      const concerns = uuids.length === 0 || uuids.some((u) => this.#trackers.has(u));
+      if (uuids.length === 0) this.#plan?.forceSweep('the event stream (re)connected');
+      for (const u of uuids) {
+        if (this.#named.size >= MAX_NAMED) {
+          if (concerns) this.#nextRegular = 0;
+          break;
+        }
+        this.#named.add(u);
+      }
+      if (uuids.length === 0 || (!this.#plan && concerns)) this.#nextRegular = 0;
+      if (concerns) this.#wakeRequested = true;
       else this.#budgetWake = true;
       this.#wakeWait?.abort();
     });
@@ -527,14 +557,14 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   async #waitForNextPoll(lastPollMs: number): Promise<void> {
     const signal = this.#ac.signal;
     const start = Date.now();
-    const regular = start + this.#pollInterval;
     const earliest = start + Math.min(this.#pollInterval, Math.max(MIN_EVENT_POLL_GAP, lastPollMs));
     for (;;) {
       if (signal.aborted) return;
-      let target = regular;
+      let target = this.#nextRegular;
       if (this.#wakeRequested) target = Math.min(target, earliest);
       else if (this.#budgetWake) target = Math.min(target, Math.max(earliest, Date.now() + this.#wakeBudget.waitMs));
-      const left = target - Date.now();
+      // Polls are at least `earliest` apart, however they were asked for.
+      const left = Math.max(target, earliest) - Date.now();
       if (left <= 0) break;
       // A wake ends this sleep early; the next turn works out the new target.
       const wait = new AbortController();
@@ -549,7 +579,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       }
       if (!wait.signal.aborted) break;
     }
-    if (!this.#wakeRequested && this.#budgetWake && Date.now() < regular) this.#wakeBudget.use();
+    if (!this.#wakeRequested && this.#budgetWake && Date.now() < this.#nextRegular) this.#wakeBudget.use();
   }
 
   #onSignal(sig: NodeJS.Signals, count: number): void {
@@ -645,7 +675,13 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
 
   // ---- the poll cycle -------------------------------------------------------
 
-  async #pollOnce(): Promise<void> {
+  /**
+   * One poll. A regular one is a sweep or an incremental poll (see
+   * watermark.ts); one woken by events between regular ones reads only the
+   * containers the events named. Every kind also lists the Queued
+   * containers: lock order is decided over the whole queue.
+   */
+  async #pollOnce(regular: boolean): Promise<void> {
     const cycle = ++this.#cycle;
     const signal = this.#ac.signal;
     this.#deferredAdoptions = 0;
@@ -656,22 +692,61 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     for (const uuid of this.#retired.splice(0)) {
       if (this.#trackers.get(uuid)?.phase === 'retired') this.#trackers.delete(uuid);
     }
+    const plan: PollKind | undefined = regular ? (this.#plan?.next() ?? { kind: 'sweep', why: 'every poll' }) : undefined;
+    const named = [...this.#named];
+    this.#named.clear();
+    const sweep = plan?.kind === 'sweep';
 
-    const mineQ: Filter[] = [['locked_by_uuid', '=', me]];
+    // The watermark of a sweep: the newest modified_at in the cluster, read
+    // before anything else, so every later change is stamped at or after it.
+    let newest: unknown;
+    let healthy = true;
+    if (sweep && this.#plan) {
+      const top = await this.#newestModifiedAt(signal);
+      healthy = top.ok;
+      newest = top.value;
+    }
     const queuedQ: Filter[] = [['state', '=', 'Queued'], ['priority', '>', '0']];
-    const [mine, queued] = await Promise.all([this.#fetch(mineQ, signal, SUMMARY_FIELDS), this.#fetch(queuedQ, signal, QUEUE_FIELDS)]);
+    // A sweep reads its two big lists side by side; the small requests of
+    // other polls go one after another, on one kept-alive connection rather
+    // than a TLS handshake each when the server has closed idle ones.
+    const queuedP = sweep ? this.#fetch(queuedQ, signal, QUEUE_FIELDS) : undefined;
+    let changed: Array<{ ok: boolean; items: Container[] }>;
+    // Holding nothing (a start or restart), every own container listed is
+    // to be adopted and its runner needs the full record: read them in the
+    // list itself, pages of batchSize, rather than summaries and then
+    // batches of 100 by UUID.
+    const fullMine = sweep && this.#trackers.size === 0;
+    if (sweep) {
+      changed = [await this.#fetch([['locked_by_uuid', '=', me]], signal, fullMine ? undefined : SUMMARY_FIELDS)];
+    } else if (plan?.kind === 'incremental') {
+      // Held containers at priority 0 too: the API recomputes priorities
+      // (a cancel) without touching modified_at.
+      changed = [await this.#fetch([['modified_at', '>=', plan.since]], signal, SUMMARY_FIELDS)];
+      changed.push(await this.#fetch([['locked_by_uuid', '=', me], ['priority', '=', 0]], signal, SUMMARY_FIELDS));
+    } else {
+      changed = [];
+      for (let i = 0; i < named.length; i += UUID_BATCH) changed.push(await this.#fetch([['uuid', 'in', named.slice(i, i + UUID_BATCH)]], signal, SUMMARY_FIELDS));
+    }
+    const queued = await (queuedP ?? this.#fetch(queuedQ, signal, QUEUE_FIELDS));
     if (signal.aborted) return;
-    let healthy = mine.ok && queued.ok;
+    healthy &&= queued.ok && changed.every((r) => r.ok);
 
-    // A container can show up in both answers if it changed between the two
-    // reads; act on the newer record only.
+    // A container can show up in several answers if it changed between the
+    // reads; act on the newer record only. Beyond a sweep, the containers
+    // that matter are those held or locked by this token: Queued ones come
+    // from the Queued query, with the fields that order them.
     const latest = new Map<string, Container>();
-    for (const c of mine.items) latest.set(c.uuid, c);
+    for (const r of changed) {
+      for (const c of r.items) {
+        if (sweep || this.#trackers.has(c.uuid) || c.locked_by_uuid === me) latest.set(c.uuid, c);
+      }
+    }
     for (const c of queued.items) {
       const prev = latest.get(c.uuid);
       if (!prev || (c.modified_at ?? '') >= (prev.modified_at ?? '')) latest.set(c.uuid, c);
     }
-    const applied = await this.#applySummaries(latest.values(), cycle, signal);
+    const applied = await this.#applySummaries(latest.values(), cycle, signal, fullMine);
     if (signal.aborted) return;
     healthy &&= applied.ok;
     const candidates = applied.candidates;
@@ -679,8 +754,9 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     this.#status.queued = queued.items.length;
     const handOver = this.#lockInOrder(candidates, signal);
 
-    // Tracked containers neither query returned: ask for them by UUID.
-    if (healthy) {
+    // Tracked containers neither query returned: ask for them by UUID. Only
+    // a sweep can tell: the other polls do not list unchanged containers.
+    if (healthy && sweep) {
       const missed: string[] = [];
       for (const t of this.#trackers.values()) if (t.seenCycle !== cycle && t.phase !== 'retired') missed.push(t.uuid);
       for (let i = 0; i < missed.length; i += UUID_BATCH) {
@@ -688,7 +764,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         healthy &&= got.ok;
         for (const c of got.items) this.#consider(c, cycle);
       }
-      // "Not returned" means "gone" only when every query of the cycle
+      // "Not returned" means "gone" only when every query of the sweep
       // succeeded: after a failed one we did not see everything.
       if (healthy) {
         for (const uuid of missed) {
@@ -699,6 +775,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     }
     // No stream ends on a list answer alone: a direct read confirms each.
     if (this.#suspects.size > 0) healthy = (await this.#confirmEnds(cycle, signal)) && healthy;
+    if (plan && this.#plan) this.#plan.done(plan.kind, healthy, sweep ? [newest] : changed[0].items.map((c) => c.modified_at));
     const pending = await handOver;
     if (signal.aborted) return;
     for (const t of [...this.#pendingCleanups]) void this.#cleanup(t);
@@ -706,6 +783,17 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     this.emit('cycle', this.status);
     const idle = healthy && pending === 0 && this.#deferredAdoptions === 0 && this.#busy() === 0;
     if (idle) this.#becameIdle(cycle);
+  }
+
+  /** The newest `modified_at` of any container (one item, newest first); `ok: false` if the request failed. */
+  async #newestModifiedAt(signal: AbortSignal): Promise<{ ok: boolean; value: unknown }> {
+    try {
+      const page = await this.client.listContainers({ order: ['modified_at desc'], limit: 1, count: 'none', select: ['uuid', 'modified_at'] }, { signal });
+      return { ok: page.dropped === 0, value: page.items[0]?.modified_at };
+    } catch (err) {
+      if (!isAbortOf(err, signal)) this.#listFailed(err);
+      return { ok: false, value: undefined };
+    }
   }
 
   /** Runners, cleanups and releases in progress. */
@@ -828,7 +916,13 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
    * ever see full records; if that read fails it waits for the next cycle
    * (`ok: false` makes this one incomplete). Returns the lock candidates.
    */
-  async #applySummaries(summaries: Iterable<Container>, cycle: number, signal: AbortSignal): Promise<{ ok: boolean; candidates: Container[] }> {
+  async #applySummaries(
+    summaries: Iterable<Container>,
+    cycle: number,
+    signal: AbortSignal,
+    /** The records to adopt are full already (nothing was tracked when they were listed). */
+    adoptFull = false,
+  ): Promise<{ ok: boolean; candidates: Container[] }> {
     const me = this.#auth!.uuid;
     const wanted: string[] = [];
     const rest: Container[] = [];
@@ -838,7 +932,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       if (t?.phase === 'running') {
         if (changedSince(c, t.record)) wanted.push(c.uuid);
         else t.seenCycle = cycle;
-      } else if (!t && LIVE.has(c.state) && (!c.locked_by_uuid || c.locked_by_uuid === me) && isContainerUuid(c.uuid)) {
+      } else if (!t && LIVE.has(c.state) && (!c.locked_by_uuid || c.locked_by_uuid === me) && isContainerUuid(c.uuid) && !adoptFull) {
         wanted.push(c.uuid);
       } else {
         rest.push(c);

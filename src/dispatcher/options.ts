@@ -9,6 +9,9 @@ import type { ApiClientAuthorization, Container, ContainerState } from '../types
 import type { RunContainer, Runner, RunnerConfigError } from './runner.js';
 import type { SecondSignal } from './signals.js';
 import type { StreamEndReason } from './updates.js';
+import type { IncrementalOptions } from './watermark.js';
+
+export type { IncrementalOptions } from './watermark.js';
 
 /** Settings of the event stream listener (see {@link DispatcherOptions.events}). */
 export interface DispatcherEventOptions {
@@ -32,7 +35,10 @@ export interface DispatcherOptions {
   client?: ArvadosClient;
   /** Milliseconds between queue polls. Default 10 000. */
   pollInterval?: number;
-  /** Page size of container queries. Default 100. */
+  /**
+   * Page size of container queries. Default 1000, Arvados'
+   * `API.MaxItemsPerResponse`; a server that caps pages lower is paged on.
+   */
   batchSize?: number;
   /** Milliseconds between attempts to start the same container. Default 0 (no limit). */
   minRetryPeriod?: number;
@@ -66,6 +72,17 @@ export interface DispatcherOptions {
    * it off.
    */
   events?: boolean | DispatcherEventOptions;
+  /**
+   * Incremental polling: between full sweeps, a poll asks only for the
+   * containers modified since the last one (plus the Queued ones, and those
+   * this token holds at priority 0), so its cost follows what changed, not
+   * what is held. A container may be declared vanished only after a sweep;
+   * one that changed in a way no poll sees (deleted; a priority recomputed
+   * without touching `modified_at`) is seen at the next sweep. With events
+   * on, an event pulls only the containers it names. Default true; `false`
+   * makes every poll a sweep.
+   */
+  incremental?: boolean | IncrementalOptions;
   /** Stop gracefully on SIGINT, SIGTERM and SIGQUIT. Default true. */
   handleSignals?: boolean;
   /** What a second signal does (see {@link SecondSignal}). Default `stop-waiting`. */

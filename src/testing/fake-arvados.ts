@@ -404,9 +404,14 @@ export class FakeArvados {
     return out;
   }
 
-  /** Sets a container's priority directly, as the API does when requests change (0 = cancel requested). */
-  setPriority(uuid: string, priority: number): Container {
-    return this.store.force(uuid, { priority });
+  /**
+   * Sets a container's priority directly, as the API does when requests
+   * change (0 = cancel requested). The real API does it with a bare SQL
+   * update that leaves `modified_at` alone and sends no event; `{ touch:
+   * false }` does the same (default: a new `modified_at` and an event).
+   */
+  setPriority(uuid: string, priority: number, opts: { touch?: boolean } = {}): Container {
+    return this.store.force(uuid, { priority }, opts.touch ?? true);
   }
 
   /** Sets attributes with no checks at all (test setup). */

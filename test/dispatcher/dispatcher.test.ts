@@ -174,8 +174,21 @@ describe('Dispatcher: locking and handing over', () => {
     expect(calls).toHaveLength(75);
     // Every page request asked for 50 and walked by uuid: offsets would skip
     // containers as locked ones leave the Queued set and pages shrink.
-    const pages = fake.requests.filter((r) => r.route === 'containers.list');
+    // (Not counting each sweep's one-item read of the newest modified_at.)
+    const pages = fake.requests.filter((r) => r.route === 'containers.list' && r.params?.limit !== '1');
     expect(pages.every((r) => r.params?.limit === '50' && r.params?.count === 'none')).toBe(true);
+  });
+
+  it('asks for pages of 1000 by default and pages on when the server caps them lower', async () => {
+    await startFake({ maxItemsPerResponse: 20 });
+    fake.addContainers(45, (i) => ({ priority: 1 + (i % 10) }));
+    const { d, calls } = makeDispatcher(async (_d, _c, u) => drain(u));
+    void d.run();
+    await waitFor(() => calls.length === 45, 'all 45 handed over');
+    expect(new Set(calls.map((c) => c.uuid)).size).toBe(45);
+    const pages = fake.requests.filter((r) => r.route === 'containers.list' && r.params?.limit !== '1');
+    expect(pages.length).toBeGreaterThan(2);
+    expect(pages.every((r) => r.params?.limit === '1000')).toBe(true);
   });
 
   it('never locks a Queued container with priority 0', async () => {
@@ -335,10 +348,10 @@ describe('Dispatcher: following containers', () => {
     expect(fake.container(cs[3].uuid)).toMatchObject({ state: 'Running', locked_by_uuid: other.uuid });
   });
 
-  it('keeps steady-state polling to the pages of the two queries: nothing per container', async () => {
+  it('keeps steady-state sweeps to the pages of the two queries: nothing per container', async () => {
     await startFake();
     fake.addContainers(30, () => ({ state: 'Running', locked_by_uuid: fake.rootToken.uuid }));
-    const { d, calls } = makeDispatcher(async (_d, _c, u) => drain(u), { batchSize: 10 });
+    const { d, calls } = makeDispatcher(async (_d, _c, u) => drain(u), { batchSize: 10, incremental: false });
     const counts: number[] = [];
     d.on('cycle', () => {
       counts.push(fake.count());

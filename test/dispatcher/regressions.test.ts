@@ -116,8 +116,10 @@ describe('Dispatcher regressions', () => {
     const client = testClient(h.fake);
     const cs = h.fake.addContainers(120, () => ({ state: 'Running', locked_by_uuid: h.fake.rootToken.uuid }));
     const ended = new Map<string, string | undefined>();
+    // Every poll a sweep: only a sweep reads missed containers by uuid.
     const { d } = h.dispatcher({
       client,
+      incremental: false,
       async runContainer(_d, ct, u) {
         await drain(u);
         ended.set(ct.uuid, u.endReason);
