@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
 import { parse, stringify } from 'yaml';
-import { gatewayAuthSecret } from '../../src/runners/local/command.js';
+import { gatewayAuthSecret } from '../../src/runners/crunch-run.js';
 import { FakeArvados } from '../../src/testing/index.js';
 import { alive, makeCrunchRunStub, type CrunchRunStub } from '../fixtures/crunch-run-stub.js';
 import { built, spawnCli, type Cli } from '../helpers/cli.js';

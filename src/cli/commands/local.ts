@@ -7,7 +7,7 @@
 import { describeError } from '../../util/errors.js';
 import os from 'node:os';
 import { DEFAULT_STOP_GRACE, DEFAULT_KILL_GRACE, LocalRunner } from '../../runners/local/local-runner.js';
-import { checkEnvOptions } from '../../runners/local/command.js';
+import { checkEnvOptions } from '../../runners/crunch-run.js';
 import { formatBytes } from '../../runners/local/resources.js';
 import { DISPATCHER_OPTIONS, DISPATCHING_FOOTER, OUTPUT_OPTIONS, formatHelp, type OptionTable } from '../args.js';
 import { formatDuration } from '../duration.js';

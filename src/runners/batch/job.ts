@@ -12,7 +12,7 @@ import type { ContainerUpdates } from '../../dispatcher/updates.js';
 import { logger } from '../../log.js';
 import type { Container } from '../../types.js';
 import { describeError } from '../../util/errors.js';
-import { gatewayAuthSecret } from '../local/command.js';
+import { crunchRunArgv, crunchRunSecrets } from '../crunch-run.js';
 import { sleep } from '../../util/sleep.js';
 import type { BatchAdapter, CommandSpec, ErrorClass, QueueJob, RunResult, TerminalKind, TerminalReason } from './adapter.js';
 import { classifyOutcome, complaint, type ExecOptions } from './exec.js';
@@ -22,7 +22,7 @@ import type { QueueMonitor, QueueSnapshot } from './monitor.js';
 import type { ResolvedBatchOptions } from './options.js';
 import { wantPriority } from './priority.js';
 import type { Renicer } from './renicer.js';
-import { batchScript } from './script.js';
+import { JobSecrets, JobSecretsError } from './job-secrets.js';
 import { containerArguments, TemplateError } from './template.js';
 
 const log = logger('batch:job');
@@ -56,6 +56,8 @@ export interface JobContext {
   readonly gate: SubmitGate;
   readonly canceller: Canceller;
   readonly renicer: Renicer;
+  /** The per-job secrets files. */
+  readonly secrets: JobSecrets;
   /** Runs a command through the runner's limiter. */
   exec(spec: CommandSpec, options?: ExecOptions): Promise<RunResult>;
   /** Aborted when the runner closes. */
@@ -158,6 +160,10 @@ export class BatchJob {
       this.#ctx.renicer.delete(this.uuid);
       this.#ctx.canceller.forget(this.uuid);
       this.#interrupt?.abort();
+      // A job left pending for the next dispatcher still needs its file.
+      if (!this.#stopping || (!this.#submitted && !this.#seen)) {
+        this.#ctx.secrets.remove(this.uuid).catch((err: unknown) => this.#ctx.warn(`could not delete the secrets file of ${this.uuid}: ${describeError(err)}`));
+      }
       // The pump ends when the dispatcher ends the stream after we return.
       void pump;
     }
@@ -417,10 +423,19 @@ export class BatchJob {
   async #submit(signal: AbortSignal): Promise<RunResult | Error> {
     const o = this.#ctx.options;
     this.#args ??= this.#templateArgs();
-    const argv = [o.crunchRunCommand, ...o.crunchRunArgs, ...(o.runtimeEngine ? [`--runtime-engine=${o.runtimeEngine}`] : []), this.uuid];
-    const spec = this.#ctx.adapter.submit({ uuid: this.uuid, script: batchScript(argv), args: this.#args, container: this.#latest });
+    const argv = crunchRunArgv(o.crunchRunCommand, o.crunchRunArgs, this.uuid, o.runtimeEngine);
+    const env = this.#environment();
+    let secretsPath: string;
     try {
-      return await this.#ctx.exec(spec, { env: this.#environment(), signal, op: 'submit' });
+      secretsPath = await this.#ctx.secrets.write(this.uuid, this.#secrets(env));
+    } catch (err) {
+      // This host's directory, not the container: stop locking.
+      const why = err instanceof JobSecretsError ? err.message : `cannot write the job secrets file: ${describeError(err)}`;
+      throw new RunnerConfigError(why, 'environment', { cause: err });
+    }
+    const spec = this.#ctx.adapter.submit({ uuid: this.uuid, script: JobSecrets.script(argv, secretsPath), args: this.#args, container: this.#latest });
+    try {
+      return await this.#ctx.exec(spec, { env, signal, op: 'submit' });
     } catch (err) {
       if (signal.aborted) throw err;
       return err instanceof Error ? err : new Error(describeError(err));
@@ -440,22 +455,27 @@ export class BatchJob {
   }
 
   /**
-   * The submit command's environment, which it exports to the job:
-   * credentials reach crunch-run this way, never through the script (which
-   * the scheduler stores) or the command line (which `ps` shows).
+   * The submit command's environment, which most schedulers export to the
+   * job and show to other users: no secret in it.
    */
-  #environment(): NodeJS.ProcessEnv {
+  #environment(): Record<string, string> {
     const pass = [...PASSED_ENV, ...(this.#ctx.adapter.passEnv ?? [])];
     const passes = (k: string): boolean => pass.some((p) => (p.endsWith('*') ? k.startsWith(p.slice(0, -1)) : k === p));
     const env: Record<string, string> = {};
     for (const [k, v] of Object.entries(process.env)) if (v !== undefined && passes(k)) env[k] = v;
     env.PATH ??= DEFAULT_PATH;
     Object.assign(env, this.#ctx.options.environment);
-    const credentials = this.#d.client.credentialsEnv();
-    Object.assign(env, credentials);
-    // What the controller expects from crunch-run's container gateway.
-    env.GatewayAuthSecret = gatewayAuthSecret(credentials.ARVADOS_API_TOKEN, this.uuid);
     return env;
+  }
+
+  /**
+   * What the job's secrets file sets before crunch-run starts: PATH (Grid
+   * Engine exports nothing of qsub's environment), the API credentials and
+   * `GatewayAuthSecret`.
+   */
+  #secrets(env: Readonly<Record<string, string>>): Record<string, string> {
+    const o = this.#ctx.options;
+    return { PATH: env.PATH ?? DEFAULT_PATH, ...crunchRunSecrets(this.uuid, this.#d.client.credentialsEnv(), o.systemRootToken) };
   }
 
   // ---- a job that left the queue --------------------------------------------

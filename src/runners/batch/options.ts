@@ -4,7 +4,9 @@
  *
  * @module
  */
+import { checkEnvOptions, checkSystemRootToken } from '../crunch-run.js';
 import { DEFAULT_RESERVE_EXTRA_RAM } from '../defaults.js';
+import { defaultSecretsDir } from './job-secrets.js';
 import type { CommandRunner } from './commands.js';
 import { DEFAULT_PRIORITY_SPREAD } from './priority.js';
 
@@ -96,9 +98,24 @@ export interface BatchRunnerOptions {
   accounting?: boolean;
   /**
    * Extra environment variables for the submit command, which passes them
-   * on to the job and so to crunch-run.
+   * on to the job and so to crunch-run. Not for secrets: schedulers show a
+   * job's environment to other users. The runner's own variables (API
+   * credentials, `GatewayAuthSecret`) cannot be set here.
    */
   environment?: Readonly<Record<string, string>>;
+  /**
+   * The cluster's `SystemRootToken`: crunch-run gets `GatewayAuthSecret`
+   * (HMAC-SHA256 of the container UUID keyed by it) so the controller can
+   * reach its container gateway. Without it, no `GatewayAuthSecret`.
+   */
+  systemRootToken?: string;
+  /**
+   * Directory of the per-job secrets files (mode 0700, files 0600) through
+   * which the token reaches crunch-run; it must be at the same path on the
+   * compute nodes. Default `~/.cache/arvados-dispatch/job-secrets` (or under
+   * `$XDG_CACHE_HOME`).
+   */
+  secretsDir?: string;
   /** Runs commands instead of spawning them (for tests). Default: spawn them. */
   runner?: CommandRunner;
   /** Kill a scheduler command that runs longer than this many ms. Default 60 000. */
@@ -123,6 +140,8 @@ export interface ResolvedBatchOptions {
   readonly neverClearsGrace: number;
   readonly accounting: boolean;
   readonly environment: Readonly<Record<string, string>>;
+  readonly systemRootToken: string | undefined;
+  readonly secretsDir: string;
   readonly runner: CommandRunner | undefined;
   readonly commandTimeout: number;
 }
@@ -174,6 +193,10 @@ export function resolveBatchOptions(
       throw new TypeError(`environment must map variable names to strings; bad entry ${JSON.stringify(k)}`);
     }
   }
+  checkEnvOptions(env, []);
+  checkSystemRootToken(opts.systemRootToken);
+  const secretsDir = opts.secretsDir ?? defaultSecretsDir();
+  if (typeof secretsDir !== 'string' || !secretsDir.startsWith('/')) throw new TypeError(`secretsDir must be an absolute path, got ${JSON.stringify(secretsDir)}`);
   if (opts.runtimeEngine !== undefined && (typeof opts.runtimeEngine !== 'string' || opts.runtimeEngine === '')) {
     throw new TypeError('runtimeEngine must be a non-empty string when set');
   }
@@ -212,6 +235,8 @@ export function resolveBatchOptions(
     neverClearsGrace: number('neverClearsGrace', opts.neverClearsGrace, d.neverClearsGrace, 0),
     accounting: opts.accounting ?? true,
     environment: Object.freeze({ ...env }),
+    systemRootToken: opts.systemRootToken,
+    secretsDir,
     runner: opts.runner,
     commandTimeout: number('commandTimeout', opts.commandTimeout, d.commandTimeout, 1),
   };

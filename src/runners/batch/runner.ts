@@ -20,6 +20,7 @@ import { Canceller } from './canceller.js';
 import { classifyOutcome, Executor, type CommandRecord } from './exec.js';
 import { SubmitGate } from './gate.js';
 import { BatchJob, type JobContext, type LostJob } from './job.js';
+import { JobSecrets } from './job-secrets.js';
 import { CommandLimiter } from './limiter.js';
 import { QueueMonitor, type QueueSnapshot } from './monitor.js';
 import { resolveBatchOptions, type BatchRunnerOptions, type ResolvedBatchOptions } from './options.js';
@@ -185,6 +186,7 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
       gate: this.#gate,
       canceller: this.#canceller,
       renicer: this.#renicer,
+      secrets: new JobSecrets(o.secretsDir, adapter.jobUser),
       exec,
       closed: this.#closed.signal,
       warn: (m) => this.#warn(m),

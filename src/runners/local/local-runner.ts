@@ -31,7 +31,7 @@ import type { Container, ContainerState } from '../../types.js';
 import { describeError } from '../../util/errors.js';
 import { Redactor } from '../../util/redact.js';
 import { isContainerUuid } from '../../uuid.js';
-import { checkEnvOptions, crunchRunCommand, type CommandSpec } from './command.js';
+import { checkEnvOptions, checkSystemRootToken, crunchRunCommand, type CommandSpec } from '../crunch-run.js';
 import { Tail, eachLine } from './output.js';
 import {
   ResourcePool,
@@ -204,9 +204,7 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
     const env = { ...(opts.env ?? {}) };
     const envPass = [...(opts.envPass ?? [])];
     checkEnvOptions(env, envPass);
-    if (opts.systemRootToken !== undefined && (typeof opts.systemRootToken !== 'string' || opts.systemRootToken === '')) {
-      throw new TypeError('systemRootToken must be a non-empty string');
-    }
+    checkSystemRootToken(opts.systemRootToken);
     const processEnv = opts.processEnv ?? process.env;
     this.crunchRunCommand = cmd;
     // Copied, so that a caller changing its objects later cannot change running jobs' argv or environment.

@@ -2,10 +2,10 @@
 // parts of the local runner, checked without a child process.
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from '@jest/globals';
-import { LocalRunner } from '../../../src/runners/local/index.js';
-import { gatewayAuthSecret } from '../../../src/runners/local/command.js';
-import { MAX_LINE, Tail, eachLine } from '../../../src/runners/local/output.js';
-import { Redactor } from '../../../src/util/redact.js';
+import { LocalRunner } from '../../src/runners/local/index.js';
+import { gatewayAuthSecret } from '../../src/runners/crunch-run.js';
+import { MAX_LINE, Tail, eachLine } from '../../src/runners/local/output.js';
+import { Redactor } from '../../src/util/redact.js';
 
 const creds = { ARVADOS_API_HOST: 'h:1', ARVADOS_API_TOKEN: 'v2/zzzzz-gj3su-000000000000000/secretsecretsecret', ARVADOS_API_HOST_INSECURE: '0' };
 const UUID = 'zzzzz-dz642-012345678901234';
