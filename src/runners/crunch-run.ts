@@ -55,14 +55,15 @@ export interface CrunchRunCredentials {
 }
 
 /**
- * crunch-run's argv for one container: the command, `--runtime-engine=E`
- * when an engine is set, the extra arguments, then the UUID.
+ * crunch-run's argv for one container, in the Go dispatchers' order: the
+ * command, the extra arguments, `--runtime-engine=E` when an engine is set,
+ * then the UUID.
  *
  * @throws TypeError if `uuid` is not a container UUID.
  */
 export function crunchRunArgv(command: string, args: readonly string[], uuid: string, runtimeEngine?: string): string[] {
   if (!isContainerUuid(uuid)) throw new TypeError(`not a container UUID: ${JSON.stringify(uuid)}`);
-  return [command, ...(runtimeEngine ? [`--runtime-engine=${runtimeEngine}`] : []), ...args, uuid];
+  return [command, ...args, ...(runtimeEngine ? [`--runtime-engine=${runtimeEngine}`] : []), uuid];
 }
 
 /**
@@ -99,6 +100,8 @@ export interface CommandSpec {
   command: string;
   /** Put between the command and the UUID. */
   args: readonly string[];
+  /** Passed as `--runtime-engine=E` after `args`. */
+  runtimeEngine?: string;
   /** Where PATH, TMPDIR and `envPass` values come from. */
   processEnv: NodeJS.ProcessEnv;
   env: Readonly<Record<string, string>>;
@@ -118,7 +121,7 @@ export function crunchRunCommand(
   credentials: CrunchRunCredentials,
   gpus?: Pick<Allocation, 'gpuStack' | 'gpuIds'>,
 ): { argv: string[]; env: Record<string, string> } {
-  const argv = crunchRunArgv(spec.command, spec.args, uuid);
+  const argv = crunchRunArgv(spec.command, spec.args, uuid, spec.runtimeEngine);
   const env: Record<string, string> = {};
   if (spec.processEnv.PATH !== undefined) env.PATH = spec.processEnv.PATH;
   if (spec.processEnv.TMPDIR) env.TMPDIR = spec.processEnv.TMPDIR;

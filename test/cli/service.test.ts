@@ -122,7 +122,7 @@ describeBuilt('arvados-dispatch local as a service', () => {
 
     // The config's crunch-run settings reached crunch-run.
     const r = stub.record(other.uuid)!;
-    expect(r.argv.slice(1)).toEqual([stub.command, '--runtime-engine=docker', '--mode=hang', stub.recordArg, other.uuid]);
+    expect(r.argv.slice(1)).toEqual([stub.command, '--mode=hang', stub.recordArg, '--runtime-engine=docker', other.uuid]);
     expect(r.env.ARVADOS_API_TOKEN).toBe(fake.rootToken.token);
     expect(r.env.SITE).toBe('a=b');
     expect(r.env.HTTPS_PROXY).toBe('http://proxy:3128');

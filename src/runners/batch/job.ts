@@ -23,6 +23,7 @@ import type { ResolvedBatchOptions } from './options.js';
 import { wantPriority } from './priority.js';
 import type { Renicer } from './renicer.js';
 import { JobSecrets, JobSecretsError } from './job-secrets.js';
+import { SharedVerdicts, badPartition, containerValues, withoutEchoes } from './echoes.js';
 import { containerArguments, TemplateError } from './template.js';
 
 const log = logger('batch:job');
@@ -58,6 +59,8 @@ export interface JobContext {
   readonly renicer: Renicer;
   /** The per-job secrets files. */
   readonly secrets: JobSecrets;
+  /** Verdicts that stop more than one container, and their evidence. */
+  readonly verdicts: SharedVerdicts;
   /** Runs a command through the runner's limiter. */
   exec(spec: CommandSpec, options?: ExecOptions): Promise<RunResult>;
   /** Aborted when the runner closes. */
@@ -106,6 +109,8 @@ export class BatchJob {
   /** We released the container ourselves (never-clearing reason). */
   #released = false;
   #failedAttempts = 0;
+  /** Failed submissions retried as transient (the bounded ones). */
+  #transientFailures = 0;
   #misses = 0;
   #firstMissAt = 0;
   #args: string[] | undefined;
@@ -325,6 +330,7 @@ export class BatchJob {
     this.#phase = 'submitting';
     try {
       if (this.#stopping || this.#wantCancel()) return 'again';
+      if (badPartition(this.#latest) && (await this.#refuseBadPartition(signal))) return 'done';
       ticket = await this.#ctx.gate.enter(signal);
       const snap = await this.#ctx.monitor.nextSnapshot(signal, true);
       if (snap.jobs.has(this.uuid)) {
@@ -342,9 +348,10 @@ export class BatchJob {
         this.#jobId = this.#ctx.adapter.parseSubmit(result);
         log('submitted %s as job %s', this.uuid, this.#jobId ?? '(unknown id)');
         this.#ctx.submitted(this.uuid, 'ok', this.#jobId);
+        this.#ctx.verdicts.clear();
         return 'again';
       }
-      const kind = classifyOutcome(this.#ctx.adapter, result, 'submit');
+      const kind = this.#classify(result);
       this.#ctx.submitted(this.uuid, 'error', undefined);
       outcome = kind === 'backpressure' ? 'backpressure' : 'other';
       this.#failedAttempts++;
@@ -359,6 +366,39 @@ export class BatchJob {
       this.#stop.signal.removeEventListener('abort', onStop);
       if (this.#interrupt === interrupt) this.#interrupt = undefined;
     }
+  }
+
+  /**
+   * What a failed submission means, read without any text the container
+   * chose; a verdict that would stop other containers too counts only on
+   * evidence this container does not control, else it is retried as
+   * transient (and so bounded).
+   */
+  #classify(result: RunResult | Error): ErrorClass {
+    const values = containerValues(this.#latest);
+    const kind = classifyOutcome(this.#ctx.adapter, withoutEchoes(result, values), 'submit');
+    if ((kind === 'configuration' || kind === 'backpressure') && !(result instanceof Error) && !this.#ctx.verdicts.confirm(kind, values)) {
+      log('%s: %s verdict not confirmed by another container yet; retrying as transient', this.uuid, kind);
+      return 'transient';
+    }
+    return kind;
+  }
+
+  /**
+   * The container's partitions can never be submitted: cancel it with the
+   * reason, after a fresh read confirms it (a wrong answer for one cycle
+   * costs nothing). Returns false if the fresh record is fine.
+   */
+  async #refuseBadPartition(signal: AbortSignal): Promise<boolean> {
+    const fresh = await this.#d.client.getContainer(this.uuid, { signal });
+    const reason = badPartition(fresh);
+    if (!reason) {
+      this.#latest = fresh;
+      return false;
+    }
+    this.#ctx.warn(`container ${this.uuid}: ${reason}; cancelling it`);
+    await this.#ctx.release(this.uuid, { reason, cancel: true });
+    return true;
   }
 
   async #afterFailure(kind: ErrorClass, result: RunResult | Error, signal: AbortSignal): Promise<'again' | 'done'> {
@@ -388,6 +428,22 @@ export class BatchJob {
       // The gate is paused now; the next round waits there.
       log('%s; waiting for room in the queue', what);
       return 'again';
+    }
+    this.#transientFailures++;
+    const { maxAttempts } = this.#ctx.options.submitRetry;
+    if (this.#transientFailures >= maxAttempts) {
+      // Bounded: give the container back (the API cancels it after
+      // MaxDispatchAttempts locks), unless the job reached the queue after all.
+      const snap = await this.#ctx.monitor.nextSnapshot(this.#stop.signal, true);
+      if (snap.jobs.has(this.uuid)) {
+        this.#submitted = true;
+        this.#ctx.submitted(this.uuid, 'duplicate', snap.jobs.get(this.uuid)?.jobId);
+        this.#onPresent(snap);
+        return 'again';
+      }
+      this.#ctx.warn(`${what}; giving up after ${this.#transientFailures} attempts`);
+      await this.#ctx.release(this.uuid, { reason: `${name} did not accept the job after ${this.#transientFailures} attempts: ${complaint(result)}`, error: result });
+      return 'done';
     }
     const delay = this.#backoff();
     this.#ctx.warn(`${what}; retrying in ${Math.round(delay)} ms`);
@@ -469,13 +525,13 @@ export class BatchJob {
   }
 
   /**
-   * What the job's secrets file sets before crunch-run starts: PATH (Grid
-   * Engine exports nothing of qsub's environment), the API credentials and
-   * `GatewayAuthSecret`.
+   * What the job's secrets file sets before crunch-run starts: PATH and the
+   * `environment` option (Grid Engine exports nothing of qsub's
+   * environment), the API credentials and `GatewayAuthSecret`.
    */
   #secrets(env: Readonly<Record<string, string>>): Record<string, string> {
     const o = this.#ctx.options;
-    return { PATH: env.PATH ?? DEFAULT_PATH, ...crunchRunSecrets(this.uuid, this.#d.client.credentialsEnv(), o.systemRootToken) };
+    return { PATH: env.PATH ?? DEFAULT_PATH, ...o.environment, ...crunchRunSecrets(this.uuid, this.#d.client.credentialsEnv(), o.systemRootToken) };
   }
 
   // ---- a job that left the queue --------------------------------------------

@@ -26,9 +26,10 @@ export interface VanishGrace {
 /**
  * Backoff between submit attempts after a transient failure: `initialDelay`,
  * then × `factor` per attempt up to `maxDelay`, each with up to 50 % random
- * reduction so that many containers do not retry in lockstep. There is no
- * attempt limit: the container stays Locked, visibly waiting, until the
- * scheduler answers or the container is cancelled.
+ * reduction so that many containers do not retry in lockstep. After
+ * `maxAttempts` such failures of one container its job is given up: the
+ * container is unlocked with the reason (Arvados cancels it after
+ * `MaxDispatchAttempts` locks).
  */
 export interface RetryBackoff {
   /** First delay in ms. Default 1 000. */
@@ -41,6 +42,8 @@ export interface RetryBackoff {
   maxDelay?: number;
   /** Growth per attempt. Default 2. */
   factor?: number;
+  /** Failed submissions of one container before it is unlocked. Default 10. */
+  maxAttempts?: number;
 }
 
 /** A token bucket: at most `count` scheduler commands per `periodMs`, bursts up to `count`. */
@@ -151,7 +154,7 @@ export const BATCH_RUNNER_DEFAULTS = Object.freeze({
   crunchRunCommand: 'crunch-run',
   queueInterval: 10_000,
   vanishGrace: Object.freeze({ misses: 3, ms: 0 }),
-  submitRetry: Object.freeze({ initialDelay: 1_000, maxDelay: 60_000, factor: 2 }),
+  submitRetry: Object.freeze({ initialDelay: 1_000, maxDelay: 60_000, factor: 2, maxAttempts: 10 }),
   submitRate: Object.freeze({ count: 20, periodMs: 1_000 }),
   commandConcurrency: 3,
   neverClearsGrace: 60_000,
@@ -226,6 +229,7 @@ export function resolveBatchOptions(
       initialDelay,
       maxDelay: number('submitRetry.maxDelay', retry.maxDelay, Math.max(d.submitRetry.maxDelay, initialDelay), initialDelay),
       factor: number('submitRetry.factor', retry.factor, d.submitRetry.factor, 1),
+      maxAttempts: Math.floor(number('submitRetry.maxAttempts', retry.maxAttempts, d.submitRetry.maxAttempts, 1)),
     }),
     submitRate: Object.freeze({
       count: Math.floor(number('submitRate.count', rate.count, d.submitRate.count, 1)),

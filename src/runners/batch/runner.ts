@@ -21,6 +21,7 @@ import { classifyOutcome, Executor, type CommandRecord } from './exec.js';
 import { SubmitGate } from './gate.js';
 import { BatchJob, type JobContext, type LostJob } from './job.js';
 import { JobSecrets } from './job-secrets.js';
+import { SharedVerdicts } from './echoes.js';
 import { CommandLimiter } from './limiter.js';
 import { QueueMonitor, type QueueSnapshot } from './monitor.js';
 import { resolveBatchOptions, type BatchRunnerOptions, type ResolvedBatchOptions } from './options.js';
@@ -187,6 +188,7 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
       canceller: this.#canceller,
       renicer: this.#renicer,
       secrets: new JobSecrets(o.secretsDir, adapter.jobUser),
+      verdicts: new SharedVerdicts(),
       exec,
       closed: this.#closed.signal,
       warn: (m) => this.#warn(m),

@@ -210,7 +210,8 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
     // Copied, so that a caller changing its objects later cannot change running jobs' argv or environment.
     this.#spec = Object.freeze({
       command: cmd,
-      args: Object.freeze([...(engine ? [`--runtime-engine=${engine}`] : []), ...args]),
+      args: Object.freeze([...args]),
+      runtimeEngine: engine,
       processEnv,
       env: Object.freeze(env),
       envPass: Object.freeze(envPass),

@@ -167,7 +167,7 @@ describe('SlurmRunner: submission', () => {
     expect(sb.options.input).toBe(
       `#!/bin/sh\nf='${file}'\n` +
         'if ! [ -r "$f" ]; then echo "arvados-dispatch: cannot read the job secrets file $f (is its directory shared with this node?)" >&2; exit 1; fi\n' +
-        `set -a\n. "$f" || exit 1\nset +a\nrm -f "$f"\nexec '/usr/bin/crunch-run' '--runtime-engine=singularity' '--debug' 'it'\\''s' '${c.uuid}'\n`,
+        `set -a\n. "$f" || exit 1\nset +a\nrm -f "$f"\nexec '/usr/bin/crunch-run' '--debug' 'it'\\''s' '--runtime-engine=singularity' '${c.uuid}'\n`,
     );
     const env = sb.options.env ?? {};
     const token = h.fake.rootToken.token;
