@@ -282,6 +282,23 @@ export function defineBatchBehaviour(env: BatchEnvironment, extra?: (ctx: Behavi
       expect(h.warnings).toEqual([]);
     }, TEST_TIMEOUT);
 
+    it('lets no partition text a container chose stop, pause or hold dispatching', async () => {
+      const h = start({ minRetryPeriod: 60_000 });
+      const hostile = ['x Permission denied', 'x try again', 'x MaxSubmitJobs'].map((p) => container({ priority: 3, env: { STUB_MODE: 'complete' }, scheduling_parameters: { partitions: [p] } }));
+      // Valid as a name, unknown as a partition: the scheduler refuses it, echoing it.
+      const echoed = container({ priority: 2, env: { STUB_MODE: 'complete' }, scheduling_parameters: { partitions: ['MaxSubmitJobsPerUser_temporarily'] } });
+      for (const c of hostile) await waitFor(() => stateOf(c.uuid) === 'Cancelled', 'Cancelled', WAIT);
+      for (const c of hostile) expect(String(fake.container(c.uuid)?.runtime_status?.error)).toMatch(/invalid partition name/);
+      const good = container({ priority: 1, env: { STUB_MODE: 'complete', STUB_RUN_MS: '100' } });
+      await settledOk(h, good.uuid);
+      expect(stateOf(good.uuid)).toBe('Complete');
+      // Not held Locked for ever: ran (a stand-in may accept any queue) or was given back.
+      await waitFor(() => fake.transitions.some((t) => t.uuid === echoed.uuid && t.from === 'Locked'), 'the echoed one released or run', WAIT);
+      for (const c of [...hostile, echoed]) expect(h.settled.get(c.uuid)).toBeUndefined();
+      expect(h.runner.status.atQuota).toBe(false);
+      expect(h.warnings.filter((w) => /pausing submissions/.test(w))).toEqual([]);
+    }, TEST_TIMEOUT);
+
     it('cancels a running container through priority 0: SIGTERM reaches crunch-run, which cancels it', async () => {
       const h = start();
       const c = container({ env: { STUB_MODE: 'hang' } });

@@ -355,6 +355,66 @@ describe('SlurmRunner: submission', () => {
     await waitFor(() => state(h, c.uuid) === 'Queued', 'unlocked');
   });
 
+  describe('text a container controls never classifies a failure', () => {
+    it.each([['x Permission denied'], ['x try again'], ['x MaxSubmitJobs']])(
+      'cancels a container with partitions [%j] before any sbatch, and dispatching goes on',
+      async (partition) => {
+        const h = await setup({ dispatcher: { minRetryPeriod: 60_000 } });
+        simulateCrunchRun(h.fake, h.slurm);
+        const bad = h.fake.addContainer({ priority: 2, ...SMALL, scheduling_parameters: { partitions: [partition] } });
+        await waitFor(() => state(h, bad.uuid) === 'Cancelled', 'Cancelled');
+        expect(String(h.fake.container(bad.uuid)?.runtime_status?.error)).toMatch(/invalid partition name/);
+        expect(h.settled.get(bad.uuid)).toBeUndefined();
+        const good = h.fake.addContainer({ priority: 1, ...SMALL });
+        await waitFor(() => state(h, good.uuid) === 'Running', 'the next container Running');
+        expect(h.slurm.callsOf('sbatch').map((c) => c.args.find((a) => a.startsWith('--job-name=')))).toEqual([`--job-name=${good.uuid}`]);
+        expect(h.runner.status.atQuota).toBe(false);
+      },
+    );
+
+    it('cuts an echoed value out before classifying: a valid-looking MaxSubmitJobs partition neither pauses nor stops anything', async () => {
+      const h = await setup({ dispatcher: { minRetryPeriod: 60_000 } });
+      simulateCrunchRun(h.fake, h.slurm);
+      h.slurm.sbatchHook = (args) =>
+        args.includes('--partition=MaxSubmitJobs')
+          ? { submit: false, result: { code: 1, stderr: 'sbatch: error: invalid partition specified: MaxSubmitJobs\nsbatch: error: Batch job submission failed: Invalid partition name specified\n' } }
+          : undefined;
+      const bad = h.fake.addContainer({ priority: 2, ...SMALL, scheduling_parameters: { partitions: ['MaxSubmitJobs'] } });
+      await waitFor(() => unlocks(h, bad.uuid) >= 1, 'released as fatal');
+      expect(h.runner.status.atQuota).toBe(false);
+      expect(h.settled.get(bad.uuid)).toBeUndefined();
+      const good = h.fake.addContainer({ priority: 1, ...SMALL });
+      await waitFor(() => state(h, good.uuid) === 'Running', 'the next container Running');
+    });
+
+    it('needs evidence beyond one container: a configuration or back-pressure refusal of a container with partitions is retried, bounded, then unlocked', async () => {
+      const h = await setup({ dispatcher: { minRetryPeriod: 60_000 }, runner: { submitRetry: { initialDelay: 5, maxDelay: 10, maxAttempts: 3 } } });
+      simulateCrunchRun(h.fake, h.slurm);
+      const refusals = ['sbatch: error: Batch job submission failed: Access/permission denied', 'sbatch: error: MaxSubmitJobsPerUser', 'sbatch: error: Batch job submission failed: try again'];
+      let n = 0;
+      h.slurm.sbatchHook = (args) => (args.includes('--partition=p1') ? { submit: false, result: { code: 1, stderr: `${refusals[n++ % 3]}\n` } } : undefined);
+      const bad = h.fake.addContainer({ priority: 2, ...SMALL, scheduling_parameters: { partitions: ['p1'] } });
+      await waitFor(() => unlocks(h, bad.uuid) >= 1, 'unlocked after the bound');
+      expect(h.slurm.callsOf('sbatch').length).toBeGreaterThanOrEqual(3);
+      expect(h.settled.get(bad.uuid)).toBeUndefined();
+      expect(h.runner.status.atQuota).toBe(false);
+      expect(h.warnings.some((w) => /giving up after 3 attempts/.test(w))).toBe(true);
+      // Locking and submitting go on for the others.
+      const good = h.fake.addContainer({ priority: 3, ...SMALL });
+      await waitFor(() => state(h, good.uuid) === 'Running', 'the next container Running');
+    });
+
+    it('takes the same configuration refusal for containers that chose different partitions as evidence', async () => {
+      const h = await setup({ dispatcher: { minRetryPeriod: 60_000 }, runner: { submitRetry: { initialDelay: 5, maxDelay: 10, maxAttempts: 50 } } });
+      h.slurm.sbatchHook = () => ({ submit: false, result: { code: 1, stderr: 'sbatch: error: Batch job submission failed: Access/permission denied\n' } });
+      const a = h.fake.addContainer({ priority: 2, ...SMALL, scheduling_parameters: { partitions: ['p1'] } });
+      const b = h.fake.addContainer({ priority: 1, ...SMALL, scheduling_parameters: { partitions: ['p2'] } });
+      await waitFor(() => h.settled.has(a.uuid) || h.settled.has(b.uuid), 'a runner settled');
+      const err = h.settled.get(a.uuid) ?? h.settled.get(b.uuid);
+      expect(err).toBeInstanceOf(RunnerConfigError);
+    });
+  });
+
   it('does not submit a container whose priority is already 0, and cancels its job if one exists', async () => {
     const fake = await startFake();
     const slurm = new FakeSlurm();
