@@ -31,7 +31,12 @@ import type { Container, ContainerState } from '../../types.js';
 import { describeError } from '../../util/errors.js';
 import { Redactor } from '../../util/redact.js';
 import { isContainerUuid } from '../../uuid.js';
-import { checkEnvOptions, checkSystemRootToken, crunchRunCommand, type CommandSpec } from '../crunch-run.js';
+import { PidFiles, defaultStateDir, followFile, isAlive, type PidRecord } from './pid-files.js';
+import { sleep } from '../../util/sleep.js';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { checkEnvOptions, checkSystemRootToken, crunchRunCommand, gatewayAuthSecret, type CommandSpec } from '../crunch-run.js';
 import { Tail, eachLine } from './output.js';
 import {
   ResourcePool,
@@ -90,6 +95,14 @@ export interface LocalRunnerOptions {
    * can reach its container gateway (container shell, live logs).
    */
   systemRootToken?: string;
+  /**
+   * Where pid files of running crunch-run processes are kept (mode 0700),
+   * so that a restarted runner follows a crunch-run that outlived its
+   * dispatcher instead of starting another. Default
+   * `$XDG_RUNTIME_DIR/arvados-dispatch/local`, else
+   * `~/.cache/arvados-dispatch/local`.
+   */
+  stateDir?: string;
 }
 
 /** Something the runner decided about a container, for progress displays. */
@@ -111,6 +124,8 @@ export interface LocalRunnerEvents {
   output: [e: { uuid: string; pid: number; stream: 'stdout' | 'stderr'; line: string }];
   /** A signal was sent to crunch-run to stop it. */
   signalled: [e: { uuid: string; pid: number; signal: NodeJS.Signals; reason: string }];
+  /** A crunch-run started by an earlier runner (before a restart) still runs for the container; it is followed instead of starting another. */
+  adopted: [e: { uuid: string; pid: number }];
   /** crunch-run exited. */
   exited: [e: { uuid: string; pid: number; code: number | null; signal: NodeJS.Signals | null }];
   /** The container reached a final state while this runner had it. */
@@ -138,6 +153,8 @@ interface Job {
   readonly stderr: Tail;
   child?: ChildProcess;
   pid?: number;
+  /** A crunch-run of an earlier runner, followed by pid (not our child). */
+  adopted?: boolean;
   exited: boolean;
   stopping: boolean;
   timers: NodeJS.Timeout[];
@@ -158,8 +175,12 @@ function startError(cmd: string, uuid: string, err: unknown): Error {
 }
 
 function howExited(code: number | null, signal: NodeJS.Signals | null): string {
+  if (code === null && signal === null) return 'exited (started before a restart; its exit status is unknown)';
   return signal ? `was killed by ${signal}` : `exited with code ${code}`;
 }
+
+/** How often a crunch-run adopted after a restart is checked for exit. */
+const ADOPTED_POLL_MS = 500;
 
 /**
  * Runs containers as local crunch-run processes. Give it to a Dispatcher as
@@ -184,6 +205,9 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
   readonly #stopGrace: number;
   readonly #killGrace: number;
   readonly #jobs = new Map<Job, Promise<void>>();
+  readonly #stateDir: string;
+  /** Pid files per API host and token user: one dispatcher's processes are never another's. */
+  readonly #pidFiles = new Map<string, PidFiles>();
   #closing: Promise<void> | undefined;
 
   constructor(opts: LocalRunnerOptions = {}) {
@@ -221,6 +245,8 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
     this.#stopGrace = nonNegative('stopGrace', opts.stopGrace, DEFAULT_STOP_GRACE);
     this.#killGrace = nonNegative('killGrace', opts.killGrace, DEFAULT_KILL_GRACE);
     this.pool = new ResourcePool(opts.capacity, processEnv);
+    this.#stateDir = opts.stateDir ?? defaultStateDir(processEnv);
+    if (typeof this.#stateDir !== 'string' || !this.#stateDir.startsWith('/')) throw new TypeError(`stateDir must be an absolute path, got ${JSON.stringify(this.#stateDir)}`);
   }
 
   /** The {@link RunContainer} of this runner (bound; it may be passed on its own). */
@@ -237,7 +263,7 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
   /** crunch-run processes alive now. */
   get running(): number {
     let n = 0;
-    for (const j of this.#jobs.keys()) if (j.child && !j.exited) n++;
+    for (const j of this.#jobs.keys()) if ((j.child || j.adopted) && !j.exited) n++;
     return n;
   }
 
@@ -357,6 +383,13 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
     this.#watch(job, updates);
     if (this.#closing) return this.#skip(job, 'the dispatcher is shutting down');
 
+    if (c.state === 'Running' || c.state === 'Locked') {
+      const survivor = await this.#pids(d).live(uuid).catch((err: unknown) => {
+        log('cannot read the pid file of %s: %s', uuid, describeError(err));
+        return undefined;
+      });
+      if (survivor) return this.#follow(job, d, c, survivor);
+    }
     if (c.state === 'Running') return this.#cancelAdopted(d, c);
     if (c.state !== 'Locked') {
       log('%s is %s, nothing to run', uuid, c.state);
@@ -444,13 +477,20 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
 
   /** SIGINT; SIGTERM after stopGrace; SIGKILL after killGrace more. */
   #stopChild(job: Job, reason: string): void {
-    if (job.stopping || job.exited || !job.child) return;
+    if (job.stopping || job.exited || (!job.child && !job.adopted)) return;
     job.stopping = true;
     const send = (sig: NodeJS.Signals, why: string): void => {
-      if (job.exited || !job.child) return;
+      if (job.exited || (!job.child && !job.adopted)) return;
       log('sending %s to pid %d to stop container %s (%s)', sig, job.pid, job.uuid, why);
       this.#emit('signalled', { uuid: job.uuid, pid: job.pid!, signal: sig, reason: why });
-      job.child.kill(sig);
+      if (job.child) job.child.kill(sig);
+      else {
+        try {
+          process.kill(job.pid!, sig);
+        } catch (err) {
+          log('signalling pid %d: %s', job.pid, describeError(err));
+        }
+      }
     };
     send('SIGINT', reason);
     job.timers.push(
@@ -473,10 +513,18 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
     const [cmd, ...args] = argv;
     // argv is logged, never env: the token is only in env.
     log('starting %o for %s', argv, uuid);
+    // Output to files in the private state directory (pipes if it cannot
+    // be used): a crunch-run that outlives this process keeps writing.
+    const files = this.#pids(d);
+    const outputs = await files.openOutput(uuid).catch((err: unknown) => {
+      log('cannot create output files for %s (%s); using pipes', uuid, describeError(err));
+      return undefined;
+    });
     let child: ChildProcess;
     try {
-      child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'], shell: false });
+      child = spawn(cmd, args, { env, stdio: ['ignore', outputs ? outputs[0].fd : 'pipe', outputs ? outputs[1].fd : 'pipe'], shell: false });
     } catch (err) {
+      for (const fh of outputs ?? []) await fh.close();
       throw startError(cmd, uuid, err);
     }
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
@@ -490,6 +538,9 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
       });
     } catch (err) {
       throw startError(cmd, uuid, err);
+    } finally {
+      // The child has its own descriptors now (or none).
+      for (const fh of outputs ?? []) await fh.close();
     }
     // Later errors (e.g. a failed kill) must not become uncaught 'error' events.
     child.on('error', (err) => log('crunch-run for %s: %s', uuid, describeError(err)));
@@ -497,8 +548,13 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
     job.child = child;
     job.pid = pid;
     job.phase = 'running';
-    eachLine(child.stdout, redactor, (line) => this.#emit('output', { uuid, pid, stream: 'stdout', line }));
-    eachLine(child.stderr, redactor, (line) => {
+    // Before anything can be lost: a restart follows this process instead of starting another.
+    await this.#pids(d).write(uuid, pid).catch((err: unknown) => log('cannot write the pid file of %s: %s', uuid, describeError(err)));
+    const stdout = outputs ? followFile(files.outputPath(uuid, 'stdout'), exited) : child.stdout;
+    const stderr = outputs ? followFile(files.outputPath(uuid, 'stderr'), exited) : child.stderr;
+    const drained = Promise.all([stdout, stderr].map((s) => (s ? new Promise((r) => s.once('close', r).once('end', r)) : undefined)));
+    eachLine(stdout, redactor, (line) => this.#emit('output', { uuid, pid, stream: 'stdout', line }));
+    eachLine(stderr, redactor, (line) => {
       job.stderr.push(line);
       this.#emit('output', { uuid, pid, stream: 'stderr', line });
     });
@@ -512,9 +568,13 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
     // Let the last output lines through. A grandchild may keep the pipes
     // open; then close our ends, or they would keep the process alive.
     let timer: NodeJS.Timeout | undefined;
-    const how = await Promise.race([closed.then(() => 'closed' as const), new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), 500)))]);
+    const how = await Promise.race([
+      (outputs ? drained : closed).then(() => 'closed' as const),
+      new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), 500))),
+    ]);
     clearTimeout(timer);
-    if (how === 'timeout') {
+    await files.remove(uuid).catch(() => undefined);
+    if (how === 'timeout' && !outputs) {
       log('output pipes of crunch-run pid %d for %s are still open after it exited; closing them', pid, uuid);
       child.stdout?.destroy();
       child.stderr?.destroy();
@@ -558,6 +618,65 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
     } else if (fresh && (fresh.state === 'Complete' || fresh.state === 'Cancelled')) {
       this.#emit('finished', { uuid, state: fresh.state, exitCode: fresh.exit_code ?? null, process: proc });
     }
+  }
+
+  /**
+   * A crunch-run an earlier runner started (its pid file and process start
+   * time match) still runs for the container: follow it until it exits,
+   * holding its resources, stopping it as our own on priority 0, then
+   * release as after any exit. Its output went to the old dispatcher and is
+   * not seen here.
+   */
+  async #follow(job: Job, d: Dispatcher, c: Readonly<Container>, rec: PidRecord): Promise<void> {
+    const uuid = c.uuid;
+    job.pid = rec.pid;
+    job.adopted = true;
+    job.phase = 'running';
+    const need = this.needOf(c);
+    job.need = need;
+    const alloc = this.pool.check(need).length === 0 && this.pool.fitsNow(need, c.priority) ? await this.pool.request(need, undefined, c.priority).catch(() => undefined) : undefined;
+    job.allocated = alloc !== undefined;
+    log('following crunch-run pid %d for %s, started before a restart', rec.pid, uuid);
+    this.#emit('adopted', { uuid, pid: rec.pid });
+    const files = this.#pids(d);
+    const credentials = d.client.credentialsEnv();
+    const redactor = new Redactor([credentials.ARVADOS_API_TOKEN, this.#spec.systemRootToken, this.#spec.systemRootToken && gatewayAuthSecret(this.#spec.systemRootToken, uuid)]);
+    let gone!: () => void;
+    const exited = new Promise<void>((r) => (gone = r));
+    const streams: Array<Promise<unknown>> = [];
+    for (const stream of ['stdout', 'stderr'] as const) {
+      const path = files.outputPath(uuid, stream);
+      if (!existsSync(path)) continue;
+      const s = followFile(path, exited, 'end');
+      streams.push(new Promise((r) => s.once('close', r).once('end', r)));
+      eachLine(s, redactor, (line) => {
+        if (stream === 'stderr') job.stderr.push(line);
+        this.#emit('output', { uuid, pid: rec.pid, stream, line });
+      });
+    }
+    try {
+      if (job.stop.signal.aborted) this.#stopChild(job, String(job.stop.signal.reason));
+      // Not our child: no exit event; its /proc entry tells.
+      while (await isAlive(rec, uuid)) await sleep(ADOPTED_POLL_MS);
+      job.exited = true;
+      gone();
+      this.#clearTimers(job);
+      await Promise.race([Promise.all(streams), sleep(500)]);
+      await files.remove(uuid).catch(() => undefined);
+      this.#emit('exited', { uuid, pid: rec.pid, code: null, signal: null });
+      alloc?.release();
+      await this.#afterExit(job, d, { code: null, signal: null });
+    } finally {
+      alloc?.release();
+    }
+  }
+
+  /** The pid files of `d`'s API host and token user. */
+  #pids(d: Dispatcher): PidFiles {
+    const key = createHash('sha256').update(`${d.client.credentialsEnv().ARVADOS_API_HOST}\n${d.auth?.uuid ?? ''}`).digest('hex').slice(0, 16);
+    let files = this.#pidFiles.get(key);
+    if (!files) this.#pidFiles.set(key, (files = new PidFiles(join(this.#stateDir, key))));
+    return files;
   }
 
   /** A container adopted in Running state after a restart: its crunch-run was a child of the old process and cannot be re-attached. */
