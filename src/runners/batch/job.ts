@@ -23,7 +23,7 @@ import type { ResolvedBatchOptions } from './options.js';
 import { wantPriority } from './priority.js';
 import type { Renicer } from './renicer.js';
 import { JobSecrets, JobSecretsError } from './job-secrets.js';
-import { SharedVerdicts, badPartition, containerValues, withoutEchoes } from './echoes.js';
+import { badPartition, containerValues, withoutEchoes, type SharedVerdicts } from './echoes.js';
 import { containerArguments, TemplateError } from './template.js';
 
 const log = logger('batch:job');
