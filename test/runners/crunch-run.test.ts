@@ -69,3 +69,22 @@ describe("crunch-run's output lines", () => {
     expect(t.toString()).toBe('three\nfour\na very lo…');
   });
 });
+
+describe('one launch for every runner', () => {
+  it('takes systemRootToken explicitly in every runner, and keys GatewayAuthSecret by it only', async () => {
+    const { SlurmRunner, LsfRunner, SgeRunner } = await import('../../src/runners/batch/index.js');
+    const { crunchRunArgv, crunchRunSecrets } = await import('../../src/runners/crunch-run.js');
+    for (const make of [(o: object) => new SlurmRunner(o), (o: object) => new LsfRunner(o), (o: object) => new SgeRunner({ user: 'crunch', ...o })]) {
+      expect(make({ systemRootToken: 'root' }).options.systemRootToken).toBe('root');
+      expect(make({}).options.systemRootToken).toBeUndefined();
+      expect(() => make({ systemRootToken: '' })).toThrow(/systemRootToken/);
+      expect(() => make({ environment: { ARVADOS_API_TOKEN: 'x' } })).toThrow(/set by the runner/);
+    }
+    expect(() => new LocalRunner({ systemRootToken: '' })).toThrow(/systemRootToken/);
+    expect(crunchRunSecrets(UUID, creds, undefined)).toEqual(creds);
+    expect(crunchRunSecrets(UUID, creds, 'xyzzy-systemroottoken').GatewayAuthSecret).toBe(gatewayAuthSecret('xyzzy-systemroottoken', UUID));
+    // The same argv for local and batch: args, then the engine, then the UUID.
+    expect(crunchRunArgv('crunch-run', ['--x'], UUID, 'docker')).toEqual(['crunch-run', '--x', '--runtime-engine=docker', UUID]);
+    expect(new LocalRunner({ crunchRunArgs: ['--x'], runtimeEngine: 'docker', processEnv: {} }).commandFor(UUID, creds).argv).toEqual(crunchRunArgv('crunch-run', ['--x'], UUID, 'docker'));
+  });
+});
