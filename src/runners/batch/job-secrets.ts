@@ -15,7 +15,7 @@
  * @module
  */
 import { execFile } from 'node:child_process';
-import { chmod, chown, lstat, mkdir, open, rename, rm } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
 import { homedir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -157,6 +157,31 @@ export class JobSecrets {
       throw err;
     }
     return path;
+  }
+
+  /**
+   * Deletes files a dead dispatcher left behind: those older than `minAgeMs`
+   * whose container `keep` does not claim (its job is in the queue, or a
+   * runner follows it). Returns how many were deleted.
+   */
+  async sweep(keep: (uuid: string) => boolean, minAgeMs = 10 * 60_000, now = Date.now()): Promise<number> {
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch {
+      return 0;
+    }
+    let n = 0;
+    for (const name of names) {
+      const m = /^([a-z0-9]{5}-dz642-[a-z0-9]{15})\.env(?:\.\d+\.\d+\.tmp)?$/.exec(name);
+      if (!m) continue;
+      const path = join(this.dir, name);
+      const st = await lstat(path).catch(() => undefined);
+      if (!st || now - st.mtimeMs < minAgeMs || (!name.endsWith('.tmp') && keep(m[1]))) continue;
+      await rm(path, { force: true });
+      n++;
+    }
+    return n;
   }
 
   /** Deletes `uuid`'s file, if there is one. */

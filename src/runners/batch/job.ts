@@ -330,7 +330,10 @@ export class BatchJob {
     this.#phase = 'submitting';
     try {
       if (this.#stopping || this.#wantCancel()) return 'again';
-      if (badPartition(this.#latest) && (await this.#refuseBadPartition(signal))) return 'done';
+      if (badPartition(this.#latest)) {
+        const refused = await this.#refuseBadPartition(signal);
+        if (refused !== 'fine') return refused;
+      }
       ticket = await this.#ctx.gate.enter(signal);
       const snap = await this.#ctx.monitor.nextSnapshot(signal, true);
       if (snap.jobs.has(this.uuid)) {
@@ -387,18 +390,28 @@ export class BatchJob {
   /**
    * The container's partitions can never be submitted: cancel it with the
    * reason, after a fresh read confirms it (a wrong answer for one cycle
-   * costs nothing). Returns false if the fresh record is fine.
+   * costs nothing). `fine`: the fresh record is; `again`: the API failed,
+   * try later.
    */
-  async #refuseBadPartition(signal: AbortSignal): Promise<boolean> {
-    const fresh = await this.#d.client.getContainer(this.uuid, { signal });
-    const reason = badPartition(fresh);
-    if (!reason) {
-      this.#latest = fresh;
-      return false;
+  async #refuseBadPartition(signal: AbortSignal): Promise<'done' | 'again' | 'fine'> {
+    try {
+      const fresh = await this.#d.client.getContainer(this.uuid, { signal });
+      const reason = badPartition(fresh);
+      if (!reason) {
+        this.#latest = fresh;
+        return 'fine';
+      }
+      this.#ctx.warn(`container ${this.uuid}: ${reason}; cancelling it`);
+      await this.#ctx.release(this.uuid, { reason, cancel: true });
+      return 'done';
+    } catch (err) {
+      if (signal.aborted) throw err;
+      this.#failedAttempts++;
+      const delay = this.#backoff();
+      this.#ctx.warn(`container ${this.uuid}: could not check its partitions: ${describeError(err)}; retrying in ${Math.round(delay)} ms`);
+      await sleep(delay, signal);
+      return 'again';
     }
-    this.#ctx.warn(`container ${this.uuid}: ${reason}; cancelling it`);
-    await this.#ctx.release(this.uuid, { reason, cancel: true });
-    return true;
   }
 
   async #afterFailure(kind: ErrorClass, result: RunResult | Error, signal: AbortSignal): Promise<'again' | 'done'> {

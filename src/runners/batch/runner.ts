@@ -129,6 +129,7 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
   /** Orphan job names still to hand over, with the attempts made. */
   readonly #orphans = new Map<string, number>();
   #handingOver = false;
+  #swept = false;
   #dispatcher: Dispatcher | undefined;
   #attached: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
@@ -332,6 +333,14 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
     this.#gate.observe(snap.jobs.keys());
     this.#renicer.onSnapshot(snap);
     if (this.#orphans.size > 0) void this.#handOverOrphans(snap);
+    if (!this.#swept) {
+      // Secrets files of jobs gone while no dispatcher ran: they hold a token.
+      this.#swept = true;
+      this.#ctx.secrets.sweep((uuid) => snap.jobs.has(uuid) || this.#jobs.has(uuid)).then(
+        (n) => n > 0 && log('deleted %d stale job secrets file(s)', n),
+        (err: unknown) => log('sweeping the job secrets directory: %s', describeError(err)),
+      );
+    }
   }
 
   // ---- startup and orphans ------------------------------------------------------

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { chmod, lstat, mkdir, open, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { chmod, lstat, mkdir, open, readFile, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { PassThrough, type Readable } from 'node:stream';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -84,9 +84,24 @@ export class PidFiles {
       const uid = process.getuid?.();
       if (uid !== undefined && st.uid !== uid) throw new Error(`the state directory ${this.dir} belongs to uid ${st.uid}, not to this user (uid ${uid})`);
       if ((st.mode & 0o077) !== 0) await chmod(this.dir, 0o700);
+      await this.#sweep();
     })();
     this.#ready.catch(() => (this.#ready = undefined));
     return this.#ready;
+  }
+
+  /**
+   * Once, before this process starts anything: deletes the files of
+   * crunch-run processes that are gone (their output may hold secrets).
+   */
+  async #sweep(): Promise<void> {
+    const uuids = new Set<string>();
+    for (const name of await readdir(this.dir)) {
+      const m = /^([a-z0-9]{5}-dz642-[a-z0-9]{15})\.(?:pid|stdout|stderr)$/.exec(name);
+      if (m) uuids.add(m[1]);
+    }
+    // live() deletes what is stale, and a pid file missing means nothing runs.
+    for (const uuid of uuids) await this.live(uuid);
   }
 
   /** Records that `pid` runs crunch-run for `uuid`. */
@@ -114,6 +129,8 @@ export class PidFiles {
     try {
       text = await readFile(this.#path(uuid), 'utf8');
     } catch {
+      // No record: nothing of ours runs for it; output files left over go.
+      await this.remove(uuid);
       return undefined;
     }
     let rec: PidRecord | undefined;

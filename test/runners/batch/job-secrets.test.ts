@@ -76,3 +76,17 @@ describe('JobSecrets', () => {
     expect(readFileSync(await s.write(UUID, { A: "it's" }), 'utf8')).toBe("A='it'\\''s'\n");
   });
 });
+
+describe('JobSecrets.sweep', () => {
+  it('deletes old files no job claims, and keeps recent or claimed ones', async () => {
+    const dir = join(tmp(), 'sw');
+    const s = new JobSecrets(dir);
+    const kept = 'zzzzz-dz642-000000000000001';
+    for (const u of [UUID, kept]) await s.write(u, { A: 'b' });
+    expect(await s.sweep(() => false, 60_000)).toBe(0);
+    expect(await s.sweep((u) => u === kept, 0, Date.now() + 1_000)).toBe(1);
+    expect(existsSync(s.path(UUID))).toBe(false);
+    expect(existsSync(s.path(kept))).toBe(true);
+    expect(await new JobSecrets(join(dir, 'missing')).sweep(() => false)).toBe(0);
+  });
+});
