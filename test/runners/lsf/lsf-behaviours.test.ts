@@ -94,7 +94,7 @@ defineBatchBehaviour(
 
     it('submits through sudo -E -u BsubSudoUser, follows that user\'s jobs, and the credentials survive sudo', async () => {
       // A user that exists here: the secrets file is chowned to it (we run as root; the stand-in sudo does not switch users).
-      const lsfOptions: Partial<LsfRunnerOptions> = { sudoUser: 'nobody', commands: { ...COMMANDS, sudo: stub('sudo') } };
+      const lsfOptions: Partial<LsfRunnerOptions> = { sudoUser: 'nobody', commands: { ...COMMANDS, sudo: stub('sudo') }, secretsDir: join(ctx.work(), 'secrets-nobody') };
       const h = ctx.start(lsfOptions as Parameters<typeof ctx.start>[0]);
       const c = ctx.container({ env: { STUB_MODE: 'complete', STUB_RUN_MS: '200' } });
       await ctx.settledOk(h, c.uuid);
