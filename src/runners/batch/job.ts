@@ -504,7 +504,7 @@ export class BatchJob {
     }
     const spec = this.#ctx.adapter.submit({ uuid: this.uuid, script: JobSecrets.script(argv, secretsPath), args: this.#args, container: this.#latest });
     try {
-      return await this.#ctx.exec(spec, { env, signal, op: 'submit' });
+      return await this.#ctx.exec(spec, { env, signal, op: 'submit', echoes: containerValues(this.#latest) });
     } catch (err) {
       if (signal.aborted) throw err;
       return err instanceof Error ? err : new Error(describeError(err));

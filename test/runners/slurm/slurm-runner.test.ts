@@ -379,8 +379,12 @@ describe('SlurmRunner: submission', () => {
         args.includes('--partition=MaxSubmitJobs')
           ? { submit: false, result: { code: 1, stderr: 'sbatch: error: invalid partition specified: MaxSubmitJobs\nsbatch: error: Batch job submission failed: Invalid partition name specified\n' } }
           : undefined;
+      const classes: Array<string | undefined> = [];
+      h.runner.on('command', (r) => r.command === 'sbatch' && classes.push(r.errorClass));
       const bad = h.fake.addContainer({ priority: 2, ...SMALL, scheduling_parameters: { partitions: ['MaxSubmitJobs'] } });
       await waitFor(() => unlocks(h, bad.uuid) >= 1, 'released as fatal');
+      // The metrics say so too.
+      expect(classes).toEqual(['fatal']);
       expect(h.runner.status.atQuota).toBe(false);
       expect(h.settled.get(bad.uuid)).toBeUndefined();
       const good = h.fake.addContainer({ priority: 1, ...SMALL });
