@@ -378,6 +378,10 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
     const signal = outer ? AbortSignal.any([outer, this.#closed.signal]) : this.#closed.signal;
     const auth: ApiClientAuthorization = d.auth ?? ((await once(d, 'identified', { signal })) as [ApiClientAuthorization])[0];
     const prefix = `${auth.uuid.slice(0, 5)}-dz642-`;
+    // Where job secrets go must work before the first lock (e.g. LSF's sudo user without root).
+    await this.#ctx.secrets.ready().catch((err: unknown) => {
+      throw new RunnerConfigError(err instanceof Error ? err.message : String(err), 'environment', { cause: err });
+    });
     const snap = await this.#firstSnapshot(signal);
     const names = [...snap.jobs.keys()].filter((n) => n.startsWith(prefix));
     log('startup: %d job(s) of cluster %s in the queue', names.length, prefix.slice(0, 5));

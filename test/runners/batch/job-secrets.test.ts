@@ -90,3 +90,23 @@ describe('JobSecrets.sweep', () => {
     expect(await new JobSecrets(join(dir, 'missing')).sweep(() => false)).toBe(0);
   });
 });
+
+describe('a batch runner whose secrets cannot be private to the job user', () => {
+  it('refuses at startup, before any lock, with one clear reason', async () => {
+    const { FakeArvados } = await import('../../../src/testing/index.js');
+    const { Dispatcher } = await import('../../../src/index.js');
+    const { LsfRunner } = await import('../../../src/runners/batch/index.js');
+    const fake = await new FakeArvados().start();
+    try {
+      fake.addContainer({ priority: 1, runtime_constraints: { vcpus: 1, ram: 2 ** 26 } });
+      const runner = new LsfRunner({ sudoUser: 'no-such-user-xyz', secretsDir: join(tmp(), 's'), runner: async () => ({ code: 0, signal: null, stdout: '', stderr: '' }) });
+      const d = new Dispatcher({ client: fake.client(), runner, pollInterval: 20, handleSignals: false });
+      const err = await d.run().then(() => undefined, (e: unknown) => e);
+      // run() rejects with one line naming the cause.
+      expect(String(err)).toMatch(/the runner could not start: cannot look up the user "no-such-user-xyz"/);
+      expect(fake.transitions).toEqual([]);
+    } finally {
+      await fake.stop();
+    }
+  });
+});
