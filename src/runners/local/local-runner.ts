@@ -383,7 +383,8 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
     this.#watch(job, updates);
     if (this.#closing) return this.#skip(job, 'the dispatcher is shutting down');
 
-    if (c.state === 'Running' || c.state === 'Locked') {
+    // Only with a pid file (checked synchronously): containers reach the pool in the order they came.
+    if ((c.state === 'Running' || c.state === 'Locked') && this.#pids(d).hasRecord(uuid)) {
       const survivor = await this.#pids(d).live(uuid).catch((err: unknown) => {
         log('cannot read the pid file of %s: %s', uuid, describeError(err));
         return undefined;

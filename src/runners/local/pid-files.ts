@@ -10,6 +10,7 @@
  */
 import { chmod, lstat, mkdir, open, readFile, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { PassThrough, type Readable } from 'node:stream';
+import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { isContainerUuid } from '../../uuid.js';
@@ -118,6 +119,11 @@ export class PidFiles {
       await fh.close();
     }
     await rename(tmp, path);
+  }
+
+  /** Whether there is a pid file for `uuid` (synchronous: no reordering of callers when there is none). */
+  hasRecord(uuid: string): boolean {
+    return existsSync(this.#path(uuid));
   }
 
   /**
