@@ -62,6 +62,7 @@ async function setup(
     capacity: { vcpus: 4, ram: 8 * GiB, gpus: { stack: '', ids: [] } },
     stopGrace: 5_000,
     killGrace: 5_000,
+    stateDir: join(stub.dir, 'state'),
     ...opts.runner,
   });
   // The fake's certificate is self-signed: the stub gets ARVADOS_API_HOST_INSECURE=1 from credentialsEnv().
