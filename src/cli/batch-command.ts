@@ -112,7 +112,13 @@ export function batchOptions(sys: BatchSystem): OptionTable {
       help: h.gpuArgs,
     },
     ...sys.options,
-    [`${submit}-env`]: { type: 'string', multiple: true, metavar: 'NAME=VALUE', help: `extra environment for ${submit} and so for the job` },
+    [`${submit}-env`]: { type: 'string', multiple: true, metavar: 'NAME=VALUE', help: `extra environment for ${submit} and so for the job (not for secrets)` },
+    'job-secrets-dir': {
+      type: 'string',
+      metavar: 'DIR',
+      default: '~/.cache/arvados-dispatch/job-secrets',
+      help: `where each job's 0600 file with the API token goes (mode 0700; must be at the same path on the ${h.hosts})`,
+    },
     'reserve-extra-ram': { type: 'string', metavar: 'SIZE', default: '550MiB', help: 'RAM added to each request for crunch-run itself' },
     'priority-spread': { type: 'string', metavar: 'N', default: String(h.prioritySpreadDefault), help: h.prioritySpread },
     'vanish-grace-misses': {
@@ -168,7 +174,15 @@ function commonOptions(sys: BatchSystem, opts: Options, pollInterval: number): C
     vanishGrace: { misses: opts.integer('vanish-grace-misses', undefined, 1), ms: opts.duration('vanish-grace', 0) },
     submitRetry: { maxDelay: opts.duration('submit-retry-max', D.submitRetry.maxDelay, D.submitRetry.initialDelay) },
     commandTimeout: opts.duration('command-timeout', D.commandTimeout, 1),
+    ...secretOptions(opts),
   };
+}
+
+/** Where job secrets go (the SystemRootToken comes from the resolved credentials). */
+function secretOptions(opts: Options): Pick<CommonBatchOptions, 'secretsDir'> {
+  const dir = opts.string('job-secrets-dir');
+  if (dir !== undefined && !dir.startsWith('/')) throw new UsageError(`--job-secrets-dir: "${dir}" is not an absolute path`);
+  return dir ? { secretsDir: dir } : {};
 }
 
 /** Fails fast, before any lock, when this host cannot submit to the system. */

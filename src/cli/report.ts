@@ -194,6 +194,7 @@ export class Reporter {
       });
     });
     // The runner redacts each line before it cuts an over-long one; Output redacts again whole.
+    runner.on('adopted', (e) => o.event('adopted', `${e.uuid} following crunch-run pid ${e.pid}, started before a restart`, { uuid: e.uuid, pid: e.pid }));
     runner.on('output', (e) => o.event('output', `${e.uuid} | ${e.line}`, { uuid: e.uuid, pid: e.pid, stream: e.stream, line: e.line }));
     runner.on('signalled', (e) => o.event('signalled', `${e.uuid} sent ${e.signal} to crunch-run pid ${e.pid}: ${e.reason}`, { uuid: e.uuid, pid: e.pid, signal: e.signal, reason: e.reason }));
     runner.on('exited', (e) => {

@@ -35,6 +35,9 @@ import { baseUrl, rawRequest, type RawResponse } from './http.js';
  * - `hang`: Running, then wait for a signal.
  * - `release` (alias `wait-release`): Running, then Complete once the file
  *   `<record>/<uuid>.release` exists.
+ * - `locked-release`: leave the container Locked until the file
+ *   `<record>/<uuid>.release` exists, then Running and Complete (a crunch-run
+ *   still preparing when its dispatcher dies).
  * - `stubborn`: Running, then ignore SIGINT, SIGTERM and SIGQUIT (SIGKILL ends it).
  * - `exit`: Running, then exit with `code` (default 3) without finalizing.
  * - `exit-locked`: exit with `code` at once, leaving the container Locked.
@@ -55,6 +58,7 @@ export type CrunchRunSimMode =
   | 'fail'
   | 'hang'
   | 'release'
+  | 'locked-release'
   | 'stubborn'
   | 'exit'
   | 'exit-locked'
@@ -69,6 +73,7 @@ export const CRUNCH_RUN_SIM_MODES: readonly CrunchRunSimMode[] = [
   'fail',
   'hang',
   'release',
+  'locked-release',
   'stubborn',
   'exit',
   'exit-locked',
@@ -249,13 +254,17 @@ export async function simulateCrunchRun(opts: CrunchRunSimOptions = {}): Promise
   const sleepCommand = command[0] === 'sleep' && Number(command[1]) >= 0 ? Number(command[1]) * 1000 : undefined;
   const work = Number(setting('work') ?? sleepCommand ?? 50);
   if (!(work >= 0)) die(`work must be a number of ms >= 0, got ${JSON.stringify(setting('work'))}`, 2);
-  if ((mode === 'release' || mode === 'orphan') && !record) die(`mode ${mode} needs a record directory (--record=DIR)`, 2);
+  if ((mode === 'release' || mode === 'locked-release' || mode === 'orphan') && !record) die(`mode ${mode} needs a record directory (--record=DIR)`, 2);
 
   if (mode === 'exit-locked') {
     err(`fake crunch-run: exiting ${code} before starting ${uuid}`);
     process.exit(code);
   }
   if (container && container.state !== 'Locked' && container.state !== 'Running') die(`container is ${String(container.state)}, not Locked`);
+  if (mode === 'locked-release') {
+    while (!finishing && !existsSync(join(record!, `${uuid}.release`))) await sleep(20);
+    mode = 'release';
+  }
   if (container?.state !== 'Running') await update({ state: 'Running' }).catch((e: unknown) => finishing || die(describeError(e)));
   if (finishing) return;
   const slurmJob = env.SLURM_JOB_ID ? ` (Slurm job ${env.SLURM_JOB_ID})` : '';

@@ -239,7 +239,7 @@ describeBuilt('arvados-dispatch local: dispatching', () => {
 
     const token = f.rootToken.token;
     for (const [i, r] of records.entries()) {
-      expect(r.argv.slice(1)).toEqual([stub!.command, '--runtime-engine=docker', '--mode=hang', stub!.recordArg, cs[i].uuid]);
+      expect(r.argv.slice(1)).toEqual([stub!.command, '--mode=hang', stub!.recordArg, '--runtime-engine=docker', cs[i].uuid]);
       for (const a of r.argv) expect(a).not.toContain(token);
       expect(Object.keys(r.env).sort()).toEqual(['ARVADOS_API_HOST', 'ARVADOS_API_HOST_INSECURE', 'ARVADOS_API_TOKEN', 'PATH']);
       expect(r.env.ARVADOS_API_TOKEN).toBe(token);

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
 import { stringify } from 'yaml';
-import { gatewayAuthSecret } from '../../src/runners/local/command.js';
+import { gatewayAuthSecret } from '../../src/runners/crunch-run.js';
 import { FakeArvados } from '../../src/testing/index.js';
 import { built, runCli, spawnCli, type Cli } from '../helpers/cli.js';
 import { waitFor } from '../helpers/wait.js';

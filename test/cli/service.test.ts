@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
 import { parse, stringify } from 'yaml';
 import { findExecutable } from '../../src/cli/which.js';
-import { gatewayAuthSecret } from '../../src/runners/local/command.js';
+import { gatewayAuthSecret } from '../../src/runners/crunch-run.js';
 import { FakeArvados } from '../../src/testing/index.js';
 import { alive, makeCrunchRunStub, type CrunchRunStub } from '../fixtures/crunch-run-stub.js';
 import { built, spawnCli, type Cli } from '../helpers/cli.js';
@@ -146,7 +146,7 @@ describeBuilt('arvados-dispatch local as a service', () => {
 
     // The config's crunch-run settings reached crunch-run.
     const r = stub.record(other.uuid)!;
-    expect(r.argv.slice(1)).toEqual([stub.command, '--runtime-engine=docker', '--mode=hang', stub.recordArg, other.uuid]);
+    expect(r.argv.slice(1)).toEqual([stub.command, '--mode=hang', stub.recordArg, '--runtime-engine=docker', other.uuid]);
     expect(r.env.ARVADOS_API_TOKEN).toBe(fake.rootToken.token);
     expect(r.env.SITE).toBe('a=b');
     expect(r.env.HTTPS_PROXY).toBe('http://proxy:3128');

@@ -7,7 +7,7 @@
 import { describeError } from '../../util/errors.js';
 import os from 'node:os';
 import { DEFAULT_STOP_GRACE, DEFAULT_KILL_GRACE, LocalRunner } from '../../runners/local/local-runner.js';
-import { checkEnvOptions } from '../../runners/local/command.js';
+import { checkEnvOptions } from '../../runners/crunch-run.js';
 import { formatBytes } from '../../runners/local/resources.js';
 import { DISPATCHER_OPTIONS, DISPATCHING_FOOTER, OUTPUT_OPTIONS, formatHelp, type OptionTable } from '../args.js';
 import { formatDuration } from '../duration.js';
@@ -27,7 +27,7 @@ const OPTIONS: OptionTable = {
     type: 'string',
     multiple: true,
     metavar: 'ARG',
-    help: 'argument for crunch-run, put before the container UUID; write --crunch-run-arg=-x for one that starts with "-"',
+    help: 'argument for crunch-run, before --runtime-engine and the container UUID; write --crunch-run-arg=-x for one that starts with "-"',
   },
   'runtime-engine': { type: 'string', metavar: 'ENGINE', help: 'pass --runtime-engine=ENGINE to crunch-run (docker, singularity)' },
   env: { type: 'string', multiple: true, metavar: 'NAME=VALUE', help: "set a variable in crunch-run's environment" },
@@ -45,6 +45,12 @@ const OPTIONS: OptionTable = {
     default: '550MiB',
     help: 'RAM counted per container on top of ram + keep_cache_ram, for crunch-run and the runtime',
   },
+  'state-dir': {
+    type: 'string',
+    metavar: 'DIR',
+    default: '$XDG_RUNTIME_DIR/arvados-dispatch/local, else ~/.cache/arvados-dispatch/local',
+    help: 'private directory (0700) of pid and output files, so that a restart follows crunch-run processes that survived',
+  },
   'stop-grace': {
     type: 'string',
     metavar: 'DURATION',
@@ -59,7 +65,7 @@ export function help(): string {
   return formatHelp(
     'arvados-dispatch local [options]',
     'Polls the Arvados API for queued containers, locks them and runs each as\n' +
-      '  <crunch-run-command> [--runtime-engine=E] [ARG...] <container-uuid>\n' +
+      '  <crunch-run-command> [ARG...] [--runtime-engine=E] <container-uuid>\n' +
       "within this machine's vCPUs, RAM and GPUs (CUDA_VISIBLE_DEVICES or\n" +
       'AMD_VISIBLE_DEVICES). crunch-run gets only PATH, TMPDIR, the API\n' +
       'credentials and what --env / --env-pass add in its environment. Priority 0\n' +
@@ -93,6 +99,13 @@ export function crunchRunEnvironment(entries: readonly string[], pass: readonly 
   return { env, envPass: [...pass] };
 }
 
+/** The `--state-dir` option, checked. */
+function stateDir(dir: string | undefined): { stateDir?: string } {
+  if (dir === undefined) return {};
+  if (!dir.startsWith('/')) throw new UsageError(`--state-dir: "${dir}" is not an absolute path`);
+  return { stateDir: dir };
+}
+
 /** Runs the command; resolves to the exit status. */
 export async function run(argv: string[]): Promise<number> {
   const start = beginCommand(argv, OPTIONS, 'local', help);
@@ -110,6 +123,7 @@ export async function run(argv: string[]): Promise<number> {
     reserveExtraRam: opts.size('reserve-extra-ram', undefined, 0),
     capacity: { vcpus: opts.integer('vcpus', undefined), ram: opts.size('ram', undefined, 1) },
     stopGrace,
+    ...stateDir(opts.string('state-dir')),
     ...childEnv,
     ...(systemRootToken ? { systemRootToken } : {}),
   };

@@ -93,7 +93,7 @@ export interface QueueJob {
 export interface SubmitRequest {
   /** The container UUID: the job name, always. */
   readonly uuid: string;
-  /** The batch script (it `exec`s crunch-run; no credentials in it). */
+  /** The batch script (it reads the job's secrets file and `exec`s crunch-run; no credentials in it). */
   readonly script: string;
   /** The expanded argument templates (and GPU templates when the container wants GPUs). */
   readonly args: readonly string[];
@@ -162,6 +162,11 @@ export interface BatchAdapter {
    * `LC_ALL`, `TZ` and `TMPDIR`; a trailing `*` is a prefix (e.g. `SBATCH_*`).
    */
   readonly passEnv?: readonly string[];
+  /**
+   * The user jobs run as when it is not this process's user (LSF through
+   * `sudo -u`): the per-job secrets file must be readable by that user.
+   */
+  readonly jobUser?: string;
 
   /** The submit command for one container: job name = `req.uuid`, script on stdin. */
   submit(req: SubmitRequest): CommandSpec;

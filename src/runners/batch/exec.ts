@@ -9,6 +9,7 @@ import { logger } from '../../log.js';
 import type { BatchAdapter, CommandOp, CommandSpec, ErrorClass, RunResult } from './adapter.js';
 import { CommandTimeoutError, spawnCommand, type CommandRunner } from './commands.js';
 import type { CommandLimiter } from './limiter.js';
+import { withoutEchoes } from './echoes.js';
 
 const log = logger('batch:exec');
 
@@ -21,6 +22,8 @@ export interface ExecOptions {
   op?: CommandOp;
   /** Start only when no other command waits for the limiter (lookups for metrics). */
   background?: boolean;
+  /** Values a container chose, cut out of the output before a failure is classified (see `echoes.ts`). */
+  echoes?: readonly string[];
 }
 
 /** One command run, for metrics. */
@@ -118,7 +121,7 @@ export class Executor {
     log('%s %o', spec.command, spec.args);
     try {
       const r = await this.#runner(path, spec.args, { input: spec.input, env: options.env, signal: options.signal, timeoutMs });
-      this.#done(spec, started, r, options.op);
+      this.#done(spec, started, withoutEchoes(r, options.echoes ?? []), options.op);
       return r;
     } catch (err) {
       if (!options.signal?.aborted) this.#done(spec, started, err instanceof Error ? err : new Error(String(err)), options.op);

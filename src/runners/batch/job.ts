@@ -12,7 +12,7 @@ import type { ContainerUpdates } from '../../dispatcher/updates.js';
 import { logger } from '../../log.js';
 import type { Container } from '../../types.js';
 import { describeError } from '../../util/errors.js';
-import { gatewayAuthSecret } from '../local/command.js';
+import { crunchRunArgv, crunchRunSecrets } from '../crunch-run.js';
 import { sleep } from '../../util/sleep.js';
 import type { BatchAdapter, CommandSpec, ErrorClass, QueueJob, RunResult, TerminalKind, TerminalReason } from './adapter.js';
 import { classifyOutcome, complaint, type ExecOptions } from './exec.js';
@@ -22,7 +22,8 @@ import type { QueueMonitor, QueueSnapshot } from './monitor.js';
 import type { ResolvedBatchOptions } from './options.js';
 import { wantPriority } from './priority.js';
 import type { Renicer } from './renicer.js';
-import { batchScript } from './script.js';
+import { JobSecrets, JobSecretsError } from './job-secrets.js';
+import { badPartition, containerValues, withoutEchoes, type SharedVerdicts } from './echoes.js';
 import { containerArguments, TemplateError } from './template.js';
 
 const log = logger('batch:job');
@@ -56,6 +57,10 @@ export interface JobContext {
   readonly gate: SubmitGate;
   readonly canceller: Canceller;
   readonly renicer: Renicer;
+  /** The per-job secrets files. */
+  readonly secrets: JobSecrets;
+  /** Verdicts that stop more than one container, and their evidence. */
+  readonly verdicts: SharedVerdicts;
   /** Runs a command through the runner's limiter. */
   exec(spec: CommandSpec, options?: ExecOptions): Promise<RunResult>;
   /** Aborted when the runner closes. */
@@ -106,6 +111,8 @@ export class BatchJob {
   /** `Dispatcher.kill` asked for the job to go at once. */
   #killed = false;
   #failedAttempts = 0;
+  /** Failed submissions retried as transient (the bounded ones). */
+  #transientFailures = 0;
   #misses = 0;
   #firstMissAt = 0;
   #args: string[] | undefined;
@@ -160,6 +167,10 @@ export class BatchJob {
       this.#ctx.renicer.delete(this.uuid);
       this.#ctx.canceller.forget(this.uuid);
       this.#interrupt?.abort();
+      // A job left pending for the next dispatcher still needs its file.
+      if (!this.#stopping || (!this.#submitted && !this.#seen)) {
+        this.#ctx.secrets.remove(this.uuid).catch((err: unknown) => this.#ctx.warn(`could not delete the secrets file of ${this.uuid}: ${describeError(err)}`));
+      }
       // The pump ends when the dispatcher ends the stream after we return.
       void pump;
     }
@@ -338,6 +349,10 @@ export class BatchJob {
     this.#phase = 'submitting';
     try {
       if (this.#stopping || this.#wantCancel()) return 'again';
+      if (badPartition(this.#latest)) {
+        const refused = await this.#refuseBadPartition(signal);
+        if (refused !== 'fine') return refused;
+      }
       ticket = await this.#ctx.gate.enter(signal);
       const snap = await this.#ctx.monitor.nextSnapshot(signal, true);
       if (snap.jobs.has(this.uuid)) {
@@ -355,9 +370,10 @@ export class BatchJob {
         this.#jobId = this.#ctx.adapter.parseSubmit(result);
         log('submitted %s as job %s', this.uuid, this.#jobId ?? '(unknown id)');
         this.#ctx.submitted(this.uuid, 'ok', this.#jobId);
+        this.#ctx.verdicts.clear();
         return 'again';
       }
-      const kind = classifyOutcome(this.#ctx.adapter, result, 'submit');
+      const kind = this.#classify(result);
       this.#ctx.submitted(this.uuid, 'error', undefined);
       outcome = kind === 'backpressure' ? 'backpressure' : 'other';
       this.#failedAttempts++;
@@ -371,6 +387,49 @@ export class BatchJob {
       if (this.#phase === 'submitting') this.#phase = 'waiting';
       this.#stop.signal.removeEventListener('abort', onStop);
       if (this.#interrupt === interrupt) this.#interrupt = undefined;
+    }
+  }
+
+  /**
+   * What a failed submission means, read without any text the container
+   * chose; a verdict that would stop other containers too counts only on
+   * evidence this container does not control, else it is retried as
+   * transient (and so bounded).
+   */
+  #classify(result: RunResult | Error): ErrorClass {
+    const values = containerValues(this.#latest);
+    const kind = classifyOutcome(this.#ctx.adapter, withoutEchoes(result, values), 'submit');
+    if ((kind === 'configuration' || kind === 'backpressure') && !(result instanceof Error) && !this.#ctx.verdicts.confirm(kind, values)) {
+      log('%s: %s verdict not confirmed by another container yet; retrying as transient', this.uuid, kind);
+      return 'transient';
+    }
+    return kind;
+  }
+
+  /**
+   * The container's partitions can never be submitted: cancel it with the
+   * reason, after a fresh read confirms it (a wrong answer for one cycle
+   * costs nothing). `fine`: the fresh record is; `again`: the API failed,
+   * try later.
+   */
+  async #refuseBadPartition(signal: AbortSignal): Promise<'done' | 'again' | 'fine'> {
+    try {
+      const fresh = await this.#d.client.getContainer(this.uuid, { signal });
+      const reason = badPartition(fresh);
+      if (!reason) {
+        this.#latest = fresh;
+        return 'fine';
+      }
+      this.#ctx.warn(`container ${this.uuid}: ${reason}; cancelling it`);
+      await this.#ctx.release(this.uuid, { reason, cancel: true });
+      return 'done';
+    } catch (err) {
+      if (signal.aborted) throw err;
+      this.#failedAttempts++;
+      const delay = this.#backoff();
+      this.#ctx.warn(`container ${this.uuid}: could not check its partitions: ${describeError(err)}; retrying in ${Math.round(delay)} ms`);
+      await sleep(delay, signal);
+      return 'again';
     }
   }
 
@@ -401,6 +460,22 @@ export class BatchJob {
       // The gate is paused now; the next round waits there.
       log('%s; waiting for room in the queue', what);
       return 'again';
+    }
+    this.#transientFailures++;
+    const { maxAttempts } = this.#ctx.options.submitRetry;
+    if (this.#transientFailures >= maxAttempts) {
+      // Bounded: give the container back (the API cancels it after
+      // MaxDispatchAttempts locks), unless the job reached the queue after all.
+      const snap = await this.#ctx.monitor.nextSnapshot(this.#stop.signal, true);
+      if (snap.jobs.has(this.uuid)) {
+        this.#submitted = true;
+        this.#ctx.submitted(this.uuid, 'duplicate', snap.jobs.get(this.uuid)?.jobId);
+        this.#onPresent(snap);
+        return 'again';
+      }
+      this.#ctx.warn(`${what}; giving up after ${this.#transientFailures} attempts`);
+      await this.#ctx.release(this.uuid, { reason: `${name} did not accept the job after ${this.#transientFailures} attempts: ${complaint(result)}`, error: result });
+      return 'done';
     }
     const delay = this.#backoff();
     this.#ctx.warn(`${what}; retrying in ${Math.round(delay)} ms`);
@@ -436,10 +511,19 @@ export class BatchJob {
   async #submit(signal: AbortSignal): Promise<RunResult | Error> {
     const o = this.#ctx.options;
     this.#args ??= this.#templateArgs();
-    const argv = [o.crunchRunCommand, ...o.crunchRunArgs, ...(o.runtimeEngine ? [`--runtime-engine=${o.runtimeEngine}`] : []), this.uuid];
-    const spec = this.#ctx.adapter.submit({ uuid: this.uuid, script: batchScript(argv), args: this.#args, container: this.#latest });
+    const argv = crunchRunArgv(o.crunchRunCommand, o.crunchRunArgs, this.uuid, o.runtimeEngine);
+    const env = this.#environment();
+    let secretsPath: string;
     try {
-      return await this.#ctx.exec(spec, { env: this.#environment(), signal, op: 'submit' });
+      secretsPath = await this.#ctx.secrets.write(this.uuid, this.#secrets(env));
+    } catch (err) {
+      // This host's directory, not the container: stop locking.
+      const why = err instanceof JobSecretsError ? err.message : `cannot write the job secrets file: ${describeError(err)}`;
+      throw new RunnerConfigError(why, 'environment', { cause: err });
+    }
+    const spec = this.#ctx.adapter.submit({ uuid: this.uuid, script: JobSecrets.script(argv, secretsPath), args: this.#args, container: this.#latest });
+    try {
+      return await this.#ctx.exec(spec, { env, signal, op: 'submit', echoes: containerValues(this.#latest) });
     } catch (err) {
       if (signal.aborted) throw err;
       return err instanceof Error ? err : new Error(describeError(err));
@@ -459,22 +543,27 @@ export class BatchJob {
   }
 
   /**
-   * The submit command's environment, which it exports to the job:
-   * credentials reach crunch-run this way, never through the script (which
-   * the scheduler stores) or the command line (which `ps` shows).
+   * The submit command's environment, which most schedulers export to the
+   * job and show to other users: no secret in it.
    */
-  #environment(): NodeJS.ProcessEnv {
+  #environment(): Record<string, string> {
     const pass = [...PASSED_ENV, ...(this.#ctx.adapter.passEnv ?? [])];
     const passes = (k: string): boolean => pass.some((p) => (p.endsWith('*') ? k.startsWith(p.slice(0, -1)) : k === p));
     const env: Record<string, string> = {};
     for (const [k, v] of Object.entries(process.env)) if (v !== undefined && passes(k)) env[k] = v;
     env.PATH ??= DEFAULT_PATH;
     Object.assign(env, this.#ctx.options.environment);
-    const credentials = this.#d.client.credentialsEnv();
-    Object.assign(env, credentials);
-    // What the controller expects from crunch-run's container gateway.
-    env.GatewayAuthSecret = gatewayAuthSecret(this.#ctx.options.systemRootToken ?? credentials.ARVADOS_API_TOKEN, this.uuid);
     return env;
+  }
+
+  /**
+   * What the job's secrets file sets before crunch-run starts: PATH and the
+   * `environment` option (Grid Engine exports nothing of qsub's
+   * environment), the API credentials and `GatewayAuthSecret`.
+   */
+  #secrets(env: Readonly<Record<string, string>>): Record<string, string> {
+    const o = this.#ctx.options;
+    return { PATH: env.PATH ?? DEFAULT_PATH, ...o.environment, ...crunchRunSecrets(this.uuid, this.#d.client.credentialsEnv(), o.systemRootToken) };
   }
 
   // ---- a job that left the queue --------------------------------------------

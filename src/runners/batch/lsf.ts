@@ -53,6 +53,8 @@ export class LsfAdapter implements BatchAdapter {
   readonly templates: TemplateRules = LSF_TEMPLATE_RULES;
   /** bsub needs `LSF_ENVDIR` and friends to find the cluster; `LSB_*` tune it. */
   readonly passEnv: readonly string[] = Object.freeze(['LSF_*', 'LSB_*']);
+  /** `sudoUser`, when set. */
+  readonly jobUser: string | undefined;
   readonly #options: LsfAdapterOptions;
   readonly #user: string;
   #maxUserPriority: number;
@@ -73,6 +75,7 @@ export class LsfAdapter implements BatchAdapter {
     }
     this.commands = Object.freeze(commands);
     this.#options = { ...options };
+    this.jobUser = options.sudoUser;
     this.#user = userName('user', options.user ?? options.sudoUser);
     this.#maxUserPriority = max;
   }

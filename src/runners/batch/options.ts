@@ -5,7 +5,9 @@
  * @module
  */
 import { checkDuration } from '../../util/duration.js';
+import { checkEnvOptions, checkSystemRootToken } from '../crunch-run.js';
 import { DEFAULT_RESERVE_EXTRA_RAM } from '../defaults.js';
+import { defaultSecretsDir } from './job-secrets.js';
 import type { CommandRunner } from './commands.js';
 import { DEFAULT_PRIORITY_SPREAD } from './priority.js';
 
@@ -25,9 +27,10 @@ export interface VanishGrace {
 /**
  * Backoff between submit attempts after a transient failure: `initialDelay`,
  * then × `factor` per attempt up to `maxDelay`, each with up to 50 % random
- * reduction so that many containers do not retry in lockstep. There is no
- * attempt limit: the container stays Locked, visibly waiting, until the
- * scheduler answers or the container is cancelled.
+ * reduction so that many containers do not retry in lockstep. After
+ * `maxAttempts` such failures of one container its job is given up: the
+ * container is unlocked with the reason (Arvados cancels it after
+ * `MaxDispatchAttempts` locks).
  */
 export interface RetryBackoff {
   /** First delay in ms. Default 1 000. */
@@ -40,6 +43,8 @@ export interface RetryBackoff {
   maxDelay?: number;
   /** Growth per attempt. Default 2. */
   factor?: number;
+  /** Failed submissions of one container before it is unlocked. Default 10. */
+  maxAttempts?: number;
 }
 
 /** A token bucket: at most `count` scheduler commands per `periodMs`, bursts up to `count`. */
@@ -97,19 +102,28 @@ export interface BatchRunnerOptions {
   accounting?: boolean;
   /**
    * Extra environment variables for the submit command, which passes them
-   * on to the job and so to crunch-run.
+   * on to the job and so to crunch-run. Not for secrets: schedulers show a
+   * job's environment to other users. The runner's own variables (API
+   * credentials, `GatewayAuthSecret`) cannot be set here.
    */
   environment?: Readonly<Record<string, string>>;
+  /**
+   * The cluster's `SystemRootToken`: crunch-run gets `GatewayAuthSecret`
+   * (HMAC-SHA256 of the container UUID keyed by it) so the controller can
+   * reach its container gateway. Without it, no `GatewayAuthSecret`.
+   */
+  systemRootToken?: string;
+  /**
+   * Directory of the per-job secrets files (mode 0700, files 0600) through
+   * which the token reaches crunch-run; it must be at the same path on the
+   * compute nodes. Default `~/.cache/arvados-dispatch/job-secrets` (or under
+   * `$XDG_CACHE_HOME`).
+   */
+  secretsDir?: string;
   /** Runs commands instead of spawning them (for tests). Default: spawn them. */
   runner?: CommandRunner;
   /** Kill a scheduler command that runs longer than this many ms. Default 60 000. */
   commandTimeout?: number;
-  /**
-   * The cluster's `SystemRootToken`: the job's `GatewayAuthSecret` is keyed
-   * by it, as the controller computes it (without it, by the dispatcher's
-   * own token).
-   */
-  systemRootToken?: string;
 }
 
 /** {@link BatchRunnerOptions} with every default filled in. */
@@ -130,9 +144,10 @@ export interface ResolvedBatchOptions {
   readonly neverClearsGrace: number;
   readonly accounting: boolean;
   readonly environment: Readonly<Record<string, string>>;
+  readonly systemRootToken: string | undefined;
+  readonly secretsDir: string;
   readonly runner: CommandRunner | undefined;
   readonly commandTimeout: number;
-  readonly systemRootToken: string | undefined;
 }
 
 /** Documented defaults of {@link BatchRunnerOptions}. */
@@ -140,7 +155,7 @@ export const BATCH_RUNNER_DEFAULTS = Object.freeze({
   crunchRunCommand: 'crunch-run',
   queueInterval: 10_000,
   vanishGrace: Object.freeze({ misses: 3, ms: 0 }),
-  submitRetry: Object.freeze({ initialDelay: 1_000, maxDelay: 60_000, factor: 2 }),
+  submitRetry: Object.freeze({ initialDelay: 1_000, maxDelay: 60_000, factor: 2, maxAttempts: 10 }),
   submitRate: Object.freeze({ count: 20, periodMs: 1_000 }),
   commandConcurrency: 3,
   neverClearsGrace: 60_000,
@@ -188,13 +203,14 @@ export function resolveBatchOptions(
       throw new TypeError(`environment must map variable names to strings; bad entry ${JSON.stringify(k)}`);
     }
   }
+  checkEnvOptions(env, []);
+  checkSystemRootToken(opts.systemRootToken);
+  const secretsDir = opts.secretsDir ?? defaultSecretsDir();
+  if (typeof secretsDir !== 'string' || !secretsDir.startsWith('/')) throw new TypeError(`secretsDir must be an absolute path, got ${JSON.stringify(secretsDir)}`);
   if (opts.runtimeEngine !== undefined && (typeof opts.runtimeEngine !== 'string' || opts.runtimeEngine === '')) {
     throw new TypeError('runtimeEngine must be a non-empty string when set');
   }
   if (opts.runner !== undefined && typeof opts.runner !== 'function') throw new TypeError('runner must be a function');
-  if (opts.systemRootToken !== undefined && (typeof opts.systemRootToken !== 'string' || opts.systemRootToken === '')) {
-    throw new TypeError('systemRootToken must be a non-empty string when set');
-  }
   const crunchRunCommand = opts.crunchRunCommand ?? d.crunchRunCommand;
   if (typeof crunchRunCommand !== 'string' || crunchRunCommand === '' || crunchRunCommand.includes('\0')) {
     throw new TypeError('crunchRunCommand must be a non-empty string without NUL characters');
@@ -222,6 +238,7 @@ export function resolveBatchOptions(
       initialDelay,
       maxDelay: duration('submitRetry.maxDelay', retry.maxDelay, Math.max(d.submitRetry.maxDelay, initialDelay), initialDelay),
       factor: number('submitRetry.factor', retry.factor, d.submitRetry.factor, 1),
+      maxAttempts: Math.floor(number('submitRetry.maxAttempts', retry.maxAttempts, d.submitRetry.maxAttempts, 1)),
     }),
     submitRate: Object.freeze({
       count: Math.floor(number('submitRate.count', rate.count, d.submitRate.count, 1)),
@@ -231,8 +248,9 @@ export function resolveBatchOptions(
     neverClearsGrace: duration('neverClearsGrace', opts.neverClearsGrace, d.neverClearsGrace, 0),
     accounting: opts.accounting ?? true,
     environment: Object.freeze({ ...env }),
+    systemRootToken: opts.systemRootToken,
+    secretsDir,
     runner: opts.runner,
     commandTimeout: duration('commandTimeout', opts.commandTimeout, d.commandTimeout, 1),
-    systemRootToken: opts.systemRootToken,
   };
 }

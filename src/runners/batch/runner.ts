@@ -20,6 +20,8 @@ import { Canceller } from './canceller.js';
 import { classifyOutcome, Executor, type CommandRecord } from './exec.js';
 import { SubmitGate } from './gate.js';
 import { BatchJob, type JobContext, type LostJob } from './job.js';
+import { JobSecrets } from './job-secrets.js';
+import { SharedVerdicts } from './echoes.js';
 import { CommandLimiter } from './limiter.js';
 import { QueueMonitor, type QueueSnapshot } from './monitor.js';
 import { resolveBatchOptions, type BatchRunnerOptions, type ResolvedBatchOptions } from './options.js';
@@ -127,6 +129,7 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
   /** Orphan job names still to hand over, with the attempts made. */
   readonly #orphans = new Map<string, number>();
   #handingOver = false;
+  #swept = false;
   #dispatcher: Dispatcher | undefined;
   #attached: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
@@ -185,6 +188,8 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
       gate: this.#gate,
       canceller: this.#canceller,
       renicer: this.#renicer,
+      secrets: new JobSecrets(o.secretsDir, adapter.jobUser),
+      verdicts: new SharedVerdicts(),
       exec,
       closed: this.#closed.signal,
       warn: (m) => this.#warn(m),
@@ -333,6 +338,14 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
     this.#gate.observe(snap.jobs.keys());
     this.#renicer.onSnapshot(snap);
     if (this.#orphans.size > 0) void this.#handOverOrphans(snap);
+    if (!this.#swept) {
+      // Secrets files of jobs gone while no dispatcher ran: they hold a token.
+      this.#swept = true;
+      this.#ctx.secrets.sweep((uuid) => snap.jobs.has(uuid) || this.#jobs.has(uuid)).then(
+        (n) => n > 0 && log('deleted %d stale job secrets file(s)', n),
+        (err: unknown) => log('sweeping the job secrets directory: %s', describeError(err)),
+      );
+    }
   }
 
   // ---- startup and orphans ------------------------------------------------------
@@ -370,6 +383,10 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
     const signal = outer ? AbortSignal.any([outer, this.#closed.signal]) : this.#closed.signal;
     const auth: ApiClientAuthorization = d.auth ?? ((await once(d, 'identified', { signal })) as [ApiClientAuthorization])[0];
     const prefix = `${auth.uuid.slice(0, 5)}-dz642-`;
+    // Where job secrets go must work before the first lock (e.g. LSF's sudo user without root).
+    await this.#ctx.secrets.ready().catch((err: unknown) => {
+      throw new RunnerConfigError(err instanceof Error ? err.message : String(err), 'environment', { cause: err });
+    });
     const snap = await this.#firstSnapshot(signal);
     const names = [...snap.jobs.keys()].filter((n) => n.startsWith(prefix));
     log('startup: %d job(s) of cluster %s in the queue', names.length, prefix.slice(0, 5));

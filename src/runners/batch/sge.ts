@@ -104,16 +104,17 @@ export class SgeAdapter implements BatchAdapter {
   }
 
   /**
-   * `qsub -terse -N <uuid> -S /bin/sh -r n -V <templates>` with the script on
+   * `qsub -terse -N <uuid> -S /bin/sh -r n <templates>` with the script on
    * stdin. `-S /bin/sh`: queues often start jobs with csh, which ignores the
    * script's `#!`. `-r n`: a re-run job would run the container a second
-   * time behind Arvados' back. `-V`: the credentials reach crunch-run through
-   * qsub's environment, never the script or a command line.
+   * time behind Arvados' back. No `-V`: `qstat -j` shows the exported
+   * environment to every user; the credentials reach crunch-run through the
+   * job's secrets file, which the script reads.
    */
   submit(req: SubmitRequest): CommandSpec {
     return {
       command: 'qsub',
-      args: ['-terse', '-N', sgeJobName(req.uuid), '-S', '/bin/sh', '-r', 'n', '-V', ...req.args],
+      args: ['-terse', '-N', sgeJobName(req.uuid), '-S', '/bin/sh', '-r', 'n', ...req.args],
       input: req.script,
     };
   }

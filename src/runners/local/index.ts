@@ -8,7 +8,7 @@ export {
   type LocalRunnerOptions,
   type RunnerNotice,
 } from './local-runner.js';
-export { gatewayAuthSecret } from './command.js';
+export { gatewayAuthSecret } from '../crunch-run.js';
 export {
   ResourcePool,
   ResourceRequestError,

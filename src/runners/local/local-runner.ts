@@ -33,7 +33,11 @@ import { describeError } from '../../util/errors.js';
 import { Redactor } from '../../util/redact.js';
 import { sleep } from '../../util/sleep.js';
 import { isContainerUuid } from '../../uuid.js';
-import { checkEnvOptions, crunchRunCommand, type CommandSpec } from './command.js';
+import { PidFiles, defaultStateDir, followFile, isAlive, type PidRecord } from './pid-files.js';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { checkEnvOptions, checkSystemRootToken, crunchRunCommand, gatewayAuthSecret, type CommandSpec } from '../crunch-run.js';
 import { Tail, eachLine } from './output.js';
 import {
   ResourcePool,
@@ -104,6 +108,14 @@ export interface LocalRunnerOptions {
    * can reach its container gateway (container shell, live logs).
    */
   systemRootToken?: string;
+  /**
+   * Where pid files of running crunch-run processes are kept (mode 0700),
+   * so that a restarted runner follows a crunch-run that outlived its
+   * dispatcher instead of starting another. Default
+   * `$XDG_RUNTIME_DIR/arvados-dispatch/local`, else
+   * `~/.cache/arvados-dispatch/local`.
+   */
+  stateDir?: string;
 }
 
 /** Something the runner decided about a container, for progress displays. */
@@ -125,6 +137,8 @@ export interface LocalRunnerEvents {
   output: [e: { uuid: string; pid: number; stream: 'stdout' | 'stderr'; line: string }];
   /** A signal was sent to crunch-run to stop it. */
   signalled: [e: { uuid: string; pid: number; signal: NodeJS.Signals; reason: string }];
+  /** A crunch-run started by an earlier runner (before a restart) still runs for the container; it is followed instead of starting another. */
+  adopted: [e: { uuid: string; pid: number }];
   /** crunch-run exited. */
   exited: [e: { uuid: string; pid: number; code: number | null; signal: NodeJS.Signals | null }];
   /** The container reached a final state while this runner had it. */
@@ -152,6 +166,8 @@ interface Job {
   readonly stderr: Tail;
   child?: ChildProcess;
   pid?: number;
+  /** A crunch-run of an earlier runner, followed by pid (not our child). */
+  adopted?: boolean;
   exited: boolean;
   stopping: boolean;
   timers: NodeJS.Timeout[];
@@ -185,6 +201,7 @@ export const SPAWN_RETRY_DELAYS: readonly number[] = [500, 1_000, 2_000, 4_000, 
 class ExhaustedError extends Error {}
 
 function howExited(code: number | null, signal: NodeJS.Signals | null): string {
+  if (code === null && signal === null) return 'exited (started before a restart; its exit status is unknown)';
   return signal ? `was killed by ${signal}` : `exited with code ${code}`;
 }
 
@@ -196,6 +213,9 @@ function nonsenseSizes(c: Readonly<Container>): string | undefined {
   if (!ok(rc.ram)) return `runtime_constraints.ram is ${JSON.stringify(rc.ram ?? null)}`;
   return undefined;
 }
+
+/** How often a crunch-run adopted after a restart is checked for exit. */
+const ADOPTED_POLL_MS = 500;
 
 /**
  * Runs containers as local crunch-run processes. Give it to a Dispatcher as
@@ -222,6 +242,9 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
   readonly #jobs = new Map<Job, Promise<void>>();
   /** Dispatchers whose `stopping` event this runner follows. */
   readonly #followed = new WeakSet<Dispatcher>();
+  readonly #stateDir: string;
+  /** Pid files per API host and token user: one dispatcher's processes are never another's. */
+  readonly #pidFiles = new Map<string, PidFiles>();
   #closing: Promise<void> | undefined;
   readonly #spawn: typeof spawn;
   readonly #spawnRetryDelays: readonly number[];
@@ -247,15 +270,14 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
     const env = { ...(opts.env ?? {}) };
     const envPass = [...(opts.envPass ?? [])];
     checkEnvOptions(env, envPass);
-    if (opts.systemRootToken !== undefined && (typeof opts.systemRootToken !== 'string' || opts.systemRootToken === '')) {
-      throw new TypeError('systemRootToken must be a non-empty string');
-    }
+    checkSystemRootToken(opts.systemRootToken);
     const processEnv = opts.processEnv ?? process.env;
     this.crunchRunCommand = cmd;
     // Copied, so that a caller changing its objects later cannot change running jobs' argv or environment.
     this.#spec = Object.freeze({
       command: cmd,
-      args: Object.freeze([...(engine ? [`--runtime-engine=${engine}`] : []), ...args]),
+      args: Object.freeze([...args]),
+      runtimeEngine: engine,
       processEnv,
       env: Object.freeze(env),
       envPass: Object.freeze(envPass),
@@ -265,11 +287,13 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
     this.#stopGrace = checkDuration('stopGrace', opts.stopGrace ?? DEFAULT_STOP_GRACE);
     this.#killGrace = checkDuration('killGrace', opts.killGrace ?? DEFAULT_KILL_GRACE);
     this.pool = new ResourcePool(opts.capacity, processEnv);
+    this.#stateDir = opts.stateDir ?? defaultStateDir(processEnv);
+    if (typeof this.#stateDir !== 'string' || !this.#stateDir.startsWith('/')) throw new TypeError(`stateDir must be an absolute path, got ${JSON.stringify(this.#stateDir)}`);
   }
 
   /** The {@link RunContainer} of this runner (bound; it may be passed on its own). */
   readonly runContainer: RunContainer = (d, c, updates) => {
-    this.#follow(d);
+    this.#followStop(d);
     const job: Job = { uuid: c.uuid, stop: new AbortController(), phase: 'starting', allocated: false, stderr: new Tail(), exited: false, stopping: false, timers: [] };
     const done = this.#run(job, d, c, updates).finally(() => {
       this.#clearTimers(job);
@@ -294,7 +318,7 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
    * those of containers already final that were being given time to exit
    * by themselves: the stop notice says SIGINT is sent, so it is.
    */
-  #follow(d: Dispatcher): void {
+  #followStop(d: Dispatcher): void {
     if (this.#followed.has(d) || typeof d?.once !== 'function') return;
     this.#followed.add(d);
     d.once('stopping', () => {
@@ -305,7 +329,7 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
   /** crunch-run processes alive now. */
   get running(): number {
     let n = 0;
-    for (const j of this.#jobs.keys()) if (j.child && !j.exited) n++;
+    for (const j of this.#jobs.keys()) if ((j.child || j.adopted) && !j.exited) n++;
     return n;
   }
 
@@ -420,6 +444,14 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
     this.#watch(job, updates);
     if (this.#closing) return this.#skip(job, 'the dispatcher is shutting down');
 
+    // Only with a pid file (checked synchronously): containers reach the pool in the order they came.
+    if ((c.state === 'Running' || c.state === 'Locked') && this.#pids(d).hasRecord(uuid)) {
+      const survivor = await this.#pids(d).live(uuid).catch((err: unknown) => {
+        log('cannot read the pid file of %s: %s', uuid, describeError(err));
+        return undefined;
+      });
+      if (survivor) return this.#follow(job, d, c, survivor);
+    }
     if (c.state === 'Running') return this.#cancelAdopted(d, c);
     if (c.state !== 'Locked') {
       log('%s is %s, nothing to run', uuid, c.state);
@@ -524,13 +556,20 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
 
   /** SIGINT; SIGTERM after stopGrace; SIGKILL after killGrace more. */
   #stopChild(job: Job, reason: string): void {
-    if (job.stopping || job.exited || !job.child) return;
+    if (job.stopping || job.exited || (!job.child && !job.adopted)) return;
     job.stopping = true;
     const send = (sig: NodeJS.Signals, why: string): void => {
-      if (job.exited || !job.child) return;
+      if (job.exited || (!job.child && !job.adopted)) return;
       log('sending %s to pid %d to stop container %s (%s)', sig, job.pid, job.uuid, why);
       this.#emit('signalled', { uuid: job.uuid, pid: job.pid!, signal: sig, reason: why });
-      job.child.kill(sig);
+      if (job.child) job.child.kill(sig);
+      else {
+        try {
+          process.kill(job.pid!, sig);
+        } catch (err) {
+          log('signalling pid %d: %s', job.pid, describeError(err));
+        }
+      }
     };
     send('SIGINT', reason);
     job.timers.push(
@@ -553,12 +592,20 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
     const [cmd, ...args] = argv;
     // argv is logged, never env: the token is only in env.
     log('starting %o for %s', argv, uuid);
+    // Output to files in the private state directory (pipes if it cannot
+    // be used): a crunch-run that outlives this process keeps writing.
+    const files = this.#pids(d);
     let child: ChildProcess | undefined;
+    let outputs: Awaited<ReturnType<PidFiles['openOutput']>> | undefined;
     let exited!: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
     let closed!: Promise<void>;
     for (let attempt = 0; !child; attempt++) {
+      outputs = await files.openOutput(uuid).catch((err: unknown) => {
+        log('cannot create output files for %s (%s); using pipes', uuid, describeError(err));
+        return undefined;
+      });
       try {
-        child = await this.#spawnOnce(cmd, args, env, uuid);
+        child = await this.#spawnOnce(cmd, args, env, uuid, outputs ? [outputs[0].fd, outputs[1].fd] : undefined);
         const c = child;
         exited = new Promise((resolve) => c.once('exit', (code, signal) => resolve({ code, signal })));
         closed = new Promise<void>((resolve) => c.once('close', () => resolve()));
@@ -568,6 +615,9 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
         log('%s; retrying in %d ms', err.message, delays[attempt]);
         await sleep(delays[attempt], job.stop.signal).catch(() => {});
         if (job.stop.signal.aborted) throw err;
+      } finally {
+        // The child has its own descriptors now (or none).
+        for (const fh of outputs ?? []) await fh.close();
       }
     }
     // Later errors (e.g. a failed kill) must not become uncaught 'error' events.
@@ -576,8 +626,13 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
     job.child = child;
     job.pid = pid;
     job.phase = 'running';
-    eachLine(child.stdout, redactor, (line) => this.#emit('output', { uuid, pid, stream: 'stdout', line }));
-    eachLine(child.stderr, redactor, (line) => {
+    // Before anything can be lost: a restart follows this process instead of starting another.
+    await this.#pids(d).write(uuid, pid).catch((err: unknown) => log('cannot write the pid file of %s: %s', uuid, describeError(err)));
+    const stdout = outputs ? followFile(files.outputPath(uuid, 'stdout'), exited) : child.stdout;
+    const stderr = outputs ? followFile(files.outputPath(uuid, 'stderr'), exited) : child.stderr;
+    const drained = Promise.all([stdout, stderr].map((s) => (s ? new Promise((r) => s.once('close', r).once('end', r)) : undefined)));
+    eachLine(stdout, redactor, (line) => this.#emit('output', { uuid, pid, stream: 'stdout', line }));
+    eachLine(stderr, redactor, (line) => {
       job.stderr.push(line);
       this.#emit('output', { uuid, pid, stream: 'stderr', line });
     });
@@ -591,9 +646,13 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
     // Let the last output lines through. A grandchild may keep the pipes
     // open; then close our ends, or they would keep the process alive.
     let timer: NodeJS.Timeout | undefined;
-    const how = await Promise.race([closed.then(() => 'closed' as const), new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), 500)))]);
+    const how = await Promise.race([
+      (outputs ? drained : closed).then(() => 'closed' as const),
+      new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), 500))),
+    ]);
     clearTimeout(timer);
-    if (how === 'timeout') {
+    await files.remove(uuid).catch(() => undefined);
+    if (how === 'timeout' && !outputs) {
       log('output pipes of crunch-run pid %d for %s are still open after it exited; closing them', pid, uuid);
       child.stdout?.destroy();
       child.stderr?.destroy();
@@ -604,14 +663,14 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
   }
 
   /** Starts crunch-run once; resolves when it runs. Rejects with {@link ExhaustedError} or {@link startError}. */
-  async #spawnOnce(cmd: string, args: string[], env: Record<string, string>, uuid: string): Promise<ChildProcess> {
+  async #spawnOnce(cmd: string, args: string[], env: Record<string, string>, uuid: string, outputFds?: [number, number]): Promise<ChildProcess> {
     const fail = (err: unknown): Error => {
       const code = (err as NodeJS.ErrnoException | undefined)?.code;
       return code && EXHAUSTED.has(code) ? new ExhaustedError(`error starting "${cmd}" for ${uuid}: ${describeError(err)}`) : startError(cmd, uuid, err);
     };
     let child: ChildProcess;
     try {
-      child = this.#spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'], shell: false });
+      child = this.#spawn(cmd, args, { env, stdio: ['ignore', outputFds?.[0] ?? 'pipe', outputFds?.[1] ?? 'pipe'], shell: false });
     } catch (err) {
       throw fail(err);
     }
@@ -660,6 +719,65 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
     } else if (fresh && (fresh.state === 'Complete' || fresh.state === 'Cancelled')) {
       this.#emit('finished', { uuid, state: fresh.state, exitCode: fresh.exit_code ?? null, process: proc });
     }
+  }
+
+  /**
+   * A crunch-run an earlier runner started (its pid file and process start
+   * time match) still runs for the container: follow it until it exits,
+   * holding its resources, stopping it as our own on priority 0, then
+   * release as after any exit. Its output went to the old dispatcher and is
+   * not seen here.
+   */
+  async #follow(job: Job, d: Dispatcher, c: Readonly<Container>, rec: PidRecord): Promise<void> {
+    const uuid = c.uuid;
+    job.pid = rec.pid;
+    job.adopted = true;
+    job.phase = 'running';
+    const need = this.needOf(c);
+    job.need = need;
+    const alloc = this.pool.check(need).length === 0 && this.pool.fitsNow(need, c.priority) ? await this.pool.request(need, undefined, c.priority).catch(() => undefined) : undefined;
+    job.allocated = alloc !== undefined;
+    log('following crunch-run pid %d for %s, started before a restart', rec.pid, uuid);
+    this.#emit('adopted', { uuid, pid: rec.pid });
+    const files = this.#pids(d);
+    const credentials = d.client.credentialsEnv();
+    const redactor = new Redactor([credentials.ARVADOS_API_TOKEN, this.#spec.systemRootToken, this.#spec.systemRootToken && gatewayAuthSecret(this.#spec.systemRootToken, uuid)]);
+    let gone!: () => void;
+    const exited = new Promise<void>((r) => (gone = r));
+    const streams: Array<Promise<unknown>> = [];
+    for (const stream of ['stdout', 'stderr'] as const) {
+      const path = files.outputPath(uuid, stream);
+      if (!existsSync(path)) continue;
+      const s = followFile(path, exited, 'end');
+      streams.push(new Promise((r) => s.once('close', r).once('end', r)));
+      eachLine(s, redactor, (line) => {
+        if (stream === 'stderr') job.stderr.push(line);
+        this.#emit('output', { uuid, pid: rec.pid, stream, line });
+      });
+    }
+    try {
+      if (job.stop.signal.aborted) this.#stopChild(job, String(job.stop.signal.reason));
+      // Not our child: no exit event; its /proc entry tells.
+      while (await isAlive(rec, uuid)) await sleep(ADOPTED_POLL_MS);
+      job.exited = true;
+      gone();
+      this.#clearTimers(job);
+      await Promise.race([Promise.all(streams), sleep(500)]);
+      await files.remove(uuid).catch(() => undefined);
+      this.#emit('exited', { uuid, pid: rec.pid, code: null, signal: null });
+      alloc?.release();
+      await this.#afterExit(job, d, { code: null, signal: null });
+    } finally {
+      alloc?.release();
+    }
+  }
+
+  /** The pid files of `d`'s API host and token user. */
+  #pids(d: Dispatcher): PidFiles {
+    const key = createHash('sha256').update(`${d.client.credentialsEnv().ARVADOS_API_HOST}\n${d.auth?.uuid ?? ''}`).digest('hex').slice(0, 16);
+    let files = this.#pidFiles.get(key);
+    if (!files) this.#pidFiles.set(key, (files = new PidFiles(join(this.#stateDir, key))));
+    return files;
   }
 
   /** A container adopted in Running state after a restart: its crunch-run was a child of the old process and cannot be re-attached. */

@@ -10,6 +10,7 @@
  * `defineBatchBehaviour(env)` defines the tests of issue 10's "For each
  * adapter" list; each adapter's test file calls it with its environment.
  */
+import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -75,7 +76,17 @@ export interface BatchEnvironment {
   realSubmit: string;
   /** The adapter reads accounting: a completed job's `finished` kind is `COMPLETED`, not `UNKNOWN`. */
   accounting?: boolean;
+  /**
+   * What another Unix user (`nobody`) sees of job `id` through the
+   * scheduler (e.g. `qstat -j`, `scontrol show job -dd`), and the spool
+   * directories to search as that user; absent where the batch system is a
+   * stand-in.
+   */
+  asOtherUser?: { show(id: string): string; spools: readonly string[]; release(id: string): void };
 }
+
+/** The system root token of the behaviour runs: GatewayAuthSecret is keyed by it. */
+export const SYSTEM_ROOT_TOKEN = 'behaviour-systemroottoken-0123456789abcdefghijklmnopqrstuvwxyz';
 
 /** A dispatcher and batch runner on the fake, counting the commands the runner runs. */
 export interface Harness {
@@ -171,6 +182,8 @@ export function defineBatchBehaviour(env: BatchEnvironment, extra?: (ctx: Behavi
         submitRetry: { initialDelay: 100, maxDelay: 2_000 },
         jobOutputDir: outDir,
         environment: { STUB_MARKER_DIR: markers },
+        secretsDir: join(work, 'secrets'),
+        systemRootToken: SYSTEM_ROOT_TOKEN,
         runner: counting,
         ...(wrapper ? { failingSubmit: wrapper } : {}),
         ...runnerOpts,
@@ -232,6 +245,58 @@ export function defineBatchBehaviour(env: BatchEnvironment, extra?: (ctx: Behavi
       // No token on any command line.
       const token = fake.rootToken.token;
       expect(h.calls.some((x) => x.args.some((a) => a.includes(token) || a.includes(token.split('/').pop() ?? token)))).toBe(false);
+      // The job's secrets file is gone with the job.
+      expect(existsSync(join(work, 'secrets', `${c.uuid}.env`))).toBe(false);
+    }, TEST_TIMEOUT);
+
+    const itAsOther = env.asOtherUser && process.getuid?.() === 0 ? it : it.skip;
+    itAsOther('shows no part of the token or GatewayAuthSecret to another Unix user, pending or running', async () => {
+      const other = env.asOtherUser as NonNullable<BatchEnvironment['asOtherUser']>;
+      const secret = (fake.rootToken.token.split('/').pop() ?? '').slice(0, 32);
+      const pieces = (s: string): string[] => Array.from({ length: s.length - 9 }, (_, i) => s.slice(i, i + 10));
+      const h = start({ args: env.holdArgs });
+      const c = container({ env: { STUB_MODE: 'hang' } });
+      await waitFor(() => env.jobs(c.uuid)[0]?.state === 'pending', 'pending job', WAIT);
+      const file = join(work, 'secrets', `${c.uuid}.env`);
+      const gas = /GatewayAuthSecret='([0-9a-f]{64})'/.exec(readFileSync(file, 'utf8'))?.[1] ?? '';
+      expect(gas).toHaveLength(64);
+      const needles = [...pieces(secret), ...pieces(gas).filter((_, i) => i % 6 === 0)];
+      const check = (): void => {
+        const shown = other.show(env.jobs(c.uuid)[0].id);
+        expect(shown).toContain(env.jobs(c.uuid)[0].id);
+        // Everything `nobody` can read where the scheduler and we keep things.
+        const dirs = [...other.spools, join(work, 'secrets'), '/tmp'];
+        const r = spawnSync('runuser', ['-u', 'nobody', '--', 'grep', '-rlsaF', ...needles.flatMap((n) => ['-e', n]), '--', ...dirs], { encoding: 'utf8', timeout: 60_000 });
+        expect(r.stdout.trim()).toBe('');
+        expect(needles.filter((n) => shown.includes(n))).toEqual([]);
+      };
+      check();
+      const cat = spawnSync('runuser', ['-u', 'nobody', '--', 'cat', file], { encoding: 'utf8' });
+      expect(cat.status).not.toBe(0);
+      expect(cat.stdout).toBe('');
+      // Running: the script has read and deleted the file.
+      other.release(env.jobs(c.uuid)[0].id);
+      await waitFor(() => stateOf(c.uuid) === 'Running', 'Running', WAIT);
+      check();
+      expect(existsSync(file)).toBe(false);
+      expect(h.warnings).toEqual([]);
+    }, TEST_TIMEOUT);
+
+    it('lets no partition text a container chose stop, pause or hold dispatching', async () => {
+      const h = start({ minRetryPeriod: 60_000 });
+      const hostile = ['x Permission denied', 'x try again', 'x MaxSubmitJobs'].map((p) => container({ priority: 3, env: { STUB_MODE: 'complete' }, scheduling_parameters: { partitions: [p] } }));
+      // Valid as a name, unknown as a partition: the scheduler refuses it, echoing it.
+      const echoed = container({ priority: 2, env: { STUB_MODE: 'complete' }, scheduling_parameters: { partitions: ['MaxSubmitJobsPerUser_temporarily'] } });
+      for (const c of hostile) await waitFor(() => stateOf(c.uuid) === 'Cancelled', 'Cancelled', WAIT);
+      for (const c of hostile) expect(String(fake.container(c.uuid)?.runtime_status?.error)).toMatch(/invalid partition name/);
+      const good = container({ priority: 1, env: { STUB_MODE: 'complete', STUB_RUN_MS: '100' } });
+      await settledOk(h, good.uuid);
+      expect(stateOf(good.uuid)).toBe('Complete');
+      // Not held Locked for ever: ran (a stand-in may accept any queue) or was given back.
+      await waitFor(() => fake.transitions.some((t) => t.uuid === echoed.uuid && t.from === 'Locked'), 'the echoed one released or run', WAIT);
+      for (const c of [...hostile, echoed]) expect(h.settled.get(c.uuid)).toBeUndefined();
+      expect(h.runner.status.atQuota).toBe(false);
+      expect(h.warnings.filter((w) => /pausing submissions/.test(w))).toEqual([]);
     }, TEST_TIMEOUT);
 
     it('cancels a running container through priority 0: SIGTERM reaches crunch-run, which cancels it', async () => {

@@ -7,6 +7,9 @@
  * counted per sliding window, and the lock order is read from the events.
  * `bench/busy.mjs` runs the same scenario with 500 containers.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from '@jest/globals';
 import { Dispatcher, type Container } from '../../../src/index.js';
 import { FakeArvados } from '../../../src/testing/index.js';
@@ -135,11 +138,13 @@ describe('A burst of queued containers (max-jobs and the submit rate)', () => {
   let fake: FakeArvados | undefined;
   let lsf: MemoryLsf | undefined;
   let d: Dispatcher | undefined;
+  let secretsDir: string | undefined;
 
   afterEach(async () => {
     await d?.stop();
     lsf?.stop();
     await fake?.stop();
+    if (secretsDir) rmSync(secretsDir, { recursive: true, force: true });
   });
 
   it('holds in-flight containers to the cap and commands to the rate, and hands every container over in priority order', async () => {
@@ -147,7 +152,8 @@ describe('A burst of queued containers (max-jobs and the submit rate)', () => {
     // Distinct priorities, created out of order.
     const containers: Container[] = fake.addContainers(N, (i) => ({ priority: 1 + ((i * 37) % N) }));
     lsf = new MemoryLsf(fake, 50, 50);
-    const runner = new LsfRunner({ runner: lsf.run, user: 'crunch', queueInterval: 100, queueIntervalMax: 400, submitRate: RATE });
+    secretsDir = mkdtempSync(join(tmpdir(), 'busy-secrets-'));
+    const runner = new LsfRunner({ runner: lsf.run, user: 'crunch', queueInterval: 100, queueIntervalMax: 400, submitRate: RATE, secretsDir });
     d = new Dispatcher({ client: fake.client(), runner, pollInterval: 100, maxJobs: MAX_JOBS, handleSignals: false, shutdownTimeout: 5_000 });
 
     const inFlight: number[] = [];

@@ -63,6 +63,7 @@ async function setup(
     capacity: { vcpus: 4, ram: 8 * GiB, gpus: { stack: '', ids: [] } },
     stopGrace: 5_000,
     killGrace: 5_000,
+    stateDir: join(stub.dir, 'state'),
     ...opts.runner,
   });
   // The fake's certificate is self-signed: the stub gets ARVADOS_API_HOST_INSECURE=1 from credentialsEnv().
@@ -150,7 +151,7 @@ describe('LocalRunner: running containers', () => {
     expect(s.stub.record(c.uuid)?.env.ARVADOS_API_HOST).toBe(s.fake.apiHost);
   });
 
-  it('passes argv [command, --runtime-engine=E, ...args, uuid] and ONLY the allowed environment; no token on argv', async () => {
+  it('passes argv [command, ...args, --runtime-engine=E, uuid] and ONLY the allowed environment; no token on argv', async () => {
     const s = await setup({
       args: ['--extra=1'],
       runner: {
@@ -161,7 +162,7 @@ describe('LocalRunner: running containers', () => {
     const c = s.fake.addContainer(small());
     await waitFor(() => stateOf(s, c.uuid) === 'Complete', 'Complete');
     const rec = s.stub.record(c.uuid)!;
-    expect(rec.argv.slice(1)).toEqual([s.stub.command, '--runtime-engine=docker', '--mode=complete', s.stub.recordArg, '--extra=1', c.uuid]);
+    expect(rec.argv.slice(1)).toEqual([s.stub.command, '--mode=complete', s.stub.recordArg, '--extra=1', '--runtime-engine=docker', c.uuid]);
     expect(Object.keys(rec.env).sort()).toEqual(['ARVADOS_API_HOST', 'ARVADOS_API_HOST_INSECURE', 'ARVADOS_API_TOKEN', 'PATH', 'TMPDIR']);
     expect(rec.env).toMatchObject({
       PATH: '/usr/bin:/bin',
@@ -589,7 +590,7 @@ describe('LocalRunner: options', () => {
     const r = new LocalRunner({ crunchRunArgs: ['--x'], runtimeEngine: 'singularity', processEnv: { PATH: '/bin', HOME: '/h' } });
     const creds = { ARVADOS_API_HOST: 'h:1', ARVADOS_API_TOKEN: 't', ARVADOS_API_HOST_INSECURE: '0' };
     expect(r.commandFor('zzzzz-dz642-012345678901234', creds)).toEqual({
-      argv: ['crunch-run', '--runtime-engine=singularity', '--x', 'zzzzz-dz642-012345678901234'],
+      argv: ['crunch-run', '--x', '--runtime-engine=singularity', 'zzzzz-dz642-012345678901234'],
       env: { PATH: '/bin', ...creds },
     });
     expect(() => r.commandFor('zzzzz-dz642-0123; rm -rf', creds)).toThrow(/not a container UUID/);

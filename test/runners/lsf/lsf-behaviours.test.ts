@@ -93,16 +93,17 @@ defineBatchBehaviour(
     }, TEST_TIMEOUT);
 
     it('submits through sudo -E -u BsubSudoUser, follows that user\'s jobs, and the credentials survive sudo', async () => {
-      const lsfOptions: Partial<LsfRunnerOptions> = { sudoUser: 'crunch', commands: { ...COMMANDS, sudo: stub('sudo') } };
+      // A user that exists here: the secrets file is chowned to it (we run as root; the stand-in sudo does not switch users).
+      const lsfOptions: Partial<LsfRunnerOptions> = { sudoUser: 'nobody', commands: { ...COMMANDS, sudo: stub('sudo') }, secretsDir: join(ctx.work(), 'secrets-nobody') };
       const h = ctx.start(lsfOptions as Parameters<typeof ctx.start>[0]);
       const c = ctx.container({ env: { STUB_MODE: 'complete', STUB_RUN_MS: '200' } });
       await ctx.settledOk(h, c.uuid);
       expect(ctx.stateOf(c.uuid)).toBe('Complete');
       const calls = readFileSync(join(table, 'calls.log'), 'utf8').split('\n').filter((l) => l.includes(c.uuid)).map((l) => JSON.parse(l) as { command: string; user: string });
-      expect(calls.filter((x) => x.command === 'bsub')).toEqual([expect.objectContaining({ user: 'crunch' })]);
+      expect(calls.filter((x) => x.command === 'bsub')).toEqual([expect.objectContaining({ user: 'nobody' })]);
       const queries = h.calls.filter((x) => x.cmd === 'bjobs' && x.args[0] === '-u');
       expect(queries.length).toBeGreaterThan(0);
-      expect(queries.every((x) => x.args[1] === 'crunch')).toBe(true);
+      expect(queries.every((x) => x.args[1] === 'nobody')).toBe(true);
     }, TEST_TIMEOUT);
   },
 );

@@ -116,7 +116,7 @@ describe('qsub', () => {
     const spec = new SgeAdapter({ user: 'root' }).submit({ uuid: c.uuid, script: '#!/bin/sh\n', args, container: c });
     expect(spec).toEqual({
       command: 'qsub',
-      args: ['-terse', '-N', c.uuid, '-S', '/bin/sh', '-r', 'n', '-V', '-o', '/tmp/crunch-run.$JOB_ID.out', '-e', '/tmp/crunch-run.$JOB_ID.err', '-q', 'fast,slow', '-l', 'h_rt=0:2:0'],
+      args: ['-terse', '-N', c.uuid, '-S', '/bin/sh', '-r', 'n', '-o', '/tmp/crunch-run.$JOB_ID.out', '-e', '/tmp/crunch-run.$JOB_ID.err', '-q', 'fast,slow', '-l', 'h_rt=0:2:0'],
       input: '#!/bin/sh\n',
     });
   });

@@ -61,6 +61,14 @@ defineBatchBehaviour(
     // Held (-h) jobs stay pending until deleted.
     holdArgs: [...DEFAULT_QSUB_ARGUMENTS, '-h'],
     realSubmit: unavailable ? 'qsub' : sh('sh', ['-c', 'command -v qsub']).trim(),
+    asOtherUser: {
+      show: (id) => {
+        const r = spawnSync('runuser', ['-u', 'nobody', '--', 'qstat', '-j', id], { encoding: 'utf8', env });
+        return `${r.stdout}${r.stderr}`;
+      },
+      spools: ['/var/spool/gridengine'],
+      release: (id) => void sh('qrls', [id]),
+    },
   },
   (ctx) => {
     it('cancels a container whose job is in the error state, with that reason, after the grace', async () => {

@@ -2,6 +2,9 @@
 // Slurm behind the injectable command runner (fake-slurm.ts). Every wait is
 // for a condition (a state, a number of squeue runs), never for a time.
 import { createHmac } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from '@jest/globals';
 import { Dispatcher, RunnerConfigError, type Container, type DispatcherOptions } from '../../../src/index.js';
 import { FakeArvados } from '../../../src/testing/index.js';
@@ -28,6 +31,13 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
+/** A fresh secrets directory for one runner. */
+function secretsDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'slurm-secrets-'));
+  cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
+  return join(dir, 'job-secrets');
+}
+
 async function startFake(): Promise<FakeArvados> {
   const fake = await new FakeArvados().start();
   cleanups.push(() => fake.stop());
@@ -47,6 +57,7 @@ function startDispatcher(
     vanishGrace: { misses: 2, ms: 0 },
     submitRetry: { initialDelay: 5, maxDelay: 40 },
     commandTimeout: 5_000,
+    secretsDir: secretsDir(),
     ...opts.runner,
   });
   const common = {
@@ -151,14 +162,27 @@ describe('SlurmRunner: submission', () => {
       '--cpus-per-task=1',
       '--tmp=0',
     ]);
-    expect(sb.options.input).toBe(`#!/bin/sh\nexec '/usr/bin/crunch-run' '--debug' 'it'\\''s' '--runtime-engine=singularity' '${c.uuid}'\n`);
+    // The script reads the job's secrets file, deletes it and execs crunch-run.
+    const file = join(h.runner.options.secretsDir, `${c.uuid}.env`);
+    expect(sb.options.input).toBe(
+      `#!/bin/sh\nf='${file}'\n` +
+        'if ! [ -r "$f" ]; then echo "arvados-dispatch: cannot read the job secrets file $f (is its directory shared with this node?)" >&2; exit 1; fi\n' +
+        `set -a\n. "$f" || exit 1\nset +a\nrm -f "$f"\nexec '/usr/bin/crunch-run' '--debug' 'it'\\''s' '--runtime-engine=singularity' '${c.uuid}'\n`,
+    );
     const env = sb.options.env ?? {};
     const token = h.fake.rootToken.token;
-    expect(env).toMatchObject({ ARVADOS_API_HOST: h.fake.apiHost, ARVADOS_API_TOKEN: token, ARVADOS_API_HOST_INSECURE: '0' });
-    expect(env.GatewayAuthSecret).toBe(createHmac('sha256', token).update(c.uuid).digest('hex'));
+    // No secret in what the scheduler stores or shows: argv, script, exported environment.
+    expect(JSON.stringify([sb.args, sb.options.input, env])).not.toContain(token.split('/').pop());
+    expect(Object.keys(env)).not.toEqual(expect.arrayContaining(['ARVADOS_API_TOKEN']));
+    expect(env).not.toHaveProperty('GatewayAuthSecret');
     expect(env.PATH).toBeTruthy();
-    // Secrets only in the environment.
-    expect(JSON.stringify(sb.args) + String(sb.options.input)).not.toContain(token);
+    // The file: 0600 in a 0700 directory, the credentials, no GatewayAuthSecret without a system root token.
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect(statSync(h.runner.options.secretsDir).mode & 0o777).toBe(0o700);
+    const text = readFileSync(file, 'utf8');
+    expect(text).toContain(`ARVADOS_API_TOKEN='${token}'\n`);
+    expect(text).toContain(`ARVADOS_API_HOST='${h.fake.apiHost}'\n`);
+    expect(text).not.toContain('GatewayAuthSecret');
     expect(submitted).toEqual([[c.uuid, 'ok', String(h.slurm.byName(c.uuid)[0].id)]]);
 
     finishJob(h, c.uuid);
@@ -169,6 +193,17 @@ describe('SlurmRunner: submission', () => {
     expect(h.slurm.callsOf('scancel')).toHaveLength(0);
     expect(h.lost).toEqual([]);
     expect(h.warnings).toEqual([]);
+    // Gone with the job.
+    await waitFor(() => !existsSync(file), 'secrets file deleted');
+  });
+
+  it('keys GatewayAuthSecret by the systemRootToken option, never by the API token', async () => {
+    const h = await setup({ runner: { systemRootToken: 'xyzzy-systemroottoken' } });
+    const c = h.fake.addContainer({ priority: 1, ...SMALL });
+    await waitFor(() => h.slurm.callsOf('sbatch').length === 1, 'sbatch');
+    const text = readFileSync(join(h.runner.options.secretsDir, `${c.uuid}.env`), 'utf8');
+    expect(text).toContain(`GatewayAuthSecret='${createHmac('sha256', 'xyzzy-systemroottoken').update(c.uuid).digest('hex')}'\n`);
+    expect(JSON.stringify(h.slurm.callsOf('sbatch')[0])).not.toContain('xyzzy');
   });
 
   it.each([
@@ -318,6 +353,70 @@ describe('SlurmRunner: submission', () => {
     expect(h.settled.get(c.uuid)).toBeInstanceOf(RunnerConfigError);
     expect(h.slurm.callsOf('sbatch')).toHaveLength(1);
     await waitFor(() => state(h, c.uuid) === 'Queued', 'unlocked');
+  });
+
+  describe('text a container controls never classifies a failure', () => {
+    it.each([['x Permission denied'], ['x try again'], ['x MaxSubmitJobs']])(
+      'cancels a container with partitions [%j] before any sbatch, and dispatching goes on',
+      async (partition) => {
+        const h = await setup({ dispatcher: { minRetryPeriod: 60_000 } });
+        simulateCrunchRun(h.fake, h.slurm);
+        const bad = h.fake.addContainer({ priority: 2, ...SMALL, scheduling_parameters: { partitions: [partition] } });
+        await waitFor(() => state(h, bad.uuid) === 'Cancelled', 'Cancelled');
+        expect(String(h.fake.container(bad.uuid)?.runtime_status?.error)).toMatch(/invalid partition name/);
+        expect(h.settled.get(bad.uuid)).toBeUndefined();
+        const good = h.fake.addContainer({ priority: 1, ...SMALL });
+        await waitFor(() => state(h, good.uuid) === 'Running', 'the next container Running');
+        expect(h.slurm.callsOf('sbatch').map((c) => c.args.find((a) => a.startsWith('--job-name=')))).toEqual([`--job-name=${good.uuid}`]);
+        expect(h.runner.status.atQuota).toBe(false);
+      },
+    );
+
+    it('cuts an echoed value out before classifying: a valid-looking MaxSubmitJobs partition neither pauses nor stops anything', async () => {
+      const h = await setup({ dispatcher: { minRetryPeriod: 60_000 } });
+      simulateCrunchRun(h.fake, h.slurm);
+      h.slurm.sbatchHook = (args) =>
+        args.includes('--partition=MaxSubmitJobs')
+          ? { submit: false, result: { code: 1, stderr: 'sbatch: error: invalid partition specified: MaxSubmitJobs\nsbatch: error: Batch job submission failed: Invalid partition name specified\n' } }
+          : undefined;
+      const classes: Array<string | undefined> = [];
+      h.runner.on('command', (r) => r.command === 'sbatch' && classes.push(r.errorClass));
+      const bad = h.fake.addContainer({ priority: 2, ...SMALL, scheduling_parameters: { partitions: ['MaxSubmitJobs'] } });
+      await waitFor(() => unlocks(h, bad.uuid) >= 1, 'released as fatal');
+      // The metrics say so too.
+      expect(classes).toEqual(['fatal']);
+      expect(h.runner.status.atQuota).toBe(false);
+      expect(h.settled.get(bad.uuid)).toBeUndefined();
+      const good = h.fake.addContainer({ priority: 1, ...SMALL });
+      await waitFor(() => state(h, good.uuid) === 'Running', 'the next container Running');
+    });
+
+    it('needs evidence beyond one container: a configuration or back-pressure refusal of a container with partitions is retried, bounded, then unlocked', async () => {
+      const h = await setup({ dispatcher: { minRetryPeriod: 60_000 }, runner: { submitRetry: { initialDelay: 5, maxDelay: 10, maxAttempts: 3 } } });
+      simulateCrunchRun(h.fake, h.slurm);
+      const refusals = ['sbatch: error: Batch job submission failed: Access/permission denied', 'sbatch: error: MaxSubmitJobsPerUser', 'sbatch: error: Batch job submission failed: try again'];
+      let n = 0;
+      h.slurm.sbatchHook = (args) => (args.includes('--partition=p1') ? { submit: false, result: { code: 1, stderr: `${refusals[n++ % 3]}\n` } } : undefined);
+      const bad = h.fake.addContainer({ priority: 2, ...SMALL, scheduling_parameters: { partitions: ['p1'] } });
+      await waitFor(() => unlocks(h, bad.uuid) >= 1, 'unlocked after the bound');
+      expect(h.slurm.callsOf('sbatch').length).toBeGreaterThanOrEqual(3);
+      expect(h.settled.get(bad.uuid)).toBeUndefined();
+      expect(h.runner.status.atQuota).toBe(false);
+      expect(h.warnings.some((w) => /giving up after 3 attempts/.test(w))).toBe(true);
+      // Locking and submitting go on for the others.
+      const good = h.fake.addContainer({ priority: 3, ...SMALL });
+      await waitFor(() => state(h, good.uuid) === 'Running', 'the next container Running');
+    });
+
+    it('takes the same configuration refusal for containers that chose different partitions as evidence', async () => {
+      const h = await setup({ dispatcher: { minRetryPeriod: 60_000 }, runner: { submitRetry: { initialDelay: 5, maxDelay: 10, maxAttempts: 50 } } });
+      h.slurm.sbatchHook = () => ({ submit: false, result: { code: 1, stderr: 'sbatch: error: Batch job submission failed: Access/permission denied\n' } });
+      const a = h.fake.addContainer({ priority: 2, ...SMALL, scheduling_parameters: { partitions: ['p1'] } });
+      const b = h.fake.addContainer({ priority: 1, ...SMALL, scheduling_parameters: { partitions: ['p2'] } });
+      await waitFor(() => h.settled.has(a.uuid) || h.settled.has(b.uuid), 'a runner settled');
+      const err = h.settled.get(a.uuid) ?? h.settled.get(b.uuid);
+      expect(err).toBeInstanceOf(RunnerConfigError);
+    });
   });
 
   it('does not submit a container whose priority is already 0, and cancels its job if one exists', async () => {

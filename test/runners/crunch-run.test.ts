@@ -2,10 +2,10 @@
 // parts of the local runner, checked without a child process.
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from '@jest/globals';
-import { LocalRunner } from '../../../src/runners/local/index.js';
-import { gatewayAuthSecret } from '../../../src/runners/local/command.js';
-import { MAX_LINE, Tail, eachLine } from '../../../src/runners/local/output.js';
-import { Redactor } from '../../../src/util/redact.js';
+import { LocalRunner } from '../../src/runners/local/index.js';
+import { gatewayAuthSecret } from '../../src/runners/crunch-run.js';
+import { MAX_LINE, Tail, eachLine } from '../../src/runners/local/output.js';
+import { Redactor } from '../../src/util/redact.js';
 
 const creds = { ARVADOS_API_HOST: 'h:1', ARVADOS_API_TOKEN: 'v2/zzzzz-gj3su-000000000000000/secretsecretsecret', ARVADOS_API_HOST_INSECURE: '0' };
 const UUID = 'zzzzz-dz642-012345678901234';
@@ -67,5 +67,24 @@ describe("crunch-run's output lines", () => {
     const t = new Tail(3, 10);
     for (const l of ['one', 'two', 'three', 'four', 'a very long line indeed']) t.push(l);
     expect(t.toString()).toBe('three\nfour\na very lo…');
+  });
+});
+
+describe('one launch for every runner', () => {
+  it('takes systemRootToken explicitly in every runner, and keys GatewayAuthSecret by it only', async () => {
+    const { SlurmRunner, LsfRunner, SgeRunner } = await import('../../src/runners/batch/index.js');
+    const { crunchRunArgv, crunchRunSecrets } = await import('../../src/runners/crunch-run.js');
+    for (const make of [(o: object) => new SlurmRunner(o), (o: object) => new LsfRunner(o), (o: object) => new SgeRunner({ user: 'crunch', ...o })]) {
+      expect(make({ systemRootToken: 'root' }).options.systemRootToken).toBe('root');
+      expect(make({}).options.systemRootToken).toBeUndefined();
+      expect(() => make({ systemRootToken: '' })).toThrow(/systemRootToken/);
+      expect(() => make({ environment: { ARVADOS_API_TOKEN: 'x' } })).toThrow(/set by the runner/);
+    }
+    expect(() => new LocalRunner({ systemRootToken: '' })).toThrow(/systemRootToken/);
+    expect(crunchRunSecrets(UUID, creds, undefined)).toEqual(creds);
+    expect(crunchRunSecrets(UUID, creds, 'xyzzy-systemroottoken').GatewayAuthSecret).toBe(gatewayAuthSecret('xyzzy-systemroottoken', UUID));
+    // The same argv for local and batch: args, then the engine, then the UUID.
+    expect(crunchRunArgv('crunch-run', ['--x'], UUID, 'docker')).toEqual(['crunch-run', '--x', '--runtime-engine=docker', UUID]);
+    expect(new LocalRunner({ crunchRunArgs: ['--x'], runtimeEngine: 'docker', processEnv: {} }).commandFor(UUID, creds).argv).toEqual(crunchRunArgv('crunch-run', ['--x'], UUID, 'docker'));
   });
 });
