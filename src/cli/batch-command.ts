@@ -9,6 +9,7 @@ import type { BatchRunner } from '../runners/batch/runner.js';
 import type { BATCH_RUNNER_DEFAULTS, BatchRunnerOptions } from '../runners/batch/options.js';
 import { describeError } from '../util/errors.js';
 import { DISPATCHER_OPTIONS, DISPATCHING_FOOTER, OUTPUT_OPTIONS, formatHelp, type OptionTable, type Options } from './args.js';
+import { clusterSections } from './cluster-sections.js';
 import { beginCommand, commandOutput, serveDispatcher } from './dispatch-command.js';
 import { formatDuration } from './duration.js';
 import { CliError, ExitCode, UsageError } from './errors.js';
@@ -153,7 +154,10 @@ function environment(sys: BatchSystem, entries: string[]): Record<string, string
 function commonOptions(sys: BatchSystem, opts: Options, pollInterval: number): CommonBatchOptions {
   const D = sys.defaults;
   const queueInterval = opts.duration(`${sys.queue}-interval`, pollInterval, 1);
+  const sections = clusterSections(opts.config);
   return {
+    instanceTypes: sections.instanceTypes,
+    instanceTypeRules: sections.instanceTypeRules,
     crunchRunCommand: opts.string('crunch-run-command'),
     crunchRunArgs: opts.list('crunch-run-arg'),
     runtimeEngine: opts.string('runtime-engine'),

@@ -181,3 +181,25 @@ export function describeInstanceType(it: InstanceType): string {
   const gpu = it.gpu && it.gpu.deviceCount > 0 ? `, ${it.gpu.deviceCount} ${it.gpu.stack} GPUs` : '';
   return `${it.name} (${it.vcpus} VCPUs, ${Math.floor(it.ram / MiB)} MiB RAM, ${Math.floor(it.scratch / MiB)} MiB scratch${gpu}${it.preemptible ? ', preemptible' : ''}, price ${it.price})`;
 }
+
+/**
+ * How to release a container no type can hold: cancelled, the reason in
+ * `runtime_status.error`, and every type considered in the log record.
+ */
+export function unsatisfiableRelease(choice: Extract<InstanceTypeChoice, { kind: 'unsatisfiable' }>): { reason: string; cancel: true; detail: string } {
+  return {
+    reason: choice.reason,
+    cancel: true,
+    detail: `instance types considered (cheapest first):\n${choice.considered.map((it) => `  ${describeInstanceType(it)}`).join('\n')}`,
+  };
+}
+
+/**
+ * The names of the configured types `container` fits, cheapest first (the
+ * first is what `%I` expands to); empty when none is configured or none fits.
+ * For the management API's `instance_types`.
+ */
+export function fittingInstanceTypeNames(types: readonly InstanceType[], container: Pick<Container, 'runtime_constraints' | 'scheduling_parameters' | 'mounts' | 'container_image'>, rules: InstanceTypeRules = {}): string[] {
+  const choice = chooseInstanceTypes(types, container, rules);
+  return choice.kind === 'chosen' ? choice.types.map((it) => it.name) : [];
+}

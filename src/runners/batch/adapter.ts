@@ -99,6 +99,8 @@ export interface SubmitRequest {
   readonly args: readonly string[];
   /** The container record the arguments were expanded from. */
   readonly container: Readonly<Container>;
+  /** The instance type `%I` expanded to ('' when none is configured). */
+  readonly instanceType?: string;
 }
 
 /** How a job ended, from the scheduler's accounting. */

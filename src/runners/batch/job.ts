@@ -24,6 +24,7 @@ import { wantPriority } from './priority.js';
 import type { Renicer } from './renicer.js';
 import { batchScript } from './script.js';
 import { containerArguments, TemplateError } from './template.js';
+import { chooseInstanceTypes, unsatisfiableRelease } from '../instance-types.js';
 
 const log = logger('batch:job');
 
@@ -112,6 +113,8 @@ export class BatchJob {
   #jobs: readonly QueueJob[] = [];
   #stuckSince: number | undefined;
   #phase: JobPhase = 'waiting';
+  /** What `%I` expands to, once chosen ('' without configured types). */
+  #instanceType: string | undefined;
 
   constructor(ctx: JobContext, d: Dispatcher, container: Container, updates: ContainerUpdates) {
     this.uuid = container.uuid;
@@ -265,6 +268,7 @@ export class BatchJob {
     for (;;) {
       if (this.#stopping) return;
       if (this.#needsSubmission()) {
+        if (this.#instanceType === undefined && !(await this.#chooseInstanceType())) return;
         if ((await this.#submitStep()) === 'done') return;
         continue;
       }
@@ -418,7 +422,7 @@ export class BatchJob {
     const o = this.#ctx.options;
     this.#args ??= this.#templateArgs();
     const argv = [o.crunchRunCommand, ...o.crunchRunArgs, ...(o.runtimeEngine ? [`--runtime-engine=${o.runtimeEngine}`] : []), this.uuid];
-    const spec = this.#ctx.adapter.submit({ uuid: this.uuid, script: batchScript(argv), args: this.#args, container: this.#latest });
+    const spec = this.#ctx.adapter.submit({ uuid: this.uuid, script: batchScript(argv), args: this.#args, container: this.#latest, instanceType: this.#instanceType ?? '' });
     try {
       return await this.#ctx.exec(spec, { env: this.#environment(), signal, op: 'submit' });
     } catch (err) {
@@ -427,11 +431,35 @@ export class BatchJob {
     }
   }
 
+  /**
+   * Chooses the instance type for `%I`; returns false, after cancelling the
+   * container, when no configured type can hold it: submitting it would only
+   * leave a job that can never start.
+   */
+  async #chooseInstanceType(): Promise<boolean> {
+    const o = this.#ctx.options;
+    const choice = chooseInstanceTypes(o.instanceTypes, this.#latest, o.instanceTypeRules);
+    if (choice.kind !== 'unsatisfiable') {
+      this.#instanceType = choice.kind === 'chosen' ? choice.types[0].name : '';
+      return true;
+    }
+    const release = unsatisfiableRelease(choice);
+    this.#released = true;
+    this.#ctx.warn(`container ${this.uuid}: ${release.reason}; cancelling it`);
+    try {
+      await this.#ctx.release(this.uuid, release);
+      this.#ctx.finished(this.uuid, 'CANCELLED');
+    } catch (err) {
+      this.#ctx.warn(`container ${this.uuid}: could not cancel it (${release.reason}): ${describeError(err)}`);
+    }
+    return false;
+  }
+
   /** The expanded templates (and GPU templates when the container wants GPUs). */
   #templateArgs(): string[] {
     const { adapter, options: o } = this.#ctx;
     try {
-      return containerArguments(this.#latest, o, adapter.templates, `${adapter.name} argument templates`);
+      return containerArguments(this.#latest, { ...o, instanceType: this.#instanceType }, adapter.templates, `${adapter.name} argument templates`);
     } catch (err) {
       // Validated at startup; reaching this is our configuration, never the container's.
       if (err instanceof TemplateError) throw new RunnerConfigError(err.message, 'configuration', { cause: err });

@@ -79,7 +79,7 @@ export class LsfAdapter implements BatchAdapter {
 
   /** `bsub <templates>` (or `sudo -E -u USER bsub …`) with the script on stdin. */
   submit(req: SubmitRequest): CommandSpec {
-    const args = bsubArgs(req.container, this.#options);
+    const args = bsubArgs(req.container, this.#options, { instanceType: req.instanceType });
     // The job name is the container UUID whatever the templates say: the
     // queue is looked up by name before any (re)submission.
     const j = args.indexOf('-J');

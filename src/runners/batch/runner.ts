@@ -25,6 +25,7 @@ import { QueueMonitor, type QueueSnapshot } from './monitor.js';
 import { resolveBatchOptions, type BatchRunnerOptions, type ResolvedBatchOptions } from './options.js';
 import { Renicer } from './renicer.js';
 import { validateTemplates } from './template.js';
+import { fittingInstanceTypeNames } from '../instance-types.js';
 
 const log = logger('batch');
 
@@ -247,6 +248,15 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
     if (!entry) return undefined;
     if (!this.#queueHealthy && entry.job.schedulingStatus !== 'submitting') return `${this.adapter.name} queue unknown (query failing)`;
     return entry.job.schedulingStatus;
+  }
+
+  /**
+   * The configured instance types `container` fits, cheapest first: the
+   * first is what `%I` expands to. Empty without `instanceTypes`, or when
+   * none fits (such a container is cancelled before submission).
+   */
+  instanceTypes(container: Readonly<Container>): string[] {
+    return fittingInstanceTypeNames(this.options.instanceTypes, container, this.options.instanceTypeRules);
   }
 
   /**

@@ -39,7 +39,7 @@ export const DEFAULT_QSUB_GPU_ARGUMENTS: readonly string[] = Object.freeze([]);
 
 /** Grid Engine's templates: `-q %P`, `-l h_rt=0:%W:0` pairs are dropped whole when empty. */
 export const SGE_TEMPLATE_RULES: TemplateRules = Object.freeze({
-  placeholders: Object.freeze(['%C', '%G', '%M', '%T', '%U', '%W', '%P']),
+  placeholders: Object.freeze(['%C', '%G', '%I', '%M', '%T', '%U', '%W', '%P']),
   dropWhenEmpty: Object.freeze(['%W', '%P']),
   dropMode: 'pair',
 });

@@ -31,6 +31,7 @@ import type { Container, ContainerState } from '../../types.js';
 import { describeError } from '../../util/errors.js';
 import { Redactor } from '../../util/redact.js';
 import { isContainerUuid } from '../../uuid.js';
+import { chooseInstanceTypes, fittingInstanceTypeNames, unsatisfiableRelease, type InstanceType, type InstanceTypeRules } from '../instance-types.js';
 import { checkEnvOptions, crunchRunCommand, type CommandSpec } from './command.js';
 import { Tail, eachLine } from './output.js';
 import {
@@ -66,6 +67,13 @@ export interface LocalRunnerOptions {
   reserveExtraRam?: number;
   /** Overrides of the detected capacity (CPU count, total RAM, CUDA/AMD_VISIBLE_DEVICES). */
   capacity?: ResourceCapacityOverrides;
+  /**
+   * The cluster's `InstanceTypes`: a container none of them fits is
+   * cancelled before it starts, as the batch runners do. Default none.
+   */
+  instanceTypes?: readonly InstanceType[];
+  /** Settings of the instance type choice besides `reserveExtraRam`. */
+  instanceTypeRules?: Omit<InstanceTypeRules, 'reserveExtraRam'>;
   /**
    * Ms after SIGINT before SIGTERM is sent. Default {@link DEFAULT_STOP_GRACE}.
    * Also how long crunch-run may keep running after its container became
@@ -181,6 +189,8 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
   readonly crunchRunCommand: string;
   readonly #spec: CommandSpec;
   readonly #reserveExtraRam: number;
+  readonly #instanceTypes: readonly InstanceType[];
+  readonly #instanceTypeRules: InstanceTypeRules;
   readonly #stopGrace: number;
   readonly #killGrace: number;
   readonly #jobs = new Map<Job, Promise<void>>();
@@ -219,6 +229,8 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
       systemRootToken: opts.systemRootToken,
     });
     this.#reserveExtraRam = nonNegative('reserveExtraRam', opts.reserveExtraRam, DEFAULT_RESERVE_EXTRA_RAM);
+    this.#instanceTypes = Object.freeze([...(opts.instanceTypes ?? [])]);
+    this.#instanceTypeRules = Object.freeze({ ...opts.instanceTypeRules, reserveExtraRam: this.#reserveExtraRam });
     this.#stopGrace = nonNegative('stopGrace', opts.stopGrace, DEFAULT_STOP_GRACE);
     this.#killGrace = nonNegative('killGrace', opts.killGrace, DEFAULT_KILL_GRACE);
     this.pool = new ResourcePool(opts.capacity, processEnv);
@@ -283,6 +295,15 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
       n++;
     }
     return n;
+  }
+
+  /**
+   * The configured instance types `container` fits, cheapest first; empty
+   * without `instanceTypes` or when none fits. For the management API's
+   * `instance_types`.
+   */
+  instanceTypes(container: Readonly<Container>): string[] {
+    return fittingInstanceTypeNames(this.#instanceTypes, container, this.#instanceTypeRules);
   }
 
   /**
@@ -365,6 +386,13 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
     }
     if (c.priority === 0) return this.#skip(job, 'its priority is 0 (cancel requested)');
 
+    const types = chooseInstanceTypes(this.#instanceTypes, c, this.#instanceTypeRules);
+    if (types.kind === 'unsatisfiable') {
+      log('%s: %s', uuid, types.reason);
+      await this.#release(d, uuid, unsatisfiableRelease(types));
+      this.#emit('finished', { uuid, state: 'Cancelled', exitCode: null });
+      return;
+    }
     const need = this.needOf(c);
     job.need = need;
     const reasons = this.pool.check(need);
