@@ -29,6 +29,7 @@ import type { DispatchEntry, DispatcherEventOptions, DispatcherEvents, Dispatche
 import { onStopSignals, type SecondSignal } from './signals.js';
 import { RetryBackoff, Throttle } from './throttle.js';
 import { UpdateStream, type StreamEndReason } from './updates.js';
+import { isSupervisor, supervisorCap } from './supervisors.js';
 
 export type { RunContainer } from './runner.js';
 export type { DispatchEntry, DispatcherEventOptions, DispatcherEvents, DispatcherOptions, DispatcherStatus } from './options.js';
@@ -163,6 +164,9 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   /** Containers of this cycle that wait to be adopted (throttled). */
   #deferredAdoptions = 0;
   #paused: string | undefined;
+  /** Why locking and adopting are held (e.g. the cluster lock is not ours); see {@link hold}. */
+  #held: string | undefined;
+  readonly #maxSupervisors: number;
   readonly #eventOpts: DispatcherEventOptions | undefined;
   #listener: ContainerEventStream | undefined;
   /** The event stream said something changed since the current poll began. */
@@ -188,6 +192,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     const minRetry = positive('minRetryPeriod', opts.minRetryPeriod, 0, 0);
     this.#throttle = new Throttle(minRetry);
     this.#maxJobs = Math.floor(positive('maxJobs', opts.maxJobs, Infinity, 1));
+    this.#maxSupervisors = supervisorCap(opts.supervisorFraction, this.#maxJobs);
     const fb = opts.failureBackoff ?? {};
     this.#backoff = new RetryBackoff(
       positive('failureBackoff.initial', fb.initial, Math.max(this.#pollInterval, minRetry), 0),
@@ -209,6 +214,25 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     this.#identity.promise.catch(() => {});
   }
 
+  /**
+   * Holds locking and adopting until {@link resume}: containers already
+   * held go on, no other is locked or adopted, and the Queued ones say
+   * `waiting: <reason>` in the management API. For a cluster-wide lock
+   * that is not (or no longer) ours: another dispatcher may be running the
+   * containers this token has locked.
+   */
+  hold(reason: string): void {
+    this.#held = reason;
+  }
+
+  /** Ends a {@link hold}; the next poll locks and adopts again. */
+  resume(): void {
+    if (this.#held === undefined) return;
+    this.#held = undefined;
+    this.#wakeRequested = true;
+    this.#wakeWait?.abort();
+  }
+
   /** This dispatcher's token, once `run()` has identified it. */
   get auth(): ApiClientAuthorization | undefined {
     return this.#auth;
@@ -225,6 +249,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     const until = this.#pressure.pausedUntil;
     if (until !== undefined) s.pausedUntil = until;
     if (this.#paused !== undefined) s.paused = this.#paused;
+    if (this.#held !== undefined) s.held = this.#held;
     return s;
   }
 
@@ -659,7 +684,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       if (this.#paused !== undefined) {
         wait(c, `locking stopped: ${this.#paused}`);
         stopped++;
-      } else if (this.#pressure.paused) wait(c, 'locking paused: the API is overloaded');
+      } else if (this.#held !== undefined) wait(c, this.#held);
+      else if (this.#pressure.paused) wait(c, 'locking paused: the API is overloaded');
       else if (!this.#backoff.ready(c.uuid)) wait(c, `retrying in ${Math.ceil(this.#backoff.remaining(c.uuid) / 1000)} s after a failure`);
       else eligible.push(c);
     }
@@ -674,12 +700,20 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     const toLock: Container[] = [];
     const locking: Array<{ c: Container; lock: Promise<Container | undefined> }> = [];
     this.#locks.concurrency = this.#pressure.concurrency;
+    let supervisors = 0;
+    if (Number.isFinite(this.#maxSupervisors)) for (const t of this.#trackers.values()) if (isSupervisor(t.record)) supervisors++;
     for (const c of eligible) {
       if (toLock.length >= room) {
         atQuota = true;
         wait(c, roomWhy);
+      } else if (isSupervisor(c) && supervisors >= this.#maxSupervisors) {
+        // Skipped, not a stop: the containers behind it may be what the running supervisors wait for.
+        wait(c, `at the supervisor cap (${this.#maxSupervisors} of max-jobs ${this.#maxJobs})`);
       } else if (!this.#throttle.check(c.uuid)) wait(c, 'min-retry-period has not passed');
-      else toLock.push(c);
+      else {
+        toLock.push(c);
+        if (isSupervisor(c)) supervisors++;
+      }
     }
     // Candidates are summaries: the full records come in batches, a little ahead of the locks.
     const full = new FullRecordPrefetch(this.client, toLock.map((c) => c.uuid), this.#batchSize, signal, (err) => this.#listFailed(err));
@@ -817,6 +851,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       // Locked by this token but not tracked: a restart, or a lock whose
       // answer was lost. Throttled like a lock, so a container whose runner
       // keeps returning at once is not restarted on every poll.
+      if (this.#held !== undefined) return false;
       if (!this.#throttle.check(c.uuid)) {
         this.#deferredAdoptions++;
         return false;
@@ -834,7 +869,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
    * longer Queued, is left for the next cycle. Never rejects.
    */
   async #lock(c: Container, full: FullRecordPrefetch, signal: AbortSignal): Promise<Container | undefined> {
-    const blocked = (): boolean => signal.aborted || this.#trackers.has(c.uuid) || this.#pressure.paused || this.#paused !== undefined;
+    const blocked = (): boolean => signal.aborted || this.#trackers.has(c.uuid) || this.#pressure.paused || this.#paused !== undefined || this.#held !== undefined;
     if (blocked()) return undefined;
     const record = await full.get(c.uuid);
     if (!record || record.state !== 'Queued' || blocked()) return undefined;
