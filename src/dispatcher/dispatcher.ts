@@ -703,12 +703,12 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     let supervisors = 0;
     if (Number.isFinite(this.#maxSupervisors)) for (const t of this.#trackers.values()) if (isSupervisor(t.record)) supervisors++;
     for (const c of eligible) {
-      if (toLock.length >= room) {
-        atQuota = true;
-        wait(c, roomWhy);
-      } else if (isSupervisor(c) && supervisors >= this.#maxSupervisors) {
+      if (isSupervisor(c) && supervisors >= this.#maxSupervisors) {
         // Skipped, not a stop: the containers behind it may be what the running supervisors wait for.
         wait(c, `at the supervisor cap (${this.#maxSupervisors} of max-jobs ${this.#maxJobs})`);
+      } else if (toLock.length >= room) {
+        atQuota = true;
+        wait(c, roomWhy);
       } else if (!this.#throttle.check(c.uuid)) wait(c, 'min-retry-period has not passed');
       else {
         toLock.push(c);
