@@ -38,6 +38,8 @@ export interface ClusterSections {
   readonly postgres?: PostgresConnection;
   /** `Containers.CloudVMs.SupervisorFraction`, when set. */
   readonly supervisorFraction?: number;
+  /** `Containers.LSF.BsubSudoUser` as written, even if empty (which turns sudo off); undefined when absent. */
+  readonly bsubSudoUser?: string;
 }
 
 type Node = Record<string, unknown>;
@@ -182,7 +184,16 @@ export function readClusterSections(path: string): ClusterSections {
     if (c.host || c.dbname) postgres = { host: c.host, port: c.port, user: c.user, password: c.password, dbname: c.dbname, sslmode: c.sslmode };
   }
 
-  return { instanceTypes: types, instanceTypeRules: rules, ...(postgres ? { postgres } : {}), ...(supervisorFraction !== undefined ? { supervisorFraction } : {}) };
+  const lsf = isMap(containers.lsf) ? containers.lsf : {};
+  const bsubSudoUser = typeof lsf.bsubsudouser === 'string' ? lsf.bsubsudouser : undefined;
+
+  return {
+    instanceTypes: types,
+    instanceTypeRules: rules,
+    ...(postgres ? { postgres } : {}),
+    ...(supervisorFraction !== undefined ? { supervisorFraction } : {}),
+    ...(bsubSudoUser !== undefined ? { bsubSudoUser } : {}),
+  };
 }
 
 /** Lowercased -> written instance type names. */
