@@ -17,6 +17,7 @@ import { Output } from './output.js';
 import type { Reporter } from './report.js';
 import { managementSettings, startService, type ManagementSettings } from './service.js';
 import { runSession, type SessionRunner } from './session.js';
+import { guardCluster } from './cluster-guard.js';
 
 /** The command line of a dispatching command, read before anything else happens. */
 export interface CommandStart {
@@ -89,12 +90,14 @@ export async function serveDispatcher(start: CommandStart, out: Output, o: Serve
   const d = new Dispatcher({ client, runner: o.runner, ...settings, secondSignal: 'exit', shutdownTimeout: o.shutdownTimeout });
   const { session, reporter, start: announce } = o.present(d, client);
   out.event('start', announce.text, announce.fields);
+  const guard = guardCluster(opts, out, d);
   const service = start.management ? await startService(start.management, out, d, settings.pollInterval, o.batch ? { batch: o.batch } : {}) : undefined;
   try {
     await runSession({ out, dispatcher: d, runner: session, reporter, statusInterval: start.statusInterval });
   } finally {
     await o.runner.close();
     await service?.close();
+    await guard.close();
   }
   return ExitCode.OK;
 }
