@@ -6,14 +6,14 @@
 #
 # Environment knobs (all optional):
 #   ARVADOS_DISPATCH_PG_STATE  state file (default /run/arvados-dispatch-postgres.started)
-#   PGTEST_USER / PGTEST_PASSWORD / PGTEST_DB  (default arvados / arvados / arvados_test)
+#   PGTEST_USER / PGTEST_PASSWORD / PGTEST_DB  (default arvados_dispatch_test / xyzzy-lock-test / arvados_test)
 set -euo pipefail
 
 STATE_FILE=${ARVADOS_DISPATCH_PG_STATE:-/run/arvados-dispatch-postgres.started}
 VERSION=15
 CLUSTER=main
-DB_USER=${PGTEST_USER:-arvados}
-DB_PASSWORD=${PGTEST_PASSWORD:-arvados}
+DB_USER=${PGTEST_USER:-arvados_dispatch_test}
+DB_PASSWORD=${PGTEST_PASSWORD:-xyzzy-lock-test}
 DB_NAME=${PGTEST_DB:-arvados_test}
 
 die() { echo "postgres-up: $*" >&2; exit 1; }
@@ -44,6 +44,8 @@ for ((i = 0; i < 50; i++)); do
 done
 if [[ $(psql_su "-c \"select 1 from pg_roles where rolname = '$DB_USER'\"") != 1 ]]; then
   psql_su "-c \"create user $DB_USER with password '$DB_PASSWORD' superuser\"" >/dev/null
+else
+  psql_su "-c \"alter user $DB_USER with password '$DB_PASSWORD'\"" >/dev/null
 fi
 if [[ $(psql_su "-c \"select 1 from pg_database where datname = '$DB_NAME'\"") != 1 ]]; then
   psql_su "-c 'create database $DB_NAME owner $DB_USER'" >/dev/null
