@@ -524,3 +524,25 @@ describe('LocalRunner: options', () => {
     expect(() => r.commandFor('zzzzz-dz642-0123; rm -rf', creds)).toThrow(/not a container UUID/);
   });
 });
+
+describe('LocalRunner: instance types', () => {
+  const types = [
+    { name: 'small', vcpus: 2, ram: 4 * GiB, scratch: 100 * GiB, price: 0.1, preemptible: false },
+    { name: 'large', vcpus: 4, ram: 16 * GiB, scratch: 100 * GiB, price: 0.4, preemptible: false },
+  ];
+
+  it('cancels before starting a container no configured type can hold, naming the types considered', async () => {
+    const s = await setup({ runner: { instanceTypes: types, instanceTypeRules: { localKeepBlobBuffersPerVCPU: 0 } } });
+    const c = s.fake.addContainer(small({ runtime_constraints: { vcpus: 3, ram: 32 * GiB } }));
+    const ok = s.fake.addContainer(small());
+    await waitFor(() => stateOf(s, c.uuid) === 'Cancelled', 'Cancelled');
+    expect(String(s.fake.container(c.uuid)?.runtime_status?.error)).toMatch(/^constraints not satisfiable by any configured instance type \(needs 3 VCPUs/);
+    const log = s.fake.logs.filter((l) => l.object_uuid === c.uuid).map((l) => String(l.properties.text)).join('\n');
+    expect(log).toContain('instance types considered');
+    expect(log).toMatch(/small \(2 VCPUs, 4096 MiB RAM[^\n]*\n[^\n]*large \(4 VCPUs, 16384 MiB RAM/);
+    expect(s.stub.record(c.uuid)).toBeUndefined();
+    expect(s.fake.runCount(c.uuid)).toBe(0);
+    await waitFor(() => stateOf(s, ok.uuid) === 'Complete', 'the other one Complete');
+    expect(s.runner.instanceTypes(s.fake.container(ok.uuid)!)).toEqual(['small']);
+  });
+});
