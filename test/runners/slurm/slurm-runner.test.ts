@@ -696,3 +696,42 @@ describe('SlurmRunner options', () => {
     expect(() => new SlurmRunner({ sbatchGpuArgs: ['--gres=gpu:%Q'] })).toThrow(/unknown substitution %Q/);
   });
 });
+
+describe('SlurmRunner: instance types', () => {
+  const GiB = 2 ** 30;
+  const instanceTypes = [
+    { name: 'm.large', vcpus: 4, ram: 16 * GiB, scratch: 100 * GiB, price: 0.4, preemptible: false },
+    { name: 'm.small', vcpus: 2, ram: 4 * GiB, scratch: 100 * GiB, price: 0.1, preemptible: false },
+  ];
+
+  it('expands %I to the cheapest fitting type in the sbatch arguments', async () => {
+    const h = await setup({ runner: { instanceTypes, sbatchArgs: ['--mem=%M', '--constraint=instancetype=%I'] } });
+    simulateCrunchRun(h.fake, h.slurm);
+    const c = h.fake.addContainer({ priority: 1, ...SMALL });
+    await waitFor(() => state(h, c.uuid) === 'Running', 'Running');
+    expect(h.slurm.callsOf('sbatch')[0].args).toContain('--constraint=instancetype=m.small');
+    expect(h.runner.instanceTypes(h.fake.container(c.uuid)!)).toEqual(['m.small']);
+  });
+
+  it('cancels, before any sbatch, a container no type can hold, naming the types considered', async () => {
+    const h = await setup({ runner: { instanceTypes, sbatchArgs: ['--constraint=instancetype=%I'] } });
+    simulateCrunchRun(h.fake, h.slurm);
+    const big = h.fake.addContainer({ priority: 2, runtime_constraints: { ram: 64 * GiB, vcpus: 1 } });
+    const ok = h.fake.addContainer({ priority: 1, ...SMALL });
+    await waitFor(() => state(h, big.uuid) === 'Cancelled', 'Cancelled');
+    expect(String(h.fake.container(big.uuid)?.runtime_status?.error)).toMatch(/^constraints not satisfiable by any configured instance type/);
+    const log = h.fake.logs.filter((l) => l.object_uuid === big.uuid).map((l) => String(l.properties.text)).join('\n');
+    expect(log).toMatch(/instance types considered[^]*m\.small[^]*m\.large/);
+    await waitFor(() => state(h, ok.uuid) === 'Running', 'the other Running');
+    expect(h.slurm.callsOf('sbatch').map((s) => s.args.join(' '))).toEqual([expect.stringContaining('--constraint=instancetype=m.small')]);
+    expect(h.slurm.callsOf('sbatch').some((s) => s.args.join(' ').includes(big.uuid))).toBe(false);
+  });
+
+  it('expands %I to "" without configured types, keeping the argument, as Arvados does', async () => {
+    const h = await setup({ runner: { sbatchArgs: ['--constraint=instancetype=%I'] } });
+    simulateCrunchRun(h.fake, h.slurm);
+    const c = h.fake.addContainer({ priority: 1, ...SMALL });
+    await waitFor(() => state(h, c.uuid) === 'Running', 'Running');
+    expect(h.slurm.callsOf('sbatch')[0].args).toContain('--constraint=instancetype=');
+  });
+});
