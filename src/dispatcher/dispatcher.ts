@@ -384,14 +384,19 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
    * container locked by this token is recognised as its own). Does nothing if
    * the container is tracked already or locked by another token. A container
    * that is Queued, Complete or Cancelled gets a runner whose updates stream
-   * has already ended, so the runner can clean up (e.g. cancel an orphan job).
+   * has already ended, so the runner can clean up (e.g. cancel an orphan job),
+   * unless `lockedOnly` is set: then only a container Locked or Running by
+   * this token is tracked. Nothing is tracked during a {@link hold}: the
+   * poll adopts what this token holds once the hold ends.
    */
-  async trackContainer(uuid: string): Promise<void> {
+  async trackContainer(uuid: string, options: { lockedOnly?: boolean } = {}): Promise<void> {
     assertContainerUuid(uuid);
     const auth = await this.#identity.promise;
-    if (this.#stopping || this.#trackers.has(uuid)) return;
+    if (this.#stopping || this.#trackers.has(uuid) || this.#held !== undefined) return;
     const c = await this.client.getContainer(uuid, { signal: this.#ac.signal });
     if (c.uuid !== uuid || (c.locked_by_uuid && c.locked_by_uuid !== auth.uuid)) return;
+    if (options.lockedOnly && (c.locked_by_uuid !== auth.uuid || !LIVE.has(c.state))) return;
+    if (this.#held !== undefined) return;
     if (this.#stopping || this.#trackers.has(uuid)) return;
     const t = this.#start(c, 'adopted');
     if (!LIVE.has(c.state)) this.#endStream(t, c.state === 'Queued' ? 'requeued' : 'finished', t.record);

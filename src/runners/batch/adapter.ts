@@ -216,4 +216,12 @@ export interface BatchAdapter {
    * expired). Optional.
    */
   finalState?(job: { readonly jobId: string; readonly name: string }, exec: Exec, signal: AbortSignal): Promise<TerminalReason | undefined>;
+
+  /**
+   * Whether the scheduler's accounting says the job is still alive (running,
+   * pending, suspended) although the queue query no longer lists it: a
+   * listing that missed a job must not cost its container. Optional; a
+   * lookup that fails answers false.
+   */
+  stillRunning?(job: { readonly jobId: string; readonly name: string }, exec: Exec, signal: AbortSignal): Promise<boolean>;
 }

@@ -113,6 +113,8 @@ export class BatchJob {
   #jobs: readonly QueueJob[] = [];
   #stuckSince: number | undefined;
   #phase: JobPhase = 'waiting';
+  /** The accounting vetoed "lost" once already (warned). */
+  #vetoed = false;
   /** What `%I` expands to, once chosen ('' without configured types). */
   #instanceType: string | undefined;
 
@@ -501,6 +503,28 @@ export class BatchJob {
   }
 
   /**
+   * The accounting says the job missing from the queue is still alive: it
+   * vetoes "lost" (warned once per job); the next miss asks again.
+   */
+  async #stillRunning(): Promise<boolean> {
+    const { adapter, options } = this.#ctx;
+    const jobId = this.#jobId ?? this.#job?.jobId;
+    if (!options.accounting || !adapter.stillRunning || jobId === undefined || this.#ctx.closed.aborted) return false;
+    let alive: boolean;
+    try {
+      alive = await adapter.stillRunning({ jobId, name: this.uuid }, (spec, signal) => this.#ctx.exec(spec, { signal, op: 'accounting' }), this.#ctx.closed);
+    } catch (err) {
+      log('%s: accounting lookup of job %s failed: %s', this.uuid, jobId, describeError(err));
+      return false;
+    }
+    if (alive && !this.#vetoed) {
+      this.#vetoed = true;
+      this.#ctx.warn(`${adapter.name} job ${jobId} of container ${this.uuid} is missing from the queue listing, but the accounting says it is still alive: not treating it as lost`);
+    }
+    return alive;
+  }
+
+  /**
    * The job left after a cancel, or after its container ended: say how it
    * ended, in the background (the container needs nothing more). The lookup
    * is for metrics, so it waits behind every other scheduler command and
@@ -520,6 +544,7 @@ export class BatchJob {
    */
   async #declareLost(ms: number): Promise<boolean> {
     const { adapter } = this.#ctx;
+    if (await this.#stillRunning()) return false;
     const terminal = await this.#terminal();
     const job = this.#jobId === undefined ? `The ${adapter.name} job` : `${adapter.name} job ${this.#jobId}`;
     const reason =

@@ -206,7 +206,11 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
     const snap = this.#monitor.latest;
     let pending = 0;
     let running = 0;
-    for (const j of snap?.jobs.values() ?? []) {
+    let inQueue = 0;
+    // The queue lists every user's jobs: count only those of containers we hold.
+    for (const [name, j] of snap?.jobs ?? []) {
+      if (!this.#jobs.has(name)) continue;
+      inQueue++;
       if (j.state === 'pending') pending++;
       else if (j.state === 'running') running++;
     }
@@ -214,7 +218,7 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
     for (const { job } of this.#jobs.values()) if (job.schedulingStatus === 'submitting') submitting++;
     return {
       containers: this.#jobs.size,
-      inQueue: snap?.jobs.size ?? 0,
+      inQueue,
       pending,
       running,
       submitting,
@@ -406,7 +410,9 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
   async #handOver(d: Dispatcher, name: string): Promise<void> {
     const attempts = (this.#orphans.get(name) ?? 0) + 1;
     try {
-      await d.trackContainer(name);
+      // Only containers our token holds: the queue lists every user's jobs,
+      // and another dispatcher's job is none of ours to cancel.
+      await d.trackContainer(name, { lockedOnly: true });
       this.#orphans.delete(name);
     } catch (err) {
       if (this.#closed.signal.aborted) return;
