@@ -67,6 +67,8 @@ export interface JobContext {
   finished(uuid: string, kind: TerminalKind | 'UNKNOWN'): void;
   /** The dispatcher's single release path. */
   release(uuid: string, options: ReleaseOptions): Promise<ReleaseAction>;
+  /** Whether the dispatcher adopted the container (it was locked by our token before this process took it on). */
+  adopted(uuid: string): boolean;
 }
 
 /** Where a container stands, for `schedulingStatus`. */
@@ -113,6 +115,8 @@ export class BatchJob {
   #jobs: readonly QueueJob[] = [];
   #stuckSince: number | undefined;
   #phase: JobPhase = 'waiting';
+  /** An adopted container's job was missing from enough snapshots to submit it. */
+  #absenceConfirmed = false;
   /** The accounting vetoed "lost" once already (warned). */
   #vetoed = false;
   /** What `%I` expands to, once chosen ('' without configured types). */
@@ -325,6 +329,20 @@ export class BatchJob {
     this.#phase = 'submitting';
     try {
       if (this.#stopping || this.#wantCancel()) return 'again';
+      if (!this.#absenceConfirmed && this.#ctx.adopted(this.uuid)) {
+        // Adopted Locked: the dispatcher that locked it (a previous run, or
+        // the active one of a standby pair, killed) may have had a submit
+        // command in flight, whose job shows up a moment later. Submit only
+        // after the job has been missing as long as a lost one must be.
+        for (let i = 0; i < this.#ctx.options.vanishGrace.misses; i++) {
+          const snap = await this.#ctx.monitor.nextSnapshot(signal, true);
+          if (snap.jobs.has(this.uuid)) {
+            this.#onPresent(snap);
+            return 'again';
+          }
+        }
+        this.#absenceConfirmed = true;
+      }
       ticket = await this.#ctx.gate.enter(signal);
       const snap = await this.#ctx.monitor.nextSnapshot(signal, true);
       if (snap.jobs.has(this.uuid)) {

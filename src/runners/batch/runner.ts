@@ -134,6 +134,9 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
   #queueHealthy = true;
   #lastQueueError: { error: Error; result: RunResult | undefined } | undefined;
   readonly #onStopping = (): void => void this.close();
+  /** Containers the dispatcher adopted (locked by our token before this process took them on), until their job is created. */
+  readonly #adopted = new Set<string>();
+  readonly #onAdopted = (c: Readonly<Container>): void => void this.#adopted.add(c.uuid);
   readonly #onSnapshot = (s: QueueSnapshot): void => this.#snapshot(s);
   readonly #onPollError = (err: Error, result: RunResult | undefined): void => {
     this.#lastQueueError = { error: err, result };
@@ -197,6 +200,7 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
       },
       finished: (uuid, kind) => this.emit('finished', uuid, kind),
       release: (uuid, opts) => this.#release(uuid, opts),
+      adopted: (uuid) => this.#adopted.has(uuid),
     };
     this.runContainer = (d, container, updates) => this.#runContainer(d, container, updates);
   }
@@ -279,6 +283,7 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
     if (this.#closed.signal.aborted) return Promise.reject(new Error(`this ${this.adapter.name} runner is closed`));
     this.#dispatcher = dispatcher;
     dispatcher.once('stopping', this.#onStopping);
+    dispatcher.on('adopted', this.#onAdopted);
     this.#monitor.on('snapshot', this.#onSnapshot);
     this.#monitor.on('pollError', this.#onPollError);
     this.#monitor.start();
@@ -300,6 +305,7 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
     log('closing');
     this.#closed.abort(new Error(`${this.adapter.name} runner closed`));
     this.#dispatcher?.off('stopping', this.#onStopping);
+    this.#dispatcher?.off('adopted', this.#onAdopted);
     this.#gate.close();
     await this.#monitor.stop();
     this.#monitor.off('snapshot', this.#onSnapshot);
@@ -320,6 +326,7 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
       await done;
     } finally {
       this.#jobs.delete(container.uuid);
+      this.#adopted.delete(container.uuid);
     }
   }
 
