@@ -31,6 +31,8 @@ import type { Container, ContainerState } from '../../types.js';
 import { describeError } from '../../util/errors.js';
 import { Redactor } from '../../util/redact.js';
 import { isContainerUuid } from '../../uuid.js';
+import { findCrunchRun, processAlive } from './orphans.js';
+import { sleep } from '../../util/sleep.js';
 import { chooseInstanceTypes, fittingInstanceTypeNames, unsatisfiableRelease, type InstanceType, type InstanceTypeRules } from '../instance-types.js';
 import { checkEnvOptions, crunchRunCommand, type CommandSpec } from './command.js';
 import { Tail, eachLine } from './output.js';
@@ -50,6 +52,8 @@ export const DEFAULT_STOP_GRACE = 60_000;
 /** Default ms between SIGTERM and SIGKILL. */
 export const DEFAULT_KILL_GRACE = 10_000;
 const LIVE = new Set<ContainerState>(['Locked', 'Running']);
+/** How often a followed crunch-run of a previous dispatcher is checked for exit. */
+const ORPHAN_POLL_MS = 500;
 
 /** Options of {@link LocalRunner}. */
 export interface LocalRunnerOptions {
@@ -379,6 +383,11 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
     this.#watch(job, updates);
     if (this.#closing) return this.#skip(job, 'the dispatcher is shutting down');
 
+    if (c.state === 'Running' || c.state === 'Locked') {
+      // A crunch-run a previous dispatcher on this host started (it was killed, its children were not).
+      const pid = findCrunchRun(uuid, this.#spec.command);
+      if (pid !== undefined) return this.#followOrphan(job, d, c, pid);
+    }
     if (c.state === 'Running') return this.#cancelAdopted(d, c);
     if (c.state !== 'Locked') {
       log('%s is %s, nothing to run', uuid, c.state);
@@ -587,6 +596,42 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
     } else if (fresh && (fresh.state === 'Complete' || fresh.state === 'Cancelled')) {
       this.#emit('finished', { uuid, state: fresh.state, exitCode: fresh.exit_code ?? null, process: proc });
     }
+  }
+
+  /**
+   * Follows a crunch-run another dispatcher process on this host started:
+   * no second one is started and the container is not cancelled. Its exit
+   * is noticed by polling; one that exits leaving the container unfinished
+   * gets it cancelled, as for our own. Its resources are not taken from the
+   * pool (it was started against the previous process's).
+   */
+  async #followOrphan(job: Job, d: Dispatcher, c: Readonly<Container>, pid: number): Promise<void> {
+    const uuid = c.uuid;
+    log('%s: following crunch-run pid %d, started by a previous dispatcher on this host', uuid, pid);
+    job.phase = 'running';
+    job.pid = pid;
+    let signalled = false;
+    while (processAlive(pid)) {
+      if (job.stop.signal.aborted && !signalled && job.endReason !== 'finished' && !this.#closing) {
+        // Priority 0, or the container is no longer ours: crunch-run cancels it on SIGINT.
+        signalled = true;
+        try {
+          process.kill(pid, 'SIGINT');
+        } catch {
+          break;
+        }
+      }
+      if (this.#closing) return;
+      await sleep(ORPHAN_POLL_MS).catch(() => {});
+    }
+    job.phase = 'cleanup';
+    const fresh = await d.client.getContainer(uuid).catch(() => undefined);
+    if (fresh && LIVE.has(fresh.state)) {
+      const reason = `crunch-run (pid ${pid}, started by a previous dispatcher) exited without finalizing the container`;
+      if ((await this.#release(d, uuid, { reason, cancel: true })) === 'cancelled') this.#emit('finished', { uuid, state: 'Cancelled', exitCode: null });
+      return;
+    }
+    if (fresh) this.#emit('finished', { uuid, state: fresh.state, exitCode: fresh.exit_code ?? null });
   }
 
   /** A container adopted in Running state after a restart: its crunch-run was a child of the old process and cannot be re-attached. */

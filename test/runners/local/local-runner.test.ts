@@ -2,6 +2,7 @@
 // processes: a stub crunch-run (test/fixtures/fake-crunch-run.mjs) that
 // talks to the fake through the credentials the runner puts in its
 // environment, and records its argv, environment and the signals it gets.
+import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -544,5 +545,38 @@ describe('LocalRunner: instance types', () => {
     expect(s.fake.runCount(c.uuid)).toBe(0);
     await waitFor(() => stateOf(s, ok.uuid) === 'Complete', 'the other one Complete');
     expect(s.runner.instanceTypes(s.fake.container(ok.uuid)!)).toEqual(['small']);
+  });
+});
+
+describe('LocalRunner: a crunch-run a previous dispatcher on this host started', () => {
+  it('is followed, neither started again nor cancelled, when its container is adopted', async () => {
+    const other = makeCrunchRunStub();
+    let child: ChildProcess | undefined;
+    let uuid = '';
+    try {
+      const s = await setup({
+        containers: (fake) => {
+          const c = fake.addContainer(small({ state: 'Locked', locked_by_uuid: fake.rootToken.uuid }));
+          uuid = c.uuid;
+          // As a killed dispatcher leaves it: detached, alive, talking to the API.
+          child = spawn(other.command, ['--mode=complete', '--work=1500', other.recordArg, c.uuid], {
+            detached: true,
+            stdio: 'ignore',
+            env: { ...process.env, ...fake.env() },
+          });
+        },
+      });
+      await waitFor(() => stateOf(s, uuid) === 'Complete', 'Complete', 30_000);
+      expect(s.fake.runCount(uuid)).toBe(1);
+      expect(other.record(uuid)).toBeDefined();
+      // Our runner started none.
+      expect(s.stub.record(uuid)).toBeUndefined();
+      expect(s.of('started', uuid)).toEqual([]);
+      await waitFor(() => s.of('finished', uuid).length === 1, 'finished');
+      expect(s.of('finished', uuid)).toMatchObject([{ state: 'Complete' }]);
+    } finally {
+      if (child?.pid && child.exitCode === null) child.kill('SIGKILL');
+      other.remove();
+    }
   });
 });
