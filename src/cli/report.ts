@@ -265,7 +265,7 @@ export class Reporter {
       const bs = batch.status;
       c.scheduler = batch.adapter.name;
       c.pending = bs.pending;
-      c.pendingReasons = pendingReasons(batch.monitor.latest?.jobs.values() ?? []);
+      c.pendingReasons = pendingReasons(batch.ownJobs);
       c.submissionsPaused = bs.atQuota;
     }
     return c;

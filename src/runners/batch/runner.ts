@@ -15,7 +15,7 @@ import { logger } from '../../log.js';
 import type { ApiClientAuthorization, Container } from '../../types.js';
 import { describeError } from '../../util/errors.js';
 import { assertContainerUuid } from '../../uuid.js';
-import type { BatchAdapter, RunResult, TerminalKind } from './adapter.js';
+import type { BatchAdapter, QueueJob, RunResult, TerminalKind } from './adapter.js';
 import { Canceller } from './canceller.js';
 import { classifyOutcome, Executor, type CommandRecord } from './exec.js';
 import { SubmitGate } from './gate.js';
@@ -203,6 +203,20 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
       adopted: (uuid) => this.#adopted.has(uuid),
     };
     this.runContainer = (d, container, updates) => this.#runContainer(d, container, updates);
+  }
+
+  /**
+   * The jobs of the last queue listing that are ours: those of containers
+   * this runner holds. The listing has every user's jobs.
+   */
+  get ownJobs(): QueueJob[] {
+    const snap = this.#monitor.latest;
+    const out: QueueJob[] = [];
+    for (const name of this.#jobs.keys()) {
+      const j = snap?.jobs.get(name);
+      if (j) out.push(j);
+    }
+    return out;
   }
 
   /** Current counters. */

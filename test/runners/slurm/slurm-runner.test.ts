@@ -734,3 +734,20 @@ describe('SlurmRunner: instance types', () => {
     expect(h.slurm.callsOf('sbatch')[0].args).toContain('--constraint=instancetype=');
   });
 });
+
+describe('SlurmRunner: every user\'s jobs', () => {
+  it('counts only the jobs of containers it holds in its status and pending reasons', async () => {
+    const h = await setup();
+    const other = h.fake.addContainer({ priority: 1, ...SMALL, state: 'Locked', locked_by_uuid: 'zzzzz-gj3su-0therd1spatcher' });
+    h.slurm.add(other.uuid);
+    h.slurm.add('somebody-elses-job');
+    simulateCrunchRun(h.fake, h.slurm);
+    const c = h.fake.addContainer({ priority: 1, ...SMALL });
+    await waitFor(() => state(h, c.uuid) === 'Running', 'Running');
+    await polls(h.slurm, 2);
+    expect(h.runner.ownJobs.map((j) => j.name)).toEqual([c.uuid]);
+    expect(h.runner.status.inQueue).toBe(1);
+    expect(h.slurm.has(other.uuid)).toBe(true);
+    expect(h.slurm.callsOf('scancel')).toEqual([]);
+  });
+});
