@@ -95,7 +95,11 @@ const instanceType = z
 const connection = z
   .object({
     host: z.string().optional(),
-    port: z.union([z.string().regex(/^\d+$/), z.number().int()]).transform(Number).optional(),
+    // "" (config.default.yml's value) means the default port.
+    port: z
+      .union([z.string().regex(/^\d*$/, 'not a port number'), z.number().int().min(1).max(65535)])
+      .transform((v) => (v === '' ? undefined : Number(v)))
+      .optional(),
     user: z.string().optional(),
     password: z.string().optional(),
     dbname: z.string().optional(),
