@@ -67,6 +67,11 @@ describe('readClusterSections', () => {
     expect(s.postgres).toEqual({ host: '127.0.0.1', port: 5432, user: 'arvados', password: 'xyzzy', dbname: 'arvados_production', sslmode: 'disable' });
   });
 
+  it("reads config.default.yml's empty Connection as no database", () => {
+    const s = readClusterSections(config('Clusters:\n  zzzzz:\n    PostgreSQL:\n      Connection:\n        host: ""\n        port: ""\n        user: ""\n        password: ""\n        dbname: ""\n        SAMPLE: ""\n'));
+    expect(s.postgres).toBeUndefined();
+  });
+
   it('has nothing configured for an empty cluster', () => {
     const s = readClusterSections(config('Clusters:\n  zzzzz:\n    PostgreSQL:\n      Connection: {}\n'));
     expect(s).toEqual({ instanceTypes: [], instanceTypeRules: {} });
