@@ -210,6 +210,9 @@ export async function runBatchCommand(sys: BatchSystem, argv: string[]): Promise
   checkExecutables(sys, opts);
   const runner = batchRunner(sys, opts, common);
   const { submit, queue, label } = sys;
+  if (runner.options.instanceTypes.length === 0 && [...runner.options.args, ...runner.options.gpuArgs].some((a) => /(?:^|[^%])(?:%%)*%I/.test(a))) {
+    out.warn(`a --${submit}-arg template uses %I, but the cluster config has no InstanceTypes: %I expands to "" (as in Arvados)`);
+  }
 
   return serveDispatcher(start, out, {
     runner,

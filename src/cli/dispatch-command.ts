@@ -90,6 +90,9 @@ export async function serveDispatcher(start: CommandStart, out: Output, o: Serve
   const d = new Dispatcher({ client, runner: o.runner, ...settings, secondSignal: 'exit', shutdownTimeout: o.shutdownTimeout });
   const { session, reporter, start: announce } = o.present(d, client);
   out.event('start', announce.text, announce.fields);
+  if (settings.supervisorFraction && settings.maxJobs === undefined) {
+    out.warn('--supervisor-fraction (SupervisorFraction) has no effect without --max-jobs: there is no count to take a fraction of');
+  }
   const guard = guardCluster(opts, out, d);
   const service = start.management ? await startService(start.management, out, d, settings.pollInterval, o.batch ? { batch: o.batch } : {}) : undefined;
   try {

@@ -47,6 +47,13 @@ afterAll(() => {
     }
   });
 
+  it('warns when a template uses %I without InstanceTypes (a literal %%I does not count)', async () => {
+    const r = await runCli(['lsf', '--bsub-arg=-R', '--bsub-arg=select[type==%I]'], { HOME: home, PATH });
+    expect(r.stderr).toContain('warning: a --bsub-arg template uses %I, but the cluster config has no InstanceTypes: %I expands to ""');
+    const literal = await runCli(['lsf', '--bsub-arg=-R', '--bsub-arg=100%%I'], { HOME: home, PATH });
+    expect(literal.stderr).not.toContain('uses %I');
+  });
+
   it('says so in one line when this host has no LSF client (exit 1)', async () => {
     const r = await runCli(['lsf'], { HOME: home, PATH: '/nonexistent' });
     expect(r.code).toBe(1);
