@@ -103,7 +103,7 @@ afterAll(() => {
       expect(bsubs.join('\n')).not.toContain(fake.rootToken.token);
       expect(fake.container(long.uuid)?.state).toBe('Running');
       // Leave nothing running behind.
-      const left = JSON.parse(spawnSync(join(BIN, 'bjobs'), ['-o', 'jobid', '-json'], { encoding: 'utf8', env: { ...process.env, LSF_STUB_DIR: table } }).stdout) as { RECORDS: Array<{ JOBID: string }> };
+      const left = JSON.parse(spawnSync(join(BIN, 'bjobs'), ['-u', 'all', '-o', 'jobid', '-json'], { encoding: 'utf8', env: { ...process.env, LSF_STUB_DIR: table } }).stdout) as { RECORDS: Array<{ JOBID: string }> };
       spawnSync(join(BIN, 'bkill'), left.RECORDS.map((r) => r.JOBID), { env: { ...process.env, LSF_STUB_DIR: table } });
     }, 120_000);
   });
