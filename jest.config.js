@@ -4,7 +4,7 @@ import { createDefaultEsmPreset } from 'ts-jest';
 //   unit         no child process, no server: pure functions and parsers;
 //   integration  real servers on 127.0.0.1 (FakeArvados), real child
 //                processes, the built CLI, stand-in schedulers;
-//   system       what needs a real Slurm or Grid Engine, and the packed
+//   system       what needs a real Slurm, Grid Engine or PostgreSQL, and the packed
 //                package as a user installs it (test/package/, test/examples/).
 // `npm test` runs unit and integration; `npm run test:system` runs system.
 // A new test file lands in integration unless listed here.
@@ -32,6 +32,8 @@ export const SYSTEM = [
   'test/cli/slurm.test.ts',
   'test/cli/sge.test.ts',
   'test/cli/service-slurm.test.ts',
+  'test/cli/cluster-lock.test.ts',
+  'test/cli/standby.test.ts',
   'test/runners/slurm/integration.test.ts',
   'test/runners/slurm/real-slurm.test.ts',
   'test/runners/sge/real-sge-commands.test.ts',

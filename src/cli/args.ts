@@ -62,6 +62,12 @@ export const DISPATCHER_OPTIONS: OptionTable = {
     default: '1000 for slurm, lsf and sge; none for local (its resources are the cap)',
     help: 'containers in flight at most; beyond it queued containers are not locked (no dispatch attempt is charged)',
   },
+  'supervisor-fraction': {
+    type: 'string',
+    metavar: 'F',
+    default: 'Containers.CloudVMs.SupervisorFraction of the config, else no cap',
+    help: 'workflow runners (scheduling_parameters.supervisor) hold at most floor(F x --max-jobs) of the slots, at least 1; 0 for no cap; no cap without --max-jobs',
+  },
   'no-events': {
     type: 'boolean',
     help: "do not listen to the API's event stream; only poll every --poll-interval",
@@ -254,6 +260,12 @@ export class Options {
     const v = this.#values[name];
     if (v !== undefined) return v === true;
     return this.#fromConfig.get(name)?.value === true;
+  }
+
+  /** A string flag's own value as given on the command line, even if empty; undefined if not given. */
+  givenString(name: string): string | undefined {
+    const v = this.#values[name];
+    return typeof v === 'string' ? v : undefined;
   }
 
   /** A string flag, else its config value; an empty value is a usage error. */

@@ -9,6 +9,7 @@ import type { BatchRunner } from '../runners/batch/runner.js';
 import type { BATCH_RUNNER_DEFAULTS, BatchRunnerOptions } from '../runners/batch/options.js';
 import { describeError } from '../util/errors.js';
 import { DISPATCHER_OPTIONS, DISPATCHING_FOOTER, OUTPUT_OPTIONS, formatHelp, type OptionTable, type Options } from './args.js';
+import { clusterSections } from './cluster-sections.js';
 import { beginCommand, commandOutput, serveDispatcher } from './dispatch-command.js';
 import { formatDuration } from './duration.js';
 import { CliError, ExitCode, UsageError } from './errors.js';
@@ -159,7 +160,10 @@ function environment(sys: BatchSystem, entries: string[]): Record<string, string
 function commonOptions(sys: BatchSystem, opts: Options, pollInterval: number): CommonBatchOptions {
   const D = sys.defaults;
   const queueInterval = opts.duration(`${sys.queue}-interval`, pollInterval, 1);
+  const sections = clusterSections(opts.config);
   return {
+    instanceTypes: sections.instanceTypes,
+    instanceTypeRules: sections.instanceTypeRules,
     crunchRunCommand: opts.string('crunch-run-command'),
     crunchRunArgs: opts.list('crunch-run-arg'),
     runtimeEngine: opts.string('runtime-engine'),
@@ -221,6 +225,9 @@ export async function runBatchCommand(sys: BatchSystem, argv: string[]): Promise
   checkExecutables(sys, opts);
   const runner = batchRunner(sys, opts, common);
   const { submit, queue, label } = sys;
+  if (runner.options.instanceTypes.length === 0 && [...runner.options.args, ...runner.options.gpuArgs].some((a) => /(?:^|[^%])(?:%%)*%I/.test(a))) {
+    out.warn(`a --${submit}-arg template uses %I, but the cluster config has no InstanceTypes: %I expands to "" (as in Arvados)`);
+  }
 
   return serveDispatcher(start, out, {
     runner,

@@ -18,6 +18,7 @@ import { Output } from './output.js';
 import type { Reporter } from './report.js';
 import { managementSettings, startService, type ManagementSettings } from './service.js';
 import { runSession, type SessionRunner } from './session.js';
+import { guardCluster } from './cluster-guard.js';
 import { SystemdNotifier } from './systemd.js';
 
 /** The command line of a dispatching command, read before anything else happens. */
@@ -127,6 +128,10 @@ export async function serveDispatcher(start: CommandStart, out: Output, o: Serve
   });
   const { session, reporter, start: announce } = o.present(d, client);
   out.event('start', announce.text, announce.fields);
+  if (settings.supervisorFraction && settings.maxJobs === undefined) {
+    out.warn('--supervisor-fraction (SupervisorFraction) has no effect without --max-jobs: there is no count to take a fraction of');
+  }
+  const guard = guardCluster(opts, out, d);
   const service = start.management ? await startService(start.management, out, d, settings.pollInterval, { batch: o.batch, config: opts.config?.source }) : undefined;
   const notifier = new SystemdNotifier({ warn: (m) => out.warn(m) });
   let lastCycle = Date.now();
@@ -135,7 +140,7 @@ export async function serveDispatcher(start: CommandStart, out: Output, o: Serve
   const alive = (): boolean => Date.now() - lastCycle < 2 * settings.pollInterval + WATCHDOG_SLACK;
   d.once('stopping', () => notifier.stopping());
   // The listener is up (startService returned); the token and any other gate must hold too.
-  Promise.all([identified(d), ...(o.readyGates ?? []).map((g) => g(d))]).then(
+  Promise.all([identified(d), guard.ready, ...(o.readyGates ?? []).map((g) => g(d))]).then(
     () => notifier.ready(alive),
     () => {},
   );
@@ -144,6 +149,7 @@ export async function serveDispatcher(start: CommandStart, out: Output, o: Serve
   } finally {
     await o.runner.close();
     await service?.close();
+    await guard.close();
     await notifier.close();
   }
   return ExitCode.OK;

@@ -11,8 +11,9 @@ import { ArvadosClient } from '../client/client.js';
 import { ArvadosConfigError } from '../client/errors.js';
 import type { DispatcherOptions } from '../dispatcher/dispatcher.js';
 import type { Options } from './args.js';
+import { clusterSections } from './cluster-sections.js';
 import { resolveCredentials, type ResolvedCredentials } from './credentials.js';
-import { CliError } from './errors.js';
+import { CliError, UsageError } from './errors.js';
 import type { Output } from './output.js';
 
 /**
@@ -89,9 +90,11 @@ const BATCH_COMMANDS = new Set(['slurm', 'lsf', 'sge']);
 /** The Dispatcher settings of the `DISPATCHER_OPTIONS` flags (and their config keys). */
 export function dispatcherSettings(
   opts: Options,
-): Required<Pick<DispatcherOptions, 'pollInterval' | 'batchSize' | 'minRetryPeriod' | 'lockConcurrency' | 'events'>> & Pick<DispatcherOptions, 'maxJobs'> {
+): Required<Pick<DispatcherOptions, 'pollInterval' | 'batchSize' | 'minRetryPeriod' | 'lockConcurrency' | 'events'>> & Pick<DispatcherOptions, 'maxJobs' | 'supervisorFraction'> {
   const maxJobs = BATCH_COMMANDS.has(opts.command) ? opts.integer('max-jobs', BATCH_MAX_JOBS, 1) : opts.integer('max-jobs', undefined, 1);
+  const supervisorFraction = supervisorFractionOf(opts);
   return {
+    ...(supervisorFraction !== undefined ? { supervisorFraction } : {}),
     pollInterval: opts.duration('poll-interval', 10_000, 1),
     batchSize: opts.integer('batch-size', 1000),
     minRetryPeriod: opts.duration('min-retry-period', 0),
@@ -99,4 +102,20 @@ export function dispatcherSettings(
     events: !opts.flag('no-events'),
     ...(maxJobs !== undefined ? { maxJobs } : {}),
   };
+}
+
+/**
+ * `--supervisor-fraction`, else `Containers.CloudVMs.SupervisorFraction` of
+ * the cluster config; undefined when neither is set.
+ *
+ * @throws UsageError for a value that is not a number between 0 and 1.
+ */
+export function supervisorFractionOf(opts: Options): number | undefined {
+  const text = opts.string('supervisor-fraction');
+  if (text === undefined) return clusterSections(opts.config).supervisorFraction;
+  const f = Number(text);
+  if (text.trim() === '' || !Number.isFinite(f) || f < 0 || f > 1) {
+    throw new UsageError(`--supervisor-fraction: "${text}" is not a number between 0 and 1`);
+  }
+  return f;
 }

@@ -40,6 +40,8 @@ export interface StatusCounts {
   lockConcurrency?: readonly [number, number];
   /** Why locking stopped for good (a configuration or environment error); a restart is needed. */
   lockingStopped?: string;
+  /** Why locking and adopting are held for now (e.g. waiting for the cluster lock). */
+  lockingHeld?: string;
   /** Batch runners: the scheduler's name, e.g. `Slurm`. */
   scheduler?: string;
   /** Batch runners: our jobs pending in the scheduler's queue. */
@@ -67,6 +69,7 @@ function secondsUntil(until: number, now: number): number {
 export function statusLine(c: StatusCounts, now: number = Date.now()): string {
   const parts = [`queued ${c.queued}, running ${c.running}, done ${c.done} (complete ${c.complete}, cancelled ${c.cancelled})`];
   if (c.lockingStopped !== undefined) parts.push(`locking stopped (${c.lockingStopped}): restart once fixed`);
+  if (c.lockingHeld !== undefined) parts.push(`not locking: ${c.lockingHeld}`);
   if (c.atQuota) parts.push('at quota (max-jobs or runner capacity reached)');
   const api: string[] = [];
   if (c.lockingPausedUntil !== undefined) api.push(`locking paused for ${secondsUntil(c.lockingPausedUntil, now)} s`);
@@ -267,6 +270,7 @@ export class Reporter {
       atQuota: st.atQuota,
     };
     if (st.paused !== undefined) c.lockingStopped = shortText(st.paused);
+    if (st.held !== undefined) c.lockingHeld = shortText(st.held);
     if (st.pausedUntil !== undefined) c.lockingPausedUntil = st.pausedUntil;
     if (st.lockConcurrency < this.#lockConcurrency) c.lockConcurrency = [st.lockConcurrency, this.#lockConcurrency];
     const batch = this.#batch;
@@ -274,7 +278,7 @@ export class Reporter {
       const bs = batch.status;
       c.scheduler = batch.adapter.name;
       c.pending = bs.pending;
-      c.pendingReasons = pendingReasons(batch.monitor.latest?.jobs.values() ?? []);
+      c.pendingReasons = pendingReasons(batch.ownJobs);
       c.submissionsPaused = bs.atQuota;
     }
     return c;
@@ -291,6 +295,7 @@ export class Reporter {
       max_lock_concurrency: this.#lockConcurrency,
     };
     fields.locking_stopped = c.lockingStopped ?? null;
+    fields.locking_held = c.lockingHeld ?? null;
     if (c.scheduler !== undefined) {
       fields.scheduler = {
         name: c.scheduler,

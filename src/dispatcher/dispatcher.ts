@@ -34,6 +34,7 @@ import { RetryBackoff, Throttle } from './throttle.js';
 import { UpdateStream, type StreamEndReason } from './updates.js';
 import { WakeBudget } from './wake-budget.js';
 import { PollPlan, type PollKind } from './watermark.js';
+import { isSupervisor, supervisorCap } from './supervisors.js';
 
 export type { RunContainer } from './runner.js';
 export type { DispatchEntry, DispatcherEventOptions, DispatcherEvents, DispatcherOptions, DispatcherStatus, IncrementalOptions, InstanceTypeView } from './options.js';
@@ -181,6 +182,9 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   /** Containers of this cycle that wait to be adopted (throttled). */
   #deferredAdoptions = 0;
   #paused: string | undefined;
+  /** Why locking and adopting are held (e.g. the cluster lock is not ours); see {@link hold}. */
+  #held: string | undefined;
+  readonly #maxSupervisors: number;
   readonly #eventOpts: DispatcherEventOptions | undefined;
   #listener: ContainerEventStream | undefined;
   /** The event stream said something changed since the current poll began. */
@@ -216,6 +220,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     const minRetry = checkDuration('minRetryPeriod', opts.minRetryPeriod ?? 0);
     this.#throttle = new Throttle(minRetry);
     this.#maxJobs = Math.floor(positive('maxJobs', opts.maxJobs, Infinity, 1));
+    this.#maxSupervisors = supervisorCap(opts.supervisorFraction, this.#maxJobs);
     const fb = opts.failureBackoff ?? {};
     this.#backoff = new RetryBackoff(
       checkDuration('failureBackoff.initial', fb.initial ?? Math.max(this.#pollInterval, minRetry)),
@@ -243,6 +248,25 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     this.#identity.promise.catch(() => {});
   }
 
+  /**
+   * Holds locking and adopting until {@link resume}: containers already
+   * held go on, no other is locked or adopted, and the Queued ones say
+   * `waiting: <reason>` in the management API. For a cluster-wide lock
+   * that is not (or no longer) ours: another dispatcher may be running the
+   * containers this token has locked.
+   */
+  hold(reason: string): void {
+    this.#held = reason;
+  }
+
+  /** Ends a {@link hold}; the next poll locks and adopts again. */
+  resume(): void {
+    if (this.#held === undefined) return;
+    this.#held = undefined;
+    this.#wakeRequested = true;
+    this.#wakeWait?.abort();
+  }
+
   /** This dispatcher's token, once `run()` has identified it. */
   get auth(): ApiClientAuthorization | undefined {
     return this.#auth;
@@ -259,6 +283,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     const until = this.#pressure.pausedUntil;
     if (until !== undefined) s.pausedUntil = until;
     if (this.#paused !== undefined) s.paused = this.#paused;
+    if (this.#held !== undefined) s.held = this.#held;
     return s;
   }
 
@@ -440,14 +465,19 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
    * container locked by this token is recognised as its own). Does nothing if
    * the container is tracked already or locked by another token. A container
    * that is Queued, Complete or Cancelled gets a runner whose updates stream
-   * has already ended, so the runner can clean up (e.g. cancel an orphan job).
+   * has already ended, so the runner can clean up (e.g. cancel an orphan job),
+   * unless `lockedOnly` is set: then only a container Locked or Running by
+   * this token is tracked. Nothing is tracked during a {@link hold}: the
+   * poll adopts what this token holds once the hold ends.
    */
-  async trackContainer(uuid: string): Promise<void> {
+  async trackContainer(uuid: string, options: { lockedOnly?: boolean } = {}): Promise<void> {
     assertContainerUuid(uuid);
     const auth = await this.#identity.promise;
-    if (this.#stopping || this.#trackers.has(uuid)) return;
+    if (this.#stopping || this.#trackers.has(uuid) || this.#held !== undefined) return;
     const c = await this.client.getContainer(uuid, { signal: this.#ac.signal });
     if (c.uuid !== uuid || (c.locked_by_uuid && c.locked_by_uuid !== auth.uuid)) return;
+    if (options.lockedOnly && (c.locked_by_uuid !== auth.uuid || !LIVE.has(c.state))) return;
+    if (this.#held !== undefined) return;
     if (this.#stopping || this.#trackers.has(uuid)) return;
     const t = this.#start(c, 'adopted');
     if (!LIVE.has(c.state)) this.#endStream(t, c.state === 'Queued' ? 'requeued' : 'finished', t.record);
@@ -832,7 +862,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       if (this.#paused !== undefined) {
         wait(c, `locking stopped: ${this.#paused}`);
         stopped++;
-      } else if (this.#pressure.paused) wait(c, 'locking paused: the API is overloaded');
+      } else if (this.#held !== undefined) wait(c, this.#held);
+      else if (this.#pressure.paused) wait(c, 'locking paused: the API is overloaded');
       else if (!this.#backoff.ready(c.uuid)) wait(c, `retrying in ${Math.ceil(this.#backoff.remaining(c.uuid) / 1000)} s after a failure`);
       else eligible.push(c);
     }
@@ -847,12 +878,20 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     const toLock: Container[] = [];
     const locking: Array<{ c: Container; lock: Promise<Container | undefined> }> = [];
     this.#locks.concurrency = this.#pressure.concurrency;
+    let supervisors = 0;
+    if (Number.isFinite(this.#maxSupervisors)) for (const t of this.#trackers.values()) if (isSupervisor(t.record)) supervisors++;
     for (const c of eligible) {
-      if (toLock.length >= room) {
+      if (isSupervisor(c) && supervisors >= this.#maxSupervisors) {
+        // Skipped, not a stop: the containers behind it may be what the running supervisors wait for.
+        wait(c, `at the supervisor cap (${this.#maxSupervisors} of max-jobs ${this.#maxJobs})`);
+      } else if (toLock.length >= room) {
         atQuota = true;
         wait(c, roomWhy);
       } else if (!this.#throttle.check(c.uuid)) wait(c, 'min-retry-period has not passed');
-      else toLock.push(c);
+      else {
+        toLock.push(c);
+        if (isSupervisor(c)) supervisors++;
+      }
     }
     // Candidates are summaries: the full records come in batches, a little ahead of the locks.
     const full = new FullRecordPrefetch(this.client, toLock.map((c) => c.uuid), this.#batchSize, signal, (err) => this.#listFailed(err));
@@ -1008,6 +1047,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       // Locked by this token but not tracked: a restart, or a lock whose
       // answer was lost. Throttled like a lock, so a container whose runner
       // keeps returning at once is not restarted on every poll.
+      if (this.#held !== undefined) return false;
       if (!this.#throttle.check(c.uuid)) {
         this.#deferredAdoptions++;
         return false;
@@ -1025,7 +1065,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
    * longer Queued, is left for the next cycle. Never rejects.
    */
   async #lock(c: Container, full: FullRecordPrefetch, signal: AbortSignal): Promise<Container | undefined> {
-    const blocked = (): boolean => signal.aborted || this.#trackers.has(c.uuid) || this.#pressure.paused || this.#paused !== undefined;
+    const blocked = (): boolean => signal.aborted || this.#trackers.has(c.uuid) || this.#pressure.paused || this.#paused !== undefined || this.#held !== undefined;
     if (blocked()) return undefined;
     const record = await full.get(c.uuid);
     if (!record || record.state !== 'Queued' || blocked()) return undefined;

@@ -58,6 +58,13 @@ export interface DispatcherOptions {
    */
   maxJobs?: number;
   /**
+   * The share of `maxJobs` that workflow runners (containers with
+   * `scheduling_parameters.supervisor`) may hold at most, like Arvados'
+   * `Containers.CloudVMs.SupervisorFraction`: `floor(fraction × maxJobs)`,
+   * at least 1. Default: no cap (also when `maxJobs` is not set).
+   */
+  supervisorFraction?: number;
+  /**
    * Backoff after a failure that is plausibly the container's own (its
    * runner rejected, or released it with an error or detail): the container
    * is not locked again for `initial` ms, doubling per failure up to `max`.
@@ -114,6 +121,8 @@ export interface DispatcherStatus {
   pausedUntil?: number;
   /** Why locking stopped for good (a runner reported a configuration or environment error); absent when not. */
   paused?: string;
+  /** Why locking and adopting are held for now (see `Dispatcher.hold`); absent when not. */
+  held?: string;
 }
 
 /**

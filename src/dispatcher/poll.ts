@@ -24,10 +24,12 @@ export const SUMMARY_FIELDS = ['uuid', 'state', 'priority', 'locked_by_uuid', 'm
 
 /**
  * What the Queued query asks for: the summary plus `created_at`, which
- * orders equal priorities, and `runtime_constraints`, by which a runner's
- * `capacity()` sizes the candidates (how many of them fit now).
+ * orders equal priorities, `runtime_constraints`, by which a runner's
+ * `capacity()` sizes the candidates (how many of them fit now), and
+ * `scheduling_parameters`, which says which are workflow runners (the
+ * supervisor cap).
  */
-export const QUEUE_FIELDS = [...SUMMARY_FIELDS, 'created_at', 'runtime_constraints'] as const satisfies ReadonlyArray<keyof Container>;
+export const QUEUE_FIELDS = [...SUMMARY_FIELDS, 'created_at', 'runtime_constraints', 'scheduling_parameters'] as const satisfies ReadonlyArray<keyof Container>;
 
 /** A container as the queue queries list it: the {@link QUEUE_FIELDS} (the tracked query lacks `created_at`). */
 export type Summary = SelectedContainer<(typeof SUMMARY_FIELDS)[number]> & Partial<Pick<Container, 'created_at'>>;

@@ -49,6 +49,13 @@ afterAll(() => {
     }
   });
 
+  it('warns when a template uses %I without InstanceTypes (a literal %%I does not count)', async () => {
+    const r = await runCli(['lsf', '--bsub-arg=-R', '--bsub-arg=select[type==%I]'], { HOME: home, PATH });
+    expect(r.stderr).toContain('warning: a --bsub-arg template uses %I, but the cluster config has no InstanceTypes: %I expands to ""');
+    const literal = await runCli(['lsf', '--bsub-arg=-R', '--bsub-arg=100%%I'], { HOME: home, PATH });
+    expect(literal.stderr).not.toContain('uses %I');
+  });
+
   it('says so in one line when this host has no LSF client (exit 1)', async () => {
     const r = await runCli(['lsf'], { HOME: home, PATH: '/nonexistent' });
     expect(r.code).toBe(1);
@@ -98,7 +105,7 @@ afterAll(() => {
       expect(bsubs.join('\n')).not.toContain(fake.rootToken.token);
       expect(fake.container(long.uuid)?.state).toBe('Running');
       // Leave nothing running behind.
-      const left = JSON.parse(spawnSync(join(BIN, 'bjobs'), ['-o', 'jobid', '-json'], { encoding: 'utf8', env: { ...process.env, LSF_STUB_DIR: table } }).stdout) as { RECORDS: Array<{ JOBID: string }> };
+      const left = JSON.parse(spawnSync(join(BIN, 'bjobs'), ['-u', 'all', '-o', 'jobid', '-json'], { encoding: 'utf8', env: { ...process.env, LSF_STUB_DIR: table } }).stdout) as { RECORDS: Array<{ JOBID: string }> };
       spawnSync(join(BIN, 'bkill'), left.RECORDS.map((r) => r.JOBID), { env: { ...process.env, LSF_STUB_DIR: table } });
     }, 120_000);
 

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { clusterSections } from '../cluster-sections.js';
 import { describeError } from '../../util/errors.js';
 import os from 'node:os';
 import { DEFAULT_STOP_GRACE, DEFAULT_KILL_GRACE, LocalRunner } from '../../runners/local/local-runner.js';
@@ -116,12 +117,15 @@ export async function run(argv: string[]): Promise<number> {
   const childEnv = crunchRunEnvironment(opts.list('env'), opts.list('env-pass'));
   // GatewayAuthSecret is keyed by the cluster's SystemRootToken, as the controller computes it.
   const { systemRootToken } = start.credentials;
+  const sections = clusterSections(opts.config);
   const options = {
     crunchRunCommand,
     crunchRunArgs: opts.list('crunch-run-arg'),
     runtimeEngine: opts.string('runtime-engine'),
     reserveExtraRam: opts.size('reserve-extra-ram', undefined, 0),
     capacity: { vcpus: opts.integer('vcpus', undefined), ram: opts.size('ram', undefined, 1) },
+    instanceTypes: sections.instanceTypes,
+    instanceTypeRules: sections.instanceTypeRules,
     stopGrace,
     ...stateDir(opts.string('state-dir')),
     ...childEnv,

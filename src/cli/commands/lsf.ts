@@ -10,13 +10,18 @@ import { BATCH_RUNNER_DEFAULTS } from '../../runners/batch/options.js';
 import { batchHelp, runBatchCommand, type BatchSystem } from '../batch-command.js';
 import { formatDuration } from '../duration.js';
 import type { Options } from '../args.js';
+import { clusterSections } from '../cluster-sections.js';
+
+/** Arvados' default `Containers.LSF.BsubSudoUser`. */
+export const DEFAULT_BSUB_SUDO_USER = 'crunch';
 
 /** One line for the overall help. */
 export const summary = 'submit queued containers to LSF as batch jobs';
 
 const maxUserPriority = (opts: Options): number => opts.integer('max-user-priority', DEFAULT_MAX_USER_PRIORITY, 0);
 
-const LSF: BatchSystem = {
+/** The LSF row of the batch command table. */
+export const LSF: BatchSystem = {
   command: 'lsf',
   label: 'LSF',
   submit: 'bsub',
@@ -49,7 +54,7 @@ const LSF: BatchSystem = {
   },
   minPrioritySpread: 1,
   options: {
-    'bsub-sudo-user': { type: 'string', metavar: 'USER', help: 'submit as USER through "sudo -E -u USER bsub" (BsubSudoUser); bjobs then lists USER\'s jobs' },
+    'bsub-sudo-user': { type: 'string', metavar: 'USER', help: 'submit as USER through "sudo -E -u USER bsub" (BsubSudoUser); bjobs then lists USER\'s jobs; \'\' submits as this process\'s user', default: DEFAULT_BSUB_SUDO_USER },
     'max-run-time-overhead': {
       type: 'string',
       metavar: 'DURATION',
@@ -64,7 +69,7 @@ const LSF: BatchSystem = {
       help: 'MAX_USER_PRIORITY of lsb.params: pending jobs get user priorities (bmod -sp) counting down from it in Arvados order; 0 turns this off',
     },
   },
-  executables: (opts) => ['bsub', 'bjobs', 'bkill', ...(maxUserPriority(opts) > 0 ? ['bmod'] : []), ...(opts.string('bsub-sudo-user') ? ['sudo'] : [])],
+  executables: (opts) => ['bsub', 'bjobs', 'bkill', ...(maxUserPriority(opts) > 0 ? ['bmod'] : []), ...(bsubSudoUser(opts) ? ['sudo'] : [])],
   missingIsUsage: false,
   hostKind: 'an LSF submission host',
   createRunner: (common, t, opts) =>
@@ -72,16 +77,25 @@ const LSF: BatchSystem = {
       ...common,
       bsubArgs: t.args,
       bsubGpuArgs: t.gpuArgs,
-      sudoUser: opts.string('bsub-sudo-user'),
+      sudoUser: bsubSudoUser(opts),
       maxRunTimeOverhead: opts.duration('max-run-time-overhead', DEFAULT_MAX_RUN_TIME_OVERHEAD),
       maxRunTimeDefault: opts.duration('max-run-time-default', 0),
       maxUserPriority: maxUserPriority(opts),
     }),
   startExtras: (opts) => {
-    const sudoUser = opts.string('bsub-sudo-user');
+    const sudoUser = bsubSudoUser(opts);
     return { prefix: sudoUser ? `sudo -E -u ${sudoUser} ` : '', fields: { sudo_user: sudoUser ?? null } };
   },
 };
+
+/**
+ * `--bsub-sudo-user`, else the config's `BsubSudoUser`, else `crunch` as in
+ * Arvados; an empty value (flag or key) turns sudo off.
+ */
+export function bsubSudoUser(opts: Options): string | undefined {
+  const given = opts.givenString('bsub-sudo-user') ?? clusterSections(opts.config).bsubSudoUser ?? DEFAULT_BSUB_SUDO_USER;
+  return given.trim() === '' ? undefined : given.trim();
+}
 
 /** The `--help` text. */
 export function help(): string {

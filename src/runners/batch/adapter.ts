@@ -99,6 +99,8 @@ export interface SubmitRequest {
   readonly args: readonly string[];
   /** The container record the arguments were expanded from. */
   readonly container: Readonly<Container>;
+  /** The instance type `%I` expanded to ('' when none is configured). */
+  readonly instanceType?: string;
 }
 
 /** How a job ended, from the scheduler's accounting. */
@@ -219,4 +221,12 @@ export interface BatchAdapter {
    * expired). Optional.
    */
   finalState?(job: { readonly jobId: string; readonly name: string }, exec: Exec, signal: AbortSignal): Promise<TerminalReason | undefined>;
+
+  /**
+   * Whether the scheduler's accounting says the job is still alive (running,
+   * pending, suspended) although the queue query no longer lists it: a
+   * listing that missed a job must not cost its container. Optional; a
+   * lookup that fails answers false.
+   */
+  stillRunning?(job: { readonly jobId: string; readonly name: string }, exec: Exec, signal: AbortSignal): Promise<boolean>;
 }

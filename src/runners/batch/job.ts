@@ -25,6 +25,7 @@ import type { Renicer } from './renicer.js';
 import { JobSecrets, JobSecretsError } from './job-secrets.js';
 import { badPartition, containerValues, withoutEchoes, type SharedVerdicts } from './echoes.js';
 import { containerArguments, TemplateError } from './template.js';
+import { chooseInstanceTypes, unsatisfiableRelease } from '../instance-types.js';
 
 const log = logger('batch:job');
 
@@ -71,6 +72,8 @@ export interface JobContext {
   finished(uuid: string, kind: TerminalKind | 'UNKNOWN'): void;
   /** The dispatcher's single release path. */
   release(uuid: string, options: ReleaseOptions): Promise<ReleaseAction>;
+  /** Whether the dispatcher adopted the container (it was locked by our token before this process took it on). */
+  adopted(uuid: string): boolean;
 }
 
 /** Where a container stands, for `schedulingStatus`. */
@@ -121,6 +124,12 @@ export class BatchJob {
   #jobs: readonly QueueJob[] = [];
   #stuckSince: number | undefined;
   #phase: JobPhase = 'waiting';
+  /** An adopted container's job was missing from enough snapshots to submit it. */
+  #absenceConfirmed = false;
+  /** The accounting vetoed "lost" once already (warned). */
+  #vetoed = false;
+  /** What `%I` expands to, once chosen ('' without configured types). */
+  #instanceType: string | undefined;
 
   constructor(ctx: JobContext, d: Dispatcher, container: Container, updates: ContainerUpdates) {
     this.uuid = container.uuid;
@@ -295,6 +304,7 @@ export class BatchJob {
     for (;;) {
       if (this.#stopping) return;
       if (this.#needsSubmission()) {
+        if (this.#instanceType === undefined && !(await this.#chooseInstanceType())) return;
         if ((await this.#submitStep()) === 'done') return;
         continue;
       }
@@ -352,6 +362,20 @@ export class BatchJob {
       if (badPartition(this.#latest)) {
         const refused = await this.#refuseBadPartition(signal);
         if (refused !== 'fine') return refused;
+      }
+      if (!this.#absenceConfirmed && this.#ctx.adopted(this.uuid)) {
+        // Adopted Locked: the dispatcher that locked it (a previous run, or
+        // the active one of a standby pair, killed) may have had a submit
+        // command in flight, whose job shows up a moment later. Submit only
+        // after the job has been missing as long as a lost one must be.
+        for (let i = 0; i < this.#ctx.options.vanishGrace.misses; i++) {
+          const snap = await this.#ctx.monitor.nextSnapshot(signal, true);
+          if (snap.jobs.has(this.uuid)) {
+            this.#onPresent(snap);
+            return 'again';
+          }
+        }
+        this.#absenceConfirmed = true;
       }
       ticket = await this.#ctx.gate.enter(signal);
       const snap = await this.#ctx.monitor.nextSnapshot(signal, true);
@@ -521,7 +545,7 @@ export class BatchJob {
       const why = err instanceof JobSecretsError ? err.message : `cannot write the job secrets file: ${describeError(err)}`;
       throw new RunnerConfigError(why, 'environment', { cause: err });
     }
-    const spec = this.#ctx.adapter.submit({ uuid: this.uuid, script: JobSecrets.script(argv, secretsPath), args: this.#args, container: this.#latest });
+    const spec = this.#ctx.adapter.submit({ uuid: this.uuid, script: JobSecrets.script(argv, secretsPath), args: this.#args, container: this.#latest, instanceType: this.#instanceType ?? '' });
     try {
       return await this.#ctx.exec(spec, { env, signal, op: 'submit', echoes: containerValues(this.#latest) });
     } catch (err) {
@@ -530,11 +554,35 @@ export class BatchJob {
     }
   }
 
+  /**
+   * Chooses the instance type for `%I`; returns false, after cancelling the
+   * container, when no configured type can hold it: submitting it would only
+   * leave a job that can never start.
+   */
+  async #chooseInstanceType(): Promise<boolean> {
+    const o = this.#ctx.options;
+    const choice = chooseInstanceTypes(o.instanceTypes, this.#latest, o.instanceTypeRules);
+    if (choice.kind !== 'unsatisfiable') {
+      this.#instanceType = choice.kind === 'chosen' ? choice.types[0].name : '';
+      return true;
+    }
+    const release = unsatisfiableRelease(choice);
+    this.#released = true;
+    this.#ctx.warn(`container ${this.uuid}: ${release.reason}; cancelling it`);
+    try {
+      await this.#ctx.release(this.uuid, release);
+      this.#ctx.finished(this.uuid, 'CANCELLED');
+    } catch (err) {
+      this.#ctx.warn(`container ${this.uuid}: could not cancel it (${release.reason}): ${describeError(err)}`);
+    }
+    return false;
+  }
+
   /** The expanded templates (and GPU templates when the container wants GPUs). */
   #templateArgs(): string[] {
     const { adapter, options: o } = this.#ctx;
     try {
-      return containerArguments(this.#latest, o, adapter.templates, `${adapter.name} argument templates`);
+      return containerArguments(this.#latest, { ...o, instanceType: this.#instanceType }, adapter.templates, `${adapter.name} argument templates`);
     } catch (err) {
       // Validated at startup; reaching this is our configuration, never the container's.
       if (err instanceof TemplateError) throw new RunnerConfigError(err.message, 'configuration', { cause: err });
@@ -581,6 +629,28 @@ export class BatchJob {
   }
 
   /**
+   * The accounting says the job missing from the queue is still alive: it
+   * vetoes "lost" (warned once per job); the next miss asks again.
+   */
+  async #stillRunning(): Promise<boolean> {
+    const { adapter, options } = this.#ctx;
+    const jobId = this.#jobId ?? this.#job?.jobId;
+    if (!options.accounting || !adapter.stillRunning || jobId === undefined || this.#ctx.closed.aborted) return false;
+    let alive: boolean;
+    try {
+      alive = await adapter.stillRunning({ jobId, name: this.uuid }, (spec, signal) => this.#ctx.exec(spec, { signal, op: 'accounting' }), this.#ctx.closed);
+    } catch (err) {
+      log('%s: accounting lookup of job %s failed: %s', this.uuid, jobId, describeError(err));
+      return false;
+    }
+    if (alive && !this.#vetoed) {
+      this.#vetoed = true;
+      this.#ctx.warn(`${adapter.name} job ${jobId} of container ${this.uuid} is missing from the queue listing, but the accounting says it is still alive: not treating it as lost`);
+    }
+    return alive;
+  }
+
+  /**
    * The job left after a cancel, or after its container ended: say how it
    * ended, in the background (the container needs nothing more). The lookup
    * is for metrics, so it waits behind every other scheduler command and
@@ -600,6 +670,7 @@ export class BatchJob {
    */
   async #declareLost(ms: number): Promise<boolean> {
     const { adapter } = this.#ctx;
+    if (await this.#stillRunning()) return false;
     const terminal = await this.#terminal();
     const job = this.#jobId === undefined ? `The ${adapter.name} job` : `${adapter.name} job ${this.#jobId}`;
     const reason =

@@ -36,7 +36,7 @@ export const DEFAULT_MAX_RUN_TIME_OVERHEAD = 5 * 60_000;
  * value meaning "no limit".
  */
 export const LSF_TEMPLATE_RULES: TemplateRules = Object.freeze({
-  placeholders: Object.freeze(['%C', '%G', '%M', '%T', '%U', '%W']),
+  placeholders: Object.freeze(['%C', '%G', '%I', '%M', '%T', '%U', '%W']),
   dropWhenEmpty: Object.freeze(['%W']),
   dropMode: 'pair',
 });
@@ -56,6 +56,12 @@ export interface BsubOptions {
   maxRunTimeOverhead?: number;
   /** Max run time for containers without one, in ms; default 0 (none). */
   maxRunTimeDefault?: number;
+}
+
+/** Per-container values of {@link bsubArgs} chosen by the runner. */
+export interface BsubContainerValues {
+  /** `%I`: the chosen instance type; default empty. */
+  instanceType?: string;
 }
 
 /**
@@ -89,6 +95,7 @@ export function maxRunMinutes(container: Pick<Container, 'scheduling_parameters'
  * | `%%` | a literal `%` (so `%%J` reaches bsub as its own `%J`) |
  * | `%C` | vCPUs |
  * | `%G` | GPU count |
+ * | `%I` | instance type (empty when none is configured) |
  * | `%M` | MiB of RAM: ram + keep_cache_ram + reserve, rounded up |
  * | `%T` | MiB of scratch, rounded up |
  * | `%U` | container UUID |
@@ -100,10 +107,10 @@ export function maxRunMinutes(container: Pick<Container, 'scheduling_parameters'
  * bsubArgs(ctr, { args: ['-J', '%U', '-We', '%W'] }) // => ['-J', 'zzzzz-dz642-…'] without a max run time
  * @throws TemplateError for an unknown placeholder.
  */
-export function bsubArgs(container: Container, options: BsubOptions = {}): string[] {
+export function bsubArgs(container: Container, options: BsubOptions = {}, chosen: BsubContainerValues = {}): string[] {
   const minutes = maxRunMinutes(container, options);
   const values = {
-    ...templateValues(container, { reserveExtraRam: options.reserveExtraRam }),
+    ...templateValues(container, { reserveExtraRam: options.reserveExtraRam, instanceType: chosen.instanceType }),
     '%W': minutes > 0 ? String(minutes) : '',
   };
   const templates = [...(options.args ?? DEFAULT_BSUB_ARGUMENTS)];

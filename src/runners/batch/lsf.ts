@@ -26,7 +26,7 @@ export interface LsfAdapterOptions extends BsubOptions {
   sudoUser?: string;
   /** Executables: `bsub`, `bjobs`, `bkill`, `bmod`, `sudo` (default: the names, looked up on PATH). */
   commands?: Partial<Record<'bsub' | 'bjobs' | 'bkill' | 'bmod' | 'sudo', string>>;
-  /** Whose jobs the queue query lists; default `sudoUser`, else the user this process runs as. */
+  /** Whose jobs the queue query lists; default every user's (`bjobs -u all`), as Arvados' dispatcher lists them. */
   user?: string;
   /**
    * The top of the user priority range (`MAX_USER_PRIORITY`); pending jobs
@@ -76,13 +76,13 @@ export class LsfAdapter implements BatchAdapter {
     this.commands = Object.freeze(commands);
     this.#options = { ...options };
     this.jobUser = options.sudoUser;
-    this.#user = userName('user', options.user ?? options.sudoUser);
+    this.#user = options.user === undefined ? 'all' : userName('user', options.user);
     this.#maxUserPriority = max;
   }
 
   /** `bsub <templates>` (or `sudo -E -u USER bsub …`) with the script on stdin. */
   submit(req: SubmitRequest): CommandSpec {
-    const args = bsubArgs(req.container, this.#options);
+    const args = bsubArgs(req.container, this.#options, { instanceType: req.instanceType });
     // The job name is the container UUID whatever the templates say: the
     // queue is looked up by name before any (re)submission.
     const j = args.indexOf('-J');
@@ -167,6 +167,20 @@ export class LsfAdapter implements BatchAdapter {
     const result = await exec({ command: 'bjobs', args: ['-a', '-o', BJOBS_FINAL_FIELDS, '-json', job.jobId] }, signal);
     if (result.code !== 0 && result.stdout.trim() === '') return undefined;
     return lsfEnd(result.stdout);
+  }
+
+  /** `bjobs -a` says the job is pending, running or suspended. */
+  async stillRunning(job: { readonly jobId: string; readonly name: string }, exec: Exec, signal: AbortSignal): Promise<boolean> {
+    if (!/^\d+$/.test(job.jobId)) return false;
+    const result = await exec({ command: 'bjobs', args: ['-a', '-o', 'jobid stat', '-json', job.jobId] }, signal).catch(() => undefined);
+    if (!result || result.code !== 0) return false;
+    try {
+      const doc = JSON.parse(result.stdout) as { RECORDS?: Array<{ JOBID?: unknown; STAT?: unknown }> };
+      const rec = doc.RECORDS?.find((r) => String(r.JOBID) === job.jobId);
+      return typeof rec?.STAT === 'string' && ['PEND', 'RUN', 'PSUSP', 'USUSP', 'SSUSP', 'PROV', 'WAIT'].includes(rec.STAT);
+    } catch {
+      return false;
+    }
   }
 }
 

@@ -8,6 +8,7 @@ import { checkDuration } from '../../util/duration.js';
 import { checkEnvOptions, checkSystemRootToken } from '../crunch-run.js';
 import { DEFAULT_RESERVE_EXTRA_RAM } from '../defaults.js';
 import { defaultSecretsDir } from './job-secrets.js';
+import type { InstanceType, InstanceTypeRules } from '../instance-types.js';
 import type { CommandRunner } from './commands.js';
 import { DEFAULT_PRIORITY_SPREAD } from './priority.js';
 
@@ -124,6 +125,14 @@ export interface BatchRunnerOptions {
   runner?: CommandRunner;
   /** Kill a scheduler command that runs longer than this many ms. Default 60 000. */
   commandTimeout?: number;
+  /**
+   * The cluster's `InstanceTypes`: `%I` expands to the cheapest one a
+   * container fits, and a container none fits is cancelled before any
+   * submission. Default none (`%I` is empty, nothing is refused).
+   */
+  instanceTypes?: readonly InstanceType[];
+  /** Settings of the instance type choice besides `reserveExtraRam` (which is this runner's). */
+  instanceTypeRules?: Omit<InstanceTypeRules, 'reserveExtraRam'>;
 }
 
 /** {@link BatchRunnerOptions} with every default filled in. */
@@ -148,6 +157,8 @@ export interface ResolvedBatchOptions {
   readonly secretsDir: string;
   readonly runner: CommandRunner | undefined;
   readonly commandTimeout: number;
+  readonly instanceTypes: readonly InstanceType[];
+  readonly instanceTypeRules: Readonly<InstanceTypeRules>;
 }
 
 /** Documented defaults of {@link BatchRunnerOptions}. */
@@ -252,5 +263,7 @@ export function resolveBatchOptions(
     secretsDir,
     runner: opts.runner,
     commandTimeout: duration('commandTimeout', opts.commandTimeout, d.commandTimeout, 1),
+    instanceTypes: Object.freeze([...(opts.instanceTypes ?? [])]),
+    instanceTypeRules: Object.freeze({ ...opts.instanceTypeRules, reserveExtraRam: number('reserveExtraRam', opts.reserveExtraRam, d.reserveExtraRam, 0) }),
   };
 }

@@ -9,13 +9,14 @@
 import { EventEmitter, once, setMaxListeners } from 'node:events';
 import { isApiStatus } from '../../client/errors.js';
 import type { Dispatcher } from '../../dispatcher/dispatcher.js';
+import type { InstanceTypeView } from '../../dispatcher/options.js';
 import { RunnerConfigError, type ReleaseAction, type ReleaseOptions, type RunContainer, type Runner } from '../../dispatcher/runner.js';
 import type { ContainerUpdates } from '../../dispatcher/updates.js';
 import { logger } from '../../log.js';
 import type { ApiClientAuthorization, Container } from '../../types.js';
 import { describeError } from '../../util/errors.js';
 import { assertContainerUuid } from '../../uuid.js';
-import type { BatchAdapter, RunResult, TerminalKind } from './adapter.js';
+import type { BatchAdapter, QueueJob, RunResult, TerminalKind } from './adapter.js';
 import { Canceller } from './canceller.js';
 import { classifyOutcome, Executor, type CommandRecord } from './exec.js';
 import { SubmitGate } from './gate.js';
@@ -27,6 +28,7 @@ import { QueueMonitor, type QueueSnapshot } from './monitor.js';
 import { resolveBatchOptions, type BatchRunnerOptions, type ResolvedBatchOptions } from './options.js';
 import { Renicer } from './renicer.js';
 import { validateTemplates } from './template.js';
+import { fittingInstanceTypes } from '../instance-types.js';
 
 const log = logger('batch');
 
@@ -136,6 +138,9 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
   #queueHealthy = true;
   #lastQueueError: { error: Error; result: RunResult | undefined } | undefined;
   readonly #onStopping = (): void => void this.close();
+  /** Containers the dispatcher adopted (locked by our token before this process took them on), until their job is created. */
+  readonly #adopted = new Set<string>();
+  readonly #onAdopted = (c: Readonly<Container>): void => void this.#adopted.add(c.uuid);
   readonly #onSnapshot = (s: QueueSnapshot): void => this.#snapshot(s);
   readonly #onPollError = (err: Error, result: RunResult | undefined): void => {
     this.#lastQueueError = { error: err, result };
@@ -201,8 +206,23 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
       },
       finished: (uuid, kind) => this.emit('finished', uuid, kind),
       release: (uuid, opts) => this.#release(uuid, opts),
+      adopted: (uuid) => this.#adopted.has(uuid),
     };
     this.runContainer = (d, container, updates) => this.#runContainer(d, container, updates);
+  }
+
+  /**
+   * The jobs of the last queue listing that are ours: those of containers
+   * this runner holds. The listing has every user's jobs.
+   */
+  get ownJobs(): QueueJob[] {
+    const snap = this.#monitor.latest;
+    const out: QueueJob[] = [];
+    for (const name of this.#jobs.keys()) {
+      const j = snap?.jobs.get(name);
+      if (j) out.push(j);
+    }
+    return out;
   }
 
   /** Current counters. */
@@ -210,7 +230,11 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
     const snap = this.#monitor.latest;
     let pending = 0;
     let running = 0;
-    for (const j of snap?.jobs.values() ?? []) {
+    let inQueue = 0;
+    // The queue lists every user's jobs: count only those of containers we hold.
+    for (const [name, j] of snap?.jobs ?? []) {
+      if (!this.#jobs.has(name)) continue;
+      inQueue++;
       if (j.state === 'pending') pending++;
       else if (j.state === 'running') running++;
     }
@@ -218,7 +242,7 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
     for (const { job } of this.#jobs.values()) if (job.schedulingStatus === 'submitting') submitting++;
     return {
       containers: this.#jobs.size,
-      inQueue: snap?.jobs.size ?? 0,
+      inQueue,
       pending,
       running,
       submitting,
@@ -255,6 +279,15 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
   }
 
   /**
+   * The configured instance types `container` fits, cheapest first: the
+   * first is what `%I` expands to. Empty without `instanceTypes`, or when
+   * none fits (such a container is cancelled before submission).
+   */
+  instanceTypes(container: Readonly<Container>): InstanceTypeView[] {
+    return fittingInstanceTypes(this.options.instanceTypes, container, this.options.instanceTypeRules);
+  }
+
+  /**
    * Ties the runner to `dispatcher`: starts queue polling, waits for the
    * first successful query, and hands jobs named like containers of this
    * cluster to the dispatcher (so that orphans of finished containers get
@@ -270,6 +303,7 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
     if (this.#closed.signal.aborted) return Promise.reject(new Error(`this ${this.adapter.name} runner is closed`));
     this.#dispatcher = dispatcher;
     dispatcher.once('stopping', this.#onStopping);
+    dispatcher.on('adopted', this.#onAdopted);
     this.#monitor.on('snapshot', this.#onSnapshot);
     this.#monitor.on('pollError', this.#onPollError);
     this.#monitor.start();
@@ -291,6 +325,7 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
     log('closing');
     this.#closed.abort(new Error(`${this.adapter.name} runner closed`));
     this.#dispatcher?.off('stopping', this.#onStopping);
+    this.#dispatcher?.off('adopted', this.#onAdopted);
     this.#gate.close();
     await this.#monitor.stop();
     this.#monitor.off('snapshot', this.#onSnapshot);
@@ -311,6 +346,7 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
       await done;
     } finally {
       this.#jobs.delete(container.uuid);
+      this.#adopted.delete(container.uuid);
     }
   }
 
@@ -418,7 +454,9 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
   async #handOver(d: Dispatcher, name: string): Promise<void> {
     const attempts = (this.#orphans.get(name) ?? 0) + 1;
     try {
-      await d.trackContainer(name);
+      // Only containers our token holds: the queue lists every user's jobs,
+      // and another dispatcher's job is none of ours to cancel.
+      await d.trackContainer(name, { lockedOnly: true });
       this.#orphans.delete(name);
     } catch (err) {
       if (this.#closed.signal.aborted) return;

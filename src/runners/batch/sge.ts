@@ -39,7 +39,7 @@ export const DEFAULT_QSUB_GPU_ARGUMENTS: readonly string[] = Object.freeze([]);
 
 /** Grid Engine's templates: `-q %P`, `-l h_rt=0:%W:0` pairs are dropped whole when empty. */
 export const SGE_TEMPLATE_RULES: TemplateRules = Object.freeze({
-  placeholders: Object.freeze(['%C', '%G', '%M', '%T', '%U', '%W', '%P']),
+  placeholders: Object.freeze(['%C', '%G', '%I', '%M', '%T', '%U', '%W', '%P']),
   dropWhenEmpty: Object.freeze(['%W', '%P']),
   dropMode: 'pair',
 });
@@ -53,7 +53,7 @@ const PRIORITY_SHIFT = 1024;
 export interface SgeAdapterOptions {
   /** Executables: `qsub`, `qstat`, `qdel`, `qalter`, `qacct` (default: the names, looked up on PATH). */
   commands?: Partial<Record<'qsub' | 'qstat' | 'qdel' | 'qalter' | 'qacct', string>>;
-  /** Whose jobs qstat lists; default the user this process runs as. */
+  /** Whose jobs qstat lists; default every user's (`qstat -u '*'`). */
   user?: string;
   /** How often to ask qacct for a record not written yet (Grid Engine flushes accounting every few seconds). Default 3. */
   accountingAttempts?: number;
@@ -93,7 +93,7 @@ export class SgeAdapter implements BatchAdapter {
       qalter: c.qalter ?? 'qalter',
       qacct: c.qacct ?? 'qacct',
     });
-    this.#user = userName('user', options.user);
+    this.#user = options.user === undefined ? '*' : userName('user', options.user);
     this.#attempts = Math.max(1, Math.floor(options.accountingAttempts ?? 3));
     this.#delay = Math.max(0, options.accountingDelay ?? 2_000);
   }
@@ -123,7 +123,7 @@ export class SgeAdapter implements BatchAdapter {
     return parseQsubJobId(result.stdout);
   }
 
-  /** `qstat -u <user> -xml -pri`: only our jobs, with their `-p` priority. */
+  /** `qstat -u '*' -xml -pri`: every user's jobs (or `user`'s), with their `-p` priority. */
   queueQuery(): CommandSpec {
     return { command: 'qstat', args: ['-u', this.#user, '-xml', '-pri'] };
   }
@@ -206,6 +206,13 @@ export class SgeAdapter implements BatchAdapter {
       if (attempt < this.#attempts) await sleep(this.#delay, signal);
     }
     return undefined;
+  }
+
+  /** `qstat -j` still knows the job (qacct has a record only once it ended). */
+  async stillRunning(job: { readonly jobId: string; readonly name: string }, exec: Exec, signal: AbortSignal): Promise<boolean> {
+    if (!/^\d+$/.test(job.jobId)) return false;
+    const result = await exec({ command: 'qstat', args: ['-j', job.jobId] }, signal).catch(() => undefined);
+    return result?.code === 0 && new RegExp(`^job_number:\\s+${job.jobId}\\s*$`, 'm').test(result.stdout);
   }
 }
 

@@ -7,7 +7,6 @@
  *
  * @module
  */
-import { userInfo } from 'node:os';
 import { isContainerUuid } from '../../uuid.js';
 import type { BatchAdapter, CommandSpec, Exec, JobState, QueueJob, RunResult, SubmitRequest, TemplateRules, TerminalKind, TerminalReason } from './adapter.js';
 import { BATCH_RUNNER_DEFAULTS, type BatchRunnerOptions } from './options.js';
@@ -60,12 +59,17 @@ export interface SlurmCommands {
 export interface SlurmAdapterOptions {
   /** Where the Slurm commands are. */
   commands?: SlurmCommands;
-  /** Whose jobs squeue lists. Default the user this process runs as. */
+  /**
+   * Whose jobs squeue lists. Default every user's, as Arvados' dispatcher
+   * lists them: a job submitted by another dispatcher (a Go one before a
+   * switch-over, or one running as another user) is followed, not
+   * resubmitted, when its container is locked by our token.
+   */
   squeueUser?: string;
   /**
    * Run `squeue --all`, which also lists jobs in hidden partitions and
    * partitions this user may not use (Go's crunch-dispatch-slurm does).
-   * Still only `squeueUser`'s jobs. Default false.
+   * Default false.
    */
   squeueAll?: boolean;
   /**
@@ -89,15 +93,6 @@ export interface SlurmRunnerOptions extends Omit<BatchRunnerOptions, 'args' | 'g
 
 /** Documented defaults of {@link SlurmRunnerOptions}. */
 export const SLURM_RUNNER_DEFAULTS = Object.freeze({ ...BATCH_RUNNER_DEFAULTS, jobOutputDir: '/tmp' });
-
-function currentUser(): string {
-  try {
-    return userInfo().username;
-  } catch {
-    // No passwd entry (e.g. an arbitrary UID in a container): Slurm takes a numeric UID as well.
-    return String(process.getuid?.() ?? '');
-  }
-}
 
 const INTEGER = /^-?\d+$/;
 
@@ -269,7 +264,7 @@ export class SlurmAdapter implements BatchAdapter {
     this.commands = Object.freeze({ sbatch: cmd('sbatch'), squeue: cmd('squeue'), scancel: cmd('scancel'), scontrol: cmd('scontrol'), sacct: cmd('sacct') });
     this.#squeueArgs = Object.freeze([
       ...(options.squeueAll ? ['--all'] : []),
-      `--user=${options.squeueUser ?? currentUser()}`,
+      ...(options.squeueUser === undefined ? [] : [`--user=${options.squeueUser}`]),
       '--noheader',
       `--format=${SQUEUE_FORMAT}`,
     ]);
@@ -360,7 +355,21 @@ export class SlurmAdapter implements BatchAdapter {
     const fromShow = show.code === 0 ? parseScontrolJob(show.stdout, job.jobId) : undefined;
     return fromShow && terminalReason(fromShow);
   }
+
+  /** `sacct` (else `scontrol show job`) says the job is running, pending, suspended or completing. */
+  async stillRunning(job: { readonly jobId: string; readonly name: string }, exec: Exec, signal: AbortSignal): Promise<boolean> {
+    if (!/^\d+(?:_\d+)?$/.test(job.jobId)) return false;
+    const sacct = await exec({ command: 'sacct', args: ['--noheader', '--parsable2', '--format=JobID,State', `--jobs=${job.jobId}`] }, signal).catch(() => undefined);
+    const fromSacct = sacct?.code === 0 ? parseSacct(sacct.stdout, job.jobId) : undefined;
+    if (fromSacct) return ALIVE_STATES.has(fromSacct.state.split(/\s+/)[0] ?? '');
+    const show = await exec({ command: 'scontrol', args: ['show', 'job', '--oneliner', job.jobId] }, signal).catch(() => undefined);
+    const fromShow = show?.code === 0 ? parseScontrolJob(show.stdout, job.jobId) : undefined;
+    return fromShow !== undefined && ALIVE_STATES.has(fromShow.state.split(/\s+/)[0] ?? '');
+  }
 }
+
+/** Slurm job states of a job that is not over. */
+const ALIVE_STATES = new Set(['PENDING', 'RUNNING', 'CONFIGURING', 'COMPLETING', 'SUSPENDED', 'REQUEUED', 'REQUEUE_HOLD', 'REQUEUE_FED', 'RESIZING', 'STAGE_OUT', 'SIGNALING', 'STOPPED']);
 
 /**
  * Runs containers as Slurm batch jobs: the batch core with the

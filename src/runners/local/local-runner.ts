@@ -23,6 +23,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import type { Dispatcher } from '../../dispatcher/dispatcher.js';
+import type { InstanceTypeView } from '../../dispatcher/options.js';
 import { RunnerConfigError, type ReleaseAction, type ReleaseOptions, type RunContainer, type Runner } from '../../dispatcher/runner.js';
 import type { ContainerUpdates, StreamEndReason } from '../../dispatcher/updates.js';
 import { logger } from '../../log.js';
@@ -38,6 +39,8 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { checkEnvOptions, checkSystemRootToken, crunchRunCommand, gatewayAuthSecret, type CommandSpec } from '../crunch-run.js';
+import { findCrunchRun, processAlive } from './orphans.js';
+import { chooseInstanceTypes, fittingInstanceTypes, unsatisfiableRelease, type InstanceType, type InstanceTypeRules } from '../instance-types.js';
 import { Tail, eachLine } from './output.js';
 import {
   ResourcePool,
@@ -55,6 +58,8 @@ export const DEFAULT_STOP_GRACE = 60_000;
 /** Default ms between SIGTERM and SIGKILL. */
 export const DEFAULT_KILL_GRACE = 10_000;
 const LIVE = new Set<ContainerState>(['Locked', 'Running']);
+/** How often a followed crunch-run of a previous dispatcher (no pid file: e.g. Go's crunch-dispatch-local) is checked for exit. */
+const ORPHAN_POLL_MS = 500;
 
 /** Options of {@link LocalRunner}. */
 export interface LocalRunnerOptions {
@@ -72,6 +77,13 @@ export interface LocalRunnerOptions {
   reserveExtraRam?: number;
   /** Overrides of the detected capacity (CPU count, total RAM, CUDA/AMD_VISIBLE_DEVICES). */
   capacity?: ResourceCapacityOverrides;
+  /**
+   * The cluster's `InstanceTypes`: a container none of them fits is
+   * cancelled before it starts, as the batch runners do. Default none.
+   */
+  instanceTypes?: readonly InstanceType[];
+  /** Settings of the instance type choice besides `reserveExtraRam`. */
+  instanceTypeRules?: Omit<InstanceTypeRules, 'reserveExtraRam'>;
   /**
    * Ms after SIGINT before SIGTERM is sent. Default {@link DEFAULT_STOP_GRACE}.
    * Also how long crunch-run may keep running after its container became
@@ -237,6 +249,8 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
   readonly crunchRunCommand: string;
   readonly #spec: CommandSpec;
   readonly #reserveExtraRam: number;
+  readonly #instanceTypes: readonly InstanceType[];
+  readonly #instanceTypeRules: InstanceTypeRules;
   readonly #stopGrace: number;
   readonly #killGrace: number;
   readonly #jobs = new Map<Job, Promise<void>>();
@@ -284,6 +298,8 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
       systemRootToken: opts.systemRootToken,
     });
     this.#reserveExtraRam = nonNegative('reserveExtraRam', opts.reserveExtraRam, DEFAULT_RESERVE_EXTRA_RAM);
+    this.#instanceTypes = Object.freeze([...(opts.instanceTypes ?? [])]);
+    this.#instanceTypeRules = Object.freeze({ ...opts.instanceTypeRules, reserveExtraRam: this.#reserveExtraRam });
     this.#stopGrace = checkDuration('stopGrace', opts.stopGrace ?? DEFAULT_STOP_GRACE);
     this.#killGrace = checkDuration('killGrace', opts.killGrace ?? DEFAULT_KILL_GRACE);
     this.pool = new ResourcePool(opts.capacity, processEnv);
@@ -377,6 +393,15 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
   }
 
   /**
+   * The configured instance types `container` fits, cheapest first; empty
+   * without `instanceTypes` or when none fits. For the management API's
+   * `instance_types`.
+   */
+  instanceTypes(container: Readonly<Container>): InstanceTypeView[] {
+    return fittingInstanceTypes(this.#instanceTypes, container, this.#instanceTypeRules);
+  }
+
+  /**
    * Where a container stands, for the management API: `waiting for
    * resources: needs 16 vCPUs, 4 free`, `starting crunch-run`, `running (pid
    * 123)`, `finishing`; undefined for a container this runner does not have.
@@ -452,6 +477,12 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
       });
       if (survivor) return this.#follow(job, d, c, survivor);
     }
+    if (c.state === 'Running' || c.state === 'Locked') {
+      // No pid file: a crunch-run of a previous dispatcher that kept none
+      // (Go's crunch-dispatch-local) may still run; found by its command line.
+      const pid = findCrunchRun(uuid, this.#spec.command);
+      if (pid !== undefined) return this.#followOrphan(job, d, c, pid);
+    }
     if (c.state === 'Running') return this.#cancelAdopted(d, c);
     if (c.state !== 'Locked') {
       log('%s is %s, nothing to run', uuid, c.state);
@@ -459,6 +490,13 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
     }
     if (c.priority === 0) return this.#skip(job, 'its priority is 0 (cancel requested)');
 
+    const types = chooseInstanceTypes(this.#instanceTypes, c, this.#instanceTypeRules);
+    if (types.kind === 'unsatisfiable') {
+      log('%s: %s', uuid, types.reason);
+      await this.#release(d, uuid, unsatisfiableRelease(types));
+      this.#emit('finished', { uuid, state: 'Cancelled', exitCode: null });
+      return;
+    }
     const need = this.needOf(c);
     job.need = need;
     // A record without sane sizes is a bad answer from the API, not the
@@ -778,6 +816,42 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
     let files = this.#pidFiles.get(key);
     if (!files) this.#pidFiles.set(key, (files = new PidFiles(join(this.#stateDir, key))));
     return files;
+  }
+
+  /**
+   * Follows a crunch-run another dispatcher process on this host started:
+   * no second one is started and the container is not cancelled. Its exit
+   * is noticed by polling; one that exits leaving the container unfinished
+   * gets it cancelled, as for our own. Its resources are not taken from the
+   * pool (it was started against the previous process's).
+   */
+  async #followOrphan(job: Job, d: Dispatcher, c: Readonly<Container>, pid: number): Promise<void> {
+    const uuid = c.uuid;
+    log('%s: following crunch-run pid %d, started by a previous dispatcher on this host', uuid, pid);
+    job.phase = 'running';
+    job.pid = pid;
+    let signalled = false;
+    while (processAlive(pid)) {
+      if (job.stop.signal.aborted && !signalled && job.endReason !== 'finished' && !this.#closing) {
+        // Priority 0, or the container is no longer ours: crunch-run cancels it on SIGINT.
+        signalled = true;
+        try {
+          process.kill(pid, 'SIGINT');
+        } catch {
+          break;
+        }
+      }
+      if (this.#closing) return;
+      await sleep(ORPHAN_POLL_MS).catch(() => {});
+    }
+    job.phase = 'cleanup';
+    const fresh = await d.client.getContainer(uuid).catch(() => undefined);
+    if (fresh && LIVE.has(fresh.state)) {
+      const reason = `crunch-run (pid ${pid}, started by a previous dispatcher) exited without finalizing the container`;
+      if ((await this.#release(d, uuid, { reason, cancel: true })) === 'cancelled') this.#emit('finished', { uuid, state: 'Cancelled', exitCode: null });
+      return;
+    }
+    if (fresh) this.#emit('finished', { uuid, state: fresh.state, exitCode: fresh.exit_code ?? null });
   }
 
   /** A container adopted in Running state after a restart: its crunch-run was a child of the old process and cannot be re-attached. */

@@ -396,7 +396,7 @@ export function defineBatchBehaviour(env: BatchEnvironment, extra?: (ctx: Behavi
       expect(existsSync(join(markers, `${low.uuid}.json`))).toBe(false);
     }, TEST_TIMEOUT);
 
-    it('leaves jobs in the queue when stopped; a restarted dispatcher adopts them without submitting and cancels orphans', async () => {
+    it('leaves jobs in the queue when stopped; a restarted dispatcher adopts them without submitting, and leaves jobs of containers it does not hold alone', async () => {
       const first = start();
       const a = container({ priority: 2, env: { STUB_MODE: 'release' } });
       const b = container({ priority: 1, env: { STUB_MODE: 'release' } });
@@ -417,9 +417,7 @@ export function defineBatchBehaviour(env: BatchEnvironment, extra?: (ctx: Behavi
         const second = start();
         const orphans: string[][] = [];
         second.runner.on('orphans', (names) => orphans.push(names));
-        await waitFor(() => second.settled.has(done.uuid), 'orphan runner settled', WAIT);
-        await waitFor(() => env.jobs(done.uuid).length === 0, 'orphan job cancelled', WAIT);
-        expect(orphans).toHaveLength(1);
+        await waitFor(() => orphans.length === 1, 'orphans found', WAIT);
         expect(orphans[0]).toEqual(expect.arrayContaining([a.uuid, b.uuid, done.uuid]));
         expect(orphans[0].every((n) => n.startsWith(`${CLUSTER}-dz642-`))).toBe(true);
         expect(env.jobs(foreign)).toHaveLength(1);
@@ -432,8 +430,12 @@ export function defineBatchBehaviour(env: BatchEnvironment, extra?: (ctx: Behavi
         expect(count(second, env.commands.submit)).toBe(0);
         expect(fake.runCount(a.uuid)).toBe(1);
         expect(fake.runCount(b.uuid)).toBe(1);
+        // The queue lists every user's jobs: one of a container our token does not hold is never touched.
+        expect(second.settled.has(done.uuid)).toBe(false);
+        expect(env.jobs(done.uuid)).toHaveLength(1);
       } finally {
         env.remove(foreign);
+        env.remove(done.uuid);
       }
     }, TEST_TIMEOUT);
 

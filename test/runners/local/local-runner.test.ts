@@ -2,7 +2,7 @@
 // processes: a stub crunch-run (test/fixtures/fake-crunch-run.mjs) that
 // talks to the fake through the credentials the runner puts in its
 // environment, and records its argv, environment and the signals it gets.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -594,5 +594,60 @@ describe('LocalRunner: options', () => {
       env: { PATH: '/bin', ...creds },
     });
     expect(() => r.commandFor('zzzzz-dz642-0123; rm -rf', creds)).toThrow(/not a container UUID/);
+  });
+});
+
+describe('LocalRunner: instance types', () => {
+  const types = [
+    { name: 'small', vcpus: 2, ram: 4 * GiB, scratch: 100 * GiB, price: 0.1, preemptible: false },
+    { name: 'large', vcpus: 4, ram: 16 * GiB, scratch: 100 * GiB, price: 0.4, preemptible: false },
+  ];
+
+  it('cancels before starting a container no configured type can hold, naming the types considered', async () => {
+    const s = await setup({ runner: { instanceTypes: types, instanceTypeRules: { localKeepBlobBuffersPerVCPU: 0 } } });
+    const c = s.fake.addContainer(small({ runtime_constraints: { vcpus: 3, ram: 32 * GiB } }));
+    const ok = s.fake.addContainer(small());
+    await waitFor(() => stateOf(s, c.uuid) === 'Cancelled', 'Cancelled');
+    expect(String(s.fake.container(c.uuid)?.runtime_status?.error)).toMatch(/^constraints not satisfiable by any configured instance type \(needs 3 VCPUs/);
+    const log = s.fake.logs.filter((l) => l.object_uuid === c.uuid).map((l) => String(l.properties.text)).join('\n');
+    expect(log).toContain('instance types considered');
+    expect(log).toMatch(/small \(2 VCPUs, 4096 MiB RAM[^\n]*\n[^\n]*large \(4 VCPUs, 16384 MiB RAM/);
+    expect(s.stub.record(c.uuid)).toBeUndefined();
+    expect(s.fake.runCount(c.uuid)).toBe(0);
+    await waitFor(() => stateOf(s, ok.uuid) === 'Complete', 'the other one Complete');
+    expect(s.runner.instanceTypes(s.fake.container(ok.uuid)!).map((t) => t.Name)).toEqual(['small']);
+  });
+});
+
+describe('LocalRunner: a crunch-run a previous dispatcher on this host started', () => {
+  it('is followed, neither started again nor cancelled, when its container is adopted', async () => {
+    const other = makeCrunchRunStub();
+    let child: ChildProcess | undefined;
+    let uuid = '';
+    try {
+      const s = await setup({
+        containers: (fake) => {
+          const c = fake.addContainer(small({ state: 'Locked', locked_by_uuid: fake.rootToken.uuid }));
+          uuid = c.uuid;
+          // As a killed dispatcher leaves it: detached, alive, talking to the API.
+          child = spawn(other.command, ['--mode=complete', '--work=1500', other.recordArg, c.uuid], {
+            detached: true,
+            stdio: 'ignore',
+            env: { ...process.env, ...fake.env() },
+          });
+        },
+      });
+      await waitFor(() => stateOf(s, uuid) === 'Complete', 'Complete', 30_000);
+      expect(s.fake.runCount(uuid)).toBe(1);
+      expect(other.record(uuid)).toBeDefined();
+      // Our runner started none.
+      expect(s.stub.record(uuid)).toBeUndefined();
+      expect(s.of('started', uuid)).toEqual([]);
+      await waitFor(() => s.of('finished', uuid).length === 1, 'finished');
+      expect(s.of('finished', uuid)).toMatchObject([{ state: 'Complete' }]);
+    } finally {
+      if (child?.pid && child.exitCode === null) child.kill('SIGKILL');
+      other.remove();
+    }
   });
 });

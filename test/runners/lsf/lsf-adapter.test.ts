@@ -142,8 +142,8 @@ describe('bjobs', () => {
     expect(parseBjobs('{"COMMAND":"bjobs","JOBS":0,"RECORDS":[]}')).toEqual([]);
   });
 
-  it('asks for our own jobs only: the sudo user, else the given user', () => {
-    expect(new LsfAdapter({ sudoUser: 'crunch' }).queueQuery().args).toEqual(['-u', 'crunch', '-o', 'jobid stat job_name pend_reason job_priority', '-json']);
+  it("asks for every user's jobs (bjobs -u all), or the given user's", () => {
+    expect(new LsfAdapter({ sudoUser: 'crunch' }).queueQuery().args).toEqual(['-u', 'all', '-o', 'jobid stat job_name pend_reason job_priority', '-json']);
     expect(new LsfAdapter({ user: 'alice' }).queueQuery().args[1]).toBe('alice');
   });
 

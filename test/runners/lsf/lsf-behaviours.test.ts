@@ -103,7 +103,7 @@ defineBatchBehaviour(
       expect(calls.filter((x) => x.command === 'bsub')).toEqual([expect.objectContaining({ user: 'nobody' })]);
       const queries = h.calls.filter((x) => x.cmd === 'bjobs' && x.args[0] === '-u');
       expect(queries.length).toBeGreaterThan(0);
-      expect(queries.every((x) => x.args[1] === 'nobody')).toBe(true);
+      expect(queries.every((x) => x.args[1] === 'all')).toBe(true);
     }, TEST_TIMEOUT);
   },
 );

@@ -151,5 +151,37 @@ defineBatchBehaviour(
       }
       expect(h.runner.status.atQuota).toBe(false);
     }, 4 * WAIT);
+
+    it("follows another Unix user's job for a container our token holds (no cancel, no resubmission), and never touches jobs of containers it does not hold", async () => {
+      const fake = ctx.fake();
+      const ours = ctx.container({ env: { STUB_MODE: 'hang' } });
+      fake.forceUpdate(ours.uuid, { state: 'Locked', locked_by_uuid: fake.rootToken.uuid });
+      const theirs = ctx.container({ env: { STUB_MODE: 'hang' } });
+      fake.forceUpdate(theirs.uuid, { state: 'Locked', locked_by_uuid: 'zzzzz-gj3su-0therd1spatcher' });
+      const asNobody = (name: string): void =>
+        void sh('runuser', ['-u', 'nobody', '--', 'sbatch', `--job-name=${name}`, '--mem=16', '--output=/dev/null', '--chdir=/tmp', '--wrap=sleep 600']);
+      try {
+        asNobody(ours.uuid);
+        asNobody(theirs.uuid);
+        const h = ctx.start({ vanishGrace: { misses: 2, ms: 0 } });
+        await waitFor(() => h.d.container(ours.uuid) !== undefined, 'ours adopted', WAIT);
+        // Many queue runs go by: nothing is submitted, cancelled or released.
+        const runs = (): number => h.calls.filter((c) => c.cmd === 'squeue').length;
+        const target = runs() + 6;
+        await waitFor(() => runs() >= target, 'six squeue runs', WAIT);
+        expect(h.calls.filter((c) => c.cmd === 'sbatch' || c.cmd === 'scancel')).toEqual([]);
+        expect(jobs(ours.uuid)).toHaveLength(1);
+        expect(jobs(theirs.uuid)).toHaveLength(1);
+        expect(ctx.stateOf(ours.uuid)).toBe('Locked');
+        expect(fake.container(theirs.uuid)?.locked_by_uuid).toBe('zzzzz-gj3su-0therd1spatcher');
+        expect(h.d.container(theirs.uuid)).toBeUndefined();
+        expect(h.lost).toEqual([]);
+        // The status counts only our jobs: the other dispatcher's is not one.
+        expect(h.runner.status.inQueue).toBe(1);
+      } finally {
+        spawnSync('scancel', [`--name=${ours.uuid}`]);
+        spawnSync('scancel', [`--name=${theirs.uuid}`]);
+      }
+    }, 2 * WAIT);
   },
 );

@@ -730,7 +730,7 @@ describe('SlurmRunner: malformed records', () => {
 });
 
 describe('SlurmRunner: startup and stop', () => {
-  it('hands jobs of this cluster found at startup to the dispatcher: orphans are cancelled, live ones followed', async () => {
+  it('hands jobs of this cluster found at startup to the dispatcher: live ones of our token followed, the others (any user\'s) left alone', async () => {
     const fake = await startFake();
     const slurm = new FakeSlurm();
     const me = fake.rootToken.uuid;
@@ -744,15 +744,14 @@ describe('SlurmRunner: startup and stop', () => {
     const orphans: string[][] = [];
     const h = startDispatcher(fake, slurm);
     h.runner.on('orphans', (names) => orphans.push(names));
-    await waitFor(() => h.settled.has(finished.uuid), 'orphan runner settled');
-    expect(slurm.has(finished.uuid)).toBe(false);
     await waitFor(() => h.warnings.some((w) => w.includes(missing)), 'warning about the missing container');
     await polls(slurm, 3);
     expect(orphans).toEqual([expect.arrayContaining([finished.uuid, live.uuid, missing])]);
     expect(orphans[0]).toHaveLength(3);
-    expect(slurm.has(live.uuid) && slurm.has(foreign) && slurm.has(missing)).toBe(true);
-    const cancelled = slurm.callsOf('scancel').flatMap((c) => c.args);
-    expect(cancelled.some((a) => a.includes(foreign) || a.includes(missing) || a.includes(live.uuid))).toBe(false);
+    // The queue lists every user's jobs: a job of a container our token does not hold is not ours to cancel.
+    expect(h.settled.has(finished.uuid)).toBe(false);
+    expect(slurm.has(finished.uuid) && slurm.has(live.uuid) && slurm.has(foreign) && slurm.has(missing)).toBe(true);
+    expect(slurm.callsOf('scancel')).toHaveLength(0);
     expect(slurm.callsOf('sbatch')).toHaveLength(0);
     expect(state(h, live.uuid)).toBe('Running');
     finishJob(h, live.uuid);
@@ -831,5 +830,61 @@ describe('SlurmRunner options', () => {
     expect(() => new SlurmRunner({ commands: { sbatch: '' } })).toThrow(/commands.sbatch/);
     expect(() => new SlurmRunner({ sbatchArgs: ['--x=%Z'] })).toThrow(/unknown substitution %Z in Slurm argument templates/);
     expect(() => new SlurmRunner({ sbatchGpuArgs: ['--gres=gpu:%Q'] })).toThrow(/unknown substitution %Q/);
+  });
+});
+
+describe('SlurmRunner: instance types', () => {
+  const GiB = 2 ** 30;
+  const instanceTypes = [
+    { name: 'm.large', vcpus: 4, ram: 16 * GiB, scratch: 100 * GiB, price: 0.4, preemptible: false },
+    { name: 'm.small', vcpus: 2, ram: 4 * GiB, scratch: 100 * GiB, price: 0.1, preemptible: false },
+  ];
+
+  it('expands %I to the cheapest fitting type in the sbatch arguments', async () => {
+    const h = await setup({ runner: { instanceTypes, sbatchArgs: ['--mem=%M', '--constraint=instancetype=%I'] } });
+    simulateCrunchRun(h.fake, h.slurm);
+    const c = h.fake.addContainer({ priority: 1, ...SMALL });
+    await waitFor(() => state(h, c.uuid) === 'Running', 'Running');
+    expect(h.slurm.callsOf('sbatch')[0].args).toContain('--constraint=instancetype=m.small');
+    expect(h.runner.instanceTypes(h.fake.container(c.uuid)!).map((t) => t.Name)).toEqual(['m.small']);
+  });
+
+  it('cancels, before any sbatch, a container no type can hold, naming the types considered', async () => {
+    const h = await setup({ runner: { instanceTypes, sbatchArgs: ['--constraint=instancetype=%I'] } });
+    simulateCrunchRun(h.fake, h.slurm);
+    const big = h.fake.addContainer({ priority: 2, runtime_constraints: { ram: 64 * GiB, vcpus: 1 } });
+    const ok = h.fake.addContainer({ priority: 1, ...SMALL });
+    await waitFor(() => state(h, big.uuid) === 'Cancelled', 'Cancelled');
+    expect(String(h.fake.container(big.uuid)?.runtime_status?.error)).toMatch(/^constraints not satisfiable by any configured instance type/);
+    const log = h.fake.logs.filter((l) => l.object_uuid === big.uuid).map((l) => String(l.properties.text)).join('\n');
+    expect(log).toMatch(/instance types considered[^]*m\.small[^]*m\.large/);
+    await waitFor(() => state(h, ok.uuid) === 'Running', 'the other Running');
+    expect(h.slurm.callsOf('sbatch').map((s) => s.args.join(' '))).toEqual([expect.stringContaining('--constraint=instancetype=m.small')]);
+    expect(h.slurm.callsOf('sbatch').some((s) => s.args.join(' ').includes(big.uuid))).toBe(false);
+  });
+
+  it('expands %I to "" without configured types, keeping the argument, as Arvados does', async () => {
+    const h = await setup({ runner: { sbatchArgs: ['--constraint=instancetype=%I'] } });
+    simulateCrunchRun(h.fake, h.slurm);
+    const c = h.fake.addContainer({ priority: 1, ...SMALL });
+    await waitFor(() => state(h, c.uuid) === 'Running', 'Running');
+    expect(h.slurm.callsOf('sbatch')[0].args).toContain('--constraint=instancetype=');
+  });
+});
+
+describe('SlurmRunner: every user\'s jobs', () => {
+  it('counts only the jobs of containers it holds in its status and pending reasons', async () => {
+    const h = await setup();
+    const other = h.fake.addContainer({ priority: 1, ...SMALL, state: 'Locked', locked_by_uuid: 'zzzzz-gj3su-0therd1spatcher' });
+    h.slurm.add(other.uuid);
+    h.slurm.add('somebody-elses-job');
+    simulateCrunchRun(h.fake, h.slurm);
+    const c = h.fake.addContainer({ priority: 1, ...SMALL });
+    await waitFor(() => state(h, c.uuid) === 'Running', 'Running');
+    await polls(h.slurm, 2);
+    expect(h.runner.ownJobs.map((j) => j.name)).toEqual([c.uuid]);
+    expect(h.runner.status.inQueue).toBe(1);
+    expect(h.slurm.has(other.uuid)).toBe(true);
+    expect(h.slurm.callsOf('scancel')).toEqual([]);
   });
 });
