@@ -501,7 +501,11 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
           await this.runner.attach(this, this.#ac.signal);
         } catch (err) {
           // A stop during the runner's startup is a stop, whatever the runner rejects with.
-          if (!isAbortOf(err, this.#ac.signal) && !this.#stopping) throw new Error(`the runner could not start: ${describeError(err)}`);
+          if (!isAbortOf(err, this.#ac.signal) && !this.#stopping) {
+            const message = `the runner could not start: ${describeError(err)}`;
+            // Keep the kind: a configuration or host problem is not cured by a restart.
+            throw err instanceof RunnerConfigError ? new RunnerConfigError(message, err.kind, { cause: err }) : new Error(message);
+          }
         }
       }
       if (this.#auth && !this.#stopping) this.#listen();

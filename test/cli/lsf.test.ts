@@ -82,6 +82,16 @@ afterAll(() => {
       rmSync(table, { recursive: true, force: true });
     });
 
+    it('a BsubSudoUser this host does not know stops it before any lock, with exit 2 and one line', async () => {
+      const c = fake.addContainer({ runtime_constraints: { ram: 64 * MiB, vcpus: 1 } });
+      const r = await runCli(['lsf', '--bsub-sudo-user', 'no-such-user-xyz', '--status-interval', '0'], { HOME: home, PATH, LSF_STUB_DIR: table, ...fake.env() });
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/the runner could not start: cannot look up the user "no-such-user-xyz"/);
+      expect(fake.container(c.uuid)?.state).toBe('Queued');
+      // Out of the way of the next test, which counts its submissions.
+      fake.setPriority(c.uuid, 0);
+    });
+
     it('runs containers through bsub, and a SIGTERM leaves running jobs for the next dispatcher (exit 0)', async () => {
       const small = { runtime_constraints: { ram: 64 * MiB, vcpus: 1 } };
       const quick = fake.addContainer({ ...small, environment: { STUB_MODE: 'complete', STUB_RUN_MS: '200' } });
