@@ -30,6 +30,11 @@ function prose(file: string): string[] {
   });
 }
 
+/** A heading line's anchor, before numbering repeats. */
+function anchorOf(heading: string): string {
+  return heading.replace(/^#+\s+/, '').trim().toLowerCase().replace(/[^\p{L}\p{N}\s_-]/gu, '').replace(/\s/g, '-');
+}
+
 /** GitHub's anchor for a heading: lower case, punctuation dropped, spaces as dashes, repeats numbered. */
 function anchors(file: string): Set<string> {
   const seen = new Map<string, number>();
@@ -63,6 +68,14 @@ describe('docs links', () => {
       }
     });
     expect(broken).toEqual([]);
+  });
+
+  const GUIDES = FILES.filter((f) => /^docs\/[^/]+\.md$/.test(f) && readFileSync(join(ROOT, f), 'utf8').includes('\nContents:\n'));
+  it.each(GUIDES)('the contents list of %s names each of its sections', (file) => {
+    const lines = prose(file);
+    const listed = new Set(lines.flatMap((l) => [...l.matchAll(/^\s*- \[.*\]\(#([^)]+)\)$/g)].map((m) => m[1])));
+    const sections = [...anchors(file)].filter((a) => lines.some((l) => /^#{2,3} /.test(l) && anchorOf(l) === a));
+    expect(sections.filter((a) => !listed.has(a))).toEqual([]);
   });
 
   it('the README stays an entry page of at most about 300 lines', () => {
