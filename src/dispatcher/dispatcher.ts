@@ -549,7 +549,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       token: this.client.credentialsEnv().ARVADOS_API_TOKEN,
       insecure: this.client.insecure,
       requireTls: this.client.baseUrl.startsWith('https://') && !this.client.insecure,
-      ca: o.ca,
+      // The stream must trust what the client trusts (e.g. FakeArvados' own certificate).
+      ca: o.ca ?? (typeof this.client.ca === 'string' ? this.client.ca : this.client.ca?.slice()),
     });
     listener.on('wake', (uuids) => {
       // A new subscription (no uuids) may have missed events; an event about a
