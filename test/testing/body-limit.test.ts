@@ -37,7 +37,9 @@ function post(headers: Record<string, string>, chunks: number): Promise<{ status
 describe('request body limit', () => {
   it('answers 413 to an unauthenticated streamed body past the limit, without reading it all', async () => {
     const r = await post({}, 64);
-    expect(r.status).toBe(413);
+    // The server answers 413 and closes the connection; a client still
+    // writing may see the reset before it reads the answer (status 0).
+    expect([413, 0]).toContain(r.status);
     expect(r.sent).toBeLessThan(64 * 1024 * 1024);
     expect(fake.requests.at(-1)?.status).toBe(413);
   });
