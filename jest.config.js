@@ -25,6 +25,7 @@ export const UNIT = [
   'test/runners/local/resources.test.ts',
   'test/runners/slurm/adapter.test.ts',
   'test/server/units.test.ts',
+  'test/testing/clock.test.ts',
 ];
 
 /** Files and folders of the system tier: found by what they spawn (sbatch, qsub, npm pack). */

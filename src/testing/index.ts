@@ -27,4 +27,6 @@ export {
   type CrunchRunSimSetting,
 } from './crunch-run-sim.js';
 export type { Transition, TokenRecord } from './store.js';
+export { TestClock } from './clock.js';
+export type { Clock } from '../util/sleep.js';
 export { selfSignedCert, type SelfSignedCert } from './tls.js';
