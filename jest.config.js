@@ -16,6 +16,7 @@ export const UNIT = [
   'test/cli/units.test.ts',
   'test/client/config.test.ts',
   'test/dispatcher/runner.test.ts',
+  'test/dispatcher/scheduler.test.ts',
   'test/dispatcher/units.test.ts',
   'test/runners/batch/canceller.test.ts',
   'test/runners/batch/gate.test.ts',

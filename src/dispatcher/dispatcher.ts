@@ -19,7 +19,7 @@ import type { ApiClientAuthorization, Container, ContainerState, Filter, Selecte
 import { describeError, isAbortOf } from '../util/errors.js';
 import { checkDuration } from '../util/duration.js';
 import { Redactor, redactAndCut } from '../util/redact.js';
-import { sleep } from '../util/sleep.js';
+import { after, realClock, timeoutSignal, type Clock } from '../util/sleep.js';
 import { assertContainerUuid, isContainerUuid } from '../uuid.js';
 import { confirmByDirectRead } from './confirm.js';
 import { ContainerEventStream } from './events.js';
@@ -34,6 +34,7 @@ import { RetryBackoff, Throttle } from './throttle.js';
 import { UpdateStream, type StreamEndReason } from './updates.js';
 import { WakeBudget } from './wake-budget.js';
 import { PollPlan, type PollKind } from './watermark.js';
+import { plan } from './scheduler.js';
 import { isSupervisor, supervisorCap } from './supervisors.js';
 
 export type { RunContainer } from './runner.js';
@@ -98,18 +99,6 @@ function deepFreeze<T>(v: T): T {
   return freezeShared(v, STRINGS);
 }
 
-/**
- * Lock order: priority first; equal priorities oldest first (as the API's own
- * priority formula orders them), then by uuid so the order is stable.
- */
-function byPriority(a: Readonly<Container>, b: Readonly<Container>): number {
-  if (a.priority !== b.priority) return b.priority - a.priority;
-  const ca = a.created_at ?? '';
-  const cb = b.created_at ?? '';
-  if (ca !== cb) return ca < cb ? -1 : 1;
-  return a.uuid < b.uuid ? -1 : a.uuid > b.uuid ? 1 : 0;
-}
-
 /** 503 (overloaded) or 429 (too many requests): the API asks us to back off. */
 function isOverload(err: unknown): err is ArvadosApiError {
   return err instanceof ArvadosApiError && (err.status === 503 || err.status === 429);
@@ -141,6 +130,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   /** The runner given as `runner`, if any. */
   readonly runner: Runner | undefined;
   readonly #runContainer: RunContainer;
+  readonly #clock: Clock;
   readonly #pollInterval: number;
   readonly #batchSize: number;
   readonly #maxJobs: number;
@@ -214,20 +204,23 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     this.runner = opts.runner;
     const runner = opts.runner;
     this.#runContainer = runner ? (d, c, u) => runner.runContainer(d, c, u) : opts.runContainer!;
+    this.#clock = opts.clock ?? realClock;
+    const now = (): number => this.#clock.now();
     this.#pollInterval = checkDuration('pollInterval', opts.pollInterval ?? 10_000, 1);
-    this.#wakeBudget = new WakeBudget(this.#pollInterval);
+    this.#wakeBudget = new WakeBudget(this.#pollInterval, now);
     this.#batchSize = Math.floor(positive('batchSize', opts.batchSize, DEFAULT_BATCH_SIZE, 1));
     const minRetry = checkDuration('minRetryPeriod', opts.minRetryPeriod ?? 0);
-    this.#throttle = new Throttle(minRetry);
+    this.#throttle = new Throttle(minRetry, now);
     this.#maxJobs = Math.floor(positive('maxJobs', opts.maxJobs, Infinity, 1));
     this.#maxSupervisors = supervisorCap(opts.supervisorFraction, this.#maxJobs);
     const fb = opts.failureBackoff ?? {};
     this.#backoff = new RetryBackoff(
       checkDuration('failureBackoff.initial', fb.initial ?? Math.max(this.#pollInterval, minRetry)),
       checkDuration('failureBackoff.max', fb.max ?? 600_000),
+      now,
     );
     const concurrency = Math.floor(positive('lockConcurrency', opts.lockConcurrency, 8, 1));
-    this.#pressure = new ApiPressure(concurrency);
+    this.#pressure = new ApiPressure(concurrency, now);
     this.#locks = new PQueue({ concurrency });
     this.#shutdownTimeout = checkDuration('shutdownTimeout', opts.shutdownTimeout ?? 60_000);
     this.#handleSignals = opts.handleSignals ?? true;
@@ -243,7 +236,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       sweepPolls: Math.floor(positive('incremental.sweepPolls', inc.sweepPolls, 10, 1)),
       sweepInterval: positive('incremental.sweepInterval', inc.sweepInterval, 60_000, 0),
       margin: positive('incremental.margin', inc.margin, 5_000, 0),
-    });
+    }, now);
     // Nobody may be waiting for identity; don't let its rejection go unhandled.
     this.#identity.promise.catch(() => {});
   }
@@ -344,7 +337,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       const seen = this.#firstSeen.get(e.container.uuid);
       return {
         ...e,
-        first_seen_at: new Date(seen ?? Date.now()).toISOString(),
+        first_seen_at: new Date(seen ?? this.#clock.now()).toISOString(),
         instance_types: this.#instanceTypes(e.container),
       };
     });
@@ -361,7 +354,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   }
 
   #markSeen(uuid: string): void {
-    if (!this.#firstSeen.has(uuid)) this.#firstSeen.set(uuid, Date.now());
+    if (!this.#firstSeen.has(uuid)) this.#firstSeen.set(uuid, this.#clock.now());
   }
 
   /** The newest record of a container this dispatcher holds, if it holds it. */
@@ -422,14 +415,21 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   release(uuid: string, opts: ReleaseOptions): Promise<ReleaseAction> {
     if (!isContainerUuid(uuid)) return Promise.reject(new TypeError(`not a container UUID: ${JSON.stringify(uuid)}`));
     if (typeof opts?.reason !== 'string') return Promise.reject(new TypeError('release: reason must be a string'));
-    return this.#releaseOnce(uuid, opts, AbortSignal.timeout(RELEASE_TIMEOUT));
+    return this.#releaseOnce(uuid, opts);
   }
 
-  /** One release per container at a time; later calls share it. */
-  #releaseOnce(uuid: string, opts: ReleaseOptions, signal: AbortSignal): Promise<ReleaseAction> {
+  /**
+   * One release per container at a time; later calls share it. Bounded by
+   * {@link RELEASE_TIMEOUT}, and by `signal` too if given.
+   */
+  #releaseOnce(uuid: string, opts: ReleaseOptions, signal?: AbortSignal): Promise<ReleaseAction> {
     const running = this.#releases.get(uuid);
     if (running) return running;
-    const p = this.#release(uuid, opts, signal).finally(() => this.#releases.delete(uuid));
+    const timeout = timeoutSignal(this.#clock, RELEASE_TIMEOUT);
+    const p = this.#release(uuid, opts, signal ? AbortSignal.any([signal, timeout.signal]) : timeout.signal).finally(() => {
+      timeout.cancel();
+      this.#releases.delete(uuid);
+    });
     this.#releases.set(uuid, p);
     return p;
   }
@@ -506,14 +506,14 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       }
       if (this.#auth && !this.#stopping) this.#listen();
       while (!this.#stopping) {
-        const started = Date.now();
+        const started = this.#clock.now();
         this.#wakeRequested = false;
         this.#budgetWake = false;
         const regular = started >= this.#nextRegular || this.#named.size === 0;
         await this.#pollOnce(regular);
-        if (regular) this.#nextRegular = Date.now() + this.#pollInterval;
+        if (regular) this.#nextRegular = this.#clock.now() + this.#pollInterval;
         if (this.#stopping) break;
-        await this.#waitForNextPoll(Date.now() - started);
+        await this.#waitForNextPoll(this.#clock.now() - started);
       }
     } finally {
       this.#beginStop('finished');
@@ -546,6 +546,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       insecure: this.client.insecure,
       requireTls: this.client.baseUrl.startsWith('https://') && !this.client.insecure,
       ca: o.ca,
+      clock: this.#clock,
     });
     listener.on('wake', (uuids) => {
       // A new subscription (no uuids) may have missed events; an event about a
@@ -586,15 +587,15 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
    */
   async #waitForNextPoll(lastPollMs: number): Promise<void> {
     const signal = this.#ac.signal;
-    const start = Date.now();
+    const start = this.#clock.now();
     const earliest = start + Math.min(this.#pollInterval, Math.max(MIN_EVENT_POLL_GAP, lastPollMs));
     for (;;) {
       if (signal.aborted) return;
       let target = this.#nextRegular;
       if (this.#wakeRequested) target = Math.min(target, earliest);
-      else if (this.#budgetWake) target = Math.min(target, Math.max(earliest, Date.now() + this.#wakeBudget.waitMs));
+      else if (this.#budgetWake) target = Math.min(target, Math.max(earliest, this.#clock.now() + this.#wakeBudget.waitMs));
       // Polls are at least `earliest` apart, however they were asked for.
-      const left = Math.max(target, earliest) - Date.now();
+      const left = Math.max(target, earliest) - this.#clock.now();
       if (left <= 0) break;
       // A wake ends this sleep early; the next turn works out the new target.
       const wait = new AbortController();
@@ -602,14 +603,14 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       signal.addEventListener('abort', onStop, { once: true });
       this.#wakeWait = wait;
       try {
-        await sleep(left, wait.signal).catch(() => {});
+        await this.#clock.sleep(left, wait.signal).catch(() => {});
       } finally {
         this.#wakeWait = undefined;
         signal.removeEventListener('abort', onStop);
       }
       if (!wait.signal.aborted) break;
     }
-    if (!this.#wakeRequested && this.#budgetWake && Date.now() < this.#nextRegular) this.#wakeBudget.use();
+    if (!this.#wakeRequested && this.#budgetWake && this.#clock.now() < this.#nextRegular) this.#wakeBudget.use();
   }
 
   #onSignal(sig: NodeJS.Signals, count: number): void {
@@ -670,9 +671,9 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
    * is closed even when its containers did not settle in time.
    */
   async #shutDown(): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
+    let cancelTimer: (() => void) | undefined;
     const gaveUp = new Promise<'timeout'>((resolve) => {
-      timer = setTimeout(() => resolve('timeout'), this.#shutdownTimeout);
+      cancelTimer = after(this.#clock, this.#shutdownTimeout, () => resolve('timeout'));
       this.#skipWait = () => resolve('timeout');
       if (this.#skipRequested) resolve('timeout');
     });
@@ -698,7 +699,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         if ((await Promise.race([closed, gaveUp])) === 'timeout') this.#warn('stopped without waiting for the runner to close');
       }
     } finally {
-      clearTimeout(timer);
+      cancelTimer?.();
       this.#skipWait = undefined;
     }
   }
@@ -780,7 +781,6 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     if (signal.aborted) return;
     healthy &&= applied.ok;
     const candidates = applied.candidates;
-    candidates.sort(byPriority);
     this.#status.queued = queued.items.length;
     const handOver = this.#lockInOrder(candidates, signal);
 
@@ -852,52 +852,31 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
    * not counted: nothing will change for them until a restart.
    */
   async #lockInOrder(candidates: Container[], signal: AbortSignal): Promise<number> {
-    const waiting: DispatchEntry[] = [];
-    const wait = (c: Container, why: string): void => void waiting.push({ container: c, scheduling_status: `waiting: ${why}` });
-    // First what holds a container back whatever the room: nothing is charged for these.
-    const eligible: Container[] = [];
-    let stopped = 0;
-    let pending = 0;
-    for (const c of candidates) {
-      if (this.#paused !== undefined) {
-        wait(c, `locking stopped: ${this.#paused}`);
-        stopped++;
-      } else if (this.#held !== undefined) wait(c, this.#held);
-      else if (this.#pressure.paused) wait(c, 'locking paused: the API is overloaded');
-      else if (!this.#backoff.ready(c.uuid)) wait(c, `retrying in ${Math.ceil(this.#backoff.remaining(c.uuid) / 1000)} s after a failure`);
-      else eligible.push(c);
-    }
-    let room = this.#maxJobs - this.#runners.size;
-    let roomWhy = `at max-jobs (${this.#maxJobs})`;
-    const cap = eligible.length > 0 ? this.runner?.capacity?.(eligible) : undefined;
-    if (cap !== undefined && cap < room) {
-      room = Math.max(0, Math.floor(cap));
-      roomWhy = 'the runner has no free capacity';
-    }
-    let atQuota = false;
-    const toLock: Container[] = [];
-    const locking: Array<{ c: Container; lock: Promise<Container | undefined> }> = [];
-    this.#locks.concurrency = this.#pressure.concurrency;
     let supervisors = 0;
     if (Number.isFinite(this.#maxSupervisors)) for (const t of this.#trackers.values()) if (isSupervisor(t.record)) supervisors++;
-    for (const c of eligible) {
-      if (isSupervisor(c) && supervisors >= this.#maxSupervisors) {
-        // Skipped, not a stop: the containers behind it may be what the running supervisors wait for.
-        wait(c, `at the supervisor cap (${this.#maxSupervisors} of max-jobs ${this.#maxJobs})`);
-      } else if (toLock.length >= room) {
-        atQuota = true;
-        wait(c, roomWhy);
-      } else if (!this.#throttle.check(c.uuid)) wait(c, 'min-retry-period has not passed');
-      else {
-        toLock.push(c);
-        if (isSupervisor(c)) supervisors++;
-      }
-    }
+    const decided = plan({ records: candidates, complete: true }, {
+      running: this.#runners.size,
+      supervisors,
+      maxJobs: this.#maxJobs,
+      maxSupervisors: this.#maxSupervisors,
+      paused: this.#paused,
+      held: this.#held,
+      apiPausedUntil: this.#pressure.pausedUntil,
+      retryIn: (uuid, now) => this.#backoff.remaining(uuid, now),
+      mayAttempt: (uuid, now) => this.#throttle.allows(uuid, now),
+      capacity: this.runner?.capacity && ((eligible) => this.runner?.capacity?.(eligible)),
+    }, this.#clock.now());
+    const toLock = decided.lock;
+    // The attempts are charged now, as the scheduler decided them.
+    for (const c of toLock) this.#throttle.check(c.uuid);
+    const waiting: DispatchEntry[] = decided.waiting.map((w) => ({ container: w.container, scheduling_status: `waiting: ${w.why}` }));
+    let pending = 0;
+    const locking: Array<{ c: Readonly<Container>; lock: Promise<Container | undefined> }> = [];
+    this.#locks.concurrency = this.#pressure.concurrency;
     // Candidates are summaries: the full records come in batches, a little ahead of the locks.
     const full = new FullRecordPrefetch(this.client, toLock.map((c) => c.uuid), this.#batchSize, signal, (err) => this.#listFailed(err));
     for (const c of toLock) locking.push({ c, lock: this.#locks.add(() => this.#lock(c, full, signal)) as Promise<Container | undefined> });
-    this.#status.atQuota = atQuota;
-    waiting.sort((a, b) => byPriority(a.container, b.container));
+    this.#status.atQuota = decided.atQuota;
     this.#waiting = waiting;
     const seen = new Set([...waiting.map((e) => e.container.uuid), ...toLock.map((c) => c.uuid)]);
     for (const uuid of seen) this.#markSeen(uuid);
@@ -915,7 +894,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       log('error handing over: %s', describeError(err));
       this.#locking = 0;
     }
-    return pending + waiting.length - stopped;
+    return pending + waiting.length - decided.stopped;
   }
 
   /**
@@ -1127,7 +1106,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     if (!isOverload(err)) return;
     const pause = this.#pressure.overloaded(err.retryAfter);
     this.#locks.concurrency = this.#pressure.concurrency;
-    const until = Date.now() + pause;
+    const until = this.#clock.now() + pause;
     this.#warn(`the API is overloaded (HTTP ${err.status}): locking paused for ${Math.ceil(pause / 1000)} s, lock concurrency ${this.#pressure.concurrency}`);
     this.#safeEmit('api-overloaded', until, this.#pressure.concurrency);
   }
@@ -1193,7 +1172,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
           ? { reason: `Error running container ${t.uuid}`, error: t.error }
           : { reason: `the dispatcher's runner for container ${t.uuid} returned without finishing it` };
       try {
-        await this.#releaseOnce(t.uuid, opts, AbortSignal.any([this.#ac.signal, AbortSignal.timeout(RELEASE_TIMEOUT)]));
+        await this.#releaseOnce(t.uuid, opts, this.#ac.signal);
       } catch (err) {
         if (this.#stopping) return;
         this.#warn(`cleanup of ${t.uuid} after its runner finished failed (will retry): ${describeError(err)}`);

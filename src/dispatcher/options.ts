@@ -7,6 +7,7 @@
 import type { ArvadosClient } from '../client/client.js';
 import type { ApiClientAuthorization, Container, ContainerState } from '../types.js';
 import type { RunContainer, Runner, RunnerConfigError } from './runner.js';
+import type { Clock } from '../util/sleep.js';
 import type { SecondSignal } from './signals.js';
 import type { StreamEndReason } from './updates.js';
 import type { IncrementalOptions } from './watermark.js';
@@ -99,6 +100,13 @@ export interface DispatcherOptions {
    * settle once stopping, in ms, before it resolves anyway. Default 60 000.
    */
   shutdownTimeout?: number;
+  /**
+   * Where every timer and timestamp of the dispatcher comes from (polls,
+   * back-off, `minRetryPeriod`, the shutdown and release timeouts, the
+   * management API's `first_seen_at`). Default: the real clock. Tests give
+   * a `TestClock` from `arvados-dispatch/testing` to drive them.
+   */
+  clock?: Clock;
 }
 
 /** Counters for status displays. */
