@@ -15,6 +15,7 @@ export const UNIT = [
   'test/cli/presentation.test.ts',
   'test/cli/units.test.ts',
   'test/client/config.test.ts',
+  'test/dispatcher/memory.test.ts',
   'test/dispatcher/runner.test.ts',
   'test/dispatcher/scheduler.test.ts',
   'test/dispatcher/units.test.ts',

@@ -27,6 +27,7 @@ import { StringPool, freezeShared } from './freeze.js';
 import { FullRecordPrefetch, MAX_ITEMS_PER_QUERY, QUEUE_FIELDS, SUMMARY_FIELDS, changedSince, fetchFull } from './poll.js';
 import { ApiPressure } from './pressure.js';
 import { releaseContainer } from './release.js';
+import type { ContainerApi } from './api.js';
 import { RunnerConfigError, type ReleaseAction, type ReleaseOptions, type RunContainer, type Runner } from './runner.js';
 import type { DispatchEntry, DispatcherEventOptions, DispatcherEvents, DispatcherOptions, DispatcherStatus, InstanceTypeView } from './options.js';
 import { onStopSignals, type SecondSignal } from './signals.js';
@@ -125,12 +126,14 @@ function positive(name: string, v: number | undefined, dflt: number, min: number
  * ```
  */
 export class Dispatcher extends EventEmitter<DispatcherEvents> {
-  /** The API client this dispatcher uses. */
-  readonly client: ArvadosClient;
+  /** The HTTP client: `client`, else `api` if it is one; undefined over an in-memory `api` until {@link client} is read. */
+  #http: ArvadosClient | undefined;
   /** The runner given as `runner`, if any. */
   readonly runner: Runner | undefined;
   readonly #runContainer: RunContainer;
   readonly #clock: Clock;
+  /** The calls this dispatcher makes (`client` unless `api` was given). */
+  readonly #api: ContainerApi;
   readonly #pollInterval: number;
   readonly #batchSize: number;
   readonly #maxJobs: number;
@@ -228,9 +231,11 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     if (this.#secondSignal !== 'stop-waiting' && this.#secondSignal !== 'exit') {
       throw new RangeError(`secondSignal must be "stop-waiting" or "exit", got ${JSON.stringify(opts.secondSignal)}`);
     }
-    this.client = opts.client ?? ArvadosClient.fromEnv();
+    // Over an in-memory `api` (tests) there is no HTTP client unless one is given.
+    this.#http = opts.client ?? (opts.api instanceof ArvadosClient ? opts.api : opts.api ? undefined : ArvadosClient.fromEnv());
+    this.#api = opts.api ?? this.#http!;
     this.#eventOpts = opts.events === false ? undefined : opts.events === true || opts.events === undefined ? {} : opts.events;
-    this.#redactor = new Redactor([this.client.credentialsEnv().ARVADOS_API_TOKEN]);
+    this.#redactor = new Redactor([this.#api.credentialsEnv().ARVADOS_API_TOKEN]);
     const inc = opts.incremental === false ? undefined : opts.incremental === true || opts.incremental === undefined ? {} : opts.incremental;
     this.#plan = inc && new PollPlan({
       sweepPolls: Math.floor(positive('incremental.sweepPolls', inc.sweepPolls, 10, 1)),
@@ -258,6 +263,14 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     this.#held = undefined;
     this.#wakeRequested = true;
     this.#wakeWait?.abort();
+  }
+
+  /**
+   * The API client this dispatcher uses (with an in-memory `api` and no
+   * `client`: one from the environment, made when first read).
+   */
+  get client(): ArvadosClient {
+    return (this.#http ??= ArvadosClient.fromEnv());
   }
 
   /** This dispatcher's token, once `run()` has identified it. */
@@ -442,7 +455,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   async updateState(uuid: string, state: ContainerState): Promise<void> {
     if (state === 'Locked') return this.lock(uuid);
     try {
-      await this.client.updateContainer(uuid, { state }, { signal: this.#ac.signal });
+      await this.#api.updateContainer(uuid, { state }, { signal: this.#ac.signal });
     } catch (err) {
       this.#warn(`error updating container ${uuid} to state "${state}": ${describeError(err)}`);
       throw err;
@@ -451,12 +464,12 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
 
   /** Locks a container for this token (`POST .../lock`). */
   async lock(uuid: string): Promise<void> {
-    await this.client.lockContainer(uuid, { signal: this.#ac.signal });
+    await this.#api.lockContainer(uuid, { signal: this.#ac.signal });
   }
 
   /** Unlocks a container this token locked (`POST .../unlock`). Runners use {@link release} instead. */
   async unlock(uuid: string): Promise<void> {
-    await this.client.unlockContainer(uuid, { signal: this.#ac.signal });
+    await this.#api.unlockContainer(uuid, { signal: this.#ac.signal });
   }
 
   /**
@@ -474,7 +487,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     assertContainerUuid(uuid);
     const auth = await this.#identity.promise;
     if (this.#stopping || this.#trackers.has(uuid) || this.#held !== undefined) return;
-    const c = await this.client.getContainer(uuid, { signal: this.#ac.signal });
+    const c = await this.#api.getContainer(uuid, { signal: this.#ac.signal });
     if (c.uuid !== uuid || (c.locked_by_uuid && c.locked_by_uuid !== auth.uuid)) return;
     if (options.lockedOnly && (c.locked_by_uuid !== auth.uuid || !LIVE.has(c.state))) return;
     if (this.#held !== undefined) return;
@@ -493,7 +506,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     // The client drops malformed list items on its own (rate-limited
     // warnings); without this, only a debug log would ever say so.
     const onClientWarning = (w: ClientWarning): void => this.#warn(w.message);
-    this.client.on('warning', onClientWarning);
+    const http = this.#http;
+    http?.on('warning', onClientWarning);
     try {
       await this.#identify();
       if (this.#auth && !this.#stopping && this.runner?.attach) {
@@ -523,7 +537,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       await listenerStopped;
       signal?.removeEventListener('abort', onAbort);
       removeSignals?.();
-      this.client.off('warning', onClientWarning);
+      http?.off('warning', onClientWarning);
       this.#identity.reject(new Error('the dispatcher stopped'));
       this.#finished = true;
       for (const w of this.#idleWaiters.splice(0)) w.wait.resolve();
@@ -534,17 +548,19 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   /** Starts the event stream listener, unless turned off; it only ever wakes the poll loop. */
   #listen(): void {
     const o = this.#eventOpts;
-    if (!o) return;
+    // The event stream is the API server's websocket: none over an in-memory API.
+    const client = this.#http;
+    if (!o || !client) return;
     const signal = this.#ac.signal;
     const url = o.url ?? (async (): Promise<string | undefined> => {
-      const doc = await this.client.discovery({ signal });
+      const doc = await client.discovery({ signal });
       return doc.websocketUrl || undefined;
     });
     const listener = new ContainerEventStream({
       url,
-      token: this.client.credentialsEnv().ARVADOS_API_TOKEN,
-      insecure: this.client.insecure,
-      requireTls: this.client.baseUrl.startsWith('https://') && !this.client.insecure,
+      token: client.credentialsEnv().ARVADOS_API_TOKEN,
+      insecure: client.insecure,
+      requireTls: client.baseUrl.startsWith('https://') && !client.insecure,
       ca: o.ca,
       clock: this.#clock,
     });
@@ -633,10 +649,10 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     try {
       // The answer repeats the token's secret (api_token): nothing here needs
       // it, and `auth` goes to event listeners that may print it.
-      const { api_token: _secret, ...auth } = await this.client.currentAuthorization({ signal: this.#ac.signal });
+      const { api_token: _secret, ...auth } = await this.#api.currentAuthorization({ signal: this.#ac.signal });
       this.#auth = auth;
       this.#identity.resolve(auth);
-      log('dispatching as token %s (API %s)', auth.uuid, this.client.baseUrl);
+      log('dispatching as token %s (API %s)', auth.uuid, this.#http?.baseUrl ?? 'in memory');
       this.emit('identified', auth);
     } catch (err) {
       if (isAbortOf(err, this.#ac.signal)) return;
@@ -818,7 +834,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   /** The newest `modified_at` of any container (one item, newest first); `ok: false` if the request failed. */
   async #newestModifiedAt(signal: AbortSignal): Promise<{ ok: boolean; value: unknown }> {
     try {
-      const page = await this.client.listContainers({ order: ['modified_at desc'], limit: 1, count: 'none', select: ['uuid', 'modified_at'] }, { signal });
+      const page = await this.#api.listContainers({ order: ['modified_at desc'], limit: 1, count: 'none', select: ['uuid', 'modified_at'] }, { signal });
       return { ok: page.dropped === 0, value: page.items[0]?.modified_at };
     } catch (err) {
       if (!isAbortOf(err, signal)) this.#listFailed(err);
@@ -874,7 +890,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     const locking: Array<{ c: Readonly<Container>; lock: Promise<Container | undefined> }> = [];
     this.#locks.concurrency = this.#pressure.concurrency;
     // Candidates are summaries: the full records come in batches, a little ahead of the locks.
-    const full = new FullRecordPrefetch(this.client, toLock.map((c) => c.uuid), this.#batchSize, signal, (err) => this.#listFailed(err));
+    const full = new FullRecordPrefetch(this.#api, toLock.map((c) => c.uuid), this.#batchSize, signal, (err) => this.#listFailed(err));
     for (const c of toLock) locking.push({ c, lock: this.#locks.add(() => this.#lock(c, full, signal)) as Promise<Container | undefined> });
     this.#status.atQuota = decided.atQuota;
     this.#waiting = waiting;
@@ -909,7 +925,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     const items: Array<SelectedContainer<K>> = [];
     let complete = true;
     try {
-      for await (const page of this.client.pageContainers<K>({ filters, limit: this.#batchSize, select, maxItems: MAX_ITEMS_PER_QUERY }, { signal })) {
+      for await (const page of this.#api.pageContainers<K>({ filters, limit: this.#batchSize, select, maxItems: MAX_ITEMS_PER_QUERY }, { signal })) {
         items.push(...page.items);
         // A dropped (malformed) item may be a tracked container: not seeing
         // it proves nothing, so nothing may be declared gone this cycle.
@@ -956,7 +972,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         rest.push(c);
       }
     }
-    const full = await fetchFull(this.client, wanted, this.#batchSize, signal, (err) => this.#listFailed(err));
+    const full = await fetchFull(this.#api, wanted, this.#batchSize, signal, (err) => this.#listFailed(err));
     const candidates: Container[] = [];
     for (const uuid of wanted) {
       const record = full.records.get(uuid);
@@ -1053,7 +1069,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       // No retries inside the call: an overloaded API is answered by pausing
       // all locking (see #overloadedBy), and anything else is retried by the
       // next poll, which also sees a lock whose answer was lost.
-      lock = await this.client.lockContainer(c.uuid, { signal, retries: 0 });
+      lock = await this.#api.lockContainer(c.uuid, { signal, retries: 0 });
     } catch (err) {
       if (isAbortOf(err, signal)) return undefined;
       if (err instanceof ArvadosApiError && err.status === 422) {
@@ -1082,7 +1098,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   async #confirmEnds(cycle: number, signal: AbortSignal): Promise<boolean> {
     const uuids = [...this.#suspects];
     this.#suspects.clear();
-    const answers = await confirmByDirectRead(this.client, uuids, signal, (err) => {
+    const answers = await confirmByDirectRead(this.#api, uuids, signal, (err) => {
       this.#warn(`error confirming a container's state: ${describeError(err)}`);
       this.#overloadedBy(err);
     });
@@ -1193,7 +1209,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
    */
   async #release(uuid: string, opts: ReleaseOptions, signal: AbortSignal): Promise<ReleaseAction> {
     const me = (await this.#identity.promise).uuid;
-    const out = await releaseContainer(this.client, uuid, opts, { me, redactor: this.#redactor, signal });
+    const out = await releaseContainer(this.#api, uuid, opts, { me, redactor: this.#redactor, signal });
     const t = this.#trackers.get(uuid);
     const record = out.after ?? out.fresh;
     if (t && t.phase === 'running' && record) t.record = deepFreeze(record);

@@ -5,6 +5,7 @@
  * @module
  */
 import type { ArvadosClient } from '../client/client.js';
+import type { ContainerApi } from './api.js';
 import type { ApiClientAuthorization, Container, ContainerState } from '../types.js';
 import type { RunContainer, Runner, RunnerConfigError } from './runner.js';
 import type { Clock } from '../util/sleep.js';
@@ -32,8 +33,14 @@ export interface DispatcherOptions {
    * closed once on every stop path after its containers have settled.
    */
   runner?: Runner;
-  /** Default: `ArvadosClient.fromEnv()`. */
+  /** Default: `ArvadosClient.fromEnv()` (unless `api` is given). */
   client?: ArvadosClient;
+  /**
+   * The calls the dispatcher makes, if not `client`'s: e.g. a
+   * `MemoryContainerApi` from `arvados-dispatch/testing`, to test
+   * scheduling without HTTP (no event stream then). Default: `client`.
+   */
+  api?: ContainerApi;
   /** Milliseconds between queue polls. Default 10 000. */
   pollInterval?: number;
   /**
