@@ -15,7 +15,7 @@ import type { ClientWarning } from '../client/options.js';
 import { ArvadosApiError, ArvadosProtocolError } from '../client/errors.js';
 import { deferred, type Deferred } from '../deferred.js';
 import { logger } from '../log.js';
-import type { ApiClientAuthorization, Container, ContainerState, Filter, SelectedContainer } from '../types.js';
+import type { ApiClientAuthorization, Container, ContainerState } from '../types.js';
 import { describeError, isAbortOf } from '../util/errors.js';
 import { checkDuration } from '../util/duration.js';
 import { Redactor, redactAndCut } from '../util/redact.js';
@@ -24,8 +24,9 @@ import { assertContainerUuid, isContainerUuid } from '../uuid.js';
 import { confirmByDirectRead } from './confirm.js';
 import { ContainerEventStream } from './events.js';
 import { StringPool, freezeShared } from './freeze.js';
-import { FullRecordPrefetch, MAX_ITEMS_PER_QUERY, QUEUE_FIELDS, SUMMARY_FIELDS, changedSince, fetchFull } from './poll.js';
+import { FullRecordPrefetch, changedSince, fetchFull } from './poll.js';
 import { ApiPressure } from './pressure.js';
+import { ContainerQueue } from './queue.js';
 import { releaseContainer } from './release.js';
 import type { ContainerApi } from './api.js';
 import { RunnerConfigError, type ReleaseAction, type ReleaseOptions, type RunContainer, type Runner } from './runner.js';
@@ -34,7 +35,7 @@ import { onStopSignals, type SecondSignal } from './signals.js';
 import { RetryBackoff, Throttle } from './throttle.js';
 import { UpdateStream, type StreamEndReason } from './updates.js';
 import { WakeBudget } from './wake-budget.js';
-import { PollPlan, type PollKind } from './watermark.js';
+import { PollPlan } from './watermark.js';
 import { plan } from './scheduler.js';
 import { isSupervisor, supervisorCap } from './supervisors.js';
 
@@ -73,8 +74,6 @@ const LIVE = new Set<ContainerState>(['Locked', 'Running']);
  * `limit`, and paging goes on from there.
  */
 const DEFAULT_BATCH_SIZE = 1000;
-/** Most UUIDs in one `uuid in [...]` filter: bounds the URL and the server's query. */
-const UUID_BATCH = 100;
 /** Bound on the API calls of one release, so a dead API cannot hold up a runner or shutdown for ever. */
 const RELEASE_TIMEOUT = 30_000;
 /**
@@ -188,10 +187,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   /** Ends the wait between polls early (set while waiting). */
   #wakeWait: AbortController | undefined;
   #status = { queued: 0, cycles: 0, healthy: true, atQuota: false };
-  /** Sweeps and incremental polls (undefined: every poll is a sweep). */
-  readonly #plan: PollPlan | undefined;
-  /** Containers events named since the last poll, for an event-woken poll that reads only them. */
-  readonly #named = new Set<string>();
+  /** The poll's queries. */
+  readonly #queue: ContainerQueue;
   /** When the next regular (incremental or sweep) poll is due, epoch ms. */
   #nextRegular = 0;
 
@@ -237,11 +234,12 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     this.#eventOpts = opts.events === false ? undefined : opts.events === true || opts.events === undefined ? {} : opts.events;
     this.#redactor = new Redactor([this.#api.credentialsEnv().ARVADOS_API_TOKEN]);
     const inc = opts.incremental === false ? undefined : opts.incremental === true || opts.incremental === undefined ? {} : opts.incremental;
-    this.#plan = inc && new PollPlan({
+    const pollPlan = inc && new PollPlan({
       sweepPolls: Math.floor(positive('incremental.sweepPolls', inc.sweepPolls, 10, 1)),
       sweepInterval: positive('incremental.sweepInterval', inc.sweepInterval, 60_000, 0),
       margin: positive('incremental.margin', inc.margin, 5_000, 0),
     }, now);
+    this.#queue = new ContainerQueue(this.#api, this.#batchSize, pollPlan || undefined, (err) => this.#listFailed(err));
     // Nobody may be waiting for identity; don't let its rejection go unhandled.
     this.#identity.promise.catch(() => {});
   }
@@ -523,7 +521,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         const started = this.#clock.now();
         this.#wakeRequested = false;
         this.#budgetWake = false;
-        const regular = started >= this.#nextRegular || this.#named.size === 0;
+        const regular = started >= this.#nextRegular || this.#queue.named.size === 0;
         await this.#pollOnce(regular);
         if (regular) this.#nextRegular = this.#clock.now() + this.#pollInterval;
         if (this.#stopping) break;
@@ -569,15 +567,15 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       // container we hold concerns us. Anything else waits for the budget:
       // every poll reads the Queued list anyway.
       const concerns = uuids.length === 0 || uuids.some((u) => this.#trackers.has(u));
-      if (uuids.length === 0) this.#plan?.forceSweep('the event stream (re)connected');
+      if (uuids.length === 0) this.#queue.forceSweep('the event stream (re)connected');
       for (const u of uuids) {
-        if (this.#named.size >= MAX_NAMED) {
+        if (this.#queue.named.size >= MAX_NAMED) {
           if (concerns) this.#nextRegular = 0;
           break;
         }
-        this.#named.add(u);
+        this.#queue.named.add(u);
       }
-      if (uuids.length === 0 || (!this.#plan && concerns)) this.#nextRegular = 0;
+      if (uuids.length === 0 || (!this.#queue.incremental && concerns)) this.#nextRegular = 0;
       if (concerns) this.#wakeRequested = true;
       else this.#budgetWake = true;
       this.#wakeWait?.abort();
@@ -739,65 +737,15 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     for (const uuid of this.#retired.splice(0)) {
       if (this.#trackers.get(uuid)?.phase === 'retired') this.#trackers.delete(uuid);
     }
-    const plan: PollKind | undefined = regular ? (this.#plan?.next() ?? { kind: 'sweep', why: 'every poll' }) : undefined;
-    const named = [...this.#named];
-    this.#named.clear();
-    const sweep = plan?.kind === 'sweep';
-
-    // The watermark of a sweep: the newest modified_at in the cluster, read
-    // before anything else, so every later change is stamped at or after it.
-    let newest: unknown;
-    let healthy = true;
-    if (sweep && this.#plan) {
-      const top = await this.#newestModifiedAt(signal);
-      healthy = top.ok;
-      newest = top.value;
-    }
-    const queuedQ: Filter[] = [['state', '=', 'Queued'], ['priority', '>', '0']];
-    // A sweep reads its two big lists side by side; the small requests of
-    // other polls go one after another, on one kept-alive connection rather
-    // than a TLS handshake each when the server has closed idle ones.
-    const queuedP = sweep ? this.#fetch(queuedQ, signal, QUEUE_FIELDS) : undefined;
-    let changed: Array<{ ok: boolean; items: Container[] }>;
-    // Holding nothing (a start or restart), every own container listed is
-    // to be adopted and its runner needs the full record: read them in the
-    // list itself, pages of batchSize, rather than summaries and then
-    // batches of 100 by UUID.
-    const fullMine = sweep && this.#trackers.size === 0;
-    if (sweep) {
-      changed = [await this.#fetch([['locked_by_uuid', '=', me]], signal, fullMine ? undefined : SUMMARY_FIELDS)];
-    } else if (plan?.kind === 'incremental') {
-      // Held containers at priority 0 too: the API recomputes priorities
-      // (a cancel) without touching modified_at.
-      changed = [await this.#fetch([['modified_at', '>=', plan.since]], signal, SUMMARY_FIELDS)];
-      changed.push(await this.#fetch([['locked_by_uuid', '=', me], ['priority', '=', 0]], signal, SUMMARY_FIELDS));
-    } else {
-      changed = [];
-      for (let i = 0; i < named.length; i += UUID_BATCH) changed.push(await this.#fetch([['uuid', 'in', named.slice(i, i + UUID_BATCH)]], signal, SUMMARY_FIELDS));
-    }
-    const queued = await (queuedP ?? this.#fetch(queuedQ, signal, QUEUE_FIELDS));
+    const snapshot = await this.#queue.read(regular, { me, holds: (uuid) => this.#trackers.has(uuid), size: this.#trackers.size }, signal);
     if (signal.aborted) return;
-    healthy &&= queued.ok && changed.every((r) => r.ok);
-
-    // A container can show up in several answers if it changed between the
-    // reads; act on the newer record only. Beyond a sweep, the containers
-    // that matter are those held or locked by this token: Queued ones come
-    // from the Queued query, with the fields that order them.
-    const latest = new Map<string, Container>();
-    for (const r of changed) {
-      for (const c of r.items) {
-        if (sweep || this.#trackers.has(c.uuid) || c.locked_by_uuid === me) latest.set(c.uuid, c);
-      }
-    }
-    for (const c of queued.items) {
-      const prev = latest.get(c.uuid);
-      if (!prev || (c.modified_at ?? '') >= (prev.modified_at ?? '')) latest.set(c.uuid, c);
-    }
-    const applied = await this.#applySummaries(latest.values(), cycle, signal, fullMine);
+    let healthy = snapshot.complete;
+    const sweep = snapshot.sweep;
+    const applied = await this.#applySummaries(snapshot.records, cycle, signal, snapshot.fullMine);
     if (signal.aborted) return;
     healthy &&= applied.ok;
     const candidates = applied.candidates;
-    this.#status.queued = queued.items.length;
+    this.#status.queued = snapshot.queued;
     const handOver = this.#lockInOrder(candidates, signal);
 
     // Tracked containers neither query returned: ask for them by UUID. Only
@@ -805,11 +753,9 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     if (healthy && sweep) {
       const missed: string[] = [];
       for (const t of this.#trackers.values()) if (t.seenCycle !== cycle && t.phase !== 'retired') missed.push(t.uuid);
-      for (let i = 0; i < missed.length; i += UUID_BATCH) {
-        const got = await this.#fetch([['uuid', 'in', missed.slice(i, i + UUID_BATCH)]], signal);
-        healthy &&= got.ok;
-        for (const c of got.items) this.#consider(c, cycle);
-      }
+      const got = await this.#queue.byUuid(missed, signal);
+      healthy &&= got.ok;
+      for (const c of got.items) this.#consider(c, cycle);
       // "Not returned" means "gone" only when every query of the sweep
       // succeeded: after a failed one we did not see everything.
       if (healthy) {
@@ -821,7 +767,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     }
     // No stream ends on a list answer alone: a direct read confirms each.
     if (this.#suspects.size > 0) healthy = (await this.#confirmEnds(cycle, signal)) && healthy;
-    if (plan && this.#plan) this.#plan.done(plan.kind, healthy, sweep ? [newest] : changed[0].items.map((c) => c.modified_at));
+    snapshot.done(healthy);
     const pending = await handOver;
     if (signal.aborted) return;
     for (const t of [...this.#pendingCleanups]) void this.#cleanup(t);
@@ -829,17 +775,6 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     this.emit('cycle', this.status);
     const idle = healthy && pending === 0 && this.#deferredAdoptions === 0 && this.#busy() === 0;
     if (idle) this.#becameIdle(cycle);
-  }
-
-  /** The newest `modified_at` of any container (one item, newest first); `ok: false` if the request failed. */
-  async #newestModifiedAt(signal: AbortSignal): Promise<{ ok: boolean; value: unknown }> {
-    try {
-      const page = await this.#api.listContainers({ order: ['modified_at desc'], limit: 1, count: 'none', select: ['uuid', 'modified_at'] }, { signal });
-      return { ok: page.dropped === 0, value: page.items[0]?.modified_at };
-    } catch (err) {
-      if (!isAbortOf(err, signal)) this.#listFailed(err);
-      return { ok: false, value: undefined };
-    }
   }
 
   /** Runners, cleanups and releases in progress. */
@@ -911,31 +846,6 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       this.#locking = 0;
     }
     return pending + waiting.length - decided.stopped;
-  }
-
-  /**
-   * Every page of a query (only the `select`ed fields, if given); on
-   * failure, whatever was read and `ok: false`.
-   */
-  async #fetch<K extends keyof Container = keyof Container>(
-    filters: Filter[],
-    signal: AbortSignal,
-    select?: readonly K[],
-  ): Promise<{ ok: boolean; items: Array<SelectedContainer<K>> }> {
-    const items: Array<SelectedContainer<K>> = [];
-    let complete = true;
-    try {
-      for await (const page of this.#api.pageContainers<K>({ filters, limit: this.#batchSize, select, maxItems: MAX_ITEMS_PER_QUERY }, { signal })) {
-        items.push(...page.items);
-        // A dropped (malformed) item may be a tracked container: not seeing
-        // it proves nothing, so nothing may be declared gone this cycle.
-        if (page.dropped > 0) complete = false;
-      }
-      return { ok: complete, items };
-    } catch (err) {
-      if (!isAbortOf(err, signal)) this.#listFailed(err);
-      return { ok: false, items };
-    }
   }
 
   #listFailed(err: unknown): void {
