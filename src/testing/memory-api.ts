@@ -66,7 +66,7 @@ export class MemoryContainerApi implements ContainerApi {
     return this.#list(params);
   }
 
-  /** Every page of a query, in uuid order with a `uuid >` cursor, as {@link ArvadosClient.pageContainers} walks them. */
+  /** Every page of a query, in uuid order with a `uuid >` cursor, as `ArvadosClient.pageContainers` walks them. */
   async *pageContainers<K extends keyof Container = keyof Container>(
     params: Omit<ListParams<K>, 'order' | 'offset' | 'count'> & { maxItems?: number } = {},
     opts?: CallOptions,

@@ -29,7 +29,7 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 /**
  * A clock that tests can replace: `now()` in ms and an abortable `sleep`.
  * Every timer and timestamp of the dispatcher and the local runner comes
- * from one (timers through {@link after} and {@link timeoutSignal}), so a
+ * from one (timers through `after` and `timeoutSignal` here), so a
  * `TestClock` from `arvados-dispatch/testing` drives them all.
  */
 export interface Clock {
