@@ -19,21 +19,19 @@ import type { ApiClientAuthorization, Container, ContainerState } from '../types
 import { describeError, isAbortOf } from '../util/errors.js';
 import { checkDuration } from '../util/duration.js';
 import { Redactor, redactAndCut } from '../util/redact.js';
-import { after, realClock, timeoutSignal, type Clock } from '../util/sleep.js';
+import { after, realClock, type Clock } from '../util/sleep.js';
 import { assertContainerUuid, isContainerUuid } from '../uuid.js';
 import { confirmByDirectRead } from './confirm.js';
 import { ContainerEventStream } from './events.js';
-import { StringPool, freezeShared } from './freeze.js';
 import { FullRecordPrefetch, changedSince, fetchFull } from './poll.js';
 import { ApiPressure } from './pressure.js';
 import { ContainerQueue } from './queue.js';
-import { releaseContainer } from './release.js';
+import { LIVE, Supervisor, deepFreeze, versionOf } from './supervisor.js';
 import type { ContainerApi } from './api.js';
-import { RunnerConfigError, type ReleaseAction, type ReleaseOptions, type RunContainer, type Runner } from './runner.js';
+import type { ReleaseAction, ReleaseOptions, RunContainer, Runner, RunnerConfigError } from './runner.js';
 import type { DispatchEntry, DispatcherEventOptions, DispatcherEvents, DispatcherOptions, DispatcherStatus, InstanceTypeView } from './options.js';
 import { onStopSignals, type SecondSignal } from './signals.js';
 import { RetryBackoff, Throttle } from './throttle.js';
-import { UpdateStream, type StreamEndReason } from './updates.js';
 import { WakeBudget } from './wake-budget.js';
 import { PollPlan } from './watermark.js';
 import { plan } from './scheduler.js';
@@ -44,38 +42,12 @@ export type { DispatchEntry, DispatcherEventOptions, DispatcherEvents, Dispatche
 
 const log = logger('dispatcher');
 
-/** Per-container bookkeeping. Kept from the first runner start until cleanup is done. */
-interface Tracker {
-  readonly uuid: string;
-  readonly stream: UpdateStream;
-  /** The newest record read of this container. */
-  record: Readonly<Container>;
-  /** etag (or modified_at) of the last record handed over, to skip unchanged ones. */
-  version: string | undefined;
-  /** The cycle in which a query last returned this container. */
-  seenCycle: number;
-  phase: 'running' | 'cleanup' | 'retired';
-  /** What the runner rejected with, for the cleanup. */
-  error?: unknown;
-  /**
-   * A release during the runner's life found the container no longer ours
-   * or Locked/Running, or made it so: the cleanup has nothing left to check,
-   * so it skips another read of the record.
-   */
-  settledByRelease: boolean;
-  /** The `finished` event was emitted for it. */
-  finishedReported?: boolean;
-}
-
-const LIVE = new Set<ContainerState>(['Locked', 'Running']);
 /**
  * Page size asked for by default: Arvados' own cap (`API.MaxItemsPerResponse`),
  * as the Go dispatchers ask. A server that caps lower says so in the page's
  * `limit`, and paging goes on from there.
  */
 const DEFAULT_BATCH_SIZE = 1000;
-/** Bound on the API calls of one release, so a dead API cannot hold up a runner or shutdown for ever. */
-const RELEASE_TIMEOUT = 30_000;
 /**
  * The least time between the end of one poll and an event-woken start of
  * the next; the gap also grows to the last poll's duration, so a storm of
@@ -86,18 +58,6 @@ const MIN_EVENT_POLL_GAP = 25;
 const MAX_NAMED = 1_000;
 /** Most distinct malformed UUIDs remembered, so each is warned about once. */
 const MAX_BAD_UUIDS = 1_000;
-
-function versionOf(c: Readonly<Container>): string | undefined {
-  return c.etag || c.modified_at || undefined;
-}
-
-/** Strings shared among held records (see freeze.ts); one pool for the process is enough. */
-const STRINGS = new StringPool();
-
-/** Freezes a record deeply before it is held or handed over (see freeze.ts). */
-function deepFreeze<T>(v: T): T {
-  return freezeShared(v, STRINGS);
-}
 
 /** 503 (overloaded) or 429 (too many requests): the API asks us to back off. */
 function isOverload(err: unknown): err is ArvadosApiError {
@@ -144,11 +104,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   readonly #secondSignal: SecondSignal;
   readonly #shutdownTimeout: number;
   readonly #redactor: Redactor;
-  readonly #trackers = new Map<string, Tracker>();
-  readonly #runners = new Map<string, Promise<void>>();
-  readonly #releases = new Map<string, Promise<ReleaseAction>>();
-  readonly #retired: string[] = [];
-  readonly #pendingCleanups = new Set<Tracker>();
+  readonly #sup: Supervisor;
   readonly #badUuids = new Set<string>();
   /**
    * Tracked containers a list answer of this cycle says are gone, not ours,
@@ -233,6 +189,20 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     this.#api = opts.api ?? this.#http!;
     this.#eventOpts = opts.events === false ? undefined : opts.events === true || opts.events === undefined ? {} : opts.events;
     this.#redactor = new Redactor([this.#api.credentialsEnv().ARVADOS_API_TOKEN]);
+    this.#sup = new Supervisor({
+      api: this.#api,
+      clock: this.#clock,
+      redactor: this.#redactor,
+      signal: this.#ac.signal,
+      identity: () => this.#identity.promise,
+      stopping: () => this.#stopping,
+      runContainer: (c, updates) => this.#runContainer(this, c, updates),
+      emit: (name, ...args) => this.#safeEmit(name, ...args),
+      warn: (m) => this.#warn(m),
+      pause: (err) => this.#pause(err),
+      failed: (uuid) => this.#backoff.failed(uuid),
+      markSeen: (uuid) => this.#markSeen(uuid),
+    });
     const inc = opts.incremental === false ? undefined : opts.incremental === true || opts.incremental === undefined ? {} : opts.incremental;
     const pollPlan = inc && new PollPlan({
       sweepPolls: Math.floor(positive('incremental.sweepPolls', inc.sweepPolls, 10, 1)),
@@ -280,8 +250,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   get status(): DispatcherStatus {
     const s: DispatcherStatus = {
       ...this.#status,
-      tracked: this.#trackers.size,
-      runners: this.#runners.size,
+      tracked: this.#sup.trackers.size,
+      runners: this.#sup.runners.size,
       lockConcurrency: this.#pressure.concurrency,
     };
     const until = this.#pressure.pausedUntil;
@@ -338,12 +308,12 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
    */
   entries(): DispatchEntry[] {
     const held: DispatchEntry[] = [];
-    for (const t of this.#trackers.values()) {
+    for (const t of this.#sup.trackers.values()) {
       if (t.phase === 'retired') continue;
       const status = t.phase === 'cleanup' ? 'releasing' : (this.runner?.schedulingStatus?.(t.uuid) ?? (t.record.state === 'Running' ? 'running' : 'locked'));
       held.push({ container: t.record, scheduling_status: status });
     }
-    const all = [...held, ...this.#waiting.filter((e) => !this.#trackers.has(e.container.uuid))];
+    const all = [...held, ...this.#waiting.filter((e) => !this.#sup.trackers.has(e.container.uuid))];
     return all.map((e) => {
       const seen = this.#firstSeen.get(e.container.uuid);
       return {
@@ -370,7 +340,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
 
   /** The newest record of a container this dispatcher holds, if it holds it. */
   container(uuid: string): Readonly<Container> | undefined {
-    const t = this.#trackers.get(uuid);
+    const t = this.#sup.trackers.get(uuid);
     return t && t.phase !== 'retired' ? t.record : undefined;
   }
 
@@ -386,13 +356,13 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
    */
   async kill(uuid: string, reason: string): Promise<ReleaseAction> {
     log('kill %s: %s', uuid, this.#redactor.redact(reason));
-    if (this.#trackers.get(uuid)?.phase === 'running') this.#safeEmit('kill', uuid, this.#redactor.redact(reason));
+    if (this.#sup.trackers.get(uuid)?.phase === 'running') this.#safeEmit('kill', uuid, this.#redactor.redact(reason));
     let action: ReleaseAction;
     try {
       action = await this.release(uuid, { reason });
     } finally {
       // The runner stops even when the release failed: the operator asked for it, and the next cleanup releases.
-      if (this.#trackers.get(uuid)?.phase === 'running') {
+      if (this.#sup.trackers.get(uuid)?.phase === 'running') {
         try {
           this.runner?.kill?.(uuid, reason);
         } catch (err) {
@@ -426,23 +396,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   release(uuid: string, opts: ReleaseOptions): Promise<ReleaseAction> {
     if (!isContainerUuid(uuid)) return Promise.reject(new TypeError(`not a container UUID: ${JSON.stringify(uuid)}`));
     if (typeof opts?.reason !== 'string') return Promise.reject(new TypeError('release: reason must be a string'));
-    return this.#releaseOnce(uuid, opts);
-  }
-
-  /**
-   * One release per container at a time; later calls share it. Bounded by
-   * {@link RELEASE_TIMEOUT}, and by `signal` too if given.
-   */
-  #releaseOnce(uuid: string, opts: ReleaseOptions, signal?: AbortSignal): Promise<ReleaseAction> {
-    const running = this.#releases.get(uuid);
-    if (running) return running;
-    const timeout = timeoutSignal(this.#clock, RELEASE_TIMEOUT);
-    const p = this.#release(uuid, opts, signal ? AbortSignal.any([signal, timeout.signal]) : timeout.signal).finally(() => {
-      timeout.cancel();
-      this.#releases.delete(uuid);
-    });
-    this.#releases.set(uuid, p);
-    return p;
+    return this.#sup.releaseOnce(uuid, opts);
   }
 
   /**
@@ -484,14 +438,14 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   async trackContainer(uuid: string, options: { lockedOnly?: boolean } = {}): Promise<void> {
     assertContainerUuid(uuid);
     const auth = await this.#identity.promise;
-    if (this.#stopping || this.#trackers.has(uuid) || this.#held !== undefined) return;
+    if (this.#stopping || this.#sup.trackers.has(uuid) || this.#held !== undefined) return;
     const c = await this.#api.getContainer(uuid, { signal: this.#ac.signal });
     if (c.uuid !== uuid || (c.locked_by_uuid && c.locked_by_uuid !== auth.uuid)) return;
     if (options.lockedOnly && (c.locked_by_uuid !== auth.uuid || !LIVE.has(c.state))) return;
     if (this.#held !== undefined) return;
-    if (this.#stopping || this.#trackers.has(uuid)) return;
-    const t = this.#start(c, 'adopted');
-    if (!LIVE.has(c.state)) this.#endStream(t, c.state === 'Queued' ? 'requeued' : 'finished', t.record);
+    if (this.#stopping || this.#sup.trackers.has(uuid)) return;
+    const t = this.#sup.start(c, 'adopted');
+    if (!LIVE.has(c.state)) this.#sup.endStream(t, c.state === 'Queued' ? 'requeued' : 'finished', t.record);
   }
 
   // ---- lifecycle ------------------------------------------------------------
@@ -566,7 +520,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       // A new subscription (no uuids) may have missed events; an event about a
       // container we hold concerns us. Anything else waits for the budget:
       // every poll reads the Queued list anyway.
-      const concerns = uuids.length === 0 || uuids.some((u) => this.#trackers.has(u));
+      const concerns = uuids.length === 0 || uuids.some((u) => this.#sup.trackers.has(u));
       if (uuids.length === 0) this.#queue.forceSweep('the event stream (re)connected');
       for (const u of uuids) {
         if (this.#queue.named.size >= MAX_NAMED) {
@@ -676,7 +630,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     // Queued lock tasks see the aborted signal and return at once (p-queue's
     // clear() would leave their promises pending forever).
     this.#ac.abort(new Error(`dispatcher stopping: ${reason}`));
-    for (const t of this.#trackers.values()) this.#endStream(t, 'stopped');
+    for (const t of this.#sup.trackers.values()) this.#sup.endStream(t, 'stopped');
   }
 
   /**
@@ -692,11 +646,11 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       if (this.#skipRequested) resolve('timeout');
     });
     try {
-      if (this.#runners.size > 0) {
-        log('waiting up to %d ms for %d runner(s)', this.#shutdownTimeout, this.#runners.size);
-        const all = Promise.allSettled(this.#runners.values()).then(() => 'done' as const);
+      if (this.#sup.runners.size > 0) {
+        log('waiting up to %d ms for %d runner(s)', this.#shutdownTimeout, this.#sup.runners.size);
+        const all = Promise.allSettled(this.#sup.runners.values()).then(() => 'done' as const);
         if ((await Promise.race([all, gaveUp])) === 'timeout') {
-          const left = [...this.#runners.keys()];
+          const left = [...this.#sup.runners.keys()];
           this.#warn(`stopped without waiting for ${left.length} runner(s): ${left.join(', ')}`);
         }
       }
@@ -734,10 +688,10 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     const me = this.#auth!.uuid;
     // Trackers whose cleanup finished before this cycle's queries started can
     // go: every record from here on was read after their last API change.
-    for (const uuid of this.#retired.splice(0)) {
-      if (this.#trackers.get(uuid)?.phase === 'retired') this.#trackers.delete(uuid);
+    for (const uuid of this.#sup.retired.splice(0)) {
+      if (this.#sup.trackers.get(uuid)?.phase === 'retired') this.#sup.trackers.delete(uuid);
     }
-    const snapshot = await this.#queue.read(regular, { me, holds: (uuid) => this.#trackers.has(uuid), size: this.#trackers.size }, signal);
+    const snapshot = await this.#queue.read(regular, { me, holds: (uuid) => this.#sup.trackers.has(uuid), size: this.#sup.trackers.size }, signal);
     if (signal.aborted) return;
     let healthy = snapshot.complete;
     const sweep = snapshot.sweep;
@@ -752,7 +706,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     // a sweep can tell: the other polls do not list unchanged containers.
     if (healthy && sweep) {
       const missed: string[] = [];
-      for (const t of this.#trackers.values()) if (t.seenCycle !== cycle && t.phase !== 'retired') missed.push(t.uuid);
+      for (const t of this.#sup.trackers.values()) if (t.seenCycle !== cycle && t.phase !== 'retired') missed.push(t.uuid);
       const got = await this.#queue.byUuid(missed, signal);
       healthy &&= got.ok;
       for (const c of got.items) this.#consider(c, cycle);
@@ -760,7 +714,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       // succeeded: after a failed one we did not see everything.
       if (healthy) {
         for (const uuid of missed) {
-          const t = this.#trackers.get(uuid);
+          const t = this.#sup.trackers.get(uuid);
           if (t && t.seenCycle !== cycle && !t.stream.ended) this.#suspects.add(uuid);
         }
       }
@@ -770,18 +724,11 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     snapshot.done(healthy);
     const pending = await handOver;
     if (signal.aborted) return;
-    for (const t of [...this.#pendingCleanups]) void this.#cleanup(t);
+    for (const t of [...this.#sup.pendingCleanups]) void this.#sup.cleanup(t);
     this.#status = { ...this.#status, cycles: cycle, healthy };
     this.emit('cycle', this.status);
-    const idle = healthy && pending === 0 && this.#deferredAdoptions === 0 && this.#busy() === 0;
+    const idle = healthy && pending === 0 && this.#deferredAdoptions === 0 && this.#sup.busy() + this.#locking === 0;
     if (idle) this.#becameIdle(cycle);
-  }
-
-  /** Runners, cleanups and releases in progress. */
-  #busy(): number {
-    let n = this.#runners.size + this.#releases.size + this.#locking;
-    for (const t of this.#trackers.values()) if (t.phase === 'cleanup') n++;
-    return n;
   }
 
   #becameIdle(cycle: number): void {
@@ -804,9 +751,9 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
    */
   async #lockInOrder(candidates: Container[], signal: AbortSignal): Promise<number> {
     let supervisors = 0;
-    if (Number.isFinite(this.#maxSupervisors)) for (const t of this.#trackers.values()) if (isSupervisor(t.record)) supervisors++;
+    if (Number.isFinite(this.#maxSupervisors)) for (const t of this.#sup.trackers.values()) if (isSupervisor(t.record)) supervisors++;
     const decided = plan({ records: candidates, complete: true }, {
-      running: this.#runners.size,
+      running: this.#sup.runners.size,
       supervisors,
       maxJobs: this.#maxJobs,
       maxSupervisors: this.#maxSupervisors,
@@ -831,13 +778,13 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     this.#waiting = waiting;
     const seen = new Set([...waiting.map((e) => e.container.uuid), ...toLock.map((c) => c.uuid)]);
     for (const uuid of seen) this.#markSeen(uuid);
-    for (const uuid of this.#firstSeen.keys()) if (!seen.has(uuid) && !this.#trackers.has(uuid)) this.#firstSeen.delete(uuid);
+    for (const uuid of this.#firstSeen.keys()) if (!seen.has(uuid) && !this.#sup.trackers.has(uuid)) this.#firstSeen.delete(uuid);
     this.#locking += locking.length;
     try {
       for (const { lock } of locking) {
         const record = await lock;
         this.#locking--;
-        if (record && !this.#stopping && !this.#trackers.has(record.uuid)) this.#start(record, 'locked');
+        if (record && !this.#stopping && !this.#sup.trackers.has(record.uuid)) this.#sup.start(record, 'locked');
         else if (!record) pending++;
       }
     } catch (err) {
@@ -872,7 +819,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     const rest: Container[] = [];
     for (const c of summaries) {
       // Only valid UUIDs are ever tracked, so the lookup needs no check of its own.
-      const t = this.#trackers.get(c.uuid);
+      const t = this.#sup.trackers.get(c.uuid);
       if (t?.phase === 'running') {
         if (changedSince(c, t.record)) wanted.push(c.uuid);
         else t.seenCycle = cycle;
@@ -890,7 +837,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         if (this.#consider(record, cycle)) candidates.push(record);
       } else {
         // Not read (the request failed, or it was deleted just now): the next cycle looks again.
-        const t = this.#trackers.get(uuid);
+        const t = this.#sup.trackers.get(uuid);
         if (t) t.seenCycle = cycle;
       }
     }
@@ -912,7 +859,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       return false;
     }
     const me = this.#auth!.uuid;
-    const t = this.#trackers.get(c.uuid);
+    const t = this.#sup.trackers.get(c.uuid);
     // A list answer about a tracked container is applied only while it says
     // "still ours and live" and does not newly ask it to stop (priority 0
     // makes a runner stop the container); anything else waits for a direct read.
@@ -926,7 +873,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       log('ignoring %s locked by %s', c.uuid, c.locked_by_uuid);
       if (t) {
         t.seenCycle = cycle;
-        this.#endStream(t, 'locked-by-other', deepFreeze(c));
+        this.#sup.endStream(t, 'locked-by-other', deepFreeze(c));
       }
       return false;
     }
@@ -944,7 +891,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         }
       } else {
         log('update has %s in state %s, closing tracker', c.uuid, c.state);
-        this.#endStream(t, c.state === 'Queued' ? 'requeued' : 'finished', record);
+        this.#sup.endStream(t, c.state === 'Queued' ? 'requeued' : 'finished', record);
       }
       return false;
     }
@@ -957,8 +904,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         this.#deferredAdoptions++;
         return false;
       }
-      this.#start(c, 'adopted');
-      this.#trackers.get(c.uuid)!.seenCycle = cycle;
+      this.#sup.start(c, 'adopted');
+      this.#sup.trackers.get(c.uuid)!.seenCycle = cycle;
       return false;
     }
     return c.state === 'Queued' && c.priority > 0;
@@ -970,7 +917,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
    * longer Queued, is left for the next cycle. Never rejects.
    */
   async #lock(c: Container, full: FullRecordPrefetch, signal: AbortSignal): Promise<Container | undefined> {
-    const blocked = (): boolean => signal.aborted || this.#trackers.has(c.uuid) || this.#pressure.paused || this.#paused !== undefined || this.#held !== undefined;
+    const blocked = (): boolean => signal.aborted || this.#sup.trackers.has(c.uuid) || this.#pressure.paused || this.#paused !== undefined || this.#held !== undefined;
     if (blocked()) return undefined;
     const record = await full.get(c.uuid);
     if (!record || record.state !== 'Queued' || blocked()) return undefined;
@@ -1014,11 +961,11 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     });
     let complete = true;
     for (const [uuid, a] of answers) {
-      const t = this.#trackers.get(uuid);
+      const t = this.#sup.trackers.get(uuid);
       if (!t || t.phase !== 'running' || t.stream.ended) continue;
       if (a.kind === 'gone') {
         log('Container %s no longer exists, stopping tracking.', uuid);
-        this.#endStream(t, 'vanished');
+        this.#sup.endStream(t, 'vanished');
       } else if (a.kind === 'record') {
         this.#consider(a.record, cycle, true);
       } else {
@@ -1039,134 +986,12 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
 
   // ---- runners and cleanup --------------------------------------------------
 
-  #start(c: Container, how: 'locked' | 'adopted'): Tracker {
-    const record = deepFreeze(c);
-    const t: Tracker = {
-      uuid: c.uuid,
-      stream: new UpdateStream(),
-      record,
-      version: versionOf(c),
-      seenCycle: 0,
-      phase: 'running',
-      settledByRelease: false,
-    };
-    this.#trackers.set(c.uuid, t);
-    this.#markSeen(c.uuid);
-    log('%s %s (state %s, priority %d); starting runner', how === 'locked' ? 'locked' : 'adopting', c.uuid, c.state, c.priority);
-    // Promise.resolve().then(): a runner that throws synchronously still ends up
-    // as a rejection, and never runs inside the poll loop. #settled never rejects.
-    const runner = Promise.resolve()
-      .then(() => this.#runContainer(this, record, t.stream))
-      .then(
-        () => this.#settled(t, undefined),
-        (err: unknown) => this.#settled(t, err ?? new Error('runContainer rejected')),
-      );
-    this.#runners.set(c.uuid, runner);
-    this.#safeEmit(how, record);
-    return t;
-  }
-
-  async #settled(t: Tracker, error: unknown): Promise<void> {
-    this.#runners.delete(t.uuid);
-    this.#endStream(t, 'runner-settled');
-    t.phase = 'cleanup';
-    t.error = error;
-    this.#safeEmit('settled', t.uuid, error);
-    if (error instanceof RunnerConfigError) this.#pause(error);
-    if (error !== undefined) this.#warn(`Error running container ${t.uuid}: ${describeError(error)}`);
-    else log('runner for %s finished', t.uuid);
-    if (this.#stopping) {
-      // On stop, states are left as they are: a restarted dispatcher resumes them.
-      this.#trackers.delete(t.uuid);
-      return;
-    }
-    await this.#cleanup(t);
-  }
-
-  /**
-   * After a runner settled: releases the container (judged on a fresh
-   * record: Locked is unlocked, Running cancelled), unless a release the
-   * runner made already settled it. Retried after the next poll if the API
-   * is unavailable.
-   */
-  async #cleanup(t: Tracker): Promise<void> {
-    if (t.phase !== 'cleanup' || this.#stopping) return;
-    this.#pendingCleanups.delete(t);
-    if (!t.settledByRelease) {
-      const opts: ReleaseOptions =
-        t.error !== undefined
-          ? { reason: `Error running container ${t.uuid}`, error: t.error }
-          : { reason: `the dispatcher's runner for container ${t.uuid} returned without finishing it` };
-      try {
-        await this.#releaseOnce(t.uuid, opts, this.#ac.signal);
-      } catch (err) {
-        if (this.#stopping) return;
-        this.#warn(`cleanup of ${t.uuid} after its runner finished failed (will retry): ${describeError(err)}`);
-        this.#pendingCleanups.add(t);
-        return;
-      }
-    }
-    t.phase = 'retired';
-    this.#retired.push(t.uuid);
-  }
-
-  /**
-   * `signal`: for a runner's release only a timeout, not the dispatcher's
-   * abort signal, since a runner must be able to release on its way out
-   * while the dispatcher stops (a stopped local process cannot be resumed);
-   * for the dispatcher's own cleanup also its abort signal, since on stop
-   * states are left for a restart.
-   */
-  async #release(uuid: string, opts: ReleaseOptions, signal: AbortSignal): Promise<ReleaseAction> {
-    const me = (await this.#identity.promise).uuid;
-    const out = await releaseContainer(this.#api, uuid, opts, { me, redactor: this.#redactor, signal });
-    const t = this.#trackers.get(uuid);
-    const record = out.after ?? out.fresh;
-    if (t && t.phase === 'running' && record) t.record = deepFreeze(record);
-    if (t && record) this.#reportFinished(t, record);
-    if (out.action !== 'none') {
-      this.#safeEmit('released', uuid, out.action, out.fresh!.state);
-      if (opts.detail || (opts.error !== undefined && !(opts.error instanceof RunnerConfigError))) {
-        this.#warn(`${out.action} container ${uuid}: ${out.text.split('\n').slice(0, 12).join('\n')}`);
-      }
-    }
-    return this.#released(uuid, out.action, opts);
-  }
-
-  /** Bookkeeping after a release: the tracker, the failure backoff, a configuration error. */
-  #released(uuid: string, action: ReleaseAction, opts: ReleaseOptions): ReleaseAction {
-    const t = this.#trackers.get(uuid);
-    if (t?.phase === 'running') t.settledByRelease = true;
-    if (opts.error instanceof RunnerConfigError) {
-      this.#pause(opts.error);
-    } else if (action === 'unlocked' && (opts.error !== undefined || opts.detail)) {
-      const delay = this.#backoff.failed(uuid);
-      log('%s failed; not locking it again for %d ms', uuid, delay);
-    }
-    return action;
-  }
-
   /** Stops new locks for good: a configuration or environment error would fail every container alike. */
   #pause(err: RunnerConfigError): void {
     if (this.#paused !== undefined) return;
     this.#paused = `${err.kind} error: ${describeError(err)}`;
     this.#warn(`NOT LOCKING ANY MORE CONTAINERS: the runner reported a ${this.#paused}; fix it and restart the dispatcher`);
     this.#safeEmit('paused', this.#paused, err);
-  }
-
-  /** Emits `finished` once per held container, when `c` shows it final. */
-  #reportFinished(t: Tracker, c: Readonly<Container>): void {
-    if (t.finishedReported || t.phase === 'retired') return;
-    if (c.state !== 'Complete' && c.state !== 'Cancelled') return;
-    t.finishedReported = true;
-    this.#safeEmit('finished', t.uuid, c.state);
-  }
-
-  #endStream(t: Tracker, reason: StreamEndReason, container?: Readonly<Container>): void {
-    if (reason === 'finished' && container) this.#reportFinished(t, container);
-    if (t.stream.ended) return;
-    t.stream.end(reason);
-    if (reason !== 'runner-settled') this.#safeEmit('stream-ended', t.uuid, reason, container);
   }
 
   #warn(message: string): void {
