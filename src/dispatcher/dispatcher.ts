@@ -25,6 +25,7 @@ import { confirmByDirectRead } from './confirm.js';
 import { ContainerEventStream } from './events.js';
 import { FullRecordPrefetch, changedSince, fetchFull } from './poll.js';
 import { ApiPressure } from './pressure.js';
+import { PollPacer } from './pacing.js';
 import { ContainerQueue } from './queue.js';
 import { LIVE, Supervisor, deepFreeze, versionOf } from './supervisor.js';
 import type { ContainerApi } from './api.js';
@@ -32,7 +33,6 @@ import type { ReleaseAction, ReleaseOptions, RunContainer, Runner, RunnerConfigE
 import type { DispatchEntry, DispatcherEventOptions, DispatcherEvents, DispatcherOptions, DispatcherStatus, InstanceTypeView } from './options.js';
 import { onStopSignals, type SecondSignal } from './signals.js';
 import { RetryBackoff, Throttle } from './throttle.js';
-import { WakeBudget } from './wake-budget.js';
 import { PollPlan } from './watermark.js';
 import { plan } from './scheduler.js';
 import { isSupervisor, supervisorCap } from './supervisors.js';
@@ -48,12 +48,6 @@ const log = logger('dispatcher');
  * `limit`, and paging goes on from there.
  */
 const DEFAULT_BATCH_SIZE = 1000;
-/**
- * The least time between the end of one poll and an event-woken start of
- * the next; the gap also grows to the last poll's duration, so a storm of
- * events keeps the dispatcher polling at most half the time.
- */
-const MIN_EVENT_POLL_GAP = 25;
 /** Most UUIDs named by events kept for one event-woken poll; beyond it, a regular poll comes at once instead. */
 const MAX_NAMED = 1_000;
 /** Most distinct malformed UUIDs remembered, so each is warned about once. */
@@ -135,18 +129,11 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   readonly #maxSupervisors: number;
   readonly #eventOpts: DispatcherEventOptions | undefined;
   #listener: ContainerEventStream | undefined;
-  /** The event stream said something changed since the current poll began. */
-  #wakeRequested = false;
-  /** Events about containers we do not hold arrived: an extra poll when the budget allows. */
-  #budgetWake = false;
-  #wakeBudget!: WakeBudget;
-  /** Ends the wait between polls early (set while waiting). */
-  #wakeWait: AbortController | undefined;
+  /** When the next poll starts. */
+  readonly #pacer: PollPacer;
   #status = { queued: 0, cycles: 0, healthy: true, atQuota: false };
   /** The poll's queries. */
   readonly #queue: ContainerQueue;
-  /** When the next regular (incremental or sweep) poll is due, epoch ms. */
-  #nextRegular = 0;
 
   constructor(opts: DispatcherOptions) {
     super();
@@ -163,7 +150,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     this.#clock = opts.clock ?? realClock;
     const now = (): number => this.#clock.now();
     this.#pollInterval = checkDuration('pollInterval', opts.pollInterval ?? 10_000, 1);
-    this.#wakeBudget = new WakeBudget(this.#pollInterval, now);
+    this.#pacer = new PollPacer(this.#clock, this.#pollInterval);
     this.#batchSize = Math.floor(positive('batchSize', opts.batchSize, DEFAULT_BATCH_SIZE, 1));
     const minRetry = checkDuration('minRetryPeriod', opts.minRetryPeriod ?? 0);
     this.#throttle = new Throttle(minRetry, now);
@@ -229,8 +216,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   resume(): void {
     if (this.#held === undefined) return;
     this.#held = undefined;
-    this.#wakeRequested = true;
-    this.#wakeWait?.abort();
+    this.#pacer.wake(true);
   }
 
   /**
@@ -473,13 +459,11 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       if (this.#auth && !this.#stopping) this.#listen();
       while (!this.#stopping) {
         const started = this.#clock.now();
-        this.#wakeRequested = false;
-        this.#budgetWake = false;
-        const regular = started >= this.#nextRegular || this.#queue.named.size === 0;
+        const regular = this.#pacer.begin(this.#queue.named.size);
         await this.#pollOnce(regular);
-        if (regular) this.#nextRegular = this.#clock.now() + this.#pollInterval;
+        this.#pacer.end(regular);
         if (this.#stopping) break;
-        await this.#waitForNextPoll(this.#clock.now() - started);
+        await this.#pacer.wait(this.#clock.now() - started, this.#ac.signal);
       }
     } finally {
       this.#beginStop('finished');
@@ -522,17 +506,15 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       // every poll reads the Queued list anyway.
       const concerns = uuids.length === 0 || uuids.some((u) => this.#sup.trackers.has(u));
       if (uuids.length === 0) this.#queue.forceSweep('the event stream (re)connected');
+      let regular = uuids.length === 0 || (!this.#queue.incremental && concerns);
       for (const u of uuids) {
         if (this.#queue.named.size >= MAX_NAMED) {
-          if (concerns) this.#nextRegular = 0;
+          regular ||= concerns;
           break;
         }
         this.#queue.named.add(u);
       }
-      if (uuids.length === 0 || (!this.#queue.incremental && concerns)) this.#nextRegular = 0;
-      if (concerns) this.#wakeRequested = true;
-      else this.#budgetWake = true;
-      this.#wakeWait?.abort();
+      this.#pacer.wake(concerns, regular);
     });
     listener.on('connected', () => log('event stream connected: polling at once on container changes'));
     listener.on('disconnected', (reason, retryIn) => log('event stream lost (%s); polling every %d ms, reconnecting in %d ms', reason, this.#pollInterval, retryIn));
@@ -543,42 +525,6 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     });
     this.#listener = listener;
     listener.start();
-  }
-
-  /**
-   * Waits `pollInterval`, or less when the event stream says a container
-   * changed: at once if it did during the last poll (whose queries may have
-   * been too early to see it), otherwise as soon as it does; but never sooner
-   * after the last poll than {@link MIN_EVENT_POLL_GAP} or that poll's own
-   * duration. Events about containers we do not hold pull at most one poll
-   * forward per interval (see wake-budget.ts).
-   */
-  async #waitForNextPoll(lastPollMs: number): Promise<void> {
-    const signal = this.#ac.signal;
-    const start = this.#clock.now();
-    const earliest = start + Math.min(this.#pollInterval, Math.max(MIN_EVENT_POLL_GAP, lastPollMs));
-    for (;;) {
-      if (signal.aborted) return;
-      let target = this.#nextRegular;
-      if (this.#wakeRequested) target = Math.min(target, earliest);
-      else if (this.#budgetWake) target = Math.min(target, Math.max(earliest, this.#clock.now() + this.#wakeBudget.waitMs));
-      // Polls are at least `earliest` apart, however they were asked for.
-      const left = Math.max(target, earliest) - this.#clock.now();
-      if (left <= 0) break;
-      // A wake ends this sleep early; the next turn works out the new target.
-      const wait = new AbortController();
-      const onStop = (): void => wait.abort();
-      signal.addEventListener('abort', onStop, { once: true });
-      this.#wakeWait = wait;
-      try {
-        await this.#clock.sleep(left, wait.signal).catch(() => {});
-      } finally {
-        this.#wakeWait = undefined;
-        signal.removeEventListener('abort', onStop);
-      }
-      if (!wait.signal.aborted) break;
-    }
-    if (!this.#wakeRequested && this.#budgetWake && this.#clock.now() < this.#nextRegular) this.#wakeBudget.use();
   }
 
   #onSignal(sig: NodeJS.Signals, count: number): void {
