@@ -35,7 +35,10 @@ runner.on('started', ({ uuid, pid }) => console.log(`${uuid}: crunch-run started
 runner.on('finished', ({ uuid, state }) => console.log(`${uuid}: ${state}`));
 
 // ArvadosClient.fromEnv() by default; SIGINT/SIGTERM/SIGQUIT stop it gracefully.
-const dispatcher = new Dispatcher({ runContainer: runner.runContainer, pollInterval: seconds('LAUNCHER_POLL', 10) });
+// Given as `runner` (not its runContainer), the runner is asked before each
+// round of locks how many queued containers fit the allocation, so only those
+// are locked, as `arvados-dispatch local` does; the dispatcher closes it on stop.
+const dispatcher = new Dispatcher({ runner, pollInterval: seconds('LAUNCHER_POLL', 10) });
 dispatcher.on('warning', (message) => console.error(`warning: ${message}`));
 
 // 'idle' ends every poll cycle that found nothing to do (nothing queued for

@@ -50,9 +50,10 @@ async function overallHelp(): Promise<string> {
     'Dispatches Arvados containers: polls the API for queued containers, locks them\n' +
     'and runs them.\n\n' +
     `Commands:\n${rows.join('\n')}\n\n` +
-    'Credentials: ARVADOS_API_HOST, ARVADOS_API_TOKEN, ARVADOS_API_HOST_INSECURE, else\n' +
-    'the cluster config (--config, $ARVADOS_CONFIG or /etc/arvados/config.yml), else\n' +
-    '$HOME/.config/arvados/settings.conf (the demo needs none).\n' +
+    'Credentials: the cluster config (--config, $ARVADOS_CONFIG or\n' +
+    '/etc/arvados/config.yml); only if it names neither the controller nor the\n' +
+    'token, ARVADOS_API_HOST, ARVADOS_API_TOKEN, ARVADOS_API_HOST_INSECURE or\n' +
+    '$HOME/.config/arvados/settings.conf (deprecated). The demo needs none.\n' +
     'Details on stderr: DEBUG=arvados-dispatch:*\n' +
     'Exit status: 0 after a clean stop, 1 if it cannot start or run,\n' +
     '2 on a bad command line or configuration.\n'

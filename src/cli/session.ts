@@ -7,9 +7,10 @@
  * @module
  */
 import type { Dispatcher } from '../dispatcher/dispatcher.js';
+import { RunnerConfigError } from '../dispatcher/runner.js';
 import { logger } from '../log.js';
 import { describeError } from '../util/errors.js';
-import { CliError } from './errors.js';
+import { CliError, UsageError } from './errors.js';
 import type { Output } from './output.js';
 import type { Reporter } from './report.js';
 
@@ -60,7 +61,8 @@ export async function runSession(opts: SessionOptions): Promise<void> {
   try {
     await d.run();
   } catch (err) {
-    throw new CliError(describeError(err));
+    // A runner that cannot start for a configuration or host reason exits 2: restarting will not fix it.
+    throw err instanceof RunnerConfigError ? new UsageError(describeError(err)) : new CliError(describeError(err));
   } finally {
     // Whatever stopped the loop, the runner stops its work too.
     await runner.shutdown();

@@ -213,6 +213,11 @@ export class ArvadosClient extends EventEmitter<ArvadosClientEvents> {
   readonly apiHost: string;
   /** Whether TLS verification is off. */
   readonly insecure: boolean;
+  /**
+   * The extra CA certificates (PEM) this client trusts, from its `ca` option;
+   * the Dispatcher's event stream trusts them too.
+   */
+  readonly ca: string | readonly string[] | undefined;
   // Private so that neither util.inspect nor JSON.stringify of a client shows it.
   readonly #token: string;
   readonly #authorization: string;
@@ -238,6 +243,7 @@ export class ArvadosClient extends EventEmitter<ArvadosClientEvents> {
     this.baseUrl = parseUrl(opts.apiHost ?? '');
     this.apiHost = this.baseUrl.replace(/^https:\/\//, '');
     this.insecure = opts.insecure ?? false;
+    this.ca = opts.ca;
     this.#token = opts.apiToken.trim();
     this.#authorization = `Bearer ${this.#token}`;
     const secrets = tokenSecrets(this.#token);

@@ -29,7 +29,7 @@ import { PollPacer } from './pacing.js';
 import { ContainerQueue } from './queue.js';
 import { LIVE, Supervisor, deepFreeze, versionOf } from './supervisor.js';
 import type { ContainerApi } from './api.js';
-import type { ReleaseAction, ReleaseOptions, RunContainer, Runner, RunnerConfigError } from './runner.js';
+import { RunnerConfigError, type ReleaseAction, type ReleaseOptions, type RunContainer, type Runner } from './runner.js';
 import type { DispatchEntry, DispatcherEventOptions, DispatcherEvents, DispatcherOptions, DispatcherStatus, InstanceTypeView } from './options.js';
 import { onStopSignals, type SecondSignal } from './signals.js';
 import { RetryBackoff, Throttle } from './throttle.js';
@@ -453,7 +453,11 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
           await this.runner.attach(this, this.#ac.signal);
         } catch (err) {
           // A stop during the runner's startup is a stop, whatever the runner rejects with.
-          if (!isAbortOf(err, this.#ac.signal) && !this.#stopping) throw new Error(`the runner could not start: ${describeError(err)}`);
+          if (!isAbortOf(err, this.#ac.signal) && !this.#stopping) {
+            const message = `the runner could not start: ${describeError(err)}`;
+            // Keep the kind: a configuration or host problem is not cured by a restart.
+            throw err instanceof RunnerConfigError ? new RunnerConfigError(message, err.kind, { cause: err }) : new Error(message);
+          }
         }
       }
       if (this.#auth && !this.#stopping) this.#listen();
@@ -497,7 +501,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       token: client.credentialsEnv().ARVADOS_API_TOKEN,
       insecure: client.insecure,
       requireTls: client.baseUrl.startsWith('https://') && !client.insecure,
-      ca: o.ca,
+      // The stream must trust what the client trusts (e.g. FakeArvados' own certificate).
+      ca: o.ca ?? (typeof client.ca === 'string' ? client.ca : client.ca?.slice()),
       clock: this.#clock,
     });
     listener.on('wake', (uuids) => {

@@ -350,15 +350,23 @@ export class FakeArvados {
     };
   }
 
-  /** An {@link ArvadosClient} for this server that verifies its certificate. */
+  /**
+   * An {@link ArvadosClient} for this server that verifies its certificate,
+   * for requests and for the Dispatcher's event stream. The child processes
+   * it hands credentials to (`credentialsEnv()`, as a runner gives them to
+   * crunch-run) get `ARVADOS_API_HOST_INSECURE=1` in HTTPS mode, as from
+   * {@link FakeArvados.env}: crunch-run's environment has no way to carry
+   * the fake's certificate.
+   */
   client(opts: Partial<ArvadosClientOptions> & { token?: string } = {}): ArvadosClient {
     const { token, ...rest } = opts;
-    return new ArvadosClient({
+    const o: ArvadosClientOptions = {
       apiHost: this.apiHost,
       apiToken: token ?? this.rootToken.token,
       ...(this.#tls ? { ca: this.#tls.cert } : {}),
       ...rest,
-    });
+    };
+    return this.#tls ? new FakeServerClient(o) : new ArvadosClient(o);
   }
 
   // ---- tokens ---------------------------------------------------------------
@@ -975,4 +983,17 @@ function routeOf(method: string, path: string): { name: RouteName; uuid?: string
     if (!m[2] && (method === 'PUT' || method === 'PATCH')) return { name: 'containers.update', uuid };
   }
   return { name: 'unknown' };
+}
+
+/**
+ * A client of the fake's own HTTPS server: it verifies the self-signed
+ * certificate itself, and tells the child processes it equips to skip
+ * verification, which is all a child can be told through
+ * `ARVADOS_API_HOST_INSECURE` (without it, a crunch-run it starts fails on
+ * "self-signed certificate" and its container cycles through lock and unlock).
+ */
+class FakeServerClient extends ArvadosClient {
+  override credentialsEnv(): ReturnType<ArvadosClient['credentialsEnv']> {
+    return { ...super.credentialsEnv(), ARVADOS_API_HOST_INSECURE: '1' };
+  }
 }

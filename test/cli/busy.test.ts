@@ -179,6 +179,8 @@ describe('API back-pressure in the status line', () => {
       [
         'lsf',
         '--json',
+        // No sudo: jobs of another user need a dispatcher running as root (it chowns their secrets files).
+        '--bsub-sudo-user', '',
         '--max-jobs', '2',
         '--poll-interval', '100ms',
         '--bjobs-interval', '100ms',

@@ -101,8 +101,9 @@ describePg('ClusterLock (real PostgreSQL)', () => {
     } finally {
       await lock.close();
     }
-    // Closing ends the session, which frees the lock.
-    expect(await holderPid(other)).toBeUndefined();
+    // Closing ends the session, which frees the lock: once PostgreSQL has ended the backend, which it does
+    // asynchronously after the client's Terminate, so only soon after close() resolves.
+    await waitFor(async () => (await holderPid(other)) === undefined, 'the lock released by closing', 10_000);
   }, 60_000);
 
   it('keeps trying while the database refuses the connection, and says why', async () => {

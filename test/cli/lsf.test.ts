@@ -3,7 +3,7 @@
 // simulator on this machine; bad flags and a host without LSF need neither.
 import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
@@ -82,21 +82,40 @@ afterAll(() => {
       rmSync(table, { recursive: true, force: true });
     });
 
+    it('a BsubSudoUser this host does not know stops it before any lock, with exit 2 and one line', async () => {
+      const c = fake.addContainer({ runtime_constraints: { ram: 64 * MiB, vcpus: 1 } });
+      const r = await runCli(['lsf', '--bsub-sudo-user', 'no-such-user-xyz', '--status-interval', '0'], { HOME: home, PATH, LSF_STUB_DIR: table, ...fake.env() });
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/the runner could not start: cannot look up the user "no-such-user-xyz"/);
+      expect(fake.container(c.uuid)?.state).toBe('Queued');
+      // Out of the way of the next test, which counts its submissions.
+      fake.setPriority(c.uuid, 0);
+    });
+
     it('runs containers through bsub, and a SIGTERM leaves running jobs for the next dispatcher (exit 0)', async () => {
       const small = { runtime_constraints: { ram: 64 * MiB, vcpus: 1 } };
       const quick = fake.addContainer({ ...small, environment: { STUB_MODE: 'complete', STUB_RUN_MS: '200' } });
       const long = fake.addContainer({ ...small, environment: { STUB_MODE: 'hang' } });
+      // Through (the stub's) sudo, as this user: Arvados' default BsubSudoUser "crunch" may not exist here, and
+      // jobs of another user need the dispatcher to be root to give them their secrets file.
+      const me = userInfo().username;
       const cli = spawnCli(
-        ['lsf', '--poll-interval', '200ms', '--bjobs-interval', '200ms', '--crunch-run-command', process.execPath, `--crunch-run-arg=${STUB}`, '--status-interval', '0'],
+        ['lsf', '--poll-interval', '200ms', '--bjobs-interval', '200ms', '--crunch-run-command', process.execPath, `--crunch-run-arg=${STUB}`, '--bsub-sudo-user', me, '--status-interval', '0'],
         { HOME: home, PATH, LSF_STUB_DIR: table, ...fake.env() },
       );
       children.push(cli);
-      await waitFor(() => cli.stdout().includes(`${quick.uuid} finished: Complete (exit code 0)`), 'the quick container complete', 60_000);
-      await waitFor(() => fake.container(long.uuid)?.state === 'Running', 'the long one running', 60_000);
+      // A dispatcher that exits (e.g. the runner could not start) fails the wait at once, saying why.
+      const whileRunning = (check: () => boolean) => (): boolean => {
+        if (cli.child.exitCode !== null) throw new Error(`the dispatcher exited (${cli.child.exitCode}): ${cli.stderr()}`);
+        return check();
+      };
+      await waitFor(whileRunning(() => cli.stdout().includes(`${quick.uuid} finished: Complete (exit code 0)`)), 'the quick container complete', 60_000);
+      await waitFor(whileRunning(() => fake.container(long.uuid)?.state === 'Running'), 'the long one running', 60_000);
       cli.child.kill('SIGTERM');
       const { code } = await cli.exited;
       expect(code).toBe(0);
       const stdout = cli.stdout();
+      expect(stdout).toContain(`sudo -E -u ${me} bsub `);
       expect(stdout).toMatch(new RegExp(`${quick.uuid} submitted to LSF as job \\d+`));
       expect(stdout).toMatch(/leaving \d+ LSF job\(s\) in the queue for the next dispatcher/);
       expect(stdout + cli.stderr()).not.toContain(fake.rootToken.token);

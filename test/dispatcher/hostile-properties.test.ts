@@ -242,16 +242,33 @@ describe('Dispatcher under arbitrary and hostile answers (property-based)', () =
 
   it("the client's warnings about dropped list items reach the dispatcher's warning event, once per item", async () => {
     const bad = 'zzzzz-dz642-badbadbadbad000';
-    const d = new Dispatcher({ client: fake.client({ token: TOKEN }), runContainer: async () => {}, pollInterval: 15, handleSignals: false });
+    // Every poll here is a sweep (each one drops items, so none is complete),
+    // and every sweep starts with the one-item read of the newest modified_at:
+    // this two-item answer is over that read's limit, a malformed answer the
+    // client retries before the sweep goes on. Quick retries keep five
+    // cycles within the wait; with the default ones (0.5 s, doubling) each
+    // sweep takes about 7.5 s.
+    const d = new Dispatcher({
+      client: fake.client({ token: TOKEN, retries: 3, retryDelay: 2, maxRetryDelay: 10 }),
+      runContainer: async () => {},
+      pollInterval: 15,
+      handleSignals: false,
+    });
     const warnings: string[] = [];
     d.on('warning', (m) => void warnings.push(m));
     fake.override('containers.list', { status: 200, body: { kind: 'arvados#containerList', items: [null, { uuid: bad, state: 'Bogus', priority: 1 }] } });
     void d.run();
-    await waitFor(() => d.status.cycles >= 5, 'five cycles');
-    await d.stop();
-    fake.clearOverride();
+    try {
+      await waitFor(() => d.status.cycles >= 5, 'five cycles');
+    } finally {
+      // Even when the wait fails: a dispatcher left running would compete for the later tests' containers.
+      await d.stop();
+      fake.clearOverride();
+    }
     expect(warnings.filter((w) => w.includes(`left out container ${bad}`))).toHaveLength(1);
     expect(warnings.filter((w) => w.includes('left out an item (null)'))).toHaveLength(1);
+    // The over-limit answer to the one-item read is refused whole: it drops no item, so it adds no such warning.
+    expect(warnings.some((w) => w.includes('malformed answer (2 items for limit 1)'))).toBe(true);
   });
 
   it("a dropped item's map keys never reach a warning: no forged lines, no flood", async () => {

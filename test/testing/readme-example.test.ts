@@ -1,5 +1,6 @@
-// The README's FakeArvados example, as written there (keep the two in step):
-// it must pass every time, so it must not race the dispatcher's poll.
+// The FakeArvados example of docs/testing.md, in Jest (test/docs/ runs the
+// docs' own copy; keep the two in step): it must pass every time, so it
+// must not race the dispatcher's poll.
 import { expect, it } from '@jest/globals';
 import { Dispatcher } from '../../src/index.js';
 import { FakeArvados } from '../../src/testing/index.js';

@@ -1,6 +1,7 @@
 // The Slurm runner with a real Dispatcher on FakeArvados and an in-memory
 // Slurm behind the injectable command runner (fake-slurm.ts). Every wait is
 // for a condition (a state, a number of squeue runs), never for a time.
+import { spawnSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -280,6 +281,8 @@ describe('SlurmRunner: submission', () => {
     expect(commands).toContainEqual(expect.objectContaining({ command: 'sbatch', result: 'error', errorClass: 'backpressure' }));
     expect(commands).toContainEqual(expect.objectContaining({ command: 'squeue', result: 'ok' }));
     expect(cs.map((c) => h.runner.schedulingStatus(c.uuid))).toContain('Slurm: submissions paused (at quota)');
+    // A submission already in flight when the pause began may still meet the limit; let it land.
+    await polls(h.slurm, 2);
     const refusedSoFar = h.slurm.callsOf('sbatch').length;
     await polls(h.slurm, 5);
     // Paused: nobody tried again.
@@ -548,11 +551,24 @@ describe('SlurmRunner: Dispatcher.kill', () => {
   });
 
   it('keys GatewayAuthSecret by systemRootToken when given', async () => {
-    const h = await setup({ runner: { systemRootToken: 'the-cluster-system-root-token' } });
+    // The job's "crunch-run" prints the secret it got: the job script as sbatch got it, run in sbatch's environment.
+    const h = await setup({
+      runner: { systemRootToken: 'the-cluster-system-root-token', crunchRunCommand: '/bin/sh', crunchRunArgs: ['-c', 'printf %s "$GatewayAuthSecret"'] },
+    });
     const c = h.fake.addContainer({ priority: 1, ...SMALL });
     await waitFor(() => h.slurm.has(c.uuid), 'submitted');
-    const env = h.slurm.callsOf('sbatch')[0].options.env ?? {};
-    expect(env.GatewayAuthSecret).toBe(createHmac('sha256', 'the-cluster-system-root-token').update(c.uuid).digest('hex'));
+    const [sb] = h.slurm.callsOf('sbatch');
+    const env = sb.options.env ?? {};
+    // Not in what Slurm stores and shows (the environment, the arguments, the script): only in the job's secrets file.
+    expect(env).not.toHaveProperty('GatewayAuthSecret');
+    expect(env).not.toHaveProperty('ARVADOS_API_TOKEN');
+    const token = h.fake.rootToken.token;
+    for (const secret of ['the-cluster-system-root-token', token, token.split('/').pop() ?? token]) {
+      expect(JSON.stringify([sb.args, sb.options.input, env])).not.toContain(secret);
+    }
+    const job = spawnSync('/bin/sh', ['-s'], { input: sb.options.input, encoding: 'utf8', env: { ...env } });
+    expect(job.stderr).toBe('');
+    expect(job.stdout).toBe(createHmac('sha256', 'the-cluster-system-root-token').update(c.uuid).digest('hex'));
   });
 });
 
