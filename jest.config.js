@@ -15,7 +15,9 @@ export const UNIT = [
   'test/cli/presentation.test.ts',
   'test/cli/units.test.ts',
   'test/client/config.test.ts',
+  'test/dispatcher/memory.test.ts',
   'test/dispatcher/runner.test.ts',
+  'test/dispatcher/scheduler.test.ts',
   'test/dispatcher/units.test.ts',
   'test/runners/batch/canceller.test.ts',
   'test/runners/batch/gate.test.ts',
@@ -25,6 +27,7 @@ export const UNIT = [
   'test/runners/local/resources.test.ts',
   'test/runners/slurm/adapter.test.ts',
   'test/server/units.test.ts',
+  'test/testing/clock.test.ts',
 ];
 
 /** Files and folders of the system tier: found by what they spawn (sbatch, qsub, npm pack). */

@@ -28,5 +28,6 @@ export {
   type Runner,
   type SecondSignal,
   type StreamEndReason,
+  type ContainerApi,
 } from './dispatcher/index.js';
 export * from './runners/index.js';

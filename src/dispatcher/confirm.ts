@@ -13,7 +13,7 @@
  *
  * @module
  */
-import type { ArvadosClient } from '../client/client.js';
+import type { ContainerApi } from './api.js';
 import { ArvadosApiError } from '../client/errors.js';
 import type { Container } from '../types.js';
 import { isAbortOf } from '../util/errors.js';
@@ -35,7 +35,7 @@ export type Confirmation =
  * about failed reads (not aborts, not 404s). Never rejects.
  */
 export async function confirmByDirectRead(
-  client: ArvadosClient,
+  client: ContainerApi,
   uuids: readonly string[],
   signal: AbortSignal,
   onError: (err: unknown) => void,

@@ -15,25 +15,26 @@ import type { ClientWarning } from '../client/options.js';
 import { ArvadosApiError, ArvadosProtocolError } from '../client/errors.js';
 import { deferred, type Deferred } from '../deferred.js';
 import { logger } from '../log.js';
-import type { ApiClientAuthorization, Container, ContainerState, Filter, SelectedContainer } from '../types.js';
+import type { ApiClientAuthorization, Container, ContainerState } from '../types.js';
 import { describeError, isAbortOf } from '../util/errors.js';
 import { checkDuration } from '../util/duration.js';
 import { Redactor, redactAndCut } from '../util/redact.js';
-import { sleep } from '../util/sleep.js';
+import { after, realClock, type Clock } from '../util/sleep.js';
 import { assertContainerUuid, isContainerUuid } from '../uuid.js';
 import { confirmByDirectRead } from './confirm.js';
 import { ContainerEventStream } from './events.js';
-import { StringPool, freezeShared } from './freeze.js';
-import { FullRecordPrefetch, MAX_ITEMS_PER_QUERY, QUEUE_FIELDS, SUMMARY_FIELDS, changedSince, fetchFull } from './poll.js';
+import { FullRecordPrefetch, changedSince, fetchFull } from './poll.js';
 import { ApiPressure } from './pressure.js';
-import { releaseContainer } from './release.js';
+import { PollPacer } from './pacing.js';
+import { ContainerQueue } from './queue.js';
+import { LIVE, Supervisor, deepFreeze, versionOf } from './supervisor.js';
+import type { ContainerApi } from './api.js';
 import { RunnerConfigError, type ReleaseAction, type ReleaseOptions, type RunContainer, type Runner } from './runner.js';
 import type { DispatchEntry, DispatcherEventOptions, DispatcherEvents, DispatcherOptions, DispatcherStatus, InstanceTypeView } from './options.js';
 import { onStopSignals, type SecondSignal } from './signals.js';
 import { RetryBackoff, Throttle } from './throttle.js';
-import { UpdateStream, type StreamEndReason } from './updates.js';
-import { WakeBudget } from './wake-budget.js';
-import { PollPlan, type PollKind } from './watermark.js';
+import { PollPlan } from './watermark.js';
+import { plan } from './scheduler.js';
 import { isSupervisor, supervisorCap } from './supervisors.js';
 
 export type { RunContainer } from './runner.js';
@@ -41,74 +42,16 @@ export type { DispatchEntry, DispatcherEventOptions, DispatcherEvents, Dispatche
 
 const log = logger('dispatcher');
 
-/** Per-container bookkeeping. Kept from the first runner start until cleanup is done. */
-interface Tracker {
-  readonly uuid: string;
-  readonly stream: UpdateStream;
-  /** The newest record read of this container. */
-  record: Readonly<Container>;
-  /** etag (or modified_at) of the last record handed over, to skip unchanged ones. */
-  version: string | undefined;
-  /** The cycle in which a query last returned this container. */
-  seenCycle: number;
-  phase: 'running' | 'cleanup' | 'retired';
-  /** What the runner rejected with, for the cleanup. */
-  error?: unknown;
-  /**
-   * A release during the runner's life found the container no longer ours
-   * or Locked/Running, or made it so: the cleanup has nothing left to check,
-   * so it skips another read of the record.
-   */
-  settledByRelease: boolean;
-  /** The `finished` event was emitted for it. */
-  finishedReported?: boolean;
-}
-
-const LIVE = new Set<ContainerState>(['Locked', 'Running']);
 /**
  * Page size asked for by default: Arvados' own cap (`API.MaxItemsPerResponse`),
  * as the Go dispatchers ask. A server that caps lower says so in the page's
  * `limit`, and paging goes on from there.
  */
 const DEFAULT_BATCH_SIZE = 1000;
-/** Most UUIDs in one `uuid in [...]` filter: bounds the URL and the server's query. */
-const UUID_BATCH = 100;
-/** Bound on the API calls of one release, so a dead API cannot hold up a runner or shutdown for ever. */
-const RELEASE_TIMEOUT = 30_000;
-/**
- * The least time between the end of one poll and an event-woken start of
- * the next; the gap also grows to the last poll's duration, so a storm of
- * events keeps the dispatcher polling at most half the time.
- */
-const MIN_EVENT_POLL_GAP = 25;
 /** Most UUIDs named by events kept for one event-woken poll; beyond it, a regular poll comes at once instead. */
 const MAX_NAMED = 1_000;
 /** Most distinct malformed UUIDs remembered, so each is warned about once. */
 const MAX_BAD_UUIDS = 1_000;
-
-function versionOf(c: Readonly<Container>): string | undefined {
-  return c.etag || c.modified_at || undefined;
-}
-
-/** Strings shared among held records (see freeze.ts); one pool for the process is enough. */
-const STRINGS = new StringPool();
-
-/** Freezes a record deeply before it is held or handed over (see freeze.ts). */
-function deepFreeze<T>(v: T): T {
-  return freezeShared(v, STRINGS);
-}
-
-/**
- * Lock order: priority first; equal priorities oldest first (as the API's own
- * priority formula orders them), then by uuid so the order is stable.
- */
-function byPriority(a: Readonly<Container>, b: Readonly<Container>): number {
-  if (a.priority !== b.priority) return b.priority - a.priority;
-  const ca = a.created_at ?? '';
-  const cb = b.created_at ?? '';
-  if (ca !== cb) return ca < cb ? -1 : 1;
-  return a.uuid < b.uuid ? -1 : a.uuid > b.uuid ? 1 : 0;
-}
 
 /** 503 (overloaded) or 429 (too many requests): the API asks us to back off. */
 function isOverload(err: unknown): err is ArvadosApiError {
@@ -136,11 +79,14 @@ function positive(name: string, v: number | undefined, dflt: number, min: number
  * ```
  */
 export class Dispatcher extends EventEmitter<DispatcherEvents> {
-  /** The API client this dispatcher uses. */
-  readonly client: ArvadosClient;
+  /** The HTTP client: `client`, else `api` if it is one; undefined over an in-memory `api` until {@link client} is read. */
+  #http: ArvadosClient | undefined;
   /** The runner given as `runner`, if any. */
   readonly runner: Runner | undefined;
   readonly #runContainer: RunContainer;
+  readonly #clock: Clock;
+  /** The calls this dispatcher makes (`client` unless `api` was given). */
+  readonly #api: ContainerApi;
   readonly #pollInterval: number;
   readonly #batchSize: number;
   readonly #maxJobs: number;
@@ -152,11 +98,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   readonly #secondSignal: SecondSignal;
   readonly #shutdownTimeout: number;
   readonly #redactor: Redactor;
-  readonly #trackers = new Map<string, Tracker>();
-  readonly #runners = new Map<string, Promise<void>>();
-  readonly #releases = new Map<string, Promise<ReleaseAction>>();
-  readonly #retired: string[] = [];
-  readonly #pendingCleanups = new Set<Tracker>();
+  readonly #sup: Supervisor;
   readonly #badUuids = new Set<string>();
   /**
    * Tracked containers a list answer of this cycle says are gone, not ours,
@@ -187,20 +129,11 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   readonly #maxSupervisors: number;
   readonly #eventOpts: DispatcherEventOptions | undefined;
   #listener: ContainerEventStream | undefined;
-  /** The event stream said something changed since the current poll began. */
-  #wakeRequested = false;
-  /** Events about containers we do not hold arrived: an extra poll when the budget allows. */
-  #budgetWake = false;
-  #wakeBudget!: WakeBudget;
-  /** Ends the wait between polls early (set while waiting). */
-  #wakeWait: AbortController | undefined;
+  /** When the next poll starts. */
+  readonly #pacer: PollPacer;
   #status = { queued: 0, cycles: 0, healthy: true, atQuota: false };
-  /** Sweeps and incremental polls (undefined: every poll is a sweep). */
-  readonly #plan: PollPlan | undefined;
-  /** Containers events named since the last poll, for an event-woken poll that reads only them. */
-  readonly #named = new Set<string>();
-  /** When the next regular (incremental or sweep) poll is due, epoch ms. */
-  #nextRegular = 0;
+  /** The poll's queries. */
+  readonly #queue: ContainerQueue;
 
   constructor(opts: DispatcherOptions) {
     super();
@@ -214,20 +147,23 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     this.runner = opts.runner;
     const runner = opts.runner;
     this.#runContainer = runner ? (d, c, u) => runner.runContainer(d, c, u) : opts.runContainer!;
+    this.#clock = opts.clock ?? realClock;
+    const now = (): number => this.#clock.now();
     this.#pollInterval = checkDuration('pollInterval', opts.pollInterval ?? 10_000, 1);
-    this.#wakeBudget = new WakeBudget(this.#pollInterval);
+    this.#pacer = new PollPacer(this.#clock, this.#pollInterval);
     this.#batchSize = Math.floor(positive('batchSize', opts.batchSize, DEFAULT_BATCH_SIZE, 1));
     const minRetry = checkDuration('minRetryPeriod', opts.minRetryPeriod ?? 0);
-    this.#throttle = new Throttle(minRetry);
+    this.#throttle = new Throttle(minRetry, now);
     this.#maxJobs = Math.floor(positive('maxJobs', opts.maxJobs, Infinity, 1));
     this.#maxSupervisors = supervisorCap(opts.supervisorFraction, this.#maxJobs);
     const fb = opts.failureBackoff ?? {};
     this.#backoff = new RetryBackoff(
       checkDuration('failureBackoff.initial', fb.initial ?? Math.max(this.#pollInterval, minRetry)),
       checkDuration('failureBackoff.max', fb.max ?? 600_000),
+      now,
     );
     const concurrency = Math.floor(positive('lockConcurrency', opts.lockConcurrency, 8, 1));
-    this.#pressure = new ApiPressure(concurrency);
+    this.#pressure = new ApiPressure(concurrency, now);
     this.#locks = new PQueue({ concurrency });
     this.#shutdownTimeout = checkDuration('shutdownTimeout', opts.shutdownTimeout ?? 60_000);
     this.#handleSignals = opts.handleSignals ?? true;
@@ -235,15 +171,32 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     if (this.#secondSignal !== 'stop-waiting' && this.#secondSignal !== 'exit') {
       throw new RangeError(`secondSignal must be "stop-waiting" or "exit", got ${JSON.stringify(opts.secondSignal)}`);
     }
-    this.client = opts.client ?? ArvadosClient.fromEnv();
+    // Over an in-memory `api` (tests) there is no HTTP client unless one is given.
+    this.#http = opts.client ?? (opts.api instanceof ArvadosClient ? opts.api : opts.api ? undefined : ArvadosClient.fromEnv());
+    this.#api = opts.api ?? this.#http!;
     this.#eventOpts = opts.events === false ? undefined : opts.events === true || opts.events === undefined ? {} : opts.events;
-    this.#redactor = new Redactor([this.client.credentialsEnv().ARVADOS_API_TOKEN]);
+    this.#redactor = new Redactor([this.#api.credentialsEnv().ARVADOS_API_TOKEN]);
+    this.#sup = new Supervisor({
+      api: this.#api,
+      clock: this.#clock,
+      redactor: this.#redactor,
+      signal: this.#ac.signal,
+      identity: () => this.#identity.promise,
+      stopping: () => this.#stopping,
+      runContainer: (c, updates) => this.#runContainer(this, c, updates),
+      emit: (name, ...args) => this.#safeEmit(name, ...args),
+      warn: (m) => this.#warn(m),
+      pause: (err) => this.#pause(err),
+      failed: (uuid) => this.#backoff.failed(uuid),
+      markSeen: (uuid) => this.#markSeen(uuid),
+    });
     const inc = opts.incremental === false ? undefined : opts.incremental === true || opts.incremental === undefined ? {} : opts.incremental;
-    this.#plan = inc && new PollPlan({
+    const pollPlan = inc && new PollPlan({
       sweepPolls: Math.floor(positive('incremental.sweepPolls', inc.sweepPolls, 10, 1)),
       sweepInterval: positive('incremental.sweepInterval', inc.sweepInterval, 60_000, 0),
       margin: positive('incremental.margin', inc.margin, 5_000, 0),
-    });
+    }, now);
+    this.#queue = new ContainerQueue(this.#api, this.#batchSize, pollPlan || undefined, (err) => this.#listFailed(err));
     // Nobody may be waiting for identity; don't let its rejection go unhandled.
     this.#identity.promise.catch(() => {});
   }
@@ -263,8 +216,15 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   resume(): void {
     if (this.#held === undefined) return;
     this.#held = undefined;
-    this.#wakeRequested = true;
-    this.#wakeWait?.abort();
+    this.#pacer.wake(true);
+  }
+
+  /**
+   * The API client this dispatcher uses (with an in-memory `api` and no
+   * `client`: one from the environment, made when first read).
+   */
+  get client(): ArvadosClient {
+    return (this.#http ??= ArvadosClient.fromEnv());
   }
 
   /** This dispatcher's token, once `run()` has identified it. */
@@ -276,8 +236,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   get status(): DispatcherStatus {
     const s: DispatcherStatus = {
       ...this.#status,
-      tracked: this.#trackers.size,
-      runners: this.#runners.size,
+      tracked: this.#sup.trackers.size,
+      runners: this.#sup.runners.size,
       lockConcurrency: this.#pressure.concurrency,
     };
     const until = this.#pressure.pausedUntil;
@@ -334,17 +294,17 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
    */
   entries(): DispatchEntry[] {
     const held: DispatchEntry[] = [];
-    for (const t of this.#trackers.values()) {
+    for (const t of this.#sup.trackers.values()) {
       if (t.phase === 'retired') continue;
       const status = t.phase === 'cleanup' ? 'releasing' : (this.runner?.schedulingStatus?.(t.uuid) ?? (t.record.state === 'Running' ? 'running' : 'locked'));
       held.push({ container: t.record, scheduling_status: status });
     }
-    const all = [...held, ...this.#waiting.filter((e) => !this.#trackers.has(e.container.uuid))];
+    const all = [...held, ...this.#waiting.filter((e) => !this.#sup.trackers.has(e.container.uuid))];
     return all.map((e) => {
       const seen = this.#firstSeen.get(e.container.uuid);
       return {
         ...e,
-        first_seen_at: new Date(seen ?? Date.now()).toISOString(),
+        first_seen_at: new Date(seen ?? this.#clock.now()).toISOString(),
         instance_types: this.#instanceTypes(e.container),
       };
     });
@@ -361,12 +321,12 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   }
 
   #markSeen(uuid: string): void {
-    if (!this.#firstSeen.has(uuid)) this.#firstSeen.set(uuid, Date.now());
+    if (!this.#firstSeen.has(uuid)) this.#firstSeen.set(uuid, this.#clock.now());
   }
 
   /** The newest record of a container this dispatcher holds, if it holds it. */
   container(uuid: string): Readonly<Container> | undefined {
-    const t = this.#trackers.get(uuid);
+    const t = this.#sup.trackers.get(uuid);
     return t && t.phase !== 'retired' ? t.record : undefined;
   }
 
@@ -382,13 +342,13 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
    */
   async kill(uuid: string, reason: string): Promise<ReleaseAction> {
     log('kill %s: %s', uuid, this.#redactor.redact(reason));
-    if (this.#trackers.get(uuid)?.phase === 'running') this.#safeEmit('kill', uuid, this.#redactor.redact(reason));
+    if (this.#sup.trackers.get(uuid)?.phase === 'running') this.#safeEmit('kill', uuid, this.#redactor.redact(reason));
     let action: ReleaseAction;
     try {
       action = await this.release(uuid, { reason });
     } finally {
       // The runner stops even when the release failed: the operator asked for it, and the next cleanup releases.
-      if (this.#trackers.get(uuid)?.phase === 'running') {
+      if (this.#sup.trackers.get(uuid)?.phase === 'running') {
         try {
           this.runner?.kill?.(uuid, reason);
         } catch (err) {
@@ -422,16 +382,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   release(uuid: string, opts: ReleaseOptions): Promise<ReleaseAction> {
     if (!isContainerUuid(uuid)) return Promise.reject(new TypeError(`not a container UUID: ${JSON.stringify(uuid)}`));
     if (typeof opts?.reason !== 'string') return Promise.reject(new TypeError('release: reason must be a string'));
-    return this.#releaseOnce(uuid, opts, AbortSignal.timeout(RELEASE_TIMEOUT));
-  }
-
-  /** One release per container at a time; later calls share it. */
-  #releaseOnce(uuid: string, opts: ReleaseOptions, signal: AbortSignal): Promise<ReleaseAction> {
-    const running = this.#releases.get(uuid);
-    if (running) return running;
-    const p = this.#release(uuid, opts, signal).finally(() => this.#releases.delete(uuid));
-    this.#releases.set(uuid, p);
-    return p;
+    return this.#sup.releaseOnce(uuid, opts);
   }
 
   /**
@@ -442,7 +393,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   async updateState(uuid: string, state: ContainerState): Promise<void> {
     if (state === 'Locked') return this.lock(uuid);
     try {
-      await this.client.updateContainer(uuid, { state }, { signal: this.#ac.signal });
+      await this.#api.updateContainer(uuid, { state }, { signal: this.#ac.signal });
     } catch (err) {
       this.#warn(`error updating container ${uuid} to state "${state}": ${describeError(err)}`);
       throw err;
@@ -451,12 +402,12 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
 
   /** Locks a container for this token (`POST .../lock`). */
   async lock(uuid: string): Promise<void> {
-    await this.client.lockContainer(uuid, { signal: this.#ac.signal });
+    await this.#api.lockContainer(uuid, { signal: this.#ac.signal });
   }
 
   /** Unlocks a container this token locked (`POST .../unlock`). Runners use {@link release} instead. */
   async unlock(uuid: string): Promise<void> {
-    await this.client.unlockContainer(uuid, { signal: this.#ac.signal });
+    await this.#api.unlockContainer(uuid, { signal: this.#ac.signal });
   }
 
   /**
@@ -473,14 +424,14 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   async trackContainer(uuid: string, options: { lockedOnly?: boolean } = {}): Promise<void> {
     assertContainerUuid(uuid);
     const auth = await this.#identity.promise;
-    if (this.#stopping || this.#trackers.has(uuid) || this.#held !== undefined) return;
-    const c = await this.client.getContainer(uuid, { signal: this.#ac.signal });
+    if (this.#stopping || this.#sup.trackers.has(uuid) || this.#held !== undefined) return;
+    const c = await this.#api.getContainer(uuid, { signal: this.#ac.signal });
     if (c.uuid !== uuid || (c.locked_by_uuid && c.locked_by_uuid !== auth.uuid)) return;
     if (options.lockedOnly && (c.locked_by_uuid !== auth.uuid || !LIVE.has(c.state))) return;
     if (this.#held !== undefined) return;
-    if (this.#stopping || this.#trackers.has(uuid)) return;
-    const t = this.#start(c, 'adopted');
-    if (!LIVE.has(c.state)) this.#endStream(t, c.state === 'Queued' ? 'requeued' : 'finished', t.record);
+    if (this.#stopping || this.#sup.trackers.has(uuid)) return;
+    const t = this.#sup.start(c, 'adopted');
+    if (!LIVE.has(c.state)) this.#sup.endStream(t, c.state === 'Queued' ? 'requeued' : 'finished', t.record);
   }
 
   // ---- lifecycle ------------------------------------------------------------
@@ -493,7 +444,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     // The client drops malformed list items on its own (rate-limited
     // warnings); without this, only a debug log would ever say so.
     const onClientWarning = (w: ClientWarning): void => this.#warn(w.message);
-    this.client.on('warning', onClientWarning);
+    const http = this.#http;
+    http?.on('warning', onClientWarning);
     try {
       await this.#identify();
       if (this.#auth && !this.#stopping && this.runner?.attach) {
@@ -510,14 +462,12 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       }
       if (this.#auth && !this.#stopping) this.#listen();
       while (!this.#stopping) {
-        const started = Date.now();
-        this.#wakeRequested = false;
-        this.#budgetWake = false;
-        const regular = started >= this.#nextRegular || this.#named.size === 0;
+        const started = this.#clock.now();
+        const regular = this.#pacer.begin(this.#queue.named.size);
         await this.#pollOnce(regular);
-        if (regular) this.#nextRegular = Date.now() + this.#pollInterval;
+        this.#pacer.end(regular);
         if (this.#stopping) break;
-        await this.#waitForNextPoll(Date.now() - started);
+        await this.#pacer.wait(this.#clock.now() - started, this.#ac.signal);
       }
     } finally {
       this.#beginStop('finished');
@@ -527,7 +477,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       await listenerStopped;
       signal?.removeEventListener('abort', onAbort);
       removeSignals?.();
-      this.client.off('warning', onClientWarning);
+      http?.off('warning', onClientWarning);
       this.#identity.reject(new Error('the dispatcher stopped'));
       this.#finished = true;
       for (const w of this.#idleWaiters.splice(0)) w.wait.resolve();
@@ -538,37 +488,38 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   /** Starts the event stream listener, unless turned off; it only ever wakes the poll loop. */
   #listen(): void {
     const o = this.#eventOpts;
-    if (!o) return;
+    // The event stream is the API server's websocket: none over an in-memory API.
+    const client = this.#http;
+    if (!o || !client) return;
     const signal = this.#ac.signal;
     const url = o.url ?? (async (): Promise<string | undefined> => {
-      const doc = await this.client.discovery({ signal });
+      const doc = await client.discovery({ signal });
       return doc.websocketUrl || undefined;
     });
     const listener = new ContainerEventStream({
       url,
-      token: this.client.credentialsEnv().ARVADOS_API_TOKEN,
-      insecure: this.client.insecure,
-      requireTls: this.client.baseUrl.startsWith('https://') && !this.client.insecure,
+      token: client.credentialsEnv().ARVADOS_API_TOKEN,
+      insecure: client.insecure,
+      requireTls: client.baseUrl.startsWith('https://') && !client.insecure,
       // The stream must trust what the client trusts (e.g. FakeArvados' own certificate).
-      ca: o.ca ?? (typeof this.client.ca === 'string' ? this.client.ca : this.client.ca?.slice()),
+      ca: o.ca ?? (typeof client.ca === 'string' ? client.ca : client.ca?.slice()),
+      clock: this.#clock,
     });
     listener.on('wake', (uuids) => {
       // A new subscription (no uuids) may have missed events; an event about a
       // container we hold concerns us. Anything else waits for the budget:
       // every poll reads the Queued list anyway.
-      const concerns = uuids.length === 0 || uuids.some((u) => this.#trackers.has(u));
-      if (uuids.length === 0) this.#plan?.forceSweep('the event stream (re)connected');
+      const concerns = uuids.length === 0 || uuids.some((u) => this.#sup.trackers.has(u));
+      if (uuids.length === 0) this.#queue.forceSweep('the event stream (re)connected');
+      let regular = uuids.length === 0 || (!this.#queue.incremental && concerns);
       for (const u of uuids) {
-        if (this.#named.size >= MAX_NAMED) {
-          if (concerns) this.#nextRegular = 0;
+        if (this.#queue.named.size >= MAX_NAMED) {
+          regular ||= concerns;
           break;
         }
-        this.#named.add(u);
+        this.#queue.named.add(u);
       }
-      if (uuids.length === 0 || (!this.#plan && concerns)) this.#nextRegular = 0;
-      if (concerns) this.#wakeRequested = true;
-      else this.#budgetWake = true;
-      this.#wakeWait?.abort();
+      this.#pacer.wake(concerns, regular);
     });
     listener.on('connected', () => log('event stream connected: polling at once on container changes'));
     listener.on('disconnected', (reason, retryIn) => log('event stream lost (%s); polling every %d ms, reconnecting in %d ms', reason, this.#pollInterval, retryIn));
@@ -579,42 +530,6 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     });
     this.#listener = listener;
     listener.start();
-  }
-
-  /**
-   * Waits `pollInterval`, or less when the event stream says a container
-   * changed: at once if it did during the last poll (whose queries may have
-   * been too early to see it), otherwise as soon as it does; but never sooner
-   * after the last poll than {@link MIN_EVENT_POLL_GAP} or that poll's own
-   * duration. Events about containers we do not hold pull at most one poll
-   * forward per interval (see wake-budget.ts).
-   */
-  async #waitForNextPoll(lastPollMs: number): Promise<void> {
-    const signal = this.#ac.signal;
-    const start = Date.now();
-    const earliest = start + Math.min(this.#pollInterval, Math.max(MIN_EVENT_POLL_GAP, lastPollMs));
-    for (;;) {
-      if (signal.aborted) return;
-      let target = this.#nextRegular;
-      if (this.#wakeRequested) target = Math.min(target, earliest);
-      else if (this.#budgetWake) target = Math.min(target, Math.max(earliest, Date.now() + this.#wakeBudget.waitMs));
-      // Polls are at least `earliest` apart, however they were asked for.
-      const left = Math.max(target, earliest) - Date.now();
-      if (left <= 0) break;
-      // A wake ends this sleep early; the next turn works out the new target.
-      const wait = new AbortController();
-      const onStop = (): void => wait.abort();
-      signal.addEventListener('abort', onStop, { once: true });
-      this.#wakeWait = wait;
-      try {
-        await sleep(left, wait.signal).catch(() => {});
-      } finally {
-        this.#wakeWait = undefined;
-        signal.removeEventListener('abort', onStop);
-      }
-      if (!wait.signal.aborted) break;
-    }
-    if (!this.#wakeRequested && this.#budgetWake && Date.now() < this.#nextRegular) this.#wakeBudget.use();
   }
 
   #onSignal(sig: NodeJS.Signals, count: number): void {
@@ -637,10 +552,10 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     try {
       // The answer repeats the token's secret (api_token): nothing here needs
       // it, and `auth` goes to event listeners that may print it.
-      const { api_token: _secret, ...auth } = await this.client.currentAuthorization({ signal: this.#ac.signal });
+      const { api_token: _secret, ...auth } = await this.#api.currentAuthorization({ signal: this.#ac.signal });
       this.#auth = auth;
       this.#identity.resolve(auth);
-      log('dispatching as token %s (API %s)', auth.uuid, this.client.baseUrl);
+      log('dispatching as token %s (API %s)', auth.uuid, this.#http?.baseUrl ?? 'in memory');
       this.emit('identified', auth);
     } catch (err) {
       if (isAbortOf(err, this.#ac.signal)) return;
@@ -666,7 +581,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     // Queued lock tasks see the aborted signal and return at once (p-queue's
     // clear() would leave their promises pending forever).
     this.#ac.abort(new Error(`dispatcher stopping: ${reason}`));
-    for (const t of this.#trackers.values()) this.#endStream(t, 'stopped');
+    for (const t of this.#sup.trackers.values()) this.#sup.endStream(t, 'stopped');
   }
 
   /**
@@ -675,18 +590,18 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
    * is closed even when its containers did not settle in time.
    */
   async #shutDown(): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
+    let cancelTimer: (() => void) | undefined;
     const gaveUp = new Promise<'timeout'>((resolve) => {
-      timer = setTimeout(() => resolve('timeout'), this.#shutdownTimeout);
+      cancelTimer = after(this.#clock, this.#shutdownTimeout, () => resolve('timeout'));
       this.#skipWait = () => resolve('timeout');
       if (this.#skipRequested) resolve('timeout');
     });
     try {
-      if (this.#runners.size > 0) {
-        log('waiting up to %d ms for %d runner(s)', this.#shutdownTimeout, this.#runners.size);
-        const all = Promise.allSettled(this.#runners.values()).then(() => 'done' as const);
+      if (this.#sup.runners.size > 0) {
+        log('waiting up to %d ms for %d runner(s)', this.#shutdownTimeout, this.#sup.runners.size);
+        const all = Promise.allSettled(this.#sup.runners.values()).then(() => 'done' as const);
         if ((await Promise.race([all, gaveUp])) === 'timeout') {
-          const left = [...this.#runners.keys()];
+          const left = [...this.#sup.runners.keys()];
           this.#warn(`stopped without waiting for ${left.length} runner(s): ${left.join(', ')}`);
         }
       }
@@ -703,7 +618,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         if ((await Promise.race([closed, gaveUp])) === 'timeout') this.#warn('stopped without waiting for the runner to close');
       }
     } finally {
-      clearTimeout(timer);
+      cancelTimer?.();
       this.#skipWait = undefined;
     }
   }
@@ -724,118 +639,47 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     const me = this.#auth!.uuid;
     // Trackers whose cleanup finished before this cycle's queries started can
     // go: every record from here on was read after their last API change.
-    for (const uuid of this.#retired.splice(0)) {
-      if (this.#trackers.get(uuid)?.phase === 'retired') this.#trackers.delete(uuid);
+    for (const uuid of this.#sup.retired.splice(0)) {
+      if (this.#sup.trackers.get(uuid)?.phase === 'retired') this.#sup.trackers.delete(uuid);
     }
-    const plan: PollKind | undefined = regular ? (this.#plan?.next() ?? { kind: 'sweep', why: 'every poll' }) : undefined;
-    const named = [...this.#named];
-    this.#named.clear();
-    const sweep = plan?.kind === 'sweep';
-
-    // The watermark of a sweep: the newest modified_at in the cluster, read
-    // before anything else, so every later change is stamped at or after it.
-    let newest: unknown;
-    let healthy = true;
-    if (sweep && this.#plan) {
-      const top = await this.#newestModifiedAt(signal);
-      healthy = top.ok;
-      newest = top.value;
-    }
-    const queuedQ: Filter[] = [['state', '=', 'Queued'], ['priority', '>', '0']];
-    // A sweep reads its two big lists side by side; the small requests of
-    // other polls go one after another, on one kept-alive connection rather
-    // than a TLS handshake each when the server has closed idle ones.
-    const queuedP = sweep ? this.#fetch(queuedQ, signal, QUEUE_FIELDS) : undefined;
-    let changed: Array<{ ok: boolean; items: Container[] }>;
-    // Holding nothing (a start or restart), every own container listed is
-    // to be adopted and its runner needs the full record: read them in the
-    // list itself, pages of batchSize, rather than summaries and then
-    // batches of 100 by UUID.
-    const fullMine = sweep && this.#trackers.size === 0;
-    if (sweep) {
-      changed = [await this.#fetch([['locked_by_uuid', '=', me]], signal, fullMine ? undefined : SUMMARY_FIELDS)];
-    } else if (plan?.kind === 'incremental') {
-      // Held containers at priority 0 too: the API recomputes priorities
-      // (a cancel) without touching modified_at.
-      changed = [await this.#fetch([['modified_at', '>=', plan.since]], signal, SUMMARY_FIELDS)];
-      changed.push(await this.#fetch([['locked_by_uuid', '=', me], ['priority', '=', 0]], signal, SUMMARY_FIELDS));
-    } else {
-      changed = [];
-      for (let i = 0; i < named.length; i += UUID_BATCH) changed.push(await this.#fetch([['uuid', 'in', named.slice(i, i + UUID_BATCH)]], signal, SUMMARY_FIELDS));
-    }
-    const queued = await (queuedP ?? this.#fetch(queuedQ, signal, QUEUE_FIELDS));
+    const snapshot = await this.#queue.read(regular, { me, holds: (uuid) => this.#sup.trackers.has(uuid), size: this.#sup.trackers.size }, signal);
     if (signal.aborted) return;
-    healthy &&= queued.ok && changed.every((r) => r.ok);
-
-    // A container can show up in several answers if it changed between the
-    // reads; act on the newer record only. Beyond a sweep, the containers
-    // that matter are those held or locked by this token: Queued ones come
-    // from the Queued query, with the fields that order them.
-    const latest = new Map<string, Container>();
-    for (const r of changed) {
-      for (const c of r.items) {
-        if (sweep || this.#trackers.has(c.uuid) || c.locked_by_uuid === me) latest.set(c.uuid, c);
-      }
-    }
-    for (const c of queued.items) {
-      const prev = latest.get(c.uuid);
-      if (!prev || (c.modified_at ?? '') >= (prev.modified_at ?? '')) latest.set(c.uuid, c);
-    }
-    const applied = await this.#applySummaries(latest.values(), cycle, signal, fullMine);
+    let healthy = snapshot.complete;
+    const sweep = snapshot.sweep;
+    const applied = await this.#applySummaries(snapshot.records, cycle, signal, snapshot.fullMine);
     if (signal.aborted) return;
     healthy &&= applied.ok;
     const candidates = applied.candidates;
-    candidates.sort(byPriority);
-    this.#status.queued = queued.items.length;
+    this.#status.queued = snapshot.queued;
     const handOver = this.#lockInOrder(candidates, signal);
 
     // Tracked containers neither query returned: ask for them by UUID. Only
     // a sweep can tell: the other polls do not list unchanged containers.
     if (healthy && sweep) {
       const missed: string[] = [];
-      for (const t of this.#trackers.values()) if (t.seenCycle !== cycle && t.phase !== 'retired') missed.push(t.uuid);
-      for (let i = 0; i < missed.length; i += UUID_BATCH) {
-        const got = await this.#fetch([['uuid', 'in', missed.slice(i, i + UUID_BATCH)]], signal);
-        healthy &&= got.ok;
-        for (const c of got.items) this.#consider(c, cycle);
-      }
+      for (const t of this.#sup.trackers.values()) if (t.seenCycle !== cycle && t.phase !== 'retired') missed.push(t.uuid);
+      const got = await this.#queue.byUuid(missed, signal);
+      healthy &&= got.ok;
+      for (const c of got.items) this.#consider(c, cycle);
       // "Not returned" means "gone" only when every query of the sweep
       // succeeded: after a failed one we did not see everything.
       if (healthy) {
         for (const uuid of missed) {
-          const t = this.#trackers.get(uuid);
+          const t = this.#sup.trackers.get(uuid);
           if (t && t.seenCycle !== cycle && !t.stream.ended) this.#suspects.add(uuid);
         }
       }
     }
     // No stream ends on a list answer alone: a direct read confirms each.
     if (this.#suspects.size > 0) healthy = (await this.#confirmEnds(cycle, signal)) && healthy;
-    if (plan && this.#plan) this.#plan.done(plan.kind, healthy, sweep ? [newest] : changed[0].items.map((c) => c.modified_at));
+    snapshot.done(healthy);
     const pending = await handOver;
     if (signal.aborted) return;
-    for (const t of [...this.#pendingCleanups]) void this.#cleanup(t);
+    for (const t of [...this.#sup.pendingCleanups]) void this.#sup.cleanup(t);
     this.#status = { ...this.#status, cycles: cycle, healthy };
     this.emit('cycle', this.status);
-    const idle = healthy && pending === 0 && this.#deferredAdoptions === 0 && this.#busy() === 0;
+    const idle = healthy && pending === 0 && this.#deferredAdoptions === 0 && this.#sup.busy() + this.#locking === 0;
     if (idle) this.#becameIdle(cycle);
-  }
-
-  /** The newest `modified_at` of any container (one item, newest first); `ok: false` if the request failed. */
-  async #newestModifiedAt(signal: AbortSignal): Promise<{ ok: boolean; value: unknown }> {
-    try {
-      const page = await this.client.listContainers({ order: ['modified_at desc'], limit: 1, count: 'none', select: ['uuid', 'modified_at'] }, { signal });
-      return { ok: page.dropped === 0, value: page.items[0]?.modified_at };
-    } catch (err) {
-      if (!isAbortOf(err, signal)) this.#listFailed(err);
-      return { ok: false, value: undefined };
-    }
-  }
-
-  /** Runners, cleanups and releases in progress. */
-  #busy(): number {
-    let n = this.#runners.size + this.#releases.size + this.#locking;
-    for (const t of this.#trackers.values()) if (t.phase === 'cleanup') n++;
-    return n;
   }
 
   #becameIdle(cycle: number): void {
@@ -857,62 +701,41 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
    * not counted: nothing will change for them until a restart.
    */
   async #lockInOrder(candidates: Container[], signal: AbortSignal): Promise<number> {
-    const waiting: DispatchEntry[] = [];
-    const wait = (c: Container, why: string): void => void waiting.push({ container: c, scheduling_status: `waiting: ${why}` });
-    // First what holds a container back whatever the room: nothing is charged for these.
-    const eligible: Container[] = [];
-    let stopped = 0;
-    let pending = 0;
-    for (const c of candidates) {
-      if (this.#paused !== undefined) {
-        wait(c, `locking stopped: ${this.#paused}`);
-        stopped++;
-      } else if (this.#held !== undefined) wait(c, this.#held);
-      else if (this.#pressure.paused) wait(c, 'locking paused: the API is overloaded');
-      else if (!this.#backoff.ready(c.uuid)) wait(c, `retrying in ${Math.ceil(this.#backoff.remaining(c.uuid) / 1000)} s after a failure`);
-      else eligible.push(c);
-    }
-    let room = this.#maxJobs - this.#runners.size;
-    let roomWhy = `at max-jobs (${this.#maxJobs})`;
-    const cap = eligible.length > 0 ? this.runner?.capacity?.(eligible) : undefined;
-    if (cap !== undefined && cap < room) {
-      room = Math.max(0, Math.floor(cap));
-      roomWhy = 'the runner has no free capacity';
-    }
-    let atQuota = false;
-    const toLock: Container[] = [];
-    const locking: Array<{ c: Container; lock: Promise<Container | undefined> }> = [];
-    this.#locks.concurrency = this.#pressure.concurrency;
     let supervisors = 0;
-    if (Number.isFinite(this.#maxSupervisors)) for (const t of this.#trackers.values()) if (isSupervisor(t.record)) supervisors++;
-    for (const c of eligible) {
-      if (isSupervisor(c) && supervisors >= this.#maxSupervisors) {
-        // Skipped, not a stop: the containers behind it may be what the running supervisors wait for.
-        wait(c, `at the supervisor cap (${this.#maxSupervisors} of max-jobs ${this.#maxJobs})`);
-      } else if (toLock.length >= room) {
-        atQuota = true;
-        wait(c, roomWhy);
-      } else if (!this.#throttle.check(c.uuid)) wait(c, 'min-retry-period has not passed');
-      else {
-        toLock.push(c);
-        if (isSupervisor(c)) supervisors++;
-      }
-    }
+    if (Number.isFinite(this.#maxSupervisors)) for (const t of this.#sup.trackers.values()) if (isSupervisor(t.record)) supervisors++;
+    const decided = plan({ records: candidates, complete: true }, {
+      running: this.#sup.runners.size,
+      supervisors,
+      maxJobs: this.#maxJobs,
+      maxSupervisors: this.#maxSupervisors,
+      paused: this.#paused,
+      held: this.#held,
+      apiPausedUntil: this.#pressure.pausedUntil,
+      retryIn: (uuid, now) => this.#backoff.remaining(uuid, now),
+      mayAttempt: (uuid, now) => this.#throttle.allows(uuid, now),
+      capacity: this.runner?.capacity && ((eligible) => this.runner?.capacity?.(eligible)),
+    }, this.#clock.now());
+    const toLock = decided.lock;
+    // The attempts are charged now, as the scheduler decided them.
+    for (const c of toLock) this.#throttle.check(c.uuid);
+    const waiting: DispatchEntry[] = decided.waiting.map((w) => ({ container: w.container, scheduling_status: `waiting: ${w.why}` }));
+    let pending = 0;
+    const locking: Array<{ c: Readonly<Container>; lock: Promise<Container | undefined> }> = [];
+    this.#locks.concurrency = this.#pressure.concurrency;
     // Candidates are summaries: the full records come in batches, a little ahead of the locks.
-    const full = new FullRecordPrefetch(this.client, toLock.map((c) => c.uuid), this.#batchSize, signal, (err) => this.#listFailed(err));
+    const full = new FullRecordPrefetch(this.#api, toLock.map((c) => c.uuid), this.#batchSize, signal, (err) => this.#listFailed(err));
     for (const c of toLock) locking.push({ c, lock: this.#locks.add(() => this.#lock(c, full, signal)) as Promise<Container | undefined> });
-    this.#status.atQuota = atQuota;
-    waiting.sort((a, b) => byPriority(a.container, b.container));
+    this.#status.atQuota = decided.atQuota;
     this.#waiting = waiting;
     const seen = new Set([...waiting.map((e) => e.container.uuid), ...toLock.map((c) => c.uuid)]);
     for (const uuid of seen) this.#markSeen(uuid);
-    for (const uuid of this.#firstSeen.keys()) if (!seen.has(uuid) && !this.#trackers.has(uuid)) this.#firstSeen.delete(uuid);
+    for (const uuid of this.#firstSeen.keys()) if (!seen.has(uuid) && !this.#sup.trackers.has(uuid)) this.#firstSeen.delete(uuid);
     this.#locking += locking.length;
     try {
       for (const { lock } of locking) {
         const record = await lock;
         this.#locking--;
-        if (record && !this.#stopping && !this.#trackers.has(record.uuid)) this.#start(record, 'locked');
+        if (record && !this.#stopping && !this.#sup.trackers.has(record.uuid)) this.#sup.start(record, 'locked');
         else if (!record) pending++;
       }
     } catch (err) {
@@ -920,32 +743,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       log('error handing over: %s', describeError(err));
       this.#locking = 0;
     }
-    return pending + waiting.length - stopped;
-  }
-
-  /**
-   * Every page of a query (only the `select`ed fields, if given); on
-   * failure, whatever was read and `ok: false`.
-   */
-  async #fetch<K extends keyof Container = keyof Container>(
-    filters: Filter[],
-    signal: AbortSignal,
-    select?: readonly K[],
-  ): Promise<{ ok: boolean; items: Array<SelectedContainer<K>> }> {
-    const items: Array<SelectedContainer<K>> = [];
-    let complete = true;
-    try {
-      for await (const page of this.client.pageContainers<K>({ filters, limit: this.#batchSize, select, maxItems: MAX_ITEMS_PER_QUERY }, { signal })) {
-        items.push(...page.items);
-        // A dropped (malformed) item may be a tracked container: not seeing
-        // it proves nothing, so nothing may be declared gone this cycle.
-        if (page.dropped > 0) complete = false;
-      }
-      return { ok: complete, items };
-    } catch (err) {
-      if (!isAbortOf(err, signal)) this.#listFailed(err);
-      return { ok: false, items };
-    }
+    return pending + waiting.length - decided.stopped;
   }
 
   #listFailed(err: unknown): void {
@@ -972,7 +770,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     const rest: Container[] = [];
     for (const c of summaries) {
       // Only valid UUIDs are ever tracked, so the lookup needs no check of its own.
-      const t = this.#trackers.get(c.uuid);
+      const t = this.#sup.trackers.get(c.uuid);
       if (t?.phase === 'running') {
         if (changedSince(c, t.record)) wanted.push(c.uuid);
         else t.seenCycle = cycle;
@@ -982,7 +780,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         rest.push(c);
       }
     }
-    const full = await fetchFull(this.client, wanted, this.#batchSize, signal, (err) => this.#listFailed(err));
+    const full = await fetchFull(this.#api, wanted, this.#batchSize, signal, (err) => this.#listFailed(err));
     const candidates: Container[] = [];
     for (const uuid of wanted) {
       const record = full.records.get(uuid);
@@ -990,7 +788,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         if (this.#consider(record, cycle)) candidates.push(record);
       } else {
         // Not read (the request failed, or it was deleted just now): the next cycle looks again.
-        const t = this.#trackers.get(uuid);
+        const t = this.#sup.trackers.get(uuid);
         if (t) t.seenCycle = cycle;
       }
     }
@@ -1012,7 +810,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       return false;
     }
     const me = this.#auth!.uuid;
-    const t = this.#trackers.get(c.uuid);
+    const t = this.#sup.trackers.get(c.uuid);
     // A list answer about a tracked container is applied only while it says
     // "still ours and live" and does not newly ask it to stop (priority 0
     // makes a runner stop the container); anything else waits for a direct read.
@@ -1026,7 +824,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       log('ignoring %s locked by %s', c.uuid, c.locked_by_uuid);
       if (t) {
         t.seenCycle = cycle;
-        this.#endStream(t, 'locked-by-other', deepFreeze(c));
+        this.#sup.endStream(t, 'locked-by-other', deepFreeze(c));
       }
       return false;
     }
@@ -1044,7 +842,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         }
       } else {
         log('update has %s in state %s, closing tracker', c.uuid, c.state);
-        this.#endStream(t, c.state === 'Queued' ? 'requeued' : 'finished', record);
+        this.#sup.endStream(t, c.state === 'Queued' ? 'requeued' : 'finished', record);
       }
       return false;
     }
@@ -1057,8 +855,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         this.#deferredAdoptions++;
         return false;
       }
-      this.#start(c, 'adopted');
-      this.#trackers.get(c.uuid)!.seenCycle = cycle;
+      this.#sup.start(c, 'adopted');
+      this.#sup.trackers.get(c.uuid)!.seenCycle = cycle;
       return false;
     }
     return c.state === 'Queued' && c.priority > 0;
@@ -1070,7 +868,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
    * longer Queued, is left for the next cycle. Never rejects.
    */
   async #lock(c: Container, full: FullRecordPrefetch, signal: AbortSignal): Promise<Container | undefined> {
-    const blocked = (): boolean => signal.aborted || this.#trackers.has(c.uuid) || this.#pressure.paused || this.#paused !== undefined || this.#held !== undefined;
+    const blocked = (): boolean => signal.aborted || this.#sup.trackers.has(c.uuid) || this.#pressure.paused || this.#paused !== undefined || this.#held !== undefined;
     if (blocked()) return undefined;
     const record = await full.get(c.uuid);
     if (!record || record.state !== 'Queued' || blocked()) return undefined;
@@ -1079,7 +877,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       // No retries inside the call: an overloaded API is answered by pausing
       // all locking (see #overloadedBy), and anything else is retried by the
       // next poll, which also sees a lock whose answer was lost.
-      lock = await this.client.lockContainer(c.uuid, { signal, retries: 0 });
+      lock = await this.#api.lockContainer(c.uuid, { signal, retries: 0 });
     } catch (err) {
       if (isAbortOf(err, signal)) return undefined;
       if (err instanceof ArvadosApiError && err.status === 422) {
@@ -1108,17 +906,17 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   async #confirmEnds(cycle: number, signal: AbortSignal): Promise<boolean> {
     const uuids = [...this.#suspects];
     this.#suspects.clear();
-    const answers = await confirmByDirectRead(this.client, uuids, signal, (err) => {
+    const answers = await confirmByDirectRead(this.#api, uuids, signal, (err) => {
       this.#warn(`error confirming a container's state: ${describeError(err)}`);
       this.#overloadedBy(err);
     });
     let complete = true;
     for (const [uuid, a] of answers) {
-      const t = this.#trackers.get(uuid);
+      const t = this.#sup.trackers.get(uuid);
       if (!t || t.phase !== 'running' || t.stream.ended) continue;
       if (a.kind === 'gone') {
         log('Container %s no longer exists, stopping tracking.', uuid);
-        this.#endStream(t, 'vanished');
+        this.#sup.endStream(t, 'vanished');
       } else if (a.kind === 'record') {
         this.#consider(a.record, cycle, true);
       } else {
@@ -1132,119 +930,12 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     if (!isOverload(err)) return;
     const pause = this.#pressure.overloaded(err.retryAfter);
     this.#locks.concurrency = this.#pressure.concurrency;
-    const until = Date.now() + pause;
+    const until = this.#clock.now() + pause;
     this.#warn(`the API is overloaded (HTTP ${err.status}): locking paused for ${Math.ceil(pause / 1000)} s, lock concurrency ${this.#pressure.concurrency}`);
     this.#safeEmit('api-overloaded', until, this.#pressure.concurrency);
   }
 
   // ---- runners and cleanup --------------------------------------------------
-
-  #start(c: Container, how: 'locked' | 'adopted'): Tracker {
-    const record = deepFreeze(c);
-    const t: Tracker = {
-      uuid: c.uuid,
-      stream: new UpdateStream(),
-      record,
-      version: versionOf(c),
-      seenCycle: 0,
-      phase: 'running',
-      settledByRelease: false,
-    };
-    this.#trackers.set(c.uuid, t);
-    this.#markSeen(c.uuid);
-    log('%s %s (state %s, priority %d); starting runner', how === 'locked' ? 'locked' : 'adopting', c.uuid, c.state, c.priority);
-    // Promise.resolve().then(): a runner that throws synchronously still ends up
-    // as a rejection, and never runs inside the poll loop. #settled never rejects.
-    const runner = Promise.resolve()
-      .then(() => this.#runContainer(this, record, t.stream))
-      .then(
-        () => this.#settled(t, undefined),
-        (err: unknown) => this.#settled(t, err ?? new Error('runContainer rejected')),
-      );
-    this.#runners.set(c.uuid, runner);
-    this.#safeEmit(how, record);
-    return t;
-  }
-
-  async #settled(t: Tracker, error: unknown): Promise<void> {
-    this.#runners.delete(t.uuid);
-    this.#endStream(t, 'runner-settled');
-    t.phase = 'cleanup';
-    t.error = error;
-    this.#safeEmit('settled', t.uuid, error);
-    if (error instanceof RunnerConfigError) this.#pause(error);
-    if (error !== undefined) this.#warn(`Error running container ${t.uuid}: ${describeError(error)}`);
-    else log('runner for %s finished', t.uuid);
-    if (this.#stopping) {
-      // On stop, states are left as they are: a restarted dispatcher resumes them.
-      this.#trackers.delete(t.uuid);
-      return;
-    }
-    await this.#cleanup(t);
-  }
-
-  /**
-   * After a runner settled: releases the container (judged on a fresh
-   * record: Locked is unlocked, Running cancelled), unless a release the
-   * runner made already settled it. Retried after the next poll if the API
-   * is unavailable.
-   */
-  async #cleanup(t: Tracker): Promise<void> {
-    if (t.phase !== 'cleanup' || this.#stopping) return;
-    this.#pendingCleanups.delete(t);
-    if (!t.settledByRelease) {
-      const opts: ReleaseOptions =
-        t.error !== undefined
-          ? { reason: `Error running container ${t.uuid}`, error: t.error }
-          : { reason: `the dispatcher's runner for container ${t.uuid} returned without finishing it` };
-      try {
-        await this.#releaseOnce(t.uuid, opts, AbortSignal.any([this.#ac.signal, AbortSignal.timeout(RELEASE_TIMEOUT)]));
-      } catch (err) {
-        if (this.#stopping) return;
-        this.#warn(`cleanup of ${t.uuid} after its runner finished failed (will retry): ${describeError(err)}`);
-        this.#pendingCleanups.add(t);
-        return;
-      }
-    }
-    t.phase = 'retired';
-    this.#retired.push(t.uuid);
-  }
-
-  /**
-   * `signal`: for a runner's release only a timeout, not the dispatcher's
-   * abort signal, since a runner must be able to release on its way out
-   * while the dispatcher stops (a stopped local process cannot be resumed);
-   * for the dispatcher's own cleanup also its abort signal, since on stop
-   * states are left for a restart.
-   */
-  async #release(uuid: string, opts: ReleaseOptions, signal: AbortSignal): Promise<ReleaseAction> {
-    const me = (await this.#identity.promise).uuid;
-    const out = await releaseContainer(this.client, uuid, opts, { me, redactor: this.#redactor, signal });
-    const t = this.#trackers.get(uuid);
-    const record = out.after ?? out.fresh;
-    if (t && t.phase === 'running' && record) t.record = deepFreeze(record);
-    if (t && record) this.#reportFinished(t, record);
-    if (out.action !== 'none') {
-      this.#safeEmit('released', uuid, out.action, out.fresh!.state);
-      if (opts.detail || (opts.error !== undefined && !(opts.error instanceof RunnerConfigError))) {
-        this.#warn(`${out.action} container ${uuid}: ${out.text.split('\n').slice(0, 12).join('\n')}`);
-      }
-    }
-    return this.#released(uuid, out.action, opts);
-  }
-
-  /** Bookkeeping after a release: the tracker, the failure backoff, a configuration error. */
-  #released(uuid: string, action: ReleaseAction, opts: ReleaseOptions): ReleaseAction {
-    const t = this.#trackers.get(uuid);
-    if (t?.phase === 'running') t.settledByRelease = true;
-    if (opts.error instanceof RunnerConfigError) {
-      this.#pause(opts.error);
-    } else if (action === 'unlocked' && (opts.error !== undefined || opts.detail)) {
-      const delay = this.#backoff.failed(uuid);
-      log('%s failed; not locking it again for %d ms', uuid, delay);
-    }
-    return action;
-  }
 
   /** Stops new locks for good: a configuration or environment error would fail every container alike. */
   #pause(err: RunnerConfigError): void {
@@ -1252,21 +943,6 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     this.#paused = `${err.kind} error: ${describeError(err)}`;
     this.#warn(`NOT LOCKING ANY MORE CONTAINERS: the runner reported a ${this.#paused}; fix it and restart the dispatcher`);
     this.#safeEmit('paused', this.#paused, err);
-  }
-
-  /** Emits `finished` once per held container, when `c` shows it final. */
-  #reportFinished(t: Tracker, c: Readonly<Container>): void {
-    if (t.finishedReported || t.phase === 'retired') return;
-    if (c.state !== 'Complete' && c.state !== 'Cancelled') return;
-    t.finishedReported = true;
-    this.#safeEmit('finished', t.uuid, c.state);
-  }
-
-  #endStream(t: Tracker, reason: StreamEndReason, container?: Readonly<Container>): void {
-    if (reason === 'finished' && container) this.#reportFinished(t, container);
-    if (t.stream.ended) return;
-    t.stream.end(reason);
-    if (reason !== 'runner-settled') this.#safeEmit('stream-ended', t.uuid, reason, container);
   }
 
   #warn(message: string): void {

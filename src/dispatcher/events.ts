@@ -19,7 +19,7 @@ import { backoffDelay } from '../client/retry.js';
 import { checkDuration } from '../util/duration.js';
 import { describeError } from '../util/errors.js';
 import { Redactor } from '../util/redact.js';
-import { realClock, type Clock } from '../util/sleep.js';
+import { after, realClock, type Clock } from '../util/sleep.js';
 import { isContainerUuid } from '../uuid.js';
 
 const log = logger('events');
@@ -78,7 +78,7 @@ export interface ContainerEventStreamOptions {
    * and replaced. Default 180 000.
    */
   idleTimeout?: number;
-  /** For tests: the clock whose `sleep` paces reconnects. */
+  /** The clock of every wait and timer here (reconnects, idle timeout, debounce); default the real one. */
   clock?: Clock;
   /** For tests: randomness for the backoff jitter. */
   random?: () => number;
@@ -121,7 +121,8 @@ export class ContainerEventStream extends EventEmitter<ContainerEventStreamEvent
   readonly #clock: Clock;
   readonly #ac = new AbortController();
   readonly #pending = new Set<string>();
-  #flushTimer: NodeJS.Timeout | undefined;
+  /** Cancels the pending debounce timer, while one is pending. */
+  #flushTimer: (() => void) | undefined;
   #ws: WebSocket | undefined;
   #loop: Promise<void> | undefined;
   #connected = false;
@@ -152,7 +153,7 @@ export class ContainerEventStream extends EventEmitter<ContainerEventStreamEvent
   /** Closes the connection and stops reconnecting. Idempotent; resolves when everything is released. */
   async stop(): Promise<void> {
     if (!this.#ac.signal.aborted) this.#ac.abort(new Error('event listener stopped'));
-    clearTimeout(this.#flushTimer);
+    this.#flushTimer?.();
     this.#flushTimer = undefined;
     this.#pending.clear();
     this.#ws?.terminate();
@@ -231,15 +232,15 @@ export class ContainerEventStream extends EventEmitter<ContainerEventStreamEvent
       this.#ws = ws;
       this.#lastReason = '';
       let subscribed = false;
-      let idle: NodeJS.Timeout | undefined;
+      let idle: (() => void) | undefined;
       const idleMs = this.#opts.idleTimeout ?? 180_000;
+      // Cancelled on close, so it never keeps the process up on its own.
       const touch = (): void => {
-        clearTimeout(idle);
-        idle = setTimeout(() => {
+        idle?.();
+        idle = after(this.#clock, idleMs, () => {
           this.#lastReason = `nothing received for ${idleMs} ms`;
           ws.terminate();
-        }, idleMs);
-        idle.unref();
+        });
       };
       ws.on('open', () => {
         log('connected to %s', url.split('?')[0]);
@@ -262,7 +263,7 @@ export class ContainerEventStream extends EventEmitter<ContainerEventStreamEvent
         this.#lastReason = this.#describe(err);
       });
       ws.on('close', (code, reason) => {
-        clearTimeout(idle);
+        idle?.();
         this.#connected = false;
         this.#ws = undefined;
         if (!this.#lastReason || subscribed) {
@@ -300,7 +301,7 @@ export class ContainerEventStream extends EventEmitter<ContainerEventStreamEvent
   #schedule(uuid: string | undefined): void {
     if (this.#ac.signal.aborted) return;
     if (uuid !== undefined) this.#pending.add(uuid);
-    this.#flushTimer ??= setTimeout(() => {
+    this.#flushTimer ??= after(this.#clock, this.#opts.debounce ?? 5, () => {
       this.#flushTimer = undefined;
       const uuids = [...this.#pending];
       this.#pending.clear();
@@ -310,7 +311,7 @@ export class ContainerEventStream extends EventEmitter<ContainerEventStreamEvent
         // A throwing listener must not become an uncaught exception in a timer.
         log('a wake listener threw: %s', this.#describe(err));
       }
-    }, this.#opts.debounce ?? 5);
+    });
   }
 
   #describe(err: unknown): string {

@@ -5,8 +5,10 @@
  * @module
  */
 import type { ArvadosClient } from '../client/client.js';
+import type { ContainerApi } from './api.js';
 import type { ApiClientAuthorization, Container, ContainerState } from '../types.js';
 import type { RunContainer, Runner, RunnerConfigError } from './runner.js';
+import type { Clock } from '../util/sleep.js';
 import type { SecondSignal } from './signals.js';
 import type { StreamEndReason } from './updates.js';
 import type { IncrementalOptions } from './watermark.js';
@@ -31,8 +33,14 @@ export interface DispatcherOptions {
    * closed once on every stop path after its containers have settled.
    */
   runner?: Runner;
-  /** Default: `ArvadosClient.fromEnv()`. */
+  /** Default: `ArvadosClient.fromEnv()` (unless `api` is given). */
   client?: ArvadosClient;
+  /**
+   * The calls the dispatcher makes, if not `client`'s: e.g. a
+   * `MemoryContainerApi` from `arvados-dispatch/testing`, to test
+   * scheduling without HTTP (no event stream then). Default: `client`.
+   */
+  api?: ContainerApi;
   /** Milliseconds between queue polls. Default 10 000. */
   pollInterval?: number;
   /**
@@ -99,6 +107,13 @@ export interface DispatcherOptions {
    * settle once stopping, in ms, before it resolves anyway. Default 60 000.
    */
   shutdownTimeout?: number;
+  /**
+   * Where every timer and timestamp of the dispatcher comes from (polls,
+   * back-off, `minRetryPeriod`, the shutdown and release timeouts, the
+   * management API's `first_seen_at`). Default: the real clock. Tests give
+   * a `TestClock` from `arvados-dispatch/testing` to drive them.
+   */
+  clock?: Clock;
 }
 
 /** Counters for status displays. */

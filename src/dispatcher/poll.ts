@@ -11,7 +11,7 @@
  *
  * @module
  */
-import type { ArvadosClient } from '../client/client.js';
+import type { ContainerApi } from './api.js';
 import type { Container, Filter, SelectedContainer } from '../types.js';
 import { isAbortOf } from '../util/errors.js';
 
@@ -79,7 +79,7 @@ export type FetchErrorHandler = (err: unknown) => void;
  * as soon as every record asked for is in, which saves the empty page a
  * plain walk would need to learn that a full page was the last.
  */
-async function fetchChunk(client: ArvadosClient, uuids: string[], limit: number, signal: AbortSignal): Promise<Map<string, Container>> {
+async function fetchChunk(client: ContainerApi, uuids: string[], limit: number, signal: AbortSignal): Promise<Map<string, Container>> {
   const wanted = new Set(uuids);
   const out = new Map<string, Container>();
   let last: string | undefined;
@@ -120,7 +120,7 @@ function chunks(uuids: readonly string[], size: number): string[][] {
  * `ok` is false: the caller treats the cycle as incomplete.
  */
 export async function fetchFull(
-  client: ArvadosClient,
+  client: ContainerApi,
   uuids: readonly string[],
   batch: number,
   signal: AbortSignal,
@@ -147,7 +147,7 @@ export async function fetchFull(
  * are used.
  */
 export class FullRecordPrefetch {
-  readonly #client: ArvadosClient;
+  readonly #client: ContainerApi;
   readonly #signal: AbortSignal;
   readonly #onError: FetchErrorHandler;
   readonly #batch: number;
@@ -155,7 +155,7 @@ export class FullRecordPrefetch {
   readonly #chunkOf = new Map<string, number>();
   readonly #fetches: Array<Promise<Map<string, Container> | undefined>> = [];
 
-  constructor(client: ArvadosClient, uuids: readonly string[], batch: number, signal: AbortSignal, onError: FetchErrorHandler) {
+  constructor(client: ContainerApi, uuids: readonly string[], batch: number, signal: AbortSignal, onError: FetchErrorHandler) {
     this.#client = client;
     this.#signal = signal;
     this.#onError = onError;

@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { realClock } from '../util/sleep.js';
 import { backoffDelay } from './throttle.js';
 
 /** First pause after an overload answer without `Retry-After`, in ms. */
@@ -26,7 +27,7 @@ export class ApiPressure {
   #until = 0;
 
   /** @param max - the configured lock concurrency. */
-  constructor(max: number, now: () => number = () => Date.now()) {
+  constructor(max: number, now: () => number = realClock.now) {
     this.#max = max;
     this.#concurrency = max;
     this.#now = now;

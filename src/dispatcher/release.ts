@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { ArvadosClient } from '../client/client.js';
+import type { ContainerApi } from './api.js';
 import { ArvadosApiError } from '../client/errors.js';
 import { logger } from '../log.js';
 import type { Container } from '../types.js';
@@ -74,7 +74,7 @@ export type ReleaseOutcome =
  * unlocking, and `after.state` shows which. Rejects if the API fails.
  */
 export async function releaseContainer(
-  client: ArvadosClient,
+  client: ContainerApi,
   uuid: string,
   opts: ReleaseOptions,
   ctx: { me: string; redactor: Redactor; signal: AbortSignal },

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { realClock } from '../util/sleep.js';
 
 /**
  * `minRetryPeriod`: at most one attempt to start (lock or adopt) the same
@@ -18,7 +19,7 @@ export class Throttle {
   #lastPurge = -Infinity;
 
   /** @param hold - the period in ms; 0 disables throttling. */
-  constructor(hold: number, now: () => number = () => performance.now()) {
+  constructor(hold: number, now: () => number = realClock.now) {
     this.#hold = hold;
     this.#now = now;
   }
@@ -27,11 +28,17 @@ export class Throttle {
   check(uuid: string): boolean {
     if (this.#hold <= 0) return true;
     const now = this.#now();
-    this.#purge(now);
-    const last = this.#seen.get(uuid);
-    if (last !== undefined && now - last < this.#hold) return false;
+    if (!this.allows(uuid, now)) return false;
     this.#seen.set(uuid, now);
     return true;
+  }
+
+  /** True if an attempt for `uuid` may be made at `now`; records nothing (the scheduler asks, {@link check} records). */
+  allows(uuid: string, now: number = this.#now()): boolean {
+    if (this.#hold <= 0) return true;
+    this.#purge(now);
+    const last = this.#seen.get(uuid);
+    return last === undefined || now - last >= this.#hold;
   }
 
   /** Entries currently held (for tests and memory checks). */
@@ -75,7 +82,7 @@ export class RetryBackoff {
    * @param max - the cap on the wait, and how long after its last wait a
    *   container's failures are forgotten.
    */
-  constructor(initial: number, max: number, now: () => number = () => performance.now()) {
+  constructor(initial: number, max: number, now: () => number = realClock.now) {
     this.#initial = initial;
     this.#max = Math.max(max, initial);
     this.#now = now;
@@ -102,10 +109,10 @@ export class RetryBackoff {
     return e === undefined || this.#now() >= e.until;
   }
 
-  /** Ms until `uuid` may be tried, 0 if now. */
-  remaining(uuid: string): number {
+  /** Ms until `uuid` may be tried (at `now`, default the clock's), 0 if now. */
+  remaining(uuid: string, now: number = this.#now()): number {
     const e = this.#entries.get(uuid);
-    return e === undefined ? 0 : Math.max(0, e.until - this.#now());
+    return e === undefined ? 0 : Math.max(0, e.until - now);
   }
 
   /** Containers with failures on record. */

@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { realClock } from '../util/sleep.js';
 
 /** At most one extra poll per `interval` ms. */
 export class WakeBudget {
@@ -15,7 +16,7 @@ export class WakeBudget {
   readonly #now: () => number;
   #last = -Infinity;
 
-  constructor(interval: number, now: () => number = Date.now) {
+  constructor(interval: number, now: () => number = realClock.now) {
     this.#interval = interval;
     this.#now = now;
   }

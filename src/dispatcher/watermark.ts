@@ -25,6 +25,7 @@
  *
  * @module
  */
+import { realClock } from '../util/sleep.js';
 
 /** Settings of incremental polling (see {@link DispatcherOptions.incremental}). */
 export interface IncrementalOptions {
@@ -76,7 +77,7 @@ export class PollPlan {
   #forcedCount = 1;
   #sweepCount = 0;
 
-  constructor(opts: Required<IncrementalOptions>, now: () => number = Date.now) {
+  constructor(opts: Required<IncrementalOptions>, now: () => number = realClock.now) {
     this.#polls = opts.sweepPolls;
     this.#interval = opts.sweepInterval;
     this.#margin = BigInt(Math.round(opts.margin)) * 1_000_000n;

@@ -27,4 +27,8 @@ export {
   type CrunchRunSimSetting,
 } from './crunch-run-sim.js';
 export type { Transition, TokenRecord } from './store.js';
+export { TestClock } from './clock.js';
+export { MemoryContainerApi } from './memory-api.js';
+export type { ContainerApi } from '../dispatcher/api.js';
+export type { Clock } from '../util/sleep.js';
 export { selfSignedCert, type SelfSignedCert } from './tls.js';

@@ -26,7 +26,12 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
-/** A clock that tests can replace: `now()` in ms and an abortable `sleep`. */
+/**
+ * A clock that tests can replace: `now()` in ms and an abortable `sleep`.
+ * Every timer and timestamp of the dispatcher and the local runner comes
+ * from one (timers through `after` and `timeoutSignal` here), so a
+ * `TestClock` from `arvados-dispatch/testing` drives them all.
+ */
 export interface Clock {
   /** Milliseconds since the epoch, as `Date.now()`. */
   now(): number;
@@ -36,3 +41,25 @@ export interface Clock {
 
 /** The real clock. */
 export const realClock: Clock = { now: () => Date.now(), sleep };
+
+/**
+ * Calls `fn` after `ms` on `clock`'s time, unless the returned function is
+ * called first (the timer form of {@link Clock.sleep}, so that code which
+ * needs a timer still takes all its time from one clock).
+ */
+export function after(clock: Clock, ms: number, fn: () => void): () => void {
+  const ac = new AbortController();
+  clock.sleep(ms, ac.signal).then(fn, () => {});
+  return () => ac.abort();
+}
+
+/**
+ * An AbortSignal that aborts with a `TimeoutError` after `ms` on `clock`'s
+ * time, like `AbortSignal.timeout`, and a `cancel` that drops the timer
+ * once it is no longer needed (so that no timer outlives its work).
+ */
+export function timeoutSignal(clock: Clock, ms: number): { signal: AbortSignal; cancel: () => void } {
+  const ac = new AbortController();
+  const cancel = after(clock, ms, () => ac.abort(new DOMException(`The operation timed out after ${ms} ms`, 'TimeoutError')));
+  return { signal: ac.signal, cancel };
+}

@@ -8,7 +8,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { ContainerEventStream, type ContainerEventStreamOptions } from '../../src/dispatcher/events.js';
 import { Dispatcher, type DispatcherOptions } from '../../src/index.js';
 import { FakeArvados } from '../../src/testing/index.js';
-import type { Clock } from '../../src/util/sleep.js';
+import { realClock, type Clock } from '../../src/util/sleep.js';
 import { waitFor } from '../helpers/wait.js';
 
 const cleanup: Array<() => Promise<void> | void> = [];
@@ -22,14 +22,19 @@ async function startFake(opts: ConstructorParameters<typeof FakeArvados>[0] = {}
   return fake;
 }
 
-/** A clock whose sleeps are recorded and end at once (or when released). */
+/**
+ * A clock whose reconnect sleeps are recorded and end at once (or when
+ * released). The listener's other timers, the event debounce (5 ms) and the
+ * idle timeout (180 s), run on the real clock: they are not what these
+ * tests count.
+ */
 function fakeClock(opts: { hold?: boolean } = {}) {
   const delays: number[] = [];
   const held: Array<() => void> = [];
   const clock: Clock = {
     now: () => Date.now(),
     sleep: (ms, signal) =>
-      new Promise<void>((resolve, reject) => {
+      ms <= 5 || ms >= 180_000 ? realClock.sleep(ms, signal) : new Promise<void>((resolve, reject) => {
         delays.push(ms);
         if (signal?.aborted) return reject(signal.reason);
         signal?.addEventListener('abort', () => reject(signal.reason), { once: true });

@@ -32,7 +32,7 @@ import type { Container, ContainerState } from '../../types.js';
 import { checkDuration } from '../../util/duration.js';
 import { describeError } from '../../util/errors.js';
 import { Redactor } from '../../util/redact.js';
-import { sleep } from '../../util/sleep.js';
+import { after, realClock, type Clock } from '../../util/sleep.js';
 import { isContainerUuid } from '../../uuid.js';
 import { PidFiles, defaultStateDir, followFile, isAlive, type PidRecord } from './pid-files.js';
 import { createHash } from 'node:crypto';
@@ -92,6 +92,12 @@ export interface LocalRunnerOptions {
   stopGrace?: number;
   /** Ms after SIGTERM before SIGKILL is sent. Default {@link DEFAULT_KILL_GRACE}. */
   killGrace?: number;
+  /**
+   * Where every timer of the runner comes from (grace periods, spawn
+   * retries, following a crunch-run adopted after a restart). Default: the
+   * real clock; tests may give a `TestClock` from `arvados-dispatch/testing`.
+   */
+  clock?: Clock;
   /**
    * For tests: starts crunch-run instead of `child_process.spawn` (e.g. to
    * make it fail with EMFILE as a process out of file descriptors would).
@@ -182,7 +188,8 @@ interface Job {
   adopted?: boolean;
   exited: boolean;
   stopping: boolean;
-  timers: NodeJS.Timeout[];
+  /** Cancels each pending timer of the job (stop grace periods). */
+  timers: Array<() => void>;
   /** Why the updates stream ended, once it has. */
   endReason?: StreamEndReason | 'ended';
 }
@@ -253,6 +260,7 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
   readonly #instanceTypeRules: InstanceTypeRules;
   readonly #stopGrace: number;
   readonly #killGrace: number;
+  readonly #clock: Clock;
   readonly #jobs = new Map<Job, Promise<void>>();
   /** Dispatchers whose `stopping` event this runner follows. */
   readonly #followed = new WeakSet<Dispatcher>();
@@ -300,6 +308,7 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
     this.#reserveExtraRam = nonNegative('reserveExtraRam', opts.reserveExtraRam, DEFAULT_RESERVE_EXTRA_RAM);
     this.#instanceTypes = Object.freeze([...(opts.instanceTypes ?? [])]);
     this.#instanceTypeRules = Object.freeze({ ...opts.instanceTypeRules, reserveExtraRam: this.#reserveExtraRam });
+    this.#clock = opts.clock ?? realClock;
     this.#stopGrace = checkDuration('stopGrace', opts.stopGrace ?? DEFAULT_STOP_GRACE);
     this.#killGrace = checkDuration('killGrace', opts.killGrace ?? DEFAULT_KILL_GRACE);
     this.pool = new ResourcePool(opts.capacity, processEnv);
@@ -573,8 +582,7 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
           if (job.endReason === 'finished' && job.phase === 'running') {
             // The container is final, so crunch-run is about to exit by itself;
             // signalling it now could interrupt its last writes.
-            const t = setTimeout(() => this.#requestStop(job, 'the container is already final but crunch-run is still running'), this.#stopGrace);
-            job.timers.push(t);
+            job.timers.push(after(this.#clock, this.#stopGrace, () => this.#requestStop(job, 'the container is already final but crunch-run is still running')));
           } else {
             this.#requestStop(job, `the updates stream ended (${job.endReason})`);
           }
@@ -611,15 +619,15 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
     };
     send('SIGINT', reason);
     job.timers.push(
-      setTimeout(() => {
+      after(this.#clock, this.#stopGrace, () => {
         send('SIGTERM', `still running ${this.#stopGrace} ms after SIGINT`);
-        job.timers.push(setTimeout(() => send('SIGKILL', `still running ${this.#killGrace} ms after SIGTERM`), this.#killGrace));
-      }, this.#stopGrace),
+        job.timers.push(after(this.#clock, this.#killGrace, () => send('SIGKILL', `still running ${this.#killGrace} ms after SIGTERM`)));
+      }),
     );
   }
 
   #clearTimers(job: Job): void {
-    for (const t of job.timers.splice(0)) clearTimeout(t);
+    for (const cancel of job.timers.splice(0)) cancel();
   }
 
   async #spawnAndWait(job: Job, d: Dispatcher, alloc: Allocation): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
@@ -651,7 +659,7 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
         const delays = this.#spawnRetryDelays;
         if (!(err instanceof ExhaustedError) || attempt >= delays.length || job.stop.signal.aborted) throw err;
         log('%s; retrying in %d ms', err.message, delays[attempt]);
-        await sleep(delays[attempt], job.stop.signal).catch(() => {});
+        await this.#clock.sleep(delays[attempt], job.stop.signal).catch(() => {});
         if (job.stop.signal.aborted) throw err;
       } finally {
         // The child has its own descriptors now (or none).
@@ -666,8 +674,8 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
     job.phase = 'running';
     // Before anything can be lost: a restart follows this process instead of starting another.
     await this.#pids(d).write(uuid, pid).catch((err: unknown) => log('cannot write the pid file of %s: %s', uuid, describeError(err)));
-    const stdout = outputs ? followFile(files.outputPath(uuid, 'stdout'), exited) : child.stdout;
-    const stderr = outputs ? followFile(files.outputPath(uuid, 'stderr'), exited) : child.stderr;
+    const stdout = outputs ? followFile(files.outputPath(uuid, 'stdout'), exited, 'start', this.#clock) : child.stdout;
+    const stderr = outputs ? followFile(files.outputPath(uuid, 'stderr'), exited, 'start', this.#clock) : child.stderr;
     const drained = Promise.all([stdout, stderr].map((s) => (s ? new Promise((r) => s.once('close', r).once('end', r)) : undefined)));
     eachLine(stdout, redactor, (line) => this.#emit('output', { uuid, pid, stream: 'stdout', line }));
     eachLine(stderr, redactor, (line) => {
@@ -683,12 +691,12 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
     this.#clearTimers(job);
     // Let the last output lines through. A grandchild may keep the pipes
     // open; then close our ends, or they would keep the process alive.
-    let timer: NodeJS.Timeout | undefined;
+    let cancel: (() => void) | undefined;
     const how = await Promise.race([
       (outputs ? drained : closed).then(() => 'closed' as const),
-      new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), 500))),
+      new Promise<'timeout'>((r) => (cancel = after(this.#clock, 500, () => r('timeout')))),
     ]);
-    clearTimeout(timer);
+    cancel?.();
     await files.remove(uuid).catch(() => undefined);
     if (how === 'timeout' && !outputs) {
       log('output pipes of crunch-run pid %d for %s are still open after it exited; closing them', pid, uuid);
@@ -786,7 +794,7 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
     for (const stream of ['stdout', 'stderr'] as const) {
       const path = files.outputPath(uuid, stream);
       if (!existsSync(path)) continue;
-      const s = followFile(path, exited, 'end');
+      const s = followFile(path, exited, 'end', this.#clock);
       streams.push(new Promise((r) => s.once('close', r).once('end', r)));
       eachLine(s, redactor, (line) => {
         if (stream === 'stderr') job.stderr.push(line);
@@ -796,11 +804,11 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
     try {
       if (job.stop.signal.aborted) this.#stopChild(job, String(job.stop.signal.reason));
       // Not our child: no exit event; its /proc entry tells.
-      while (await isAlive(rec, uuid)) await sleep(ADOPTED_POLL_MS);
+      while (await isAlive(rec, uuid)) await this.#clock.sleep(ADOPTED_POLL_MS);
       job.exited = true;
       gone();
       this.#clearTimers(job);
-      await Promise.race([Promise.all(streams), sleep(500)]);
+      await Promise.race([Promise.all(streams), this.#clock.sleep(500)]);
       await files.remove(uuid).catch(() => undefined);
       this.#emit('exited', { uuid, pid: rec.pid, code: null, signal: null });
       alloc?.release();
@@ -842,7 +850,7 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
         }
       }
       if (this.#closing) return;
-      await sleep(ORPHAN_POLL_MS).catch(() => {});
+      await this.#clock.sleep(ORPHAN_POLL_MS).catch(() => {});
     }
     job.phase = 'cleanup';
     const fresh = await d.client.getContainer(uuid).catch(() => undefined);

@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { realClock, type Clock } from '../../util/sleep.js';
 import { chmod, lstat, mkdir, open, readFile, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { PassThrough, type Readable } from 'node:stream';
 import { existsSync } from 'node:fs';
@@ -182,9 +183,10 @@ export class PidFiles {
 
 /**
  * What is appended to `path` from `from` on, as a stream, until `done`
- * resolves (and then what was written before it); polls every `intervalMs`.
+ * resolves (and then what was written before it); polls every `intervalMs`
+ * of `clock`'s time.
  */
-export function followFile(path: string, done: Promise<unknown>, from: 'start' | 'end' = 'start', intervalMs = 100): Readable {
+export function followFile(path: string, done: Promise<unknown>, from: 'start' | 'end' = 'start', clock: Clock = realClock, intervalMs = 100): Readable {
   const out = new PassThrough();
   let finished = false;
   void done.finally(() => (finished = true));
@@ -203,7 +205,7 @@ export function followFile(path: string, done: Promise<unknown>, from: 'start' |
         if (last) break;
         // One more pass after the end: what was written just before it.
         if (finished) last = true;
-        else await new Promise((r) => setTimeout(r, intervalMs));
+        else await clock.sleep(intervalMs);
       }
     } finally {
       await fh.close();

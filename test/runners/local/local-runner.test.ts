@@ -270,6 +270,8 @@ describe('LocalRunner: resources', () => {
     expect(gpusOf(legacy.uuid)?.split(',')).toHaveLength(1);
     expect(s.stub.record(none.uuid)!.env).not.toHaveProperty('CUDA_VISIBLE_DEVICES');
     expect(s.stub.record(two.uuid)!.env).not.toHaveProperty('AMD_VISIBLE_DEVICES');
+    // crunch-run may record its start before the runner's 'started' event is emitted.
+    await waitFor(() => s.of('started', two.uuid).length === 1, 'the started event');
     expect(s.of('started', two.uuid)[0].gpuIds).toEqual(gpusOf(two.uuid)?.split(','));
     for (const c of [two, legacy, none]) s.stub.release(c.uuid);
     await waitFor(() => [two, legacy, none].every((c) => stateOf(s, c.uuid) === 'Complete'), 'all Complete');
