@@ -4,8 +4,8 @@
  *
  * @module
  */
-import { DEFAULT_MAX_USER_PRIORITY, LsfRunner } from '../../runners/batch/lsf.js';
-import { DEFAULT_BSUB_ARGUMENTS, DEFAULT_BSUB_GPU_ARGUMENTS, DEFAULT_MAX_RUN_TIME_OVERHEAD } from '../../runners/batch/lsf-template.js';
+import { DEFAULT_MAX_USER_PRIORITY, LsfRunner } from '../../runners/batch/lsf/adapter.js';
+import { DEFAULT_BSUB_ARGUMENTS, DEFAULT_BSUB_GPU_ARGUMENTS, DEFAULT_MAX_RUN_TIME_OVERHEAD } from '../../runners/batch/lsf/template.js';
 import { BATCH_RUNNER_DEFAULTS } from '../../runners/batch/options.js';
 import { batchHelp, runBatchCommand, type BatchSystem } from '../batch-command.js';
 import { formatDuration } from '../duration.js';

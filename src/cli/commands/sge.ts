@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { DEFAULT_QSUB_ARGUMENTS, DEFAULT_QSUB_GPU_ARGUMENTS, SgeRunner } from '../../runners/batch/sge.js';
+import { DEFAULT_QSUB_ARGUMENTS, DEFAULT_QSUB_GPU_ARGUMENTS, SgeRunner } from '../../runners/batch/sge/adapter.js';
 import { BATCH_RUNNER_DEFAULTS } from '../../runners/batch/options.js';
 import { batchHelp, runBatchCommand, type BatchSystem } from '../batch-command.js';
 

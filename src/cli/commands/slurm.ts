@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { DEFAULT_SBATCH_ARGUMENTS, DEFAULT_SBATCH_GPU_ARGUMENTS, SLURM_RUNNER_DEFAULTS, SlurmRunner } from '../../runners/batch/slurm.js';
+import { DEFAULT_SBATCH_ARGUMENTS, DEFAULT_SBATCH_GPU_ARGUMENTS, SLURM_RUNNER_DEFAULTS, SlurmRunner } from '../../runners/batch/slurm/adapter.js';
 import { batchHelp, runBatchCommand, type BatchSystem } from '../batch-command.js';
 
 /** One line for the overall help. */

@@ -85,13 +85,13 @@ export {
   type SlurmCommands,
   type SlurmJobEnd,
   type SlurmRunnerOptions,
-} from './slurm.js';
-export { classifySbatchStderr, classifySlurmFailure } from './slurm-errors.js';
+} from './slurm/adapter.js';
+export { classifySbatchStderr, classifySlurmFailure } from './slurm/errors.js';
 
 // IBM Spectrum LSF.
-export { DEFAULT_MAX_USER_PRIORITY, LsfAdapter, LsfRunner, type LsfAdapterOptions, type LsfRunnerOptions } from './lsf.js';
-export { DEFAULT_BSUB_ARGUMENTS, DEFAULT_BSUB_GPU_ARGUMENTS, DEFAULT_MAX_RUN_TIME_OVERHEAD, LSF_TEMPLATE_RULES, bsubArgs, type BsubOptions } from './lsf-template.js';
-export { BjobsParseError, classifyLsf, lsfEnd, parseBjobs, parseBsubJobId } from './lsf-output.js';
+export { DEFAULT_MAX_USER_PRIORITY, LsfAdapter, LsfRunner, type LsfAdapterOptions, type LsfRunnerOptions } from './lsf/adapter.js';
+export { DEFAULT_BSUB_ARGUMENTS, DEFAULT_BSUB_GPU_ARGUMENTS, DEFAULT_MAX_RUN_TIME_OVERHEAD, LSF_TEMPLATE_RULES, bsubArgs, type BsubOptions } from './lsf/template.js';
+export { BjobsParseError, classifyLsf, lsfEnd, parseBjobs, parseBsubJobId } from './lsf/output.js';
 
 // Grid Engine.
 export {
@@ -102,7 +102,7 @@ export {
   SgeRunner,
   type SgeAdapterOptions,
   type SgeRunnerOptions,
-} from './sge.js';
-export { classifySge, parseQsubJobId } from './sge-output.js';
-export { parseQacct, sgeEnd, type SgeAccounting, type SgeEnd, type SgeEndKind } from './sge-qacct.js';
-export { QstatParseError, parseQstatXml, type SgeJob } from './sge-qstat.js';
+} from './sge/adapter.js';
+export { classifySge, parseQsubJobId } from './sge/output.js';
+export { parseQacct, sgeEnd, type SgeAccounting, type SgeEnd, type SgeEndKind } from './sge/qacct.js';
+export { QstatParseError, parseQstatXml, type SgeJob } from './sge/qstat.js';

@@ -8,9 +8,9 @@ import type { Container } from '../../../src/types.js';
 import { CommandTimeoutError } from '../../../src/runners/batch/commands.js';
 import type { QueueJob, RunResult } from '../../../src/runners/batch/adapter.js';
 import { TemplateError } from '../../../src/runners/batch/template.js';
-import { LsfAdapter } from '../../../src/runners/batch/lsf.js';
-import { BjobsParseError, bkillOnlyGone, classifyLsf, lsfEnd, parseBjobs, parseBsubJobId } from '../../../src/runners/batch/lsf-output.js';
-import { bsubArgs, maxRunMinutes, validateBsubTemplates } from '../../../src/runners/batch/lsf-template.js';
+import { LsfAdapter } from '../../../src/runners/batch/lsf/adapter.js';
+import { BjobsParseError, bkillOnlyGone, classifyLsf, lsfEnd, parseBjobs, parseBsubJobId } from '../../../src/runners/batch/lsf/output.js';
+import { bsubArgs, maxRunMinutes, validateBsubTemplates } from '../../../src/runners/batch/lsf/template.js';
 
 const MiB = 1024 * 1024;
 // Arvados' test configuration: ReserveExtraRAM 256 MiB.

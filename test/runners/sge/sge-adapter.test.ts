@@ -6,10 +6,10 @@ import { describe, expect, it } from '@jest/globals';
 import type { Container } from '../../../src/types.js';
 import type { QueueJob, RunResult } from '../../../src/runners/batch/adapter.js';
 import { expandTemplates, templateValues } from '../../../src/runners/batch/template.js';
-import { DEFAULT_QSUB_ARGUMENTS, SGE_TEMPLATE_RULES, SgeAdapter } from '../../../src/runners/batch/sge.js';
-import { QstatParseError, parseQstatXml } from '../../../src/runners/batch/sge-qstat.js';
-import { parseQacct, parseSgeMemory, sgeEnd } from '../../../src/runners/batch/sge-qacct.js';
-import { classifySge, parseQsubJobId, qdelOnlyGone } from '../../../src/runners/batch/sge-output.js';
+import { DEFAULT_QSUB_ARGUMENTS, SGE_TEMPLATE_RULES, SgeAdapter } from '../../../src/runners/batch/sge/adapter.js';
+import { QstatParseError, parseQstatXml } from '../../../src/runners/batch/sge/qstat.js';
+import { parseQacct, parseSgeMemory, sgeEnd } from '../../../src/runners/batch/sge/qacct.js';
+import { classifySge, parseQsubJobId, qdelOnlyGone } from '../../../src/runners/batch/sge/output.js';
 
 const QSTAT = `<?xml version='1.0'?>
 <job_info  xmlns:xsd="http://arc.liv.ac.uk/repos/darcs/sge/source/dist/util/resources/schemas/qstat/qstat.xsd">

@@ -10,16 +10,16 @@
  *
  * @module
  */
-import { sleep } from '../../util/sleep.js';
-import type { BatchAdapter, CommandOp, CommandSpec, ErrorClass, Exec, PriorityChange, QueueJob, RunResult, SubmitRequest, TemplateRules, TerminalReason } from './adapter.js';
-import type { BatchRunnerOptions } from './options.js';
-import { planNice } from './priority.js';
-import { BatchRunner } from './runner.js';
-import { parseQacct, sgeEnd } from './sge-qacct.js';
-import { RAISE_REFUSED, classifySge, parseQsubJobId, qdelOnlyGone } from './sge-output.js';
-import { containerOfJob, sgeJobName } from './sge-name.js';
-import { isPendingState, isRunningState, parseQstatXml, pendingReason } from './sge-qstat.js';
-import { userName } from './user.js';
+import { sleep } from '../../../util/sleep.js';
+import type { BatchAdapter, CommandOp, CommandSpec, ErrorClass, Exec, PriorityChange, QueueJob, RunResult, SubmitRequest, TemplateRules, TerminalReason } from '../adapter.js';
+import type { BatchRunnerOptions } from '../options.js';
+import { planNice } from '../priority.js';
+import { BatchRunner } from '../runner.js';
+import { parseQacct, sgeEnd } from './qacct.js';
+import { RAISE_REFUSED, classifySge, parseQsubJobId, qdelOnlyGone } from './output.js';
+import { containerOfJob, sgeJobName } from './name.js';
+import { isPendingState, isRunningState, parseQstatXml, pendingReason } from './qstat.js';
+import { userName } from '../user.js';
 
 /**
  * Default qsub argument templates: output files in /tmp of the execution

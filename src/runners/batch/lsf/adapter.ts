@@ -10,12 +10,12 @@
  *
  * @module
  */
-import type { BatchAdapter, CommandOp, CommandSpec, ErrorClass, Exec, PriorityChange, QueueJob, RunResult, SubmitRequest, TemplateRules, TerminalReason } from './adapter.js';
-import { BJOBS_FIELDS, BJOBS_FINAL_FIELDS, bkillOnlyGone, classifyLsf, lsfEnd, lsfNeverClears, parseBjobs, parseBsubJobId } from './lsf-output.js';
-import { LSF_TEMPLATE_RULES, DEFAULT_BSUB_ARGUMENTS, DEFAULT_BSUB_GPU_ARGUMENTS, bsubArgs, type BsubOptions } from './lsf-template.js';
-import type { BatchRunnerOptions } from './options.js';
-import { BatchRunner } from './runner.js';
-import { userName } from './user.js';
+import type { BatchAdapter, CommandOp, CommandSpec, ErrorClass, Exec, PriorityChange, QueueJob, RunResult, SubmitRequest, TemplateRules, TerminalReason } from '../adapter.js';
+import { BJOBS_FIELDS, BJOBS_FINAL_FIELDS, bkillOnlyGone, classifyLsf, lsfEnd, lsfNeverClears, parseBjobs, parseBsubJobId } from './output.js';
+import { LSF_TEMPLATE_RULES, DEFAULT_BSUB_ARGUMENTS, DEFAULT_BSUB_GPU_ARGUMENTS, bsubArgs, type BsubOptions } from './template.js';
+import type { BatchRunnerOptions } from '../options.js';
+import { BatchRunner } from '../runner.js';
+import { userName } from '../user.js';
 
 /** The highest user priority LSF allows by default (`MAX_USER_PRIORITY` in lsb.params is often 100). */
 export const DEFAULT_MAX_USER_PRIORITY = 100;
