@@ -582,7 +582,8 @@ export class BatchJob {
   #templateArgs(): string[] {
     const { adapter, options: o } = this.#ctx;
     try {
-      return containerArguments(this.#latest, { ...o, instanceType: this.#instanceType }, adapter.templates, `${adapter.name} argument templates`);
+      const maxRunMinutes = adapter.maxRunMinutes?.(this.#latest);
+      return containerArguments(this.#latest, { ...o, instanceType: this.#instanceType, ...(maxRunMinutes === undefined ? {} : { maxRunMinutes }) }, adapter.templates, `${adapter.name} argument templates`);
     } catch (err) {
       // Validated at startup; reaching this is our configuration, never the container's.
       if (err instanceof TemplateError) throw new RunnerConfigError(err.message, 'configuration', { cause: err });

@@ -21,6 +21,14 @@ export interface RenicerOptions {
   spread: number;
 }
 
+/** What the scheduler refused for good, as verdicts said (see `Verdict`). */
+export interface RenicerLimits {
+  /** Stop renicing altogether. */
+  renice: boolean;
+  /** Only ever lower priorities. */
+  raise: boolean;
+}
+
 /**
  * Holds the priority Arvados wants for each container (see `wantPriority`),
  * and after each snapshot renices the pending jobs that are out of order.
@@ -40,6 +48,7 @@ export class Renicer {
   readonly #want = new Map<string, bigint>();
   #pass: Promise<void> | undefined;
   #lastPassEnd = 0;
+  readonly #disabled: RenicerLimits = { renice: false, raise: false };
 
   constructor(options: RenicerOptions) {
     this.#opts = options;
@@ -49,6 +58,12 @@ export class Renicer {
   setWant(uuid: string, priority: bigint): void {
     if (priority === 0n) this.#want.delete(uuid);
     else this.#want.set(uuid, priority);
+  }
+
+  /** Stops asking for what the scheduler refused for good (a verdict's `disable`). */
+  disable(what: keyof RenicerLimits): void {
+    if (!this.#disabled[what]) log('the scheduler refuses %s for good; not asking again', what === 'renice' ? 'priority changes' : 'priority raises');
+    this.#disabled[what] = true;
   }
 
   /** Forgets a container's job. */
@@ -64,9 +79,14 @@ export class Renicer {
       if (want === undefined || job.state !== 'pending' || job.priority <= 0) continue;
       candidates.push({ job, want });
     }
+    if (this.#disabled.renice) return [];
     const ordered = wantedOrder(candidates);
     const { adapter, spread } = this.#opts;
-    return adapter.planPriorities ? adapter.planPriorities(ordered, spread) : planNice(ordered, spread);
+    const mayRaise = !this.#disabled.raise;
+    if (adapter.planPriorities) return adapter.planPriorities(ordered, spread, { mayRaise });
+    // A raise (a smaller nice) the scheduler refuses would be asked again on every snapshot.
+    const changes = planNice(ordered, spread);
+    return mayRaise ? changes : changes.filter((c) => c.value >= c.job.nice);
   }
 
   /** Starts a renice pass for `snapshot`, unless one is running, the snapshot is stale, or the system cannot renice. */

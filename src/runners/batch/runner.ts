@@ -169,7 +169,7 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
     this.adapter = adapter;
     this.options = o;
     this.#limiter = new CommandLimiter(o.commandConcurrency, o.submitRate);
-    this.#exec = new Executor(adapter, this.#limiter, o.commandTimeout, (r) => this.emit('command', r), o.runner);
+    this.#exec = new Executor(adapter, this.#limiter, o.commandTimeout, (r) => this.emit('command', r), o.runner, (what) => this.#renicer.disable(what));
     const exec: JobContext['exec'] = (spec, opts) => this.#exec.limited(spec, opts);
     this.#monitor = new QueueMonitor({
       intervalMs: o.queueInterval,

@@ -160,11 +160,11 @@ describe('qdel and qalter', () => {
   it('stops raising priorities after "must be operator to increase job priority", and still lowers', () => {
     const a = new SgeAdapter({ user: 'nobody' });
     // Wanted order: 2 first (at -10, must rise to 0), then 1 (at 0, must drop).
-    const before = a.planPriorities([job('2', -10), job('1', 0)], 10);
+    const before = a.planPriorities([job('2', -10), job('1', 0)], 10, { mayRaise: true });
     expect(before.map((c) => [c.job.jobId, c.value])).toEqual([['2', 0], ['1', 10]]);
-    expect(a.classify(result({ code: 1, stdout: 'denied: "nobody" must be operator to increase job priority\n' }), 'renice')).toBe('fatal');
-    expect(a.mayRaisePriority).toBe(false);
-    expect(a.planPriorities([job('2', -10), job('1', 0)], 10).map((c) => [c.job.jobId, c.value])).toEqual([['1', 10]]);
+    // The verdict says so; the core keeps it and plans without raises.
+    expect(a.classify(result({ code: 1, stdout: 'denied: "nobody" must be operator to increase job priority\n' }), 'renice')).toEqual({ kind: 'fatal', disable: 'raise' });
+    expect(a.planPriorities([job('2', -10), job('1', 0)], 10, { mayRaise: false }).map((c) => [c.job.jobId, c.value])).toEqual([['1', 10]]);
   });
 });
 
