@@ -11,6 +11,7 @@
  * @module
  */
 import { logger } from '../log.js';
+import { BATCH_SYSTEMS } from '../runners/batch/registry.js';
 import { CliError, ExitCode, UsageError, errorLine } from './errors.js';
 import { packageVersion } from './version.js';
 
@@ -29,13 +30,13 @@ export interface CommandModule {
 /**
  * The commands, loaded on demand so that one command's imports (e.g. the
  * demo's fake API server) cost nothing to the others. To add a command, add
- * a module under `commands/` exporting {@link CommandModule} and a line here.
+ * a module under `commands/` exporting {@link CommandModule} and a line here;
+ * a batch system is a descriptor in `runners/batch/registry.ts` instead.
  */
 const COMMANDS: Record<string, () => Promise<CommandModule>> = {
   local: () => import('./commands/local.js'),
-  slurm: () => import('./commands/slurm.js'),
-  lsf: () => import('./commands/lsf.js'),
-  sge: () => import('./commands/sge.js'),
+  // One generic command per batch system of the registry.
+  ...Object.fromEntries(BATCH_SYSTEMS.map((sys) => [sys.name, () => import('./batch-command.js').then((m) => m.batchCommand(sys))])),
   demo: () => import('./commands/demo.js'),
   'fake-server': () => import('./commands/fake-server.js'),
 };

@@ -22,7 +22,7 @@ import { userName } from '../user.js';
 export const DEFAULT_MAX_USER_PRIORITY = 100;
 
 /** Options of {@link LsfAdapter}. */
-export interface LsfAdapterOptions extends BsubOptions {
+export interface LsfAdapterOptions extends Pick<BsubOptions, 'maxRunTimeOverhead' | 'maxRunTimeDefault'> {
   /** Submit through `sudo -E -u USER bsub …` (Arvados' `BsubSudoUser`); jobs are then USER's. Default none. */
   sudoUser?: string;
   /** Executables: `bsub`, `bjobs`, `bkill`, `bmod`, `sudo` (default: the names, looked up on PATH). */
@@ -209,7 +209,7 @@ export class LsfRunner extends BatchRunner {
   /** @throws TypeError or RangeError for a bad option; `TemplateError` for a bad template. */
   constructor(options: LsfRunnerOptions = {}) {
     const { sudoUser, commands, user, maxUserPriority, maxRunTimeOverhead, maxRunTimeDefault, bsubArgs: args, bsubGpuArgs: gpuArgs, ...core } = options;
-    const adapter = new LsfAdapter({ sudoUser, commands, user, maxUserPriority, maxRunTimeOverhead, maxRunTimeDefault, args, gpuArgs, reserveExtraRam: core.reserveExtraRam });
+    const adapter = new LsfAdapter({ sudoUser, commands, user, maxUserPriority, maxRunTimeOverhead, maxRunTimeDefault });
     super(adapter, { ...core, args, gpuArgs }, { args: DEFAULT_BSUB_ARGUMENTS, gpuArgs: DEFAULT_BSUB_GPU_ARGUMENTS });
   }
 }
