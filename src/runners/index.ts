@@ -72,3 +72,5 @@ export {
 } from './batch/lsf/index.js';
 // Grid Engine.
 export { SgeAdapter, SgeRunner, DEFAULT_QSUB_ARGUMENTS, DEFAULT_QSUB_GPU_ARGUMENTS, type SgeAdapterOptions, type SgeRunnerOptions } from './batch/sge/index.js';
+// OpenPBS / PBS Professional.
+export { PbsAdapter, PbsRunner, DEFAULT_PBS_QSUB_ARGUMENTS, DEFAULT_PBS_QSUB_GPU_ARGUMENTS, type PbsAdapterOptions, type PbsRunnerOptions } from './batch/pbs/index.js';

@@ -7,6 +7,7 @@
  */
 import type { BatchSystemDescriptor } from './descriptor.js';
 import { lsf } from './lsf/index.js';
+import { pbs } from './pbs/index.js';
 import { sge } from './sge/index.js';
 import { slurm } from './slurm/index.js';
 
@@ -15,6 +16,7 @@ export const BATCH_SYSTEMS: readonly BatchSystemDescriptor[] = Object.freeze([
   slurm,
   lsf,
   sge,
+  pbs,
 ]);
 
 /** The batch system named `name` (its command name), if there is one. */
