@@ -23,6 +23,7 @@ export const UNIT = [
   'test/runners/batch/template.test.ts',
   'test/runners/local/command.test.ts',
   'test/runners/local/resources.test.ts',
+  'test/runners/pbs/pbs-adapter.test.ts',
   'test/runners/slurm/adapter.test.ts',
   'test/server/units.test.ts',
 ];
@@ -38,6 +39,7 @@ export const SYSTEM = [
   'test/runners/slurm/real-slurm.test.ts',
   'test/runners/sge/real-sge-commands.test.ts',
   'test/runners/sge/sge-behaviours.test.ts',
+  'test/runners/pbs/pbs-commands.test.ts',
   'test/package/',
   'test/examples/',
 ];
