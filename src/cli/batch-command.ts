@@ -224,7 +224,6 @@ export async function runBatchCommand(sys: BatchSystem, argv: string[]): Promise
       return {
         reporter: new Reporter(out, d, counts).watchBatch(runner, d),
         session: {
-          shutdown: () => runner.close(),
           stopNotice: () => `leaving ${runner.status.inQueue} ${label} job(s) in the queue for the next dispatcher`,
           leftBehind: () => `${runner.status.containers} container(s) being followed`,
         },

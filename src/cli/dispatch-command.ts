@@ -147,7 +147,6 @@ export async function serveDispatcher(start: CommandStart, out: Output, o: Serve
   try {
     await runSession({ out, dispatcher: d, runner: session, reporter, statusInterval: start.statusInterval });
   } finally {
-    await o.runner.close();
     await service?.close();
     await guard.close();
     await notifier.close();

@@ -144,7 +144,8 @@ async function demo(n: number, fake: FakeArvados, out: Output, tty: boolean, beg
     stopGrace: 5_000,
     killGrace: 1_000,
   });
-  const d = new Dispatcher({ client, runContainer: runner.runContainer, pollInterval: 100, secondSignal: 'exit', shutdownTimeout: 10_000 });
+  // The Dispatcher owns the runner: it closes it once its containers settle.
+  const d = new Dispatcher({ client, runner, pollInterval: 100, secondSignal: 'exit', shutdownTimeout: 10_000 });
   const session = localSession(runner);
   const reporter = new Reporter(out, d, session).watchLocal(runner);
 

@@ -85,8 +85,10 @@ export interface BatchRunnerStatus {
 }
 
 /**
- * Runs containers as batch jobs. Give it to a Dispatcher (`new Dispatcher({
- * runner })`, or its {@link runContainer} plus {@link attach}):
+ * Runs containers as batch jobs. Give it to a Dispatcher as `new
+ * Dispatcher({ runner })`: the Dispatcher is its one owner, which attaches it
+ * before the first poll and closes it once its containers have settled
+ * (see "Runner lifecycle" in docs/design.md):
  *
  * - A Locked container that has no job in the queue is submitted (job name
  *   = container UUID, the argument templates), its credentials in the submit
@@ -137,7 +139,6 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
   #closing: Promise<void> | undefined;
   #queueHealthy = true;
   #lastQueueError: { error: Error; result: RunResult | undefined } | undefined;
-  readonly #onStopping = (): void => void this.close();
   /** Containers the dispatcher adopted (locked by our token before this process took them on), until their job is created. */
   readonly #adopted = new Set<string>();
   readonly #onAdopted = (c: Readonly<Container>): void => void this.#adopted.add(c.uuid);
@@ -291,8 +292,9 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
    * Ties the runner to `dispatcher`: starts queue polling, waits for the
    * first successful query, and hands jobs named like containers of this
    * cluster to the dispatcher (so that orphans of finished containers get
-   * cancelled and live ones are followed, not submitted again). Closes the
-   * runner when the dispatcher stops. Idempotent for the same dispatcher.
+   * cancelled and live ones are followed, not submitted again). The
+   * Dispatcher calls it; it does not close the runner (the Dispatcher does,
+   * after its containers settle). Idempotent for the same dispatcher.
    *
    * @throws RunnerConfigError if the queue query cannot run at all (missing
    *   command, permission); Error if attached to another dispatcher or closed.
@@ -302,7 +304,6 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
     if (this.#dispatcher) return Promise.reject(new Error(`this ${this.adapter.name} runner is attached to another Dispatcher`));
     if (this.#closed.signal.aborted) return Promise.reject(new Error(`this ${this.adapter.name} runner is closed`));
     this.#dispatcher = dispatcher;
-    dispatcher.once('stopping', this.#onStopping);
     dispatcher.on('adopted', this.#onAdopted);
     this.#monitor.on('snapshot', this.#onSnapshot);
     this.#monitor.on('pollError', this.#onPollError);
@@ -312,9 +313,11 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
   }
 
   /**
-   * Stops queue polling and lets every container's runner return *without*
-   * cancelling its job (the jobs stay in the queue for the next dispatcher to
-   * adopt). Resolves once commands in progress have finished. Idempotent.
+   * The second phase of a stop, called by the Dispatcher once its
+   * containers have settled: stops queue polling and lets anything still
+   * running return *without* cancelling its job (the jobs stay in the queue
+   * for the next dispatcher to adopt). Resolves once commands in progress
+   * have finished. Idempotent.
    */
   close(): Promise<void> {
     this.#closing ??= this.#close();
@@ -324,7 +327,6 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
   async #close(): Promise<void> {
     log('closing');
     this.#closed.abort(new Error(`${this.adapter.name} runner closed`));
-    this.#dispatcher?.off('stopping', this.#onStopping);
     this.#dispatcher?.off('adopted', this.#onAdopted);
     this.#gate.close();
     await this.#monitor.stop();
@@ -337,7 +339,9 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
   async #runContainer(d: Dispatcher, container: Container, updates: ContainerUpdates): Promise<void> {
     assertContainerUuid(container?.uuid);
     if (this.#closed.signal.aborted) throw new Error(`this ${this.adapter.name} runner is closed`);
-    if (this.#dispatcher !== d) this.attach(d).catch((err: unknown) => this.#warn(`starting the ${this.adapter.name} runner: ${describeError(err)}`));
+    // One owner: the Dispatcher given this runner as `runner` attaches it
+    // before its first poll and closes it after its containers settle.
+    if (this.#dispatcher !== d) throw new Error(`this ${this.adapter.name} runner is not attached to this Dispatcher: give it as new Dispatcher({ runner })`);
     if (this.#jobs.has(container.uuid)) throw new Error(`container ${container.uuid} is already being run by this runner`);
     const job = new BatchJob(this.#ctx, d, container, updates);
     const done = job.run();
