@@ -18,6 +18,7 @@ export const UNIT = [
   'test/dispatcher/runner.test.ts',
   'test/dispatcher/units.test.ts',
   'test/runners/batch/canceller.test.ts',
+  'test/runners/batch/clock.test.ts',
   'test/runners/batch/gate.test.ts',
   'test/runners/batch/priority.test.ts',
   'test/runners/batch/template.test.ts',

@@ -5,6 +5,7 @@
  * @module
  */
 import { logger } from '../../log.js';
+import { realClock, type Clock } from '../../util/sleep.js';
 import { describeError } from '../../util/errors.js';
 import type { BatchAdapter, CommandSpec, PriorityChange, RunResult } from './adapter.js';
 import type { QueueSnapshot } from './monitor.js';
@@ -19,6 +20,8 @@ export interface RenicerOptions {
   exec: (spec: CommandSpec) => Promise<RunResult>;
   /** Gap between adjacent jobs (see `wantNice`). */
   spread: number;
+  /** The queue monitor's clock (snapshot times are compared with it); default the real clock. */
+  clock?: Clock;
 }
 
 /** What the scheduler refused for good, as verdicts said (see `Verdict`). */
@@ -97,7 +100,7 @@ export class Renicer {
     log('renicing %d job(s)', changes.length);
     this.#pass = Promise.all(changes.map((c) => this.#renice(c))).then(() => {
       this.#pass = undefined;
-      this.#lastPassEnd = Date.now();
+      this.#lastPassEnd = (this.#opts.clock ?? realClock).now();
     });
   }
 

@@ -169,19 +169,21 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
     validateTemplates(o.gpuArgs, adapter.templates, `${adapter.name} GPU argument templates`);
     this.adapter = adapter;
     this.options = o;
-    this.#limiter = new CommandLimiter(o.commandConcurrency, o.submitRate);
+    // The limiter keeps its monotonic clock unless a clock was injected.
+    this.#limiter = new CommandLimiter(o.commandConcurrency, o.submitRate, options.clock);
     this.#exec = new Executor(adapter, this.#limiter, o.commandTimeout, (r) => this.emit('command', r), o.runner, (what) => this.#renicer.disable(what));
     const exec: JobContext['exec'] = (spec, opts) => this.#exec.limited(spec, opts);
     this.#monitor = new QueueMonitor({
       intervalMs: o.queueInterval,
       maxIntervalMs: o.queueIntervalMax,
       name: adapter.queueQuery().command,
+      clock: o.clock,
       query: (signal) => this.#exec.direct(adapter.queueQuery(), { signal, op: 'query' }, Math.max(2 * o.queueInterval, o.commandTimeout)),
       parse: (stdout, onBadLine) => adapter.parseQueue(stdout, onBadLine),
     });
-    this.#gate = new SubmitGate(o.submitRetry.maxDelay);
-    this.#canceller = new Canceller({ adapter, exec: (spec) => exec(spec, { op: 'cancel' }), onWarning: (m) => this.#warn(m) });
-    this.#renicer = new Renicer({ adapter, exec: (spec) => exec(spec, { op: 'renice' }), spread: o.prioritySpread });
+    this.#gate = new SubmitGate(o.submitRetry.maxDelay, o.clock);
+    this.#canceller = new Canceller({ adapter, exec: (spec) => exec(spec, { op: 'cancel' }), onWarning: (m) => this.#warn(m), clock: o.clock });
+    this.#renicer = new Renicer({ adapter, exec: (spec) => exec(spec, { op: 'renice' }), spread: o.prioritySpread, clock: o.clock });
     this.#gate.on('paused', () =>
       this.#warn(`${adapter.name} refused a submission for a submit limit; pausing submissions until one of our jobs leaves the queue`),
     );
@@ -249,7 +251,7 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
       submitting,
       atQuota: this.#gate.state !== 'open',
       queueHealthy: this.#queueHealthy,
-      queueAgeMs: snap ? Date.now() - snap.finishedAt : undefined,
+      queueAgeMs: snap ? this.options.clock.now() - snap.finishedAt : undefined,
       queueIntervalMs: this.#monitor.interval,
       commandsRunning: this.#limiter.running,
       commandsWaiting: this.#limiter.waiting,
