@@ -41,6 +41,7 @@ export const SYSTEM = [
   'test/runners/sge/real-sge-commands.test.ts',
   'test/runners/sge/sge-behaviours.test.ts',
   'test/runners/pbs/pbs-commands.test.ts',
+  'test/cli/pbs.test.ts',
   'test/package/',
   'test/examples/',
 ];
