@@ -26,6 +26,10 @@ export {
   type ReleaseOptions,
   type RunContainer,
   type Runner,
+  type RunnerCommandRecord,
+  type RunnerEventSource,
+  type RunnerEvents,
+  type RunnerStatus,
   type SecondSignal,
   type StreamEndReason,
 } from './dispatcher/index.js';

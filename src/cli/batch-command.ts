@@ -209,7 +209,6 @@ export async function runBatchCommand(sys: BatchSystem, argv: string[]): Promise
 
   return serveDispatcher(start, out, {
     runner,
-    batch: runner,
     // On stop the runner returns without touching the batch system; only running submissions are waited for.
     shutdownTimeout: runner.options.commandTimeout + 5_000,
     present: (d, client) => {

@@ -10,7 +10,7 @@ import { EventEmitter, once, setMaxListeners } from 'node:events';
 import { isApiStatus } from '../../client/errors.js';
 import type { Dispatcher } from '../../dispatcher/dispatcher.js';
 import type { InstanceTypeView } from '../../dispatcher/options.js';
-import { RunnerConfigError, type ReleaseAction, type ReleaseOptions, type RunContainer, type Runner } from '../../dispatcher/runner.js';
+import { RunnerConfigError, type ReleaseAction, type ReleaseOptions, type RunContainer, type Runner, type RunnerEventSource, type RunnerStatus } from '../../dispatcher/runner.js';
 import type { ContainerUpdates } from '../../dispatcher/updates.js';
 import { logger } from '../../log.js';
 import type { ApiClientAuthorization, Container } from '../../types.js';
@@ -59,8 +59,10 @@ export interface BatchRunnerEvents {
   orphans: [uuids: string[]];
 }
 
-/** Counters for status displays and metrics. */
-export interface BatchRunnerStatus {
+/** Counters for status displays and metrics (a {@link RunnerStatus} with the scheduler's fields). */
+export interface BatchRunnerStatus extends RunnerStatus {
+  /** The scheduler's name, e.g. `Slurm`. */
+  scheduler: string;
   /** Containers being followed. */
   containers: number;
   /** Our jobs in the last queue snapshot (pending, running or other). */
@@ -228,6 +230,16 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
     return out;
   }
 
+  /**
+   * This runner's events as the {@link Runner} interface names them (a
+   * subset of {@link BatchRunnerEvents}, with the same arguments), for the
+   * CLI and the management server.
+   */
+  get events(): RunnerEventSource {
+    // BatchRunnerEvents holds every RunnerEvents entry with the same or narrower arguments.
+    return this as unknown as RunnerEventSource;
+  }
+
   /** Current counters. */
   get status(): BatchRunnerStatus {
     const snap = this.#monitor.latest;
@@ -244,6 +256,7 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
     let submitting = 0;
     for (const { job } of this.#jobs.values()) if (job.schedulingStatus === 'submitting') submitting++;
     return {
+      scheduler: this.adapter.name,
       containers: this.#jobs.size,
       inQueue,
       pending,
