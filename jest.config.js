@@ -13,6 +13,7 @@ import { createDefaultEsmPreset } from 'ts-jest';
 export const UNIT = [
   'test/cli/config.test.ts',
   'test/cli/presentation.test.ts',
+  'test/cli/run.test.ts',
   'test/cli/units.test.ts',
   'test/client/config.test.ts',
   'test/dispatcher/runner.test.ts',

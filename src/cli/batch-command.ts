@@ -15,7 +15,7 @@ import { beginCommand, commandOutput, serveDispatcher } from './dispatch-command
 import { formatDuration } from './duration.js';
 import { configKeysFor } from './config.js';
 import { CliError, ExitCode, UsageError } from './errors.js';
-import type { CommandModule } from './main.js';
+import type { CliIO, CommandModule } from './run.js';
 import { Reporter } from './report.js';
 import { findExecutable } from './which.js';
 
@@ -191,8 +191,8 @@ function batchRunner(sys: BatchSystem, opts: Options, common: CommonBatchOptions
 }
 
 /** Runs a batch command; resolves to the exit status. */
-export async function runBatchCommand(sys: BatchSystem, argv: string[]): Promise<number> {
-  const start = beginCommand(argv, batchOptions(sys), sys.name, () => batchHelp(sys));
+export async function runBatchCommand(sys: BatchSystem, argv: string[], io?: CliIO): Promise<number> {
+  const start = beginCommand(argv, batchOptions(sys), sys.name, () => batchHelp(sys), io);
   if (!start) return ExitCode.OK;
   const { opts, settings } = start;
   const { systemRootToken } = start.credentials;
@@ -246,5 +246,5 @@ export async function runBatchCommand(sys: BatchSystem, argv: string[]): Promise
 
 /** The CLI command of a batch system: help and run from its descriptor. */
 export function batchCommand(sys: BatchSystem): CommandModule {
-  return { summary: sys.summary, help: () => batchHelp(sys), run: (argv) => runBatchCommand(sys, argv) };
+  return { summary: sys.summary, help: () => batchHelp(sys), run: (argv, io) => runBatchCommand(sys, argv, io) };
 }

@@ -10,6 +10,7 @@ import type { ArvadosClient } from '../client/client.js';
 import { Dispatcher } from '../dispatcher/dispatcher.js';
 import type { Runner } from '../dispatcher/runner.js';
 import { parseCommandLine, type OptionTable, type Options } from './args.js';
+import { PROCESS_IO, type CliIO } from './run.js';
 import { resolveCredentials, type ResolvedCredentials } from './credentials.js';
 import { apiClientFromEnv, checkReachable, dispatcherSettings } from './dispatching.js';
 import { ExitCode } from './errors.js';
@@ -40,10 +41,10 @@ export interface CommandStart {
  *
  * @throws UsageError for a bad flag.
  */
-export function beginCommand(argv: string[], table: OptionTable, command: string, help: () => string): CommandStart | undefined {
-  const opts = parseCommandLine(argv, table, command);
+export function beginCommand(argv: string[], table: OptionTable, command: string, help: () => string, io: CliIO = PROCESS_IO): CommandStart | undefined {
+  const opts = parseCommandLine(argv, table, command, io.env);
   if (opts.flag('help')) {
-    process.stdout.write(help());
+    io.stdout.write(help());
     return undefined;
   }
   const settings = dispatcherSettings(opts);

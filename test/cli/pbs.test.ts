@@ -1,7 +1,7 @@
 // `arvados-dispatch pbs` as a process: against FakeArvados and the PBS
 // stand-in's commands (test/runners/pbs/bin, first on PATH; OpenPBS 23.06's
 // formats), which run the crunch-run simulator on this machine. Bad flags and
-// a host without PBS need neither.
+// a host without PBS need neither. Its help is tested in-process (run.test.ts).
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -40,14 +40,6 @@ afterAll(() => {
     const none = await runCli(['pbs'], { HOME: home, PATH: '/nonexistent' });
     expect(none.code).toBe(1);
     expect(none.stderr.trim()).toBe('arvados-dispatch: PBS command "qsub" was not found on PATH: is this a PBS submission host?');
-  });
-
-  it('documents its flags', async () => {
-    const r = await runCli(['pbs', '--help'], { HOME: home });
-    expect(r.code).toBe(0);
-    for (const flag of ['--poll-interval', '--qstat-interval', '--crunch-run-command', '--qsub-arg', '--qsub-gpu-arg', '--qsub-env', '--priority-spread', '--no-reprioritise', '--submit-rate']) {
-      expect(r.stdout).toContain(flag);
-    }
   });
 
   describe('with the stand-in PBS', () => {
