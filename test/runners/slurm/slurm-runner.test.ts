@@ -552,8 +552,12 @@ describe('SlurmRunner: Dispatcher.kill', () => {
     const h = await setup({ runner: { systemRootToken: 'the-cluster-system-root-token' } });
     const c = h.fake.addContainer({ priority: 1, ...SMALL });
     await waitFor(() => h.slurm.has(c.uuid), 'submitted');
-    const env = h.slurm.callsOf('sbatch')[0].options.env ?? {};
-    expect(env.GatewayAuthSecret).toBe(createHmac('sha256', 'the-cluster-system-root-token').update(c.uuid).digest('hex'));
+    // The secret reaches the job through its 0600 secrets file, never sbatch's environment.
+    const call = h.slurm.callsOf('sbatch')[0];
+    expect(call.options.env?.GatewayAuthSecret).toBeUndefined();
+    const file = /^f='([^']+)'$/m.exec(call.options.input ?? '')?.[1] ?? '';
+    const secret = /^GatewayAuthSecret='([0-9a-f]{64})'$/m.exec(readFileSync(file, 'utf8'))?.[1];
+    expect(secret).toBe(createHmac('sha256', 'the-cluster-system-root-token').update(c.uuid).digest('hex'));
   });
 });
 
