@@ -87,7 +87,8 @@ afterAll(() => {
       const quick = fake.addContainer({ ...small, environment: { STUB_MODE: 'complete', STUB_RUN_MS: '200' } });
       const long = fake.addContainer({ ...small, environment: { STUB_MODE: 'hang' } });
       const cli = spawnCli(
-        ['lsf', '--poll-interval', '200ms', '--bjobs-interval', '200ms', '--crunch-run-command', process.execPath, `--crunch-run-arg=${STUB}`, '--status-interval', '0'],
+        // A user that exists here (Arvados' default, crunch, may not): the stand-in sudo does not switch users.
+        ['lsf', '--poll-interval', '200ms', '--bjobs-interval', '200ms', '--crunch-run-command', process.execPath, `--crunch-run-arg=${STUB}`, '--status-interval', '0', '--bsub-sudo-user', 'nobody'],
         { HOME: home, PATH, LSF_STUB_DIR: table, ...fake.env() },
       );
       children.push(cli);
