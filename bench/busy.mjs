@@ -12,7 +12,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { Dispatcher } from '../dist/index.js';
-import { LsfRunner } from '../dist/runners/batch/lsf.js';
+import { LsfRunner } from '../dist/runners/batch/lsf/adapter.js';
 import { FakeArvados } from '../dist/testing/index.js';
 
 const QUICK = process.argv.includes('--quick');

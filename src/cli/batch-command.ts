@@ -1,84 +1,59 @@
 /**
- * The batch commands (`slurm`, `lsf`, `sge`): one session for every batch
- * system, driven by a {@link BatchSystem} table that holds what differs
- * (command names, help texts, the runner and its own flags).
+ * The batch commands (`slurm`, `lsf`, `sge`, `pbs`...): one generic command
+ * for every batch system, reading what differs (command names, help texts,
+ * its own flags, the adapter) from the system's descriptor.
  *
  * @module
  */
+import { createBatchRunner, type BatchSystemDescriptor, type SystemOptionReader } from '../runners/batch/descriptor.js';
 import type { BatchRunner } from '../runners/batch/runner.js';
-import type { BATCH_RUNNER_DEFAULTS, BatchRunnerOptions } from '../runners/batch/options.js';
+import { BATCH_RUNNER_DEFAULTS, type BatchRunnerOptions } from '../runners/batch/options.js';
 import { describeError } from '../util/errors.js';
 import { DISPATCHER_OPTIONS, DISPATCHING_FOOTER, OUTPUT_OPTIONS, formatHelp, type OptionTable, type Options } from './args.js';
 import { clusterSections } from './cluster-sections.js';
 import { beginCommand, commandOutput, serveDispatcher } from './dispatch-command.js';
 import { formatDuration } from './duration.js';
+import { configKeysFor } from './config.js';
 import { CliError, ExitCode, UsageError } from './errors.js';
+import type { CliIO, CommandModule } from './run.js';
 import { Reporter } from './report.js';
 import { findExecutable } from './which.js';
 
 /** The runner options every batch command sets from its common flags. */
 export type CommonBatchOptions = Omit<BatchRunnerOptions, 'args' | 'gpuArgs'>;
 
-/** What one batch command differs in: a row of data, no session logic. */
-export interface BatchSystem {
-  /** The command name, e.g. `slurm`. */
-  command: string;
-  /** The system's name in messages, e.g. `Grid Engine`. */
-  label: string;
-  /** The submit command, e.g. `sbatch`: names `--<submit>-arg`, `--<submit>-gpu-arg`, `--<submit>-env`. */
-  submit: string;
-  /** The queue query command, e.g. `squeue`: names `--<queue>-interval`. */
-  queue: string;
-  /** The `--help` description. */
-  description: string;
-  /** The runner defaults the help shows. */
-  defaults: typeof BATCH_RUNNER_DEFAULTS;
-  /** Help texts of the common flags that differ per system. */
-  help: {
-    /** The commands `--submit-rate` limits, e.g. `sbatch, scancel, scontrol and sacct`. */
-    rateCommands: string;
-    /** What `--pending-grace` waits for. */
-    pendingGrace: string;
-    /** What `--no-accounting` stops asking. */
-    noAccounting: string;
-    /** Where crunch-run runs, e.g. `compute nodes`. */
-    hosts: string;
-    /** `--<submit>-arg`. */
-    args: string;
-    /** `--<submit>-gpu-arg`. */
-    gpuArgs: string;
-    /** The default `--<submit>-arg` list. */
-    defaultArgs: readonly string[];
-    /** The default `--<submit>-gpu-arg` list (may be empty). */
-    defaultGpuArgs: readonly string[];
-    /** `--priority-spread`: what the gap is. */
-    prioritySpread: string;
-    /** The `--priority-spread` default. */
-    prioritySpreadDefault: number;
+/** What a batch command reads: a system's descriptor (see `runners/batch/registry.ts`). */
+export type BatchSystem = BatchSystemDescriptor;
+
+/**
+ * A batch command's parsed flags as a descriptor reads them (each flag
+ * falling back to its config key).
+ */
+export function systemOptionReader(opts: Options): SystemOptionReader {
+  return {
+    flag: (name) => opts.flag(name),
+    string: (name) => opts.string(name),
+    rawString: (name) => {
+      const given = opts.givenString(name);
+      if (given !== undefined) return given;
+      const v = opts.configValue(name)?.value;
+      if (typeof v === 'string') return v;
+      // A key the file names with an empty value: '' (e.g. BsubSudoUser: "" turns sudo off).
+      const key = configKeysFor(opts.command).find((k) => k.flag === name)?.key;
+      return key !== undefined && opts.config?.present?.has(key) ? '' : undefined;
+    },
+    integer: (name, dflt, min) => opts.integer(name, dflt, min),
+    duration: (name, dflt, min) => opts.duration(name, dflt, min),
   };
-  /** The least `--priority-spread` the system takes. */
-  minPrioritySpread: number;
-  /** Flags only this system has; they follow the template flags in the help. */
-  options: OptionTable;
-  /** The executables this host must have, given the flags. */
-  executables(opts: Options): string[];
-  /** Whether a missing executable is a usage error (exit 2) rather than a runtime one (exit 1). */
-  missingIsUsage: boolean;
-  /** How the error names this host, e.g. `a Slurm submit host`. */
-  hostKind: string;
-  /**
-   * The runner, from the common options, the `--<submit>-arg` and
-   * `--<submit>-gpu-arg` lists (undefined: the defaults) and the flags.
-   */
-  createRunner(common: CommonBatchOptions, templates: { args?: string[]; gpuArgs?: string[] }, opts: Options): BatchRunner;
-  /** What the start line says before `<submit> <args>`, and extra JSON fields after `<submit>_args`. */
-  startExtras?(opts: Options): { prefix: string; fields: Record<string, unknown> };
 }
 
 /** The flag table of a batch command. */
 export function batchOptions(sys: BatchSystem): OptionTable {
-  const D = sys.defaults;
-  const { queue, submit, label, help: h } = sys;
+  const D = BATCH_RUNNER_DEFAULTS;
+  const { queue, submit } = sys.commands;
+  const { label, help: h } = sys;
+  const options: OptionTable = {};
+  for (const [name, o] of Object.entries(sys.options)) options[name] = { ...o };
   return {
     ...DISPATCHER_OPTIONS,
     [`${queue}-interval`]: { type: 'string', metavar: 'DURATION', default: 'the poll interval', help: `time between ${queue} runs while there is work` },
@@ -104,15 +79,15 @@ export function batchOptions(sys: BatchSystem): OptionTable {
       help: 'argument for crunch-run, before --runtime-engine and the container UUID; write --crunch-run-arg=-x for one that starts with "-"',
     },
     'runtime-engine': { type: 'string', metavar: 'ENGINE', help: 'pass --runtime-engine=ENGINE to crunch-run (docker, singularity)' },
-    [`${submit}-arg`]: { type: 'string', multiple: true, metavar: 'ARG', default: h.defaultArgs.join(' '), help: h.args },
+    [`${submit}-arg`]: { type: 'string', multiple: true, metavar: 'ARG', default: sys.templates.args.join(' '), help: h.args },
     [`${submit}-gpu-arg`]: {
       type: 'string',
       multiple: true,
       metavar: 'ARG',
-      ...(h.defaultGpuArgs.length ? { default: h.defaultGpuArgs.join(' ') } : {}),
+      ...(sys.templates.gpuArgs.length ? { default: sys.templates.gpuArgs.join(' ') } : {}),
       help: h.gpuArgs,
     },
-    ...sys.options,
+    ...options,
     [`${submit}-env`]: { type: 'string', multiple: true, metavar: 'NAME=VALUE', help: `extra environment for ${submit} and so for the job (not for secrets)` },
     'job-secrets-dir': {
       type: 'string',
@@ -121,7 +96,7 @@ export function batchOptions(sys: BatchSystem): OptionTable {
       help: `where each job's 0600 file with the API token goes (mode 0700; must be at the same path on the ${h.hosts})`,
     },
     'reserve-extra-ram': { type: 'string', metavar: 'SIZE', default: '550MiB', help: 'RAM added to each request for crunch-run itself' },
-    'priority-spread': { type: 'string', metavar: 'N', default: String(h.prioritySpreadDefault), help: h.prioritySpread },
+    'priority-spread': { type: 'string', metavar: 'N', default: String(sys.prioritySpread.default), help: h.prioritySpread },
     'vanish-grace-misses': {
       type: 'string',
       metavar: 'N',
@@ -142,7 +117,7 @@ export function batchOptions(sys: BatchSystem): OptionTable {
 
 /** The `--help` text of a batch command. */
 export function batchHelp(sys: BatchSystem): string {
-  return formatHelp(`arvados-dispatch ${sys.command} [options]`, sys.description, batchOptions(sys), DISPATCHING_FOOTER);
+  return formatHelp(`arvados-dispatch ${sys.name} [options]`, sys.description, batchOptions(sys), DISPATCHING_FOOTER);
 }
 
 /** `NAME=VALUE` entries of `--<submit>-env` as an environment. */
@@ -150,7 +125,7 @@ function environment(sys: BatchSystem, entries: string[]): Record<string, string
   const env: Record<string, string> = {};
   for (const e of entries) {
     const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/s.exec(e);
-    if (!m) throw new UsageError(`--${sys.submit}-env: "${e}" is not NAME=VALUE; see 'arvados-dispatch ${sys.command} --help'`);
+    if (!m) throw new UsageError(`--${sys.commands.submit}-env: "${e}" is not NAME=VALUE; see 'arvados-dispatch ${sys.name} --help'`);
     env[m[1]] = m[2];
   }
   return env;
@@ -158,8 +133,9 @@ function environment(sys: BatchSystem, entries: string[]): Record<string, string
 
 /** The runner options of the common flags. @throws UsageError for a bad flag. */
 function commonOptions(sys: BatchSystem, opts: Options, pollInterval: number): CommonBatchOptions {
-  const D = sys.defaults;
-  const queueInterval = opts.duration(`${sys.queue}-interval`, pollInterval, 1);
+  const D = BATCH_RUNNER_DEFAULTS;
+  const { queue, submit } = sys.commands;
+  const queueInterval = opts.duration(`${queue}-interval`, pollInterval, 1);
   const sections = clusterSections(opts.config);
   return {
     instanceTypes: sections.instanceTypes,
@@ -167,11 +143,11 @@ function commonOptions(sys: BatchSystem, opts: Options, pollInterval: number): C
     crunchRunCommand: opts.string('crunch-run-command'),
     crunchRunArgs: opts.list('crunch-run-arg'),
     runtimeEngine: opts.string('runtime-engine'),
-    environment: environment(sys, opts.list(`${sys.submit}-env`)),
+    environment: environment(sys, opts.list(`${submit}-env`)),
     reserveExtraRam: opts.size('reserve-extra-ram', undefined, 0),
-    prioritySpread: opts.integer('priority-spread', sys.help.prioritySpreadDefault, sys.minPrioritySpread),
+    prioritySpread: opts.integer('priority-spread', sys.prioritySpread.default, sys.prioritySpread.min),
     queueInterval,
-    queueIntervalMax: opts.duration(`${sys.queue}-interval-max`, Math.max(queueInterval, Math.min(6 * queueInterval, 60_000)), queueInterval),
+    queueIntervalMax: opts.duration(`${queue}-interval-max`, Math.max(queueInterval, Math.min(6 * queueInterval, 60_000)), queueInterval),
     submitRate: opts.rate('submit-rate'),
     neverClearsGrace: opts.duration('pending-grace', D.neverClearsGrace),
     accounting: !opts.flag('no-accounting'),
@@ -190,48 +166,49 @@ function secretOptions(opts: Options): Pick<CommonBatchOptions, 'secretsDir'> {
 }
 
 /** Fails fast, before any lock, when this host cannot submit to the system. */
-function checkExecutables(sys: BatchSystem, opts: Options): void {
-  for (const cmd of sys.executables(opts)) {
+function checkExecutables(sys: BatchSystem, adapterOptions: object, accounting: boolean): void {
+  for (const cmd of sys.executables(adapterOptions, accounting)) {
     try {
       findExecutable(cmd);
     } catch (err) {
-      const message = `${sys.label} command ${describeError(err)}: is this ${sys.hostKind}?`;
+      const message = `${sys.label} command ${describeError(err)}: is this ${sys.help.hostKind}?`;
       throw sys.missingIsUsage ? new UsageError(message) : new CliError(message);
     }
   }
 }
 
 /** The runner of a batch command from its flags. @throws UsageError, before any lock, for a bad flag or template. */
-function batchRunner(sys: BatchSystem, opts: Options, common: CommonBatchOptions): BatchRunner {
-  const args = opts.list(`${sys.submit}-arg`);
-  const gpuArgs = opts.list(`${sys.submit}-gpu-arg`);
+function batchRunner(sys: BatchSystem, opts: Options, common: CommonBatchOptions, adapterOptions: object): BatchRunner {
+  const args = opts.list(`${sys.commands.submit}-arg`);
+  const gpuArgs = opts.list(`${sys.commands.submit}-gpu-arg`);
   try {
-    return sys.createRunner(common, { args: args.length ? args : undefined, gpuArgs: gpuArgs.length ? gpuArgs : undefined }, opts);
+    return createBatchRunner(sys, { ...common, ...(args.length ? { args } : {}), ...(gpuArgs.length ? { gpuArgs } : {}) }, adapterOptions);
   } catch (err) {
     if (err instanceof UsageError) throw err;
     // A bad template or option: one line, exit 2, before any lock.
-    throw new UsageError(`${describeError(err)}; see 'arvados-dispatch ${sys.command} --help'`);
+    throw new UsageError(`${describeError(err)}; see 'arvados-dispatch ${sys.name} --help'`);
   }
 }
 
 /** Runs a batch command; resolves to the exit status. */
-export async function runBatchCommand(sys: BatchSystem, argv: string[]): Promise<number> {
-  const start = beginCommand(argv, batchOptions(sys), sys.command, () => batchHelp(sys));
+export async function runBatchCommand(sys: BatchSystem, argv: string[], io?: CliIO): Promise<number> {
+  const start = beginCommand(argv, batchOptions(sys), sys.name, () => batchHelp(sys), io);
   if (!start) return ExitCode.OK;
   const { opts, settings } = start;
   const { systemRootToken } = start.credentials;
   const common = { ...commonOptions(sys, opts, settings.pollInterval), ...(systemRootToken ? { systemRootToken } : {}) };
   const out = commandOutput(opts, systemRootToken ? [systemRootToken] : []);
-  checkExecutables(sys, opts);
-  const runner = batchRunner(sys, opts, common);
-  const { submit, queue, label } = sys;
+  const adapterOptions = sys.adapterOptions(systemOptionReader(opts));
+  checkExecutables(sys, adapterOptions, common.accounting !== false);
+  const runner = batchRunner(sys, opts, common, adapterOptions);
+  const { submit, queue } = sys.commands;
+  const { label } = sys;
   if (runner.options.instanceTypes.length === 0 && [...runner.options.args, ...runner.options.gpuArgs].some((a) => /(?:^|[^%])(?:%%)*%I/.test(a))) {
     out.warn(`a --${submit}-arg template uses %I, but the cluster config has no InstanceTypes: %I expands to "" (as in Arvados)`);
   }
 
   return serveDispatcher(start, out, {
     runner,
-    batch: runner,
     // On stop the runner returns without touching the batch system; only running submissions are waited for.
     shutdownTimeout: runner.options.commandTimeout + 5_000,
     present: (d, client) => {
@@ -240,18 +217,17 @@ export async function runBatchCommand(sys: BatchSystem, argv: string[]): Promise
         waiting: () => Math.max(0, runner.status.containers - runner.status.running),
       };
       const o = runner.options;
-      const extras = sys.startExtras?.(opts) ?? { prefix: '', fields: {} };
+      const extras = sys.startExtras?.(adapterOptions) ?? { prefix: '', fields: {} };
       const { pollInterval } = settings;
       const { queueInterval } = o;
       return {
         reporter: new Reporter(out, d, counts).watchBatch(runner, d),
         session: {
-          shutdown: () => runner.close(),
           stopNotice: () => `leaving ${runner.status.inQueue} ${label} job(s) in the queue for the next dispatcher`,
           leftBehind: () => `${runner.status.containers} container(s) being followed`,
         },
         start: {
-          text: `arvados-dispatch ${sys.command}: crunch-run ${o.crunchRunCommand}; ${extras.prefix}${submit} ${o.args.join(' ')}; polling ${client.apiHost} every ${formatDuration(pollInterval)}, ${queue} every ${formatDuration(queueInterval)}`,
+          text: `arvados-dispatch ${sys.name}: crunch-run ${o.crunchRunCommand}; ${extras.prefix}${submit} ${o.args.join(' ')}; polling ${client.apiHost} every ${formatDuration(pollInterval)}, ${queue} every ${formatDuration(queueInterval)}`,
           fields: {
             crunch_run: o.crunchRunCommand,
             [`${submit}_args`]: o.args,
@@ -266,4 +242,9 @@ export async function runBatchCommand(sys: BatchSystem, argv: string[]): Promise
       };
     },
   });
+}
+
+/** The CLI command of a batch system: help and run from its descriptor. */
+export function batchCommand(sys: BatchSystem): CommandModule {
+  return { summary: sys.summary, help: () => batchHelp(sys), run: (argv, io) => runBatchCommand(sys, argv, io) };
 }

@@ -20,6 +20,7 @@ import { closeSync, existsSync, fstatSync, openSync, readFileSync } from 'node:f
 import type { ConfigSourceInfo } from '../server/version-metrics.js';
 import { parse as parseYaml } from 'yaml';
 import * as v from 'valibot';
+import { BATCH_SYSTEMS } from '../runners/batch/registry.js';
 import { parseDuration } from './duration.js';
 import { UsageError } from './errors.js';
 import { parseSize } from './size.js';
@@ -68,8 +69,6 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
   { key: 'ManagementToken', flag: MANAGEMENT_TOKEN, kind: 'string', secret: true },
   { key: 'TLS.Certificate', flag: TLS_CERTIFICATE, kind: 'string' },
   { key: 'TLS.Key', flag: TLS_KEY, kind: 'string' },
-  { key: 'Services.DispatchSLURM.InternalURLs', flag: 'listen', kind: 'internal-urls', commands: ['slurm'] },
-  { key: 'Services.DispatchLSF.InternalURLs', flag: 'listen', kind: 'internal-urls', commands: ['lsf'] },
   { key: 'API.MaxItemsPerResponse', flag: 'batch-size', kind: 'integer' },
   { key: 'Containers.CloudVMs.PollInterval', flag: 'poll-interval', kind: 'duration' },
   { key: 'Containers.MinRetryPeriod', flag: 'min-retry-period', kind: 'duration' },
@@ -77,25 +76,22 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
   { key: 'Containers.CrunchRunArgumentsList', flag: 'crunch-run-arg', kind: 'list' },
   { key: 'Containers.RuntimeEngine', flag: 'runtime-engine', kind: 'string' },
   { key: 'Containers.ReserveExtraRAM', flag: 'reserve-extra-ram', kind: 'size' },
-  { key: 'Containers.SLURM.SbatchArgumentsList', flag: 'sbatch-arg', kind: 'list', commands: ['slurm'] },
-  { key: 'Containers.SLURM.SbatchGPUArgumentsList', flag: 'sbatch-gpu-arg', kind: 'list', commands: ['slurm'] },
-  { key: 'Containers.SLURM.SbatchEnvironmentVariables', flag: 'sbatch-env', kind: 'env', commands: ['slurm'] },
-  { key: 'Containers.SLURM.PrioritySpread', flag: 'priority-spread', kind: 'integer', commands: ['slurm'] },
-  { key: 'Containers.LSF.BsubSudoUser', flag: 'bsub-sudo-user', kind: 'string', commands: ['lsf'] },
-  { key: 'Containers.LSF.BsubArgumentsList', flag: 'bsub-arg', kind: 'list', commands: ['lsf'] },
-  { key: 'Containers.LSF.BsubGPUArguments', flag: 'bsub-gpu-arg', kind: 'list', commands: ['lsf'] },
-  { key: 'Containers.LSF.MaxRunTimeOverhead', flag: 'max-run-time-overhead', kind: 'duration', commands: ['lsf'] },
-  { key: 'Containers.LSF.MaxRunTimeDefault', flag: 'max-run-time-default', kind: 'duration', commands: ['lsf'] },
+  // Each batch system's own keys, from its descriptor.
+  ...BATCH_SYSTEMS.flatMap((sys) => sys.configKeys.map((k) => ({ ...k, commands: [sys.name] }))),
 ];
+
+/** The keys `command` reads: the common ones and its own. */
+export function configKeysFor(command: string): ConfigKey[] {
+  return CONFIG_KEYS.filter((k) => !k.commands || k.commands.includes(command));
+}
 
 /**
  * Keys of the sections read whole that are known but not used: documented
  * in some Arvados release's config.default.yml, so not a typo.
  */
-const KNOWN_UNUSED: Record<string, readonly string[]> = {
-  'Containers.SLURM': ['Managed'],
-  'Containers.LSF': ['BsubCUDAArguments'],
-};
+const KNOWN_UNUSED: Record<string, readonly string[]> = Object.fromEntries(
+  BATCH_SYSTEMS.flatMap((sys) => (sys.knownUnusedKeys ? [[sys.knownUnusedKeys.section, sys.knownUnusedKeys.keys] as const] : [])),
+);
 
 /** One `InternalURLs` entry: where to listen. */
 export interface ListenAddress {

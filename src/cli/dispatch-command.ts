@@ -9,8 +9,8 @@
 import type { ArvadosClient } from '../client/client.js';
 import { Dispatcher } from '../dispatcher/dispatcher.js';
 import type { Runner } from '../dispatcher/runner.js';
-import type { BatchRunner } from '../runners/batch/runner.js';
 import { parseCommandLine, type OptionTable, type Options } from './args.js';
+import { PROCESS_IO, type CliIO } from './run.js';
 import { resolveCredentials, type ResolvedCredentials } from './credentials.js';
 import { apiClientFromEnv, checkReachable, dispatcherSettings } from './dispatching.js';
 import { ExitCode } from './errors.js';
@@ -41,10 +41,10 @@ export interface CommandStart {
  *
  * @throws UsageError for a bad flag.
  */
-export function beginCommand(argv: string[], table: OptionTable, command: string, help: () => string): CommandStart | undefined {
-  const opts = parseCommandLine(argv, table, command);
+export function beginCommand(argv: string[], table: OptionTable, command: string, help: () => string, io: CliIO = PROCESS_IO): CommandStart | undefined {
+  const opts = parseCommandLine(argv, table, command, io.env);
   if (opts.flag('help')) {
-    process.stdout.write(help());
+    io.stdout.write(help());
     return undefined;
   }
   const settings = dispatcherSettings(opts);
@@ -74,8 +74,6 @@ export interface Presentation {
 export interface ServeOptions {
   /** The runner, already built (so that a bad option fails before any connection). */
   runner: Runner;
-  /** The batch runner whose scheduler the management API follows, if any. */
-  batch?: BatchRunner;
   /** How long the Dispatcher waits for its runners on stop. */
   shutdownTimeout: number;
   /** What the command prints, given the Dispatcher and the API client. */
@@ -132,7 +130,7 @@ export async function serveDispatcher(start: CommandStart, out: Output, o: Serve
     out.warn('--supervisor-fraction (SupervisorFraction) has no effect without --max-jobs: there is no count to take a fraction of');
   }
   const guard = guardCluster(opts, out, d);
-  const service = start.management ? await startService(start.management, out, d, settings.pollInterval, { batch: o.batch, config: opts.config?.source }) : undefined;
+  const service = start.management ? await startService(start.management, out, d, settings.pollInterval, { config: opts.config?.source }) : undefined;
   const notifier = new SystemdNotifier({ warn: (m) => out.warn(m) });
   let lastCycle = Date.now();
   d.on('cycle', () => (lastCycle = Date.now()));
@@ -147,7 +145,6 @@ export async function serveDispatcher(start: CommandStart, out: Output, o: Serve
   try {
     await runSession({ out, dispatcher: d, runner: session, reporter, statusInterval: start.statusInterval });
   } finally {
-    await o.runner.close();
     await service?.close();
     await guard.close();
     await notifier.close();

@@ -8,10 +8,9 @@ import type { LocalRunner } from '../runners/local/local-runner.js';
 import type { RunnerCounts } from './report.js';
 import type { SessionRunner } from './session.js';
 
-/** How a session stops a local runner and counts its work: no crunch-run may outlive the dispatcher. */
+/** What a session says about a local runner and how it counts its work (the Dispatcher closes the runner). */
 export function localSession(runner: LocalRunner): SessionRunner & RunnerCounts {
   return {
-    shutdown: () => runner.close(),
     stopNotice: () => {
       const n = runner.running;
       return n ? `sending SIGINT to ${n} crunch-run process(es) and waiting for them` : 'no crunch-run is running';

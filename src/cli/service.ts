@@ -9,7 +9,6 @@
 import { describeError } from '../util/errors.js';
 import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
 import type { Dispatcher } from '../dispatcher/dispatcher.js';
-import type { BatchRunner } from '../runners/batch/runner.js';
 import { HealthMonitor } from '../server/health.js';
 import { ManagementServerError, startManagementServer, type ManagementServer } from '../server/management.js';
 import { DispatchMetrics } from '../server/metrics.js';
@@ -145,8 +144,6 @@ export interface Service {
 
 /** Options of {@link startService}. */
 export interface StartServiceOptions {
-  /** The dispatcher's batch runner, if any: its scheduler's health, queue age, commands and job outcomes are followed too. */
-  batch?: BatchRunner;
   /** The config file read, if any: its load time, mtime and hash are exported as Arvados services do. */
   config?: ConfigSourceInfo;
 }
@@ -163,9 +160,11 @@ export async function startService(settings: ManagementSettings, out: Output, d:
   const metrics = new DispatchMetrics();
   registerVersionMetrics(metrics.registry, packageVersion(), opts.config);
   const health = new HealthMonitor().watch('api', pollInterval);
-  const batch = opts.batch;
-  if (batch) health.watch('scheduler', () => batch.status.queueIntervalMs);
-  observeDispatcher(metrics, health, d, { batch: opts.batch });
+  // A runner with a scheduler (through the Runner interface): its queue reads are watched too.
+  const runner = d.runner;
+  const schedulerInterval = runner?.status?.queueIntervalMs;
+  if (schedulerInterval !== undefined) health.watch('scheduler', () => runner?.status?.queueIntervalMs ?? schedulerInterval);
+  observeDispatcher(metrics, health, d);
   let server: ManagementServer;
   try {
     server = await startManagementServer({ listen: settings.listen, token: settings.token, ...(settings.tls ? { tls: settings.tls } : {}), health, metrics, dispatch: d });

@@ -16,10 +16,11 @@ import type { Reporter } from './report.js';
 
 const log = logger('cli');
 
-/** What a session says about a runner, and how it finishes it. */
+/**
+ * What a session says about a runner. It does not stop or close the
+ * runner: the Dispatcher owns it and closes it after its containers settle.
+ */
 export interface SessionRunner {
-  /** Stops the runner's remaining work (idempotent); called once the dispatcher has stopped. */
-  shutdown(): Promise<void>;
   /** What stopping will do, for the signal message, e.g. `sending SIGINT to 3 crunch-run process(es) and waiting for them`. */
   stopNotice(): string;
   /** What a forced exit leaves behind, e.g. `3 crunch-run process(es)`. */
@@ -64,8 +65,6 @@ export async function runSession(opts: SessionOptions): Promise<void> {
     // A runner that cannot start for a configuration or host reason exits 2: restarting will not fix it.
     throw err instanceof RunnerConfigError ? new UsageError(describeError(err)) : new CliError(describeError(err));
   } finally {
-    // Whatever stopped the loop, the runner stops its work too.
-    await runner.shutdown();
     clearInterval(timer);
     d.off('signal', onSignal);
     d.client.close();

@@ -9,6 +9,16 @@ export {
   type DispatcherStatus,
 } from './dispatcher.js';
 export type { ContainerApi } from './api.js';
-export { RunnerConfigError, type ReleaseAction, type ReleaseOptions, type RunContainer, type Runner } from './runner.js';
+export {
+  RunnerConfigError,
+  type ReleaseAction,
+  type ReleaseOptions,
+  type RunContainer,
+  type Runner,
+  type RunnerCommandRecord,
+  type RunnerEventSource,
+  type RunnerEvents,
+  type RunnerStatus,
+} from './runner.js';
 export { STOP_SIGNALS, type SecondSignal } from './signals.js';
 export type { ContainerUpdates, StreamEndReason } from './updates.js';

@@ -18,12 +18,74 @@ import type { InstanceTypeView } from './options.js';
 export type RunContainer = (dispatcher: Dispatcher, container: Readonly<Container>, updates: ContainerUpdates) => Promise<void>;
 
 /**
+ * What a runner says about itself, for status lines, metrics and health
+ * (read through the {@link Runner} interface only). Batch runners fill in
+ * the scheduler fields.
+ */
+export interface RunnerStatus {
+  /** Containers being run. */
+  readonly containers: number;
+  /** Of those, running now. */
+  readonly running: number;
+  /** The scheduler's name (`Slurm`, `PBS`…), for batch runners. */
+  readonly scheduler?: string;
+  /** The scheduler refuses more work for now (a submit limit): submissions are paused. */
+  readonly atQuota?: boolean;
+  /** Whether the last read of the scheduler's queue succeeded. */
+  readonly queueHealthy?: boolean;
+  /** Milliseconds since the scheduler's queue was last read (undefined before the first read). */
+  readonly queueAgeMs?: number;
+  /** The poller's interval now, ms: how stale the queue may normally get. */
+  readonly queueIntervalMs?: number;
+}
+
+/** One scheduler command run by a runner, for metrics. */
+export interface RunnerCommandRecord {
+  /** The command's name, e.g. `sbatch`. */
+  readonly command: string;
+  readonly durationMs: number;
+  readonly result: 'ok' | 'error';
+  /** For `error`: what the failure means (`transient`, `backpressure`, `fatal`, `configuration`). */
+  readonly errorClass?: string;
+}
+
+/**
+ * The events a runner may emit, one typed set for every runner (names are
+ * stable: the CLI and the management server consume them through the
+ * {@link Runner} interface).
+ */
+export interface RunnerEvents {
+  /** Something failed that the runner retries or worked around, or that needs an administrator. */
+  warning: [message: string];
+  /** A scheduler command ended. */
+  command: [record: RunnerCommandRecord];
+  /** A submission ended: `ok`, `error`, or `duplicate` (found in the queue, not repeated). */
+  submitted: [uuid: string, result: 'ok' | 'error' | 'duplicate', jobId?: string];
+  /** A job left the queue on its own and its container was released. */
+  vanished: [uuid: string, resolution: ReleaseAction];
+  /** A job left the queue for good; `kind` from the scheduler's accounting, `UNKNOWN` without it. */
+  finished: [uuid: string, kind: string];
+}
+
+/** Subscribing to a runner's {@link RunnerEvents}. */
+export interface RunnerEventSource {
+  /** Calls `listener` on every `event` from now on. */
+  on<K extends keyof RunnerEvents>(event: K, listener: (...args: RunnerEvents[K]) => void): unknown;
+  /** Stops calling `listener` on `event`. */
+  off<K extends keyof RunnerEvents>(event: K, listener: (...args: RunnerEvents[K]) => void): unknown;
+}
+
+/**
  * A runner the Dispatcher owns: `new Dispatcher({ runner })`. The Dispatcher
  * calls `attach` once its token is identified and before the first poll, hands
  * containers to `runContainer`, and calls `close` exactly once on every stop
- * path, after its runners have settled.
+ * path, after its runners have settled: it is the runner's only closer.
  */
 export interface Runner {
+  /** Counters for status lines, metrics and health; optional. */
+  readonly status?: RunnerStatus;
+  /** Where to subscribe to the {@link RunnerEvents}; optional (a runner without them). */
+  readonly events?: RunnerEventSource;
   /** Runs one container; see {@link RunContainer}. */
   runContainer: RunContainer;
   /**

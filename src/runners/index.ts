@@ -8,10 +8,11 @@
 // Local runner: crunch-run as a child process on this machine.
 export * from './local/index.js';
 
-// Batch systems: the scheduler-neutral core (and what an adapter of another
-// system needs) and the Slurm, LSF and Grid Engine runners. Named exports,
-// since the local and batch modules both re-export DEFAULT_RESERVE_EXTRA_RAM
-// (from ./defaults.ts); the parsers and other parts stay internal.
+// Batch systems: the scheduler-neutral core, then one runner per system
+// (each a thin class over the core with the system's adapter). Named
+// exports: the local and batch modules both have DEFAULT_RESERVE_EXTRA_RAM,
+// and the adapter contract is internal (see docs/design.md): parsers,
+// descriptors and the registry stay inside the package.
 export {
   BatchRunner,
   BATCH_RUNNER_DEFAULTS,
@@ -29,11 +30,13 @@ export {
   type Exec,
   type JobState,
   type PriorityChange,
+  type PriorityLimits,
   type QueueJob,
   type SubmitRequest,
   type TemplateRules,
   type TerminalKind,
   type TerminalReason,
+  type Verdict,
   type LostJob,
   type VanishGrace,
   type RetryBackoff,
@@ -43,7 +46,9 @@ export {
   spawnCommand,
   type RunOptions,
   type RunResult,
-  // Slurm.
+} from './batch/index.js';
+// Slurm.
+export {
   SlurmAdapter,
   SlurmRunner,
   SLURM_RUNNER_DEFAULTS,
@@ -52,7 +57,9 @@ export {
   type SlurmAdapterOptions,
   type SlurmCommands,
   type SlurmRunnerOptions,
-  // LSF.
+} from './batch/slurm/index.js';
+// LSF.
+export {
   LsfAdapter,
   LsfRunner,
   DEFAULT_BSUB_ARGUMENTS,
@@ -62,11 +69,8 @@ export {
   type BsubOptions,
   type LsfAdapterOptions,
   type LsfRunnerOptions,
-  // Grid Engine.
-  SgeAdapter,
-  SgeRunner,
-  DEFAULT_QSUB_ARGUMENTS,
-  DEFAULT_QSUB_GPU_ARGUMENTS,
-  type SgeAdapterOptions,
-  type SgeRunnerOptions,
-} from './batch/index.js';
+} from './batch/lsf/index.js';
+// Grid Engine.
+export { SgeAdapter, SgeRunner, DEFAULT_QSUB_ARGUMENTS, DEFAULT_QSUB_GPU_ARGUMENTS, type SgeAdapterOptions, type SgeRunnerOptions } from './batch/sge/index.js';
+// OpenPBS / PBS Professional.
+export { PbsAdapter, PbsRunner, DEFAULT_PBS_QSUB_ARGUMENTS, DEFAULT_PBS_QSUB_GPU_ARGUMENTS, type PbsAdapterOptions, type PbsRunnerOptions } from './batch/pbs/index.js';

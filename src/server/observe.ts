@@ -5,15 +5,16 @@
  * @module
  */
 import type { Dispatcher } from '../dispatcher/dispatcher.js';
-import type { BatchRunner } from '../runners/batch/runner.js';
+import type { Runner } from '../dispatcher/runner.js';
 import type { HealthMonitor } from './health.js';
 import type { DispatchMetrics, LockResult, QueueView } from './metrics.js';
 
-/** The scrape-time queue view of a Dispatcher (its entries() by state), and of its batch runner if it has one. */
-export function dispatcherQueueView(d: Dispatcher, batch?: BatchRunner): QueueView {
+/** The scrape-time queue view of a Dispatcher (its entries() by state), and of its runner's scheduler if it has one. */
+export function dispatcherQueueView(d: Dispatcher, runner: Runner | undefined = d.runner): QueueView {
+  const scheduler = runner?.status?.scheduler !== undefined;
   return {
-    atQuota: () => d.status.atQuota || (batch?.status.atQuota ?? false),
-    ...(batch ? { queueStatusAgeMs: () => batch.status.queueAgeMs } : {}),
+    atQuota: () => d.status.atQuota || (runner?.status?.atQuota ?? false),
+    ...(scheduler ? { queueStatusAgeMs: () => runner?.status?.queueAgeMs } : {}),
     queueEntries() {
       const out = { Queued: 0, Locked: 0, Running: 0 };
       for (const e of d.entries()) {
@@ -39,23 +40,15 @@ export function dispatcherQueueView(d: Dispatcher, batch?: BatchRunner): QueueVi
   };
 }
 
-/** Options of {@link observeDispatcher}. */
-export interface ObserveOptions {
-  /**
-   * The dispatcher's batch runner: it reports the queue status, the
-   * scheduler's health and why jobs finished; see {@link observeBatchRunner}.
-   */
-  batch?: BatchRunner;
-}
-
 /**
  * Wires a Dispatcher and its client: API health from each poll cycle,
  * `at_quota` while `maxJobs` or the runner's capacity holds containers back,
  * API request durations and 503s, lock results, finished containers, and
  * the scrape-time queue gauges.
  */
-export function observeDispatcher(metrics: DispatchMetrics, health: HealthMonitor, d: Dispatcher, opts: ObserveOptions = {}): void {
-  metrics.setView(dispatcherQueueView(d, opts.batch));
+export function observeDispatcher(metrics: DispatchMetrics, health: HealthMonitor, d: Dispatcher): void {
+  const runner = d.runner;
+  metrics.setView(dispatcherQueueView(d, runner));
   d.on('cycle', (st) => {
     if (st.healthy) {
       health.ok('api');
@@ -69,8 +62,9 @@ export function observeDispatcher(metrics: DispatchMetrics, health: HealthMonito
     metrics.recordApiRequest(e.method, e.durationMs, e.status);
     if (e.path === 'containers/{uuid}/lock') metrics.recordLock(lockResult(e.status));
   });
-  if (opts.batch) {
-    observeBatchRunner(metrics, health, opts.batch);
+  // A runner with a scheduler reports why jobs finished from its accounting.
+  if (runner?.events && runner.status?.scheduler !== undefined) {
+    observeRunner(metrics, health, runner);
     return;
   }
   // Without a scheduler's accounting, the reason is the final state the
@@ -80,20 +74,23 @@ export function observeDispatcher(metrics: DispatchMetrics, health: HealthMonito
 }
 
 /**
- * Wires a batch runner: scheduler command durations and errors, the
+ * Wires a runner with a scheduler, through the {@link Runner} interface only
+ * (its `status` and `events`): scheduler command durations and errors, the
  * scheduler's health (its queue query), submissions, vanished jobs, and
  * why jobs ended (`out_of_memory`, `timeout`, ... from the accounting).
  */
-export function observeBatchRunner(metrics: DispatchMetrics, health: HealthMonitor, runner: BatchRunner): void {
-  runner.on('command', (rec) => {
+export function observeRunner(metrics: DispatchMetrics, health: HealthMonitor, runner: Runner): void {
+  const events = runner.events;
+  if (!events) return;
+  events.on('command', (rec) => {
     metrics.recordCommand(rec.command, rec.result, rec.durationMs, rec.errorClass);
     // The last queue query decides; a failure run keeps its start time.
-    if (runner.status.queueHealthy) health.ok('scheduler');
-    else if (rec.result === 'error') health.failed('scheduler', `${runner.adapter.name}: ${rec.command} failed (${rec.errorClass ?? 'unknown'})`);
+    if (runner.status?.queueHealthy !== false) health.ok('scheduler');
+    else if (rec.result === 'error') health.failed('scheduler', `${runner.status?.scheduler ?? 'scheduler'}: ${rec.command} failed (${rec.errorClass ?? 'unknown'})`);
   });
-  runner.on('submitted', (_uuid, result) => metrics.recordSubmission(result));
-  runner.on('vanished', (_uuid, resolution) => metrics.recordVanished(resolution));
-  runner.on('finished', (_uuid, kind) => metrics.recordFinished(kind.toLowerCase()));
+  events.on('submitted', (_uuid, result) => metrics.recordSubmission(result));
+  events.on('vanished', (_uuid, resolution) => metrics.recordVanished(resolution));
+  events.on('finished', (_uuid, kind) => metrics.recordFinished(kind.toLowerCase()));
 }
 
 /**

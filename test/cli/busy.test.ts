@@ -189,6 +189,8 @@ describe('API back-pressure in the status line', () => {
         '--management-token-file', tokenFile,
         '--crunch-run-command', process.execPath,
         `--crunch-run-arg=${STUB}`,
+        // A user that exists here (Arvados' default, crunch, may not).
+        '--bsub-sudo-user', 'nobody',
       ],
       { HOME: table, PATH, LSF_STUB_DIR: table, ...fake.env() },
     );

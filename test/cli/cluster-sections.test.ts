@@ -5,9 +5,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from '@jest/globals';
 import { parseCommandLine } from '../../src/cli/args.js';
-import { batchOptions } from '../../src/cli/batch-command.js';
+import { batchOptions, systemOptionReader } from '../../src/cli/batch-command.js';
 import { readClusterSections } from '../../src/cli/cluster-sections.js';
-import { LSF, bsubSudoUser } from '../../src/cli/commands/lsf.js';
+import { lsf as LSF, bsubSudoUser as sudoUserOf } from '../../src/runners/batch/lsf/index.js';
+import type { Options } from '../../src/cli/args.js';
+
+const bsubSudoUser = (opts: Options): string | undefined => sudoUserOf(systemOptionReader(opts));
 import { supervisorFractionOf } from '../../src/cli/dispatching.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'arvados-dispatch-sections-'));

@@ -12,8 +12,8 @@ import { DISPATCHER_OPTIONS, parseCommandLine, type OptionTable } from '../../sr
 import { ARVADOS_DEFAULTS } from '../../src/cli/config-defaults.js';
 import { CONFIG_KEYS } from '../../src/cli/config.js';
 import { dispatcherSettings } from '../../src/cli/dispatching.js';
-import { DEFAULT_BSUB_ARGUMENTS, DEFAULT_BSUB_GPU_ARGUMENTS, DEFAULT_MAX_RUN_TIME_OVERHEAD } from '../../src/runners/batch/lsf-template.js';
-import { DEFAULT_SBATCH_ARGUMENTS, DEFAULT_SBATCH_GPU_ARGUMENTS } from '../../src/runners/batch/slurm.js';
+import { DEFAULT_BSUB_ARGUMENTS, DEFAULT_BSUB_GPU_ARGUMENTS, DEFAULT_MAX_RUN_TIME_OVERHEAD } from '../../src/runners/batch/lsf/template.js';
+import { DEFAULT_SBATCH_ARGUMENTS, DEFAULT_SBATCH_GPU_ARGUMENTS } from '../../src/runners/batch/slurm/adapter.js';
 import { DEFAULT_RESERVE_EXTRA_RAM } from '../../src/runners/defaults.js';
 
 /**

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
 import { FakeArvados } from '../../src/testing/index.js';
-import { parseQstatXml } from '../../src/runners/batch/sge-qstat.js';
+import { parseQstatXml } from '../../src/runners/batch/sge/qstat.js';
 import { built, runCli, spawnCli, type Cli } from '../helpers/cli.js';
 import { waitFor } from '../helpers/wait.js';
 import { sgeEnv, sgeUnavailable } from '../runners/sge/sge-env.js';

@@ -16,7 +16,7 @@ import { installedBin, packed, type Packed } from './packed.js';
 
 // Every command of the CLI. A new command (e.g. `pbs`) goes here: the first
 // test fails until it does, and the help test then covers it.
-const COMMANDS = ['local', 'slurm', 'lsf', 'sge', 'demo', 'fake-server'];
+const COMMANDS = ['local', 'slurm', 'lsf', 'sge', 'pbs', 'demo', 'fake-server'];
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/installed-crunch-run.mjs', import.meta.url));
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;

@@ -72,7 +72,7 @@ describe("crunch-run's output lines", () => {
 
 describe('one launch for every runner', () => {
   it('takes systemRootToken explicitly in every runner, and keys GatewayAuthSecret by it only', async () => {
-    const { SlurmRunner, LsfRunner, SgeRunner } = await import('../../src/runners/batch/index.js');
+    const { SlurmRunner, LsfRunner, SgeRunner } = await import('../../src/runners/index.js');
     const { crunchRunArgv, crunchRunSecrets } = await import('../../src/runners/crunch-run.js');
     for (const make of [(o: object) => new SlurmRunner(o), (o: object) => new LsfRunner(o), (o: object) => new SgeRunner({ user: 'crunch', ...o })]) {
       expect(make({ systemRootToken: 'root' }).options.systemRootToken).toBe('root');

@@ -151,16 +151,19 @@ describe('chooseInstanceTypes', () => {
 describe('%I in bsub and qsub arguments', () => {
   const c = { uuid: 'zzzzz-dz642-000000000000001', state: 'Locked', priority: 1, locked_by_uuid: null, runtime_constraints: { vcpus: 1, ram: 2 ** 20 } } as const;
 
-  it('bsub: expands %I, and LsfAdapter.submit passes the chosen type', async () => {
-    const { bsubArgs } = await import('../../src/runners/batch/lsf-template.js');
-    const { LsfAdapter } = await import('../../src/runners/batch/lsf.js');
+  it('bsub: expands %I, and LsfAdapter.submit passes the arguments the core expanded with the chosen type', async () => {
+    const { bsubArgs } = await import('../../src/runners/batch/lsf/template.js');
+    const { LsfAdapter } = await import('../../src/runners/batch/lsf/adapter.js');
+    const { containerArguments } = await import('../../src/runners/batch/template.js');
     expect(bsubArgs(c, { args: ['-R', 'select[type==%I]'] }, { instanceType: 'm.small' })).toEqual(['-R', 'select[type==m.small]']);
-    const spec = new LsfAdapter({ args: ['-J', '%U', '-R', 'select[type==%I]'], user: 'crunch' }).submit({ uuid: c.uuid, script: '', args: [], container: c, instanceType: 'm.large' });
+    const a = new LsfAdapter({ user: 'crunch' });
+    const args = containerArguments(c, { args: ['-J', '%U', '-R', 'select[type==%I]'], gpuArgs: [], instanceType: 'm.large', maxRunMinutes: a.maxRunMinutes(c) }, a.templates);
+    const spec = a.submit({ uuid: c.uuid, script: '', args, container: c, instanceType: 'm.large' });
     expect(spec.args).toEqual(['-J', c.uuid, '-R', 'select[type==m.large]']);
   });
 
   it('qsub: %I is a Grid Engine placeholder, expanded in the submitted arguments', async () => {
-    const { SGE_TEMPLATE_RULES } = await import('../../src/runners/batch/sge.js');
+    const { SGE_TEMPLATE_RULES } = await import('../../src/runners/batch/sge/adapter.js');
     const { containerArguments } = await import('../../src/runners/batch/template.js');
     const args = containerArguments(c, { args: ['-l', 'arch=%I'], gpuArgs: [], instanceType: 'm.small' }, SGE_TEMPLATE_RULES);
     expect(args).toEqual(['-l', 'arch=m.small']);

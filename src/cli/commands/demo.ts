@@ -146,6 +146,7 @@ async function demo(n: number, fake: FakeArvados, out: Output, tty: boolean, beg
   });
   // The runner, not just its runContainer: the Dispatcher then asks its capacity()
   // before each round of locks and locks only what fits, as `arvados-dispatch local` does.
+  // The Dispatcher owns the runner: it closes it once its containers settle.
   const d = new Dispatcher({ client, runner, pollInterval: 100, secondSignal: 'exit', shutdownTimeout: 10_000 });
   const session = localSession(runner);
   const reporter = new Reporter(out, d, session).watchLocal(runner);

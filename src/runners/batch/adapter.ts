@@ -60,6 +60,24 @@ export type CommandOp = 'submit' | 'query' | 'cancel' | 'renice' | 'accounting';
  */
 export type ErrorClass = 'transient' | 'backpressure' | 'fatal' | 'configuration';
 
+/**
+ * What a failed command means, and what the core should stop asking for
+ * because the scheduler refuses it for good (the adapter keeps no such
+ * state; the core does):
+ * - `renice`: stop changing priorities (LSF: user priorities not enabled);
+ * - `raise`: only ever lower priorities (Grid Engine: raising is for operators).
+ */
+export interface Verdict {
+  readonly kind: ErrorClass;
+  readonly disable?: 'renice' | 'raise';
+}
+
+/** What the core has learnt the scheduler refuses, passed back to {@link BatchAdapter.planPriorities}. */
+export interface PriorityLimits {
+  /** False once the scheduler refused to raise a job's priority. */
+  readonly mayRaise: boolean;
+}
+
 /** The scheduler-neutral state of a queued job. */
 export type JobState = 'pending' | 'running' | 'other';
 
@@ -170,7 +188,18 @@ export interface BatchAdapter {
    */
   readonly jobUser?: string;
 
-  /** The submit command for one container: job name = `req.uuid`, script on stdin. */
+  /**
+   * The system's max-run-time rule: `%W` in minutes for `container` (0 for
+   * no limit). Optional; by default `%W` is the container's `max_run_time`
+   * rounded up to minutes. Pure.
+   */
+  maxRunMinutes?(container: Readonly<Container>): number;
+
+  /**
+   * The submit command for one container: job name = `req.uuid` (or the
+   * system's mapping of it), script on stdin, and `req.args` as the
+   * expanded templates: an adapter never expands templates itself.
+   */
   submit(req: SubmitRequest): CommandSpec;
   /** The job id in a successful submit command's answer, if it can be read. */
   parseSubmit(result: RunResult): string | undefined;
@@ -203,10 +232,14 @@ export interface BatchAdapter {
    * uses its nice-gap plan (`wantNice`), which fits any system where a larger
    * value lowers a job (`priority + nice` constant).
    */
-  planPriorities?(jobsInWantedOrder: readonly QueueJob[], spread: number): PriorityChange[];
+  planPriorities?(jobsInWantedOrder: readonly QueueJob[], spread: number, limits: PriorityLimits): PriorityChange[];
 
-  /** What a failed command (non-zero exit, or an error running it) means; see {@link ErrorClass}. */
-  classify(outcome: RunResult | Error, op: CommandOp): ErrorClass;
+  /**
+   * What a failed command (non-zero exit, or an error running it) means; see
+   * {@link ErrorClass}, or a {@link Verdict} when the scheduler refused
+   * something for good. Pure: the adapter changes nothing.
+   */
+  classify(outcome: RunResult | Error, op: CommandOp): ErrorClass | Verdict;
 
   /**
    * A pending reason that can never clear as submitted (a partition that does

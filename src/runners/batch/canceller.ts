@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { realClock, type Clock } from '../../util/sleep.js';
 import { logger } from '../../log.js';
 import { describeError } from '../../util/errors.js';
 import type { BatchAdapter, CommandSpec, QueueJob, RunResult } from './adapter.js';
@@ -25,6 +26,8 @@ export interface CancellerOptions {
   exec: (spec: CommandSpec) => Promise<RunResult>;
   /** Called with a message when a cancellation fails. */
   onWarning: (message: string) => void;
+  /** The queue monitor's clock (snapshot times are compared with it); default the real clock. */
+  clock?: Clock;
 }
 
 /**
@@ -96,7 +99,7 @@ export class Canceller {
     const batch: Promise<void> = this.#cancelJobs(jobs)
       .catch((err: unknown) => this.#opts.onWarning(`cancelling ${jobs.length} ${this.#opts.adapter.name} job(s) failed: ${describeError(err)}`))
       .finally(() => {
-        const now = Date.now();
+        const now = (this.#opts.clock ?? realClock).now();
         for (const u of uuids) {
           this.#inFlight.delete(u);
           this.#finishedAt.set(u, now);

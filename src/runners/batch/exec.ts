@@ -6,7 +6,7 @@
  * @module
  */
 import { logger } from '../../log.js';
-import type { BatchAdapter, CommandOp, CommandSpec, ErrorClass, RunResult } from './adapter.js';
+import type { BatchAdapter, CommandOp, CommandSpec, ErrorClass, RunResult, Verdict } from './adapter.js';
 import { CommandTimeoutError, spawnCommand, type CommandRunner } from './commands.js';
 import type { CommandLimiter } from './limiter.js';
 import { withoutEchoes } from './echoes.js';
@@ -42,10 +42,16 @@ export interface CommandRecord {
  * `transient`; anything else is the adapter's call.
  */
 export function classifyOutcome(adapter: BatchAdapter, outcome: RunResult | Error, op: CommandOp): ErrorClass {
-  if (outcome instanceof CommandTimeoutError) return 'transient';
-  if (outcome instanceof Error) return cannotStart(outcome) ? 'configuration' : adapter.classify(outcome, op);
-  if (outcome.code === null) return 'transient';
-  return adapter.classify(outcome, op);
+  return verdictOf(adapter, outcome, op).kind;
+}
+
+/** {@link classifyOutcome} with what the adapter says to stop asking for, if anything. */
+export function verdictOf(adapter: BatchAdapter, outcome: RunResult | Error, op: CommandOp): Verdict {
+  if (outcome instanceof CommandTimeoutError) return { kind: 'transient' };
+  if (outcome instanceof Error && cannotStart(outcome)) return { kind: 'configuration' };
+  if (!(outcome instanceof Error) && outcome.code === null) return { kind: 'transient' };
+  const v = adapter.classify(outcome, op);
+  return typeof v === 'string' ? { kind: v } : v;
 }
 
 /** True if `err` says the command could not be started at all (missing, not executable). */
@@ -97,9 +103,19 @@ export class Executor {
   readonly #limiter: CommandLimiter;
   readonly #timeoutMs: number;
   readonly #record: (r: CommandRecord) => void;
+  readonly #disable: (what: NonNullable<Verdict['disable']>) => void;
 
-  constructor(adapter: BatchAdapter, limiter: CommandLimiter, timeoutMs: number, record: (r: CommandRecord) => void, runner: CommandRunner = spawnCommand) {
+  /** @param disable - Told when a verdict says to stop asking for something (see {@link Verdict}). */
+  constructor(
+    adapter: BatchAdapter,
+    limiter: CommandLimiter,
+    timeoutMs: number,
+    record: (r: CommandRecord) => void,
+    runner: CommandRunner = spawnCommand,
+    disable: (what: NonNullable<Verdict['disable']>) => void = () => {},
+  ) {
     this.#adapter = adapter;
+    this.#disable = disable;
     this.#runner = runner;
     this.#limiter = limiter;
     this.#timeoutMs = timeoutMs;
@@ -135,7 +151,9 @@ export class Executor {
       this.#record({ command: spec.command, durationMs, result: 'ok' });
       return;
     }
-    const errorClass = op === undefined ? undefined : classifyOutcome(this.#adapter, outcome, op);
+    const verdict = op === undefined ? undefined : verdictOf(this.#adapter, outcome, op);
+    if (verdict?.disable) this.#disable(verdict.disable);
+    const errorClass = verdict?.kind;
     this.#record({ command: spec.command, durationMs, result: 'error', ...(errorClass ? { errorClass } : {}) });
   }
 }

@@ -7,6 +7,8 @@
  * @module
  */
 import { EventEmitter } from 'node:events';
+import { realClock, type Clock } from '../../util/sleep.js';
+import { startTimer, type CancelTimer } from './timer.js';
 
 /** How a submission that went through the gate turned out. */
 export type GateOutcome =
@@ -54,16 +56,19 @@ export class SubmitGate extends EventEmitter<SubmitGateEvents> {
   /** The probe ticket in flight, if any. */
   #probe: GateTicket | undefined;
   #waiters: Waiter[] = [];
-  #timer: NodeJS.Timeout | undefined;
+  #timer: CancelTimer | undefined;
+  readonly #clock: Clock;
   /** Our jobs queued when the gate paused. */
   #queuedAtPause = new Set<string>();
   #latestJobs: ReadonlySet<string> = new Set();
   /** Incremented by every pause: tickets from before it no longer count. */
   #generation = 0;
 
-  constructor(probeDelay: number) {
+  /** @param clock - Where the probe timer runs; default the real clock. */
+  constructor(probeDelay: number, clock: Clock = realClock) {
     super();
     this.#probeDelay = probeDelay;
+    this.#clock = clock;
   }
 
   /** `open`, `paused` (nobody may submit) or `probing` (one submission may go). */
@@ -121,7 +126,7 @@ export class SubmitGate extends EventEmitter<SubmitGateEvents> {
 
   /** Stops the probe timer. Pending {@link enter} calls stay pending: abort their signals. */
   close(): void {
-    clearTimeout(this.#timer);
+    this.#timer?.();
     this.#timer = undefined;
   }
 
@@ -160,17 +165,16 @@ export class SubmitGate extends EventEmitter<SubmitGateEvents> {
     this.#generation++;
     this.#state = 'paused';
     this.#queuedAtPause = new Set(this.#latestJobs);
-    clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => {
+    this.#timer?.();
+    this.#timer = startTimer(this.#clock, this.#probeDelay, () => {
       this.#timer = undefined;
       if (this.#state === 'paused') this.#startProbe('timer');
-    }, this.#probeDelay);
-    this.#timer.unref?.();
+    });
     this.emit('paused');
   }
 
   #startProbe(why: 'job-left' | 'timer'): void {
-    clearTimeout(this.#timer);
+    this.#timer?.();
     this.#timer = undefined;
     this.#state = 'probing';
     this.emit('probing', why);
@@ -184,7 +188,7 @@ export class SubmitGate extends EventEmitter<SubmitGateEvents> {
   }
 
   #open(): void {
-    clearTimeout(this.#timer);
+    this.#timer?.();
     this.#timer = undefined;
     this.#state = 'open';
     this.#probe = undefined;

@@ -13,7 +13,6 @@ import { logger } from '../../log.js';
 import type { Container } from '../../types.js';
 import { describeError } from '../../util/errors.js';
 import { crunchRunArgv, crunchRunSecrets } from '../crunch-run.js';
-import { sleep } from '../../util/sleep.js';
 import type { BatchAdapter, CommandSpec, ErrorClass, QueueJob, RunResult, TerminalKind, TerminalReason } from './adapter.js';
 import { classifyOutcome, complaint, type ExecOptions } from './exec.js';
 import type { GateOutcome, GateTicket, SubmitGate } from './gate.js';
@@ -330,7 +329,7 @@ export class BatchJob {
       }
       // Submitted or seen before, or adopted as Running: it left on its own.
       if (this.#misses++ === 0) this.#firstMissAt = snap.startedAt;
-      const ms = Date.now() - this.#firstMissAt;
+      const ms = this.#ctx.options.clock.now() - this.#firstMissAt;
       const grace = this.#ctx.options.vanishGrace;
       log('%s: not in the queue (%d miss(es), %d ms)', this.uuid, this.#misses, ms);
       if (this.#misses >= grace.misses && ms >= grace.ms && (await this.#declareLost(ms))) return;
@@ -452,7 +451,7 @@ export class BatchJob {
       this.#failedAttempts++;
       const delay = this.#backoff();
       this.#ctx.warn(`container ${this.uuid}: could not check its partitions: ${describeError(err)}; retrying in ${Math.round(delay)} ms`);
-      await sleep(delay, signal);
+      await this.#ctx.options.clock.sleep(delay, signal);
       return 'again';
     }
   }
@@ -503,7 +502,7 @@ export class BatchJob {
     }
     const delay = this.#backoff();
     this.#ctx.warn(`${what}; retrying in ${Math.round(delay)} ms`);
-    await sleep(delay, signal);
+    await this.#ctx.options.clock.sleep(delay, signal);
     return 'again';
   }
 
@@ -527,7 +526,7 @@ export class BatchJob {
         this.#failedAttempts++;
         const delay = this.#backoff();
         this.#ctx.warn(`could not check container ${this.uuid} before submitting it again: ${describeError(err)}; retrying in ${Math.round(delay)} ms`);
-        await sleep(delay, signal);
+        await this.#ctx.options.clock.sleep(delay, signal);
       }
     }
   }
@@ -582,7 +581,8 @@ export class BatchJob {
   #templateArgs(): string[] {
     const { adapter, options: o } = this.#ctx;
     try {
-      return containerArguments(this.#latest, { ...o, instanceType: this.#instanceType }, adapter.templates, `${adapter.name} argument templates`);
+      const maxRunMinutes = adapter.maxRunMinutes?.(this.#latest);
+      return containerArguments(this.#latest, { ...o, instanceType: this.#instanceType, ...(maxRunMinutes === undefined ? {} : { maxRunMinutes }) }, adapter.templates, `${adapter.name} argument templates`);
     } catch (err) {
       // Validated at startup; reaching this is our configuration, never the container's.
       if (err instanceof TemplateError) throw new RunnerConfigError(err.message, 'configuration', { cause: err });

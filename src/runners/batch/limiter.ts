@@ -11,7 +11,12 @@
  *
  * @module
  */
+import { sleep, type Clock } from '../../util/sleep.js';
+import { startTimer, type CancelTimer } from './timer.js';
 import type { SubmitRate } from './options.js';
+
+/** The real clock, monotonic: a wall-clock step must not refill or hold back tokens. */
+const MONOTONIC: Clock = { now: () => performance.now(), sleep };
 
 /** A token out: when its command started (provisionally, when it was granted). */
 interface Spent {
@@ -40,16 +45,19 @@ export class CommandLimiter {
   readonly #concurrency: number;
   readonly #rate: SubmitRate;
   #running = 0;
-  /** Start times (monotonic ms) of the last `rate.count` commands, oldest first: the tokens out. */
+  /** Start times (the clock's ms) of the last `rate.count` commands, oldest first: the tokens out. */
   readonly #spent: Spent[] = [];
   #queue: Waiter[] = [];
-  #timer: NodeJS.Timeout | undefined;
+  #timer: CancelTimer | undefined;
   /** Commands started, for tests and metrics. */
   #started = 0;
+  readonly #clock: Clock;
 
-  constructor(concurrency: number, rate: SubmitRate) {
+  /** @param clock - Where time comes from (tokens, refill waits); default a monotonic real clock. */
+  constructor(concurrency: number, rate: SubmitRate, clock: Clock = MONOTONIC) {
     this.#concurrency = concurrency;
     this.#rate = rate;
+    this.#clock = clock;
   }
 
   /** Commands running now. */
@@ -77,7 +85,7 @@ export class CommandLimiter {
     const token = await this.#acquire(signal, background);
     // The window counts from when the command really starts: a busy event
     // loop may run the task a while after the grant.
-    token.at = performance.now();
+    token.at = this.#clock.now();
     this.#started++;
     try {
       return await task();
@@ -104,7 +112,7 @@ export class CommandLimiter {
   }
 
   #pump(): void {
-    const now = performance.now();
+    const now = this.#clock.now();
     const spent = this.#spent;
     while (spent.length > 0 && now - spent[0].at >= this.#rate.periodMs) spent.shift();
     while (this.#queue.length > 0 && this.#running < this.#concurrency && spent.length < this.#rate.count) {
@@ -119,11 +127,10 @@ export class CommandLimiter {
     if (this.#queue.length > 0 && this.#running < this.#concurrency && spent.length >= this.#rate.count && !this.#timer) {
       // Wake when the oldest token comes back.
       const wait = Math.ceil(spent[0].at + this.#rate.periodMs - now);
-      this.#timer = setTimeout(() => {
+      this.#timer = startTimer(this.#clock, Math.max(1, wait), () => {
         this.#timer = undefined;
         this.#pump();
-      }, Math.max(1, wait));
-      this.#timer.unref?.();
+      });
     }
   }
 }

@@ -15,6 +15,8 @@ import { EventEmitter } from 'node:events';
 import { logger } from '../../log.js';
 import { checkDuration } from '../../util/duration.js';
 import { describeError } from '../../util/errors.js';
+import { realClock, type Clock } from '../../util/sleep.js';
+import { startTimer, type CancelTimer } from './timer.js';
 import type { QueueJob, RunResult } from './adapter.js';
 
 const log = logger('batch:monitor');
@@ -23,9 +25,9 @@ const log = logger('batch:monitor');
 export interface QueueSnapshot {
   /** Number of the poll that produced it; increases with every poll, failed ones included. */
   readonly seq: number;
-  /** `Date.now()` when the query was started. */
+  /** The clock's `now()` when the query was started. */
   readonly startedAt: number;
-  /** `Date.now()` when its output had been read. */
+  /** The clock's `now()` when its output had been read. */
   readonly finishedAt: number;
   /** Our jobs by name (container UUID); with duplicates, the one furthest along. */
   readonly jobs: ReadonlyMap<string, QueueJob>;
@@ -45,6 +47,8 @@ export interface QueueMonitorOptions {
   parse: (stdout: string, onBadLine: (line: string) => void) => QueueJob[];
   /** For messages: the query's command name. */
   name?: string;
+  /** Where time comes from (polls, snapshot times); default the real clock. */
+  clock?: Clock;
 }
 
 /** Events of {@link QueueMonitor}. */
@@ -106,7 +110,8 @@ export class QueueMonitor extends EventEmitter<QueueMonitorEvents> {
   readonly #opts: QueueMonitorOptions;
   #interval: number;
   #running = false;
-  #timer: NodeJS.Timeout | undefined;
+  #timer: CancelTimer | undefined;
+  readonly #clock: Clock;
   #nextAt = 0;
   #lastStartedAt = 0;
   #inFlight: Promise<void> | undefined;
@@ -123,6 +128,7 @@ export class QueueMonitor extends EventEmitter<QueueMonitorEvents> {
     checkDuration('QueueMonitor: intervalMs', options.intervalMs);
     if (options.maxIntervalMs !== undefined) checkDuration('QueueMonitor: maxIntervalMs', options.maxIntervalMs);
     this.#opts = options;
+    this.#clock = options.clock ?? realClock;
     this.#base = options.intervalMs;
     this.#max = Math.max(options.intervalMs, options.maxIntervalMs ?? options.intervalMs);
     this.#interval = this.#base;
@@ -162,7 +168,7 @@ export class QueueMonitor extends EventEmitter<QueueMonitorEvents> {
    */
   async stop(): Promise<void> {
     this.#running = false;
-    clearTimeout(this.#timer);
+    this.#timer?.();
     this.#timer = undefined;
     this.#pollAbort?.abort(new QueueMonitorStoppedError());
     for (const waiter of [...this.#waiters]) {
@@ -181,7 +187,7 @@ export class QueueMonitor extends EventEmitter<QueueMonitorEvents> {
     this.#interval = this.#base;
     if (!this.#running || !this.#timer) return;
     const due = this.#lastStartedAt + this.#base;
-    if (due < this.#nextAt) this.#arm(Math.max(0, due - Date.now()));
+    if (due < this.#nextAt) this.#arm(Math.max(0, due - this.#clock.now()));
   }
 
   /**
@@ -219,7 +225,7 @@ export class QueueMonitor extends EventEmitter<QueueMonitorEvents> {
   #poll(): void {
     const seq = ++this.#seq;
     this.#polls++;
-    const startedAt = Date.now();
+    const startedAt = this.#clock.now();
     this.#lastStartedAt = startedAt;
     const abort = new AbortController();
     this.#pollAbort = abort;
@@ -244,7 +250,7 @@ export class QueueMonitor extends EventEmitter<QueueMonitorEvents> {
             this.#failed(new Error(`${name} answered something unreadable: ${describeError(err)}`), result);
             return;
           }
-          this.#succeeded({ seq, startedAt, finishedAt: Date.now(), jobs: byName(all), all });
+          this.#succeeded({ seq, startedAt, finishedAt: this.#clock.now(), jobs: byName(all), all });
         },
         (err: unknown) => {
           if (abort.signal.aborted) return;
@@ -260,18 +266,18 @@ export class QueueMonitor extends EventEmitter<QueueMonitorEvents> {
   }
 
   #schedule(lastStartedAt: number): void {
-    const elapsed = Math.max(0, Date.now() - lastStartedAt);
+    const elapsed = Math.max(0, this.#clock.now() - lastStartedAt);
     // Like a ticker that drops the ticks it missed: the next interval boundary.
     this.#arm(this.#interval - (elapsed % this.#interval));
   }
 
   #arm(delay: number): void {
-    clearTimeout(this.#timer);
-    this.#nextAt = Date.now() + delay;
-    this.#timer = setTimeout(() => {
+    this.#timer?.();
+    this.#nextAt = this.#clock.now() + delay;
+    this.#timer = startTimer(this.#clock, delay, () => {
       this.#timer = undefined;
       if (this.#running) this.#poll();
-    }, delay);
+    });
   }
 
   #succeeded(snapshot: QueueSnapshot): void {

@@ -5,6 +5,7 @@
  * @module
  */
 import { checkDuration } from '../../util/duration.js';
+import { realClock, type Clock } from '../../util/sleep.js';
 import { checkEnvOptions, checkSystemRootToken } from '../crunch-run.js';
 import { DEFAULT_RESERVE_EXTRA_RAM } from '../defaults.js';
 import { defaultSecretsDir } from './job-secrets.js';
@@ -126,6 +127,12 @@ export interface BatchRunnerOptions {
   /** Kill a scheduler command that runs longer than this many ms. Default 60 000. */
   commandTimeout?: number;
   /**
+   * Where the core's time comes from: queue polls, grace periods, back-off,
+   * the submit gate and the rate limiter. Default the real clock; tests pass
+   * a test clock.
+   */
+  clock?: Clock;
+  /**
    * The cluster's `InstanceTypes`: `%I` expands to the cheapest one a
    * container fits, and a container none fits is cancelled before any
    * submission. Default none (`%I` is empty, nothing is refused).
@@ -157,6 +164,7 @@ export interface ResolvedBatchOptions {
   readonly secretsDir: string;
   readonly runner: CommandRunner | undefined;
   readonly commandTimeout: number;
+  readonly clock: Clock;
   readonly instanceTypes: readonly InstanceType[];
   readonly instanceTypeRules: Readonly<InstanceTypeRules>;
 }
@@ -263,6 +271,7 @@ export function resolveBatchOptions(
     secretsDir,
     runner: opts.runner,
     commandTimeout: duration('commandTimeout', opts.commandTimeout, d.commandTimeout, 1),
+    clock: opts.clock ?? realClock,
     instanceTypes: Object.freeze([...(opts.instanceTypes ?? [])]),
     instanceTypeRules: Object.freeze({ ...opts.instanceTypeRules, reserveExtraRam: number('reserveExtraRam', opts.reserveExtraRam, d.reserveExtraRam, 0) }),
   };

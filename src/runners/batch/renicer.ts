@@ -5,6 +5,7 @@
  * @module
  */
 import { logger } from '../../log.js';
+import { realClock, type Clock } from '../../util/sleep.js';
 import { describeError } from '../../util/errors.js';
 import type { BatchAdapter, CommandSpec, PriorityChange, RunResult } from './adapter.js';
 import type { QueueSnapshot } from './monitor.js';
@@ -19,6 +20,16 @@ export interface RenicerOptions {
   exec: (spec: CommandSpec) => Promise<RunResult>;
   /** Gap between adjacent jobs (see `wantNice`). */
   spread: number;
+  /** The queue monitor's clock (snapshot times are compared with it); default the real clock. */
+  clock?: Clock;
+}
+
+/** What the scheduler refused for good, as verdicts said (see `Verdict`). */
+export interface RenicerLimits {
+  /** Stop renicing altogether. */
+  renice: boolean;
+  /** Only ever lower priorities. */
+  raise: boolean;
 }
 
 /**
@@ -40,6 +51,7 @@ export class Renicer {
   readonly #want = new Map<string, bigint>();
   #pass: Promise<void> | undefined;
   #lastPassEnd = 0;
+  readonly #disabled: RenicerLimits = { renice: false, raise: false };
 
   constructor(options: RenicerOptions) {
     this.#opts = options;
@@ -49,6 +61,12 @@ export class Renicer {
   setWant(uuid: string, priority: bigint): void {
     if (priority === 0n) this.#want.delete(uuid);
     else this.#want.set(uuid, priority);
+  }
+
+  /** Stops asking for what the scheduler refused for good (a verdict's `disable`). */
+  disable(what: keyof RenicerLimits): void {
+    if (!this.#disabled[what]) log('the scheduler refuses %s for good; not asking again', what === 'renice' ? 'priority changes' : 'priority raises');
+    this.#disabled[what] = true;
   }
 
   /** Forgets a container's job. */
@@ -64,9 +82,14 @@ export class Renicer {
       if (want === undefined || job.state !== 'pending' || job.priority <= 0) continue;
       candidates.push({ job, want });
     }
+    if (this.#disabled.renice) return [];
     const ordered = wantedOrder(candidates);
     const { adapter, spread } = this.#opts;
-    return adapter.planPriorities ? adapter.planPriorities(ordered, spread) : planNice(ordered, spread);
+    const mayRaise = !this.#disabled.raise;
+    if (adapter.planPriorities) return adapter.planPriorities(ordered, spread, { mayRaise });
+    // A raise (a smaller nice) the scheduler refuses would be asked again on every snapshot.
+    const changes = planNice(ordered, spread);
+    return mayRaise ? changes : changes.filter((c) => c.value >= c.job.nice);
   }
 
   /** Starts a renice pass for `snapshot`, unless one is running, the snapshot is stale, or the system cannot renice. */
@@ -77,7 +100,7 @@ export class Renicer {
     log('renicing %d job(s)', changes.length);
     this.#pass = Promise.all(changes.map((c) => this.#renice(c))).then(() => {
       this.#pass = undefined;
-      this.#lastPassEnd = Date.now();
+      this.#lastPassEnd = (this.#opts.clock ?? realClock).now();
     });
   }
 

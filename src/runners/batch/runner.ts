@@ -10,7 +10,7 @@ import { EventEmitter, once, setMaxListeners } from 'node:events';
 import { isApiStatus } from '../../client/errors.js';
 import type { Dispatcher } from '../../dispatcher/dispatcher.js';
 import type { InstanceTypeView } from '../../dispatcher/options.js';
-import { RunnerConfigError, type ReleaseAction, type ReleaseOptions, type RunContainer, type Runner } from '../../dispatcher/runner.js';
+import { RunnerConfigError, type ReleaseAction, type ReleaseOptions, type RunContainer, type Runner, type RunnerEventSource, type RunnerStatus } from '../../dispatcher/runner.js';
 import type { ContainerUpdates } from '../../dispatcher/updates.js';
 import { logger } from '../../log.js';
 import type { ApiClientAuthorization, Container } from '../../types.js';
@@ -59,8 +59,10 @@ export interface BatchRunnerEvents {
   orphans: [uuids: string[]];
 }
 
-/** Counters for status displays and metrics. */
-export interface BatchRunnerStatus {
+/** Counters for status displays and metrics (a {@link RunnerStatus} with the scheduler's fields). */
+export interface BatchRunnerStatus extends RunnerStatus {
+  /** The scheduler's name, e.g. `Slurm`. */
+  scheduler: string;
   /** Containers being followed. */
   containers: number;
   /** Our jobs in the last queue snapshot (pending, running or other). */
@@ -85,8 +87,10 @@ export interface BatchRunnerStatus {
 }
 
 /**
- * Runs containers as batch jobs. Give it to a Dispatcher (`new Dispatcher({
- * runner })`, or its {@link runContainer} plus {@link attach}):
+ * Runs containers as batch jobs. Give it to a Dispatcher as `new
+ * Dispatcher({ runner })`: the Dispatcher is its one owner, which attaches it
+ * before the first poll and closes it once its containers have settled
+ * (see "Runner lifecycle" in docs/design.md):
  *
  * - A Locked container that has no job in the queue is submitted (job name
  *   = container UUID, the argument templates), its credentials in the submit
@@ -137,7 +141,6 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
   #closing: Promise<void> | undefined;
   #queueHealthy = true;
   #lastQueueError: { error: Error; result: RunResult | undefined } | undefined;
-  readonly #onStopping = (): void => void this.close();
   /** Containers the dispatcher adopted (locked by our token before this process took them on), until their job is created. */
   readonly #adopted = new Set<string>();
   readonly #onAdopted = (c: Readonly<Container>): void => void this.#adopted.add(c.uuid);
@@ -168,19 +171,21 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
     validateTemplates(o.gpuArgs, adapter.templates, `${adapter.name} GPU argument templates`);
     this.adapter = adapter;
     this.options = o;
-    this.#limiter = new CommandLimiter(o.commandConcurrency, o.submitRate);
-    this.#exec = new Executor(adapter, this.#limiter, o.commandTimeout, (r) => this.emit('command', r), o.runner);
+    // The limiter keeps its monotonic clock unless a clock was injected.
+    this.#limiter = new CommandLimiter(o.commandConcurrency, o.submitRate, options.clock);
+    this.#exec = new Executor(adapter, this.#limiter, o.commandTimeout, (r) => this.emit('command', r), o.runner, (what) => this.#renicer.disable(what));
     const exec: JobContext['exec'] = (spec, opts) => this.#exec.limited(spec, opts);
     this.#monitor = new QueueMonitor({
       intervalMs: o.queueInterval,
       maxIntervalMs: o.queueIntervalMax,
       name: adapter.queueQuery().command,
+      clock: o.clock,
       query: (signal) => this.#exec.direct(adapter.queueQuery(), { signal, op: 'query' }, Math.max(2 * o.queueInterval, o.commandTimeout)),
       parse: (stdout, onBadLine) => adapter.parseQueue(stdout, onBadLine),
     });
-    this.#gate = new SubmitGate(o.submitRetry.maxDelay);
-    this.#canceller = new Canceller({ adapter, exec: (spec) => exec(spec, { op: 'cancel' }), onWarning: (m) => this.#warn(m) });
-    this.#renicer = new Renicer({ adapter, exec: (spec) => exec(spec, { op: 'renice' }), spread: o.prioritySpread });
+    this.#gate = new SubmitGate(o.submitRetry.maxDelay, o.clock);
+    this.#canceller = new Canceller({ adapter, exec: (spec) => exec(spec, { op: 'cancel' }), onWarning: (m) => this.#warn(m), clock: o.clock });
+    this.#renicer = new Renicer({ adapter, exec: (spec) => exec(spec, { op: 'renice' }), spread: o.prioritySpread, clock: o.clock });
     this.#gate.on('paused', () =>
       this.#warn(`${adapter.name} refused a submission for a submit limit; pausing submissions until one of our jobs leaves the queue`),
     );
@@ -225,6 +230,16 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
     return out;
   }
 
+  /**
+   * This runner's events as the {@link Runner} interface names them (a
+   * subset of {@link BatchRunnerEvents}, with the same arguments), for the
+   * CLI and the management server.
+   */
+  get events(): RunnerEventSource {
+    // BatchRunnerEvents holds every RunnerEvents entry with the same or narrower arguments.
+    return this as unknown as RunnerEventSource;
+  }
+
   /** Current counters. */
   get status(): BatchRunnerStatus {
     const snap = this.#monitor.latest;
@@ -241,6 +256,7 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
     let submitting = 0;
     for (const { job } of this.#jobs.values()) if (job.schedulingStatus === 'submitting') submitting++;
     return {
+      scheduler: this.adapter.name,
       containers: this.#jobs.size,
       inQueue,
       pending,
@@ -248,7 +264,7 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
       submitting,
       atQuota: this.#gate.state !== 'open',
       queueHealthy: this.#queueHealthy,
-      queueAgeMs: snap ? Date.now() - snap.finishedAt : undefined,
+      queueAgeMs: snap ? this.options.clock.now() - snap.finishedAt : undefined,
       queueIntervalMs: this.#monitor.interval,
       commandsRunning: this.#limiter.running,
       commandsWaiting: this.#limiter.waiting,
@@ -291,8 +307,9 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
    * Ties the runner to `dispatcher`: starts queue polling, waits for the
    * first successful query, and hands jobs named like containers of this
    * cluster to the dispatcher (so that orphans of finished containers get
-   * cancelled and live ones are followed, not submitted again). Closes the
-   * runner when the dispatcher stops. Idempotent for the same dispatcher.
+   * cancelled and live ones are followed, not submitted again). The
+   * Dispatcher calls it; it does not close the runner (the Dispatcher does,
+   * after its containers settle). Idempotent for the same dispatcher.
    *
    * @throws RunnerConfigError if the queue query cannot run at all (missing
    *   command, permission); Error if attached to another dispatcher or closed.
@@ -302,7 +319,6 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
     if (this.#dispatcher) return Promise.reject(new Error(`this ${this.adapter.name} runner is attached to another Dispatcher`));
     if (this.#closed.signal.aborted) return Promise.reject(new Error(`this ${this.adapter.name} runner is closed`));
     this.#dispatcher = dispatcher;
-    dispatcher.once('stopping', this.#onStopping);
     dispatcher.on('adopted', this.#onAdopted);
     this.#monitor.on('snapshot', this.#onSnapshot);
     this.#monitor.on('pollError', this.#onPollError);
@@ -312,9 +328,11 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
   }
 
   /**
-   * Stops queue polling and lets every container's runner return *without*
-   * cancelling its job (the jobs stay in the queue for the next dispatcher to
-   * adopt). Resolves once commands in progress have finished. Idempotent.
+   * The second phase of a stop, called by the Dispatcher once its
+   * containers have settled: stops queue polling and lets anything still
+   * running return *without* cancelling its job (the jobs stay in the queue
+   * for the next dispatcher to adopt). Resolves once commands in progress
+   * have finished. Idempotent.
    */
   close(): Promise<void> {
     this.#closing ??= this.#close();
@@ -324,7 +342,6 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
   async #close(): Promise<void> {
     log('closing');
     this.#closed.abort(new Error(`${this.adapter.name} runner closed`));
-    this.#dispatcher?.off('stopping', this.#onStopping);
     this.#dispatcher?.off('adopted', this.#onAdopted);
     this.#gate.close();
     await this.#monitor.stop();
@@ -337,7 +354,9 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
   async #runContainer(d: Dispatcher, container: Container, updates: ContainerUpdates): Promise<void> {
     assertContainerUuid(container?.uuid);
     if (this.#closed.signal.aborted) throw new Error(`this ${this.adapter.name} runner is closed`);
-    if (this.#dispatcher !== d) this.attach(d).catch((err: unknown) => this.#warn(`starting the ${this.adapter.name} runner: ${describeError(err)}`));
+    // One owner: the Dispatcher given this runner as `runner` attaches it
+    // before its first poll and closes it after its containers settle.
+    if (this.#dispatcher !== d) throw new Error(`this ${this.adapter.name} runner is not attached to this Dispatcher: give it as new Dispatcher({ runner })`);
     if (this.#jobs.has(container.uuid)) throw new Error(`container ${container.uuid} is already being run by this runner`);
     const job = new BatchJob(this.#ctx, d, container, updates);
     const done = job.run();

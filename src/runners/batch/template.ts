@@ -86,6 +86,12 @@ export interface TemplateValueOptions {
   reserveExtraRam?: number;
   /** Value of `%I` (the chosen instance type); default empty. */
   instanceType?: string;
+  /**
+   * Value of `%W` in minutes, when the batch system has its own max-run-time
+   * rule (LSF adds `MaxRunTimeOverhead`); 0 for no limit. Default: the
+   * container's `max_run_time`, rounded up to minutes.
+   */
+  maxRunMinutes?: number;
 }
 
 /**
@@ -105,7 +111,7 @@ export interface TemplateValueOptions {
 export function templateValues(container: Container, options: TemplateValueOptions = {}): Record<string, string> {
   const rc = container.runtime_constraints ?? {};
   const reserve = options.reserveExtraRam ?? DEFAULT_RESERVE_EXTRA_RAM;
-  const maxRun = Math.ceil((container.scheduling_parameters?.max_run_time ?? 0) / 60);
+  const maxRun = options.maxRunMinutes ?? Math.ceil((container.scheduling_parameters?.max_run_time ?? 0) / 60);
   return {
     '%C': String(rc.vcpus ?? 0),
     '%G': String(gpuCount(container)),

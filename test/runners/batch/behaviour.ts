@@ -74,6 +74,12 @@ export interface BatchEnvironment {
   holdArgs: readonly string[];
   /** The real submit command's path (a failing wrapper calls it). */
   realSubmit: string;
+  /**
+   * Runs the runner's commands instead of spawning them: an in-process fake
+   * scheduler behind the command seam (default: spawn them). It is given
+   * the failing wrapper's path as the submit command when `failingSubmit` is set.
+   */
+  commandRunner?: CommandRunner;
   /** The adapter reads accounting: a completed job's `finished` kind is `COMPLETED`, not `UNKNOWN`. */
   accounting?: boolean;
   /**
@@ -162,7 +168,7 @@ export function defineBatchBehaviour(env: BatchEnvironment, extra?: (ctx: Behavi
       const calls: Harness['calls'] = [];
       const counting: CommandRunner = (cmd, args, o) => {
         calls.push({ cmd: basename(cmd), args });
-        return spawnCommand(cmd, args, o);
+        return (env.commandRunner ?? spawnCommand)(cmd, args, o);
       };
       let wrapper: string | undefined;
       if (failingSubmit) {

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from '@jest/globals';
 import { Dispatcher, type Container } from '../../../src/index.js';
 import { FakeArvados } from '../../../src/testing/index.js';
-import { LsfRunner } from '../../../src/runners/batch/lsf.js';
+import { LsfRunner } from '../../../src/runners/batch/lsf/adapter.js';
 import { CommandLimiter } from '../../../src/runners/batch/limiter.js';
 import type { RunResult } from '../../../src/runners/batch/adapter.js';
 import type { CommandRunner } from '../../../src/runners/batch/commands.js';

@@ -5,7 +5,7 @@
 import { describe, expect, it } from '@jest/globals';
 import type { CommandSpec, QueueJob, RunResult } from '../../../src/runners/batch/adapter.js';
 import { Canceller } from '../../../src/runners/batch/canceller.js';
-import { SlurmAdapter } from '../../../src/runners/batch/slurm.js';
+import { SlurmAdapter } from '../../../src/runners/batch/slurm/adapter.js';
 
 const U = (n: number): string => `zzzzz-dz642-${String(n).padStart(15, '0')}`;
 const job = (n: number, state: QueueJob['state'] = 'running'): QueueJob => ({

@@ -4,9 +4,9 @@
 import { describe, expect, it } from '@jest/globals';
 import type { Container } from '../../../src/index.js';
 import { SharedVerdicts, badPartition, containerValues, withoutEchoes } from '../../../src/runners/batch/echoes.js';
-import { classifySlurmFailure } from '../../../src/runners/batch/slurm-errors.js';
-import { classifySge } from '../../../src/runners/batch/sge-output.js';
-import { classifyLsf } from '../../../src/runners/batch/lsf-output.js';
+import { classifySlurmFailure } from '../../../src/runners/batch/slurm/errors.js';
+import { classifySge } from '../../../src/runners/batch/sge/output.js';
+import { classifyLsf } from '../../../src/runners/batch/lsf/output.js';
 
 const withParts = (partitions: unknown[]): Container => ({ uuid: 'zzzzz-dz642-012345678901234', scheduling_parameters: { partitions } }) as unknown as Container;
 const failed = (stderr: string) => ({ code: 1, signal: null, stdout: '', stderr });

@@ -95,7 +95,7 @@ describe('a batch runner whose secrets cannot be private to the job user', () =>
   it('refuses at startup, before any lock, with one clear reason', async () => {
     const { FakeArvados } = await import('../../../src/testing/index.js');
     const { Dispatcher } = await import('../../../src/index.js');
-    const { LsfRunner } = await import('../../../src/runners/batch/index.js');
+    const { LsfRunner } = await import('../../../src/runners/batch/lsf/index.js');
     const fake = await new FakeArvados().start();
     try {
       fake.addContainer({ priority: 1, runtime_constraints: { vcpus: 1, ram: 2 ** 26 } });

@@ -5,7 +5,7 @@
 import { afterEach, describe, expect, it } from '@jest/globals';
 import type { CommandRunner, RunOptions, RunResult } from '../../../src/runners/batch/commands.js';
 import { QueueMonitor, QueueMonitorStoppedError, type QueueSnapshot } from '../../../src/runners/batch/monitor.js';
-import { parseSqueue } from '../../../src/runners/batch/slurm.js';
+import { parseSqueue } from '../../../src/runners/batch/slurm/adapter.js';
 
 const U0 = 'zzzzz-dz642-queuedcontainer';
 const U1 = 'zzzzz-dz642-000000000000001';

@@ -2,7 +2,7 @@ import { describe, expect, it } from '@jest/globals';
 import type { QueueJob } from '../../../src/runners/batch/adapter.js';
 import type { NiceJob, ReniceCandidate } from '../../../src/runners/batch/priority.js';
 import { DEFAULT_PRIORITY_SPREAD, planNice, timestampNanos, wantNice, wantPriority, wantedOrder } from '../../../src/runners/batch/priority.js';
-import { parseSqueue } from '../../../src/runners/batch/slurm.js';
+import { parseSqueue } from '../../../src/runners/batch/slurm/adapter.js';
 
 /** The old one-call plan: order by wanted priority, then the nice-gap plan. */
 function reniceActions(candidates: ReniceCandidate[], spread: number): Array<{ name: string; nice: number }> {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from '@jest/globals';
 import type { Container } from '../../../src/types.js';
 import type { TemplateRules } from '../../../src/runners/batch/adapter.js';
-import { DEFAULT_SBATCH_ARGUMENTS, DEFAULT_SBATCH_GPU_ARGUMENTS, SLURM_TEMPLATE_RULES, SlurmAdapter } from '../../../src/runners/batch/slurm.js';
+import { DEFAULT_SBATCH_ARGUMENTS, DEFAULT_SBATCH_GPU_ARGUMENTS, SLURM_TEMPLATE_RULES, SlurmAdapter } from '../../../src/runners/batch/slurm/adapter.js';
 import {
   TemplateError,
   containerArguments,

@@ -8,9 +8,10 @@ import type { Container } from '../../../src/types.js';
 import { CommandTimeoutError } from '../../../src/runners/batch/commands.js';
 import type { QueueJob, RunResult } from '../../../src/runners/batch/adapter.js';
 import { TemplateError } from '../../../src/runners/batch/template.js';
-import { LsfAdapter } from '../../../src/runners/batch/lsf.js';
-import { BjobsParseError, bkillOnlyGone, classifyLsf, lsfEnd, parseBjobs, parseBsubJobId } from '../../../src/runners/batch/lsf-output.js';
-import { bsubArgs, maxRunMinutes, validateBsubTemplates } from '../../../src/runners/batch/lsf-template.js';
+import { LsfAdapter } from '../../../src/runners/batch/lsf/adapter.js';
+import { BjobsParseError, bkillOnlyGone, classifyLsf, lsfEnd, parseBjobs, parseBsubJobId } from '../../../src/runners/batch/lsf/output.js';
+import { bsubArgs, maxRunMinutes, validateBsubTemplates, type BsubOptions } from '../../../src/runners/batch/lsf/template.js';
+import { containerArguments } from '../../../src/runners/batch/template.js';
 
 const MiB = 1024 * 1024;
 // Arvados' test configuration: ReserveExtraRAM 256 MiB.
@@ -24,8 +25,9 @@ function ctr(fields: Partial<Container>): Container {
 function result(fields: Partial<RunResult>): RunResult {
   return { code: 0, signal: null, stdout: '', stderr: '', ...fields };
 }
-function req(container: Container) {
-  return { uuid: container.uuid, script: '#!/bin/sh\nexec crunch-run\n', args: [], container };
+/** A submit request with the templates expanded as the core expands them (once, with LSF's %W rule). */
+function req(container: Container, options: BsubOptions = {}) {
+  return { uuid: container.uuid, script: '#!/bin/sh\nexec crunch-run\n', args: bsubArgs(container, options), container };
 }
 const prefix = ['-o', '/tmp/crunch-run.%J.out', '-e', '/tmp/crunch-run.%J.err'];
 
@@ -95,9 +97,9 @@ describe('bsub arguments (Arvados dispatch_test.go)', () => {
   });
 
   it('prefixes sudo -E -u USER with BsubSudoUser (TestBsubArgs)', () => {
-    const adapter = new LsfAdapter({ sudoUser: 'crunch', args: ['--example', '%U', '-J', '%U'] });
+    const adapter = new LsfAdapter({ sudoUser: 'crunch' });
     const c = ctr({ uuid: 'zzzzz-dz642-asdfasdfasdfasd' });
-    const spec = adapter.submit(req(c));
+    const spec = adapter.submit(req(c, { args: ['--example', '%U', '-J', '%U'] }));
     expect(spec.command).toBe('sudo');
     expect(spec.args).toEqual(['-E', '-u', 'crunch', 'bsub', '--example', 'zzzzz-dz642-asdfasdfasdfasd', '-J', 'zzzzz-dz642-asdfasdfasdfasd']);
     expect(spec.input).toContain('exec crunch-run');
@@ -106,8 +108,18 @@ describe('bsub arguments (Arvados dispatch_test.go)', () => {
 
   it('always names the job after the container, whatever the templates say', () => {
     const c = ctr({ uuid: 'zzzzz-dz642-asdfasdfasdfasd' });
-    expect(new LsfAdapter({ args: ['-n', '%C'] }).submit(req(c)).args.slice(0, 2)).toEqual(['-J', c.uuid]);
-    expect(new LsfAdapter({ args: ['-J', 'other'] }).submit(req(c)).args).toEqual(['-J', c.uuid]);
+    expect(new LsfAdapter().submit(req(c, { args: ['-n', '%C'] })).args.slice(0, 2)).toEqual(['-J', c.uuid]);
+    expect(new LsfAdapter().submit(req(c, { args: ['-J', 'other'] })).args).toEqual(['-J', c.uuid]);
+  });
+
+  it('submits the arguments the core expanded, once, with its %W rule given to the core', () => {
+    const a = new LsfAdapter({ maxRunTimeOverhead: 60_000 });
+    const c = ctr({ uuid: 'zzzzz-dz642-asdfasdfasdfasd', scheduling_parameters: { max_run_time: 600 } });
+    // A literal %% in an expanded value stays as it is: no second expansion.
+    expect(a.submit({ ...req(c), args: ['-J', c.uuid, '-o', '100%%'] }).args).toEqual(['-J', c.uuid, '-o', '100%%']);
+    expect(a.maxRunMinutes(c)).toBe(11);
+    const core = containerArguments(c, { args: ['-We', '%W', '-J', '%U'], gpuArgs: [], maxRunMinutes: a.maxRunMinutes(c) }, a.templates);
+    expect(core).toEqual(bsubArgs(c, { args: ['-We', '%W', '-J', '%U'], maxRunTimeOverhead: 60_000 }));
   });
 });
 
@@ -192,13 +204,12 @@ describe('renicing with bmod -sp', () => {
     expect(new LsfAdapter({ maxUserPriority: 0 }).planPriorities([job('1', 0)], 10)).toEqual([]);
   });
 
-  it('stops reprioritising once LSF refuses a user priority, but not for a job that just left', () => {
+  it('says to stop reprioritising once LSF refuses a user priority, but not for a job that just left; and changes nothing itself', () => {
     const a = new LsfAdapter({ maxUserPriority: 100 });
-    a.classify(result({ code: 255, stderr: 'Job <2>: No matching job found\n' }), 'renice');
-    expect(a.reprioritising).toBe(true);
-    a.classify(result({ code: 255, stderr: 'Job <2>: User-assigned job priority is not enabled\n' }), 'renice');
-    expect(a.reprioritising).toBe(false);
-    expect(a.planPriorities([job('1', 50), job('2', 50)], 10)).toEqual([]);
+    expect(a.classify(result({ code: 255, stderr: 'Job <2>: No matching job found\n' }), 'renice')).toBe('transient');
+    expect(a.classify(result({ code: 255, stderr: 'Job <2>: User-assigned job priority is not enabled\n' }), 'renice')).toEqual({ kind: 'transient', disable: 'renice' });
+    // Pure: the core keeps what the verdict said, the adapter plans as before.
+    expect(a.planPriorities([job('1', 50), job('2', 50)], 10)).toHaveLength(2);
   });
 });
 

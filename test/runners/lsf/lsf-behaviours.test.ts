@@ -10,8 +10,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, expect, it } from '@jest/globals';
-import { LsfRunner, type LsfRunnerOptions } from '../../../src/runners/batch/lsf.js';
-import { DEFAULT_BSUB_ARGUMENTS } from '../../../src/runners/batch/lsf-template.js';
+import { LsfRunner, type LsfRunnerOptions } from '../../../src/runners/batch/lsf/adapter.js';
+import { DEFAULT_BSUB_ARGUMENTS } from '../../../src/runners/batch/lsf/template.js';
 import { waitFor } from '../../helpers/wait.js';
 import { TEST_TIMEOUT, WAIT, defineBatchBehaviour, type SeenJob } from '../batch/behaviour.js';
 

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from '@jest/globals';
 import type { CommandSpec, QueueJob, RunResult } from '../../../src/runners/batch/adapter.js';
 import { spawnCommand } from '../../../src/runners/batch/commands.js';
-import { SgeAdapter } from '../../../src/runners/batch/sge.js';
+import { SgeAdapter } from '../../../src/runners/batch/sge/adapter.js';
 import { sleep } from '../../../src/util/sleep.js';
 import { waitFor } from '../../helpers/wait.js';
 import { sgeEnv, sgeUnavailable } from './sge-env.js';

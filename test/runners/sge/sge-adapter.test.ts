@@ -6,10 +6,10 @@ import { describe, expect, it } from '@jest/globals';
 import type { Container } from '../../../src/types.js';
 import type { QueueJob, RunResult } from '../../../src/runners/batch/adapter.js';
 import { expandTemplates, templateValues } from '../../../src/runners/batch/template.js';
-import { DEFAULT_QSUB_ARGUMENTS, SGE_TEMPLATE_RULES, SgeAdapter } from '../../../src/runners/batch/sge.js';
-import { QstatParseError, parseQstatXml } from '../../../src/runners/batch/sge-qstat.js';
-import { parseQacct, parseSgeMemory, sgeEnd } from '../../../src/runners/batch/sge-qacct.js';
-import { classifySge, parseQsubJobId, qdelOnlyGone } from '../../../src/runners/batch/sge-output.js';
+import { DEFAULT_QSUB_ARGUMENTS, SGE_TEMPLATE_RULES, SgeAdapter } from '../../../src/runners/batch/sge/adapter.js';
+import { QstatParseError, parseQstatXml } from '../../../src/runners/batch/sge/qstat.js';
+import { parseQacct, parseSgeMemory, sgeEnd } from '../../../src/runners/batch/sge/qacct.js';
+import { classifySge, parseQsubJobId, qdelOnlyGone } from '../../../src/runners/batch/sge/output.js';
 
 const QSTAT = `<?xml version='1.0'?>
 <job_info  xmlns:xsd="http://arc.liv.ac.uk/repos/darcs/sge/source/dist/util/resources/schemas/qstat/qstat.xsd">
@@ -160,11 +160,11 @@ describe('qdel and qalter', () => {
   it('stops raising priorities after "must be operator to increase job priority", and still lowers', () => {
     const a = new SgeAdapter({ user: 'nobody' });
     // Wanted order: 2 first (at -10, must rise to 0), then 1 (at 0, must drop).
-    const before = a.planPriorities([job('2', -10), job('1', 0)], 10);
+    const before = a.planPriorities([job('2', -10), job('1', 0)], 10, { mayRaise: true });
     expect(before.map((c) => [c.job.jobId, c.value])).toEqual([['2', 0], ['1', 10]]);
-    expect(a.classify(result({ code: 1, stdout: 'denied: "nobody" must be operator to increase job priority\n' }), 'renice')).toBe('fatal');
-    expect(a.mayRaisePriority).toBe(false);
-    expect(a.planPriorities([job('2', -10), job('1', 0)], 10).map((c) => [c.job.jobId, c.value])).toEqual([['1', 10]]);
+    // The verdict says so; the core keeps it and plans without raises.
+    expect(a.classify(result({ code: 1, stdout: 'denied: "nobody" must be operator to increase job priority\n' }), 'renice')).toEqual({ kind: 'fatal', disable: 'raise' });
+    expect(a.planPriorities([job('2', -10), job('1', 0)], 10, { mayRaise: false }).map((c) => [c.job.jobId, c.value])).toEqual([['1', 10]]);
   });
 });
 

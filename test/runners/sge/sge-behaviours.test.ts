@@ -7,9 +7,9 @@
  */
 import { spawnSync } from 'node:child_process';
 import { expect, it } from '@jest/globals';
-import { DEFAULT_QSUB_ARGUMENTS, SgeRunner, type SgeRunnerOptions } from '../../../src/runners/batch/sge.js';
-import { sgeJobName } from '../../../src/runners/batch/sge-name.js';
-import { isPendingState, isRunningState, parseQstatXml } from '../../../src/runners/batch/sge-qstat.js';
+import { DEFAULT_QSUB_ARGUMENTS, SgeRunner, type SgeRunnerOptions } from '../../../src/runners/batch/sge/adapter.js';
+import { sgeJobName } from '../../../src/runners/batch/sge/name.js';
+import { isPendingState, isRunningState, parseQstatXml } from '../../../src/runners/batch/sge/qstat.js';
 import { waitFor } from '../../helpers/wait.js';
 import { TEST_TIMEOUT, WAIT, defineBatchBehaviour, type SeenJob } from '../batch/behaviour.js';
 import { sgeEnv, sgeUnavailable } from './sge-env.js';

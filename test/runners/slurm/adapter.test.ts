@@ -4,7 +4,7 @@
  * job ended.
  */
 import { describe, expect, it } from '@jest/globals';
-import { SQUEUE_FORMAT, SlurmAdapter, parseSacct, parseSbatchJobId, parseScontrolJob, parseSqueue, slurmBytes, terminalReason } from '../../../src/runners/batch/slurm.js';
+import { SQUEUE_FORMAT, SlurmAdapter, parseSacct, parseSbatchJobId, parseScontrolJob, parseSqueue, slurmBytes, terminalReason } from '../../../src/runners/batch/slurm/adapter.js';
 
 const U0 = 'zzzzz-dz642-queuedcontainer';
 const U1 = 'zzzzz-dz642-000000000000001';

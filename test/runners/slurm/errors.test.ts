@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import { CommandTimeoutError } from '../../../src/runners/batch/commands.js';
-import { classifySbatchStderr, classifySlurmFailure } from '../../../src/runners/batch/slurm-errors.js';
+import { classifySbatchStderr, classifySlurmFailure } from '../../../src/runners/batch/slurm/errors.js';
 
 const done = (code: number | null, stderr: string, signal: NodeJS.Signals | null = null) => ({ code, signal, stdout: '', stderr });
 

@@ -6,7 +6,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { expect, it } from '@jest/globals';
-import { DEFAULT_SBATCH_ARGUMENTS, SlurmRunner } from '../../../src/runners/batch/slurm.js';
+import { DEFAULT_SBATCH_ARGUMENTS, SlurmRunner } from '../../../src/runners/batch/slurm/adapter.js';
 import type { CommandRecord } from '../../../src/runners/batch/exec.js';
 import type { JobState } from '../../../src/runners/batch/adapter.js';
 import { WAIT, defineBatchBehaviour, type SeenJob } from '../batch/behaviour.js';

@@ -11,7 +11,7 @@ import type { Container } from '../../../src/types.js';
 import type { CommandSpec, QueueJob } from '../../../src/runners/batch/adapter.js';
 import { spawnCommand } from '../../../src/runners/batch/commands.js';
 import { batchScript } from '../../../src/runners/batch/script.js';
-import { DEFAULT_SBATCH_ARGUMENTS, DEFAULT_SBATCH_GPU_ARGUMENTS, SLURM_TEMPLATE_RULES, SlurmAdapter } from '../../../src/runners/batch/slurm.js';
+import { DEFAULT_SBATCH_ARGUMENTS, DEFAULT_SBATCH_GPU_ARGUMENTS, SLURM_TEMPLATE_RULES, SlurmAdapter } from '../../../src/runners/batch/slurm/adapter.js';
 import { containerArguments } from '../../../src/runners/batch/template.js';
 import { waitFor } from '../../helpers/wait.js';
 

@@ -10,16 +10,16 @@
  *
  * @module
  */
-import { sleep } from '../../util/sleep.js';
-import type { BatchAdapter, CommandOp, CommandSpec, ErrorClass, Exec, PriorityChange, QueueJob, RunResult, SubmitRequest, TemplateRules, TerminalReason } from './adapter.js';
-import type { BatchRunnerOptions } from './options.js';
-import { planNice } from './priority.js';
-import { BatchRunner } from './runner.js';
-import { parseQacct, sgeEnd } from './sge-qacct.js';
-import { RAISE_REFUSED, classifySge, parseQsubJobId, qdelOnlyGone } from './sge-output.js';
-import { containerOfJob, sgeJobName } from './sge-name.js';
-import { isPendingState, isRunningState, parseQstatXml, pendingReason } from './sge-qstat.js';
-import { userName } from './user.js';
+import { sleep } from '../../../util/sleep.js';
+import type { BatchAdapter, CommandOp, CommandSpec, ErrorClass, Exec, PriorityChange, PriorityLimits, QueueJob, RunResult, SubmitRequest, TemplateRules, TerminalReason, Verdict } from '../adapter.js';
+import type { BatchRunnerOptions } from '../options.js';
+import { planNice } from '../priority.js';
+import { BatchRunner } from '../runner.js';
+import { parseQacct, sgeEnd } from './qacct.js';
+import { RAISE_REFUSED, classifySge, parseQsubJobId, qdelOnlyGone } from './output.js';
+import { containerOfJob, sgeJobName } from './name.js';
+import { isPendingState, isRunningState, parseQstatXml, pendingReason } from './qstat.js';
+import { userName } from '../user.js';
 
 /**
  * Default qsub argument templates: output files in /tmp of the execution
@@ -82,7 +82,6 @@ export class SgeAdapter implements BatchAdapter {
   readonly #user: string;
   readonly #attempts: number;
   readonly #delay: number;
-  #mayRaise = true;
 
   constructor(options: SgeAdapterOptions = {}) {
     const c = options.commands ?? {};
@@ -96,11 +95,6 @@ export class SgeAdapter implements BatchAdapter {
     this.#user = options.user === undefined ? '*' : userName('user', options.user);
     this.#attempts = Math.max(1, Math.floor(options.accountingAttempts ?? 3));
     this.#delay = Math.max(0, options.accountingDelay ?? 2_000);
-  }
-
-  /** Whether priority changes may raise a job (false after an operator-only refusal). */
-  get mayRaisePriority(): boolean {
-    return this.#mayRaise;
   }
 
   /**
@@ -168,17 +162,17 @@ export class SgeAdapter implements BatchAdapter {
   }
 
   /** The core's nice plan, clamped to qalter's range, without raises once they were refused. */
-  planPriorities(jobsInWantedOrder: readonly QueueJob[], spread: number): PriorityChange[] {
+  planPriorities(jobsInWantedOrder: readonly QueueJob[], spread: number, limits: PriorityLimits = { mayRaise: true }): PriorityChange[] {
     return planNice(jobsInWantedOrder, spread)
       .map((c) => ({ job: c.job, value: Math.min(-MIN_PRIORITY, c.value) }))
-      .filter((c) => c.value !== c.job.nice && (this.#mayRaise || c.value > c.job.nice));
+      .filter((c) => c.value !== c.job.nice && (limits.mayRaise || c.value > c.job.nice));
   }
 
-  classify(outcome: RunResult | Error, op: CommandOp): ErrorClass {
-    if (op === 'renice' && !(outcome instanceof Error) && RAISE_REFUSED.test(`${outcome.stdout}\n${outcome.stderr}`)) {
-      this.#mayRaise = false;
-    }
-    return classifySge(outcome, op);
+  /** Grid Engine's messages (see `classifySge`); a refused raise says to only ever lower priorities (`disable: 'raise'`). */
+  classify(outcome: RunResult | Error, op: CommandOp): ErrorClass | Verdict {
+    const kind = classifySge(outcome, op);
+    if (op === 'renice' && !(outcome instanceof Error) && RAISE_REFUSED.test(`${outcome.stdout}\n${outcome.stderr}`)) return { kind, disable: 'raise' };
+    return kind;
   }
 
   /** A job in Grid Engine's error state (`Eqw`) stays there until an operator clears it. */

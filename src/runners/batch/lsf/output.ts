@@ -5,9 +5,9 @@
  *
  * @module
  */
-import { isContainerUuid } from '../../uuid.js';
-import type { ErrorClass, JobState, QueueJob, RunResult, TerminalReason } from './adapter.js';
-import { classifyByComplaint } from './exec.js';
+import { isContainerUuid } from '../../../uuid.js';
+import type { ErrorClass, JobState, QueueJob, RunResult, TerminalReason } from '../adapter.js';
+import { classifyByComplaint } from '../exec.js';
 
 /** The bjobs fields the queue query asks for (`-o`), as Arvados' dispatcher asks plus the user priority. */
 export const BJOBS_FIELDS = 'jobid stat job_name pend_reason job_priority';

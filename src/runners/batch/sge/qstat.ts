@@ -9,8 +9,8 @@
  *
  * @module
  */
-import { isContainerUuid } from '../../uuid.js';
-import { containerOfJob } from './sge-name.js';
+import { isContainerUuid } from '../../../uuid.js';
+import { containerOfJob } from './name.js';
 
 /** One of our jobs in qstat's output. */
 export interface SgeJob {

@@ -6,9 +6,9 @@
  *
  * @module
  */
-import type { Container } from '../../types.js';
-import type { TemplateRules } from './adapter.js';
-import { expandTemplates, gpuCount, templateValues, validateTemplates } from './template.js';
+import type { Container } from '../../../types.js';
+import type { TemplateRules } from '../adapter.js';
+import { expandTemplates, gpuCount, templateValues, validateTemplates } from '../template.js';
 
 /** Arvados' default `Containers.LSF.BsubArgumentsList`. */
 export const DEFAULT_BSUB_ARGUMENTS: readonly string[] = Object.freeze([

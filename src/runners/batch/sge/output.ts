@@ -4,8 +4,8 @@
  *
  * @module
  */
-import type { ErrorClass, RunResult } from './adapter.js';
-import { classifyByComplaint } from './exec.js';
+import type { ErrorClass, RunResult } from '../adapter.js';
+import { classifyByComplaint } from '../exec.js';
 
 /** The job id in `qsub -terse` output (`9`, or `9.1-3:1` for an array job). */
 export function parseQsubJobId(stdout: string): string | undefined {

@@ -10,18 +10,19 @@
  *
  * @module
  */
-import type { BatchAdapter, CommandOp, CommandSpec, ErrorClass, Exec, PriorityChange, QueueJob, RunResult, SubmitRequest, TemplateRules, TerminalReason } from './adapter.js';
-import { BJOBS_FIELDS, BJOBS_FINAL_FIELDS, bkillOnlyGone, classifyLsf, lsfEnd, lsfNeverClears, parseBjobs, parseBsubJobId } from './lsf-output.js';
-import { LSF_TEMPLATE_RULES, DEFAULT_BSUB_ARGUMENTS, DEFAULT_BSUB_GPU_ARGUMENTS, bsubArgs, type BsubOptions } from './lsf-template.js';
-import type { BatchRunnerOptions } from './options.js';
-import { BatchRunner } from './runner.js';
-import { userName } from './user.js';
+import type { BatchAdapter, CommandOp, CommandSpec, ErrorClass, Exec, PriorityChange, QueueJob, RunResult, SubmitRequest, TemplateRules, TerminalReason, Verdict } from '../adapter.js';
+import { BJOBS_FIELDS, BJOBS_FINAL_FIELDS, bkillOnlyGone, classifyLsf, lsfEnd, lsfNeverClears, parseBjobs, parseBsubJobId } from './output.js';
+import type { Container } from '../../../types.js';
+import { LSF_TEMPLATE_RULES, DEFAULT_BSUB_ARGUMENTS, DEFAULT_BSUB_GPU_ARGUMENTS, maxRunMinutes, type BsubOptions } from './template.js';
+import type { BatchRunnerOptions } from '../options.js';
+import { BatchRunner } from '../runner.js';
+import { userName } from '../user.js';
 
 /** The highest user priority LSF allows by default (`MAX_USER_PRIORITY` in lsb.params is often 100). */
 export const DEFAULT_MAX_USER_PRIORITY = 100;
 
 /** Options of {@link LsfAdapter}. */
-export interface LsfAdapterOptions extends BsubOptions {
+export interface LsfAdapterOptions extends Pick<BsubOptions, 'maxRunTimeOverhead' | 'maxRunTimeDefault'> {
   /** Submit through `sudo -E -u USER bsub …` (Arvados' `BsubSudoUser`); jobs are then USER's. Default none. */
   sudoUser?: string;
   /** Executables: `bsub`, `bjobs`, `bkill`, `bmod`, `sudo` (default: the names, looked up on PATH). */
@@ -39,10 +40,9 @@ export interface LsfAdapterOptions extends BsubOptions {
 /**
  * The LSF adapter.
  *
- * The core expands templates with its own `%W` (the container's max run
- * time); LSF's `%W` adds `MaxRunTimeOverhead` and falls back to
- * `MaxRunTimeDefault`, so this adapter expands its templates itself from the
- * container in the request.
+ * LSF's `%W` adds `MaxRunTimeOverhead` to the container's max run time and
+ * falls back to `MaxRunTimeDefault`: {@link LsfAdapter.maxRunMinutes} gives
+ * the core that rule, and the core expands the templates once.
  *
  * @example
  * const adapter = new LsfAdapter({ sudoUser: 'crunch', maxRunTimeOverhead: 300_000 });
@@ -57,7 +57,7 @@ export class LsfAdapter implements BatchAdapter {
   readonly jobUser: string | undefined;
   readonly #options: LsfAdapterOptions;
   readonly #user: string;
-  #maxUserPriority: number;
+  readonly #maxUserPriority: number;
 
   constructor(options: LsfAdapterOptions = {}) {
     const c = options.commands ?? {};
@@ -80,9 +80,14 @@ export class LsfAdapter implements BatchAdapter {
     this.#maxUserPriority = max;
   }
 
-  /** `bsub <templates>` (or `sudo -E -u USER bsub …`) with the script on stdin. */
+  /** LSF's `%W`: the container's max run time (or `maxRunTimeDefault`) plus `maxRunTimeOverhead`, in minutes; 0 for none. */
+  maxRunMinutes(container: Readonly<Container>): number {
+    return maxRunMinutes(container, this.#options);
+  }
+
+  /** `bsub <templates>` (or `sudo -E -u USER bsub …`) with the script on stdin; the templates as the core expanded them. */
   submit(req: SubmitRequest): CommandSpec {
-    const args = bsubArgs(req.container, this.#options, { instanceType: req.instanceType });
+    const args = [...req.args];
     // The job name is the container UUID whatever the templates say: the
     // queue is looked up by name before any (re)submission.
     const j = args.indexOf('-J');
@@ -143,18 +148,15 @@ export class LsfAdapter implements BatchAdapter {
    * limits `backpressure`, an unreachable mbatchd `transient`, anything else
    * `fatal` for a submission). A `bmod -sp` refused for the priority itself
    * (user priorities not enabled in lsb.params, or a value out of range)
-   * turns reprioritising off, so it is not retried on every snapshot.
+   * says to stop reprioritising (`disable: 'renice'`), so it is not retried
+   * on every snapshot.
    */
-  classify(outcome: RunResult | Error, op: CommandOp): ErrorClass {
+  classify(outcome: RunResult | Error, op: CommandOp): ErrorClass | Verdict {
+    const kind = classifyLsf(outcome, op);
     if (op === 'renice' && !(outcome instanceof Error) && outcome.code !== 0 && /priority/i.test(`${outcome.stdout}\n${outcome.stderr}`)) {
-      this.#maxUserPriority = 0;
+      return { kind, disable: 'renice' };
     }
-    return classifyLsf(outcome, op);
-  }
-
-  /** Whether pending jobs are kept in Arvados order (false once LSF refused a user priority). */
-  get reprioritising(): boolean {
-    return this.#maxUserPriority > 0;
+    return kind;
   }
 
   neverClears(pendingReason: string): boolean {
@@ -207,7 +209,7 @@ export class LsfRunner extends BatchRunner {
   /** @throws TypeError or RangeError for a bad option; `TemplateError` for a bad template. */
   constructor(options: LsfRunnerOptions = {}) {
     const { sudoUser, commands, user, maxUserPriority, maxRunTimeOverhead, maxRunTimeDefault, bsubArgs: args, bsubGpuArgs: gpuArgs, ...core } = options;
-    const adapter = new LsfAdapter({ sudoUser, commands, user, maxUserPriority, maxRunTimeOverhead, maxRunTimeDefault, args, gpuArgs, reserveExtraRam: core.reserveExtraRam });
+    const adapter = new LsfAdapter({ sudoUser, commands, user, maxUserPriority, maxRunTimeOverhead, maxRunTimeDefault });
     super(adapter, { ...core, args, gpuArgs }, { args: DEFAULT_BSUB_ARGUMENTS, gpuArgs: DEFAULT_BSUB_GPU_ARGUMENTS });
   }
 }

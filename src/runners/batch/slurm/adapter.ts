@@ -7,12 +7,12 @@
  *
  * @module
  */
-import { isContainerUuid } from '../../uuid.js';
-import type { BatchAdapter, CommandSpec, Exec, JobState, QueueJob, RunResult, SubmitRequest, TemplateRules, TerminalKind, TerminalReason } from './adapter.js';
-import { BATCH_RUNNER_DEFAULTS, type BatchRunnerOptions } from './options.js';
-import { BatchRunner } from './runner.js';
-import { classifySlurmFailure } from './slurm-errors.js';
-import { STANDARD_PLACEHOLDERS } from './template.js';
+import { isContainerUuid } from '../../../uuid.js';
+import type { BatchAdapter, CommandSpec, Exec, JobState, QueueJob, RunResult, SubmitRequest, TemplateRules, TerminalKind, TerminalReason } from '../adapter.js';
+import { BATCH_RUNNER_DEFAULTS, type BatchRunnerOptions } from '../options.js';
+import { BatchRunner } from '../runner.js';
+import { classifySlurmFailure } from './errors.js';
+import { STANDARD_PLACEHOLDERS } from '../template.js';
 
 /** The nice value every job is submitted with; renicing starts from here. */
 export const INITIAL_NICE = 10000;

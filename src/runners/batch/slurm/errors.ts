@@ -7,8 +7,8 @@
  *
  * @module
  */
-import type { CommandOp, ErrorClass, RunResult } from './adapter.js';
-import { CommandTimeoutError } from './commands.js';
+import type { CommandOp, ErrorClass, RunResult } from '../adapter.js';
+import { CommandTimeoutError } from '../commands.js';
 
 // A limit on how many jobs may be queued. sbatch prints the reason on its own
 // line before the generic "Job violates accounting/QOS policy" line.
