@@ -4,7 +4,8 @@
 // answers pause locking without unlocking or cancelling anything, visible
 // in the status line and the management API's metrics.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Writable } from 'node:stream';
@@ -161,8 +162,10 @@ describe('API back-pressure in the status line', () => {
   afterAll(async () => {
     if (cli && cli.child.exitCode === null) cli.child.kill('SIGKILL');
     const env = { ...process.env, LSF_STUB_DIR: table };
-    const left = JSON.parse(spawnSync(join(BIN, 'bjobs'), ['-o', 'jobid', '-json'], { encoding: 'utf8', env }).stdout || '{"RECORDS":[]}') as { RECORDS: Array<{ JOBID: string }> };
-    if (left.RECORDS.length) spawnSync(join(BIN, 'bkill'), left.RECORDS.map((r) => r.JOBID), { env });
+    const exec = promisify(execFile);
+    const { stdout } = await exec(join(BIN, 'bjobs'), ['-o', 'jobid', '-json'], { encoding: 'utf8', env }).catch(() => ({ stdout: '' }));
+    const left = JSON.parse(stdout || '{"RECORDS":[]}') as { RECORDS: Array<{ JOBID: string }> };
+    if (left.RECORDS.length) await exec(join(BIN, 'bkill'), left.RECORDS.map((r) => r.JOBID), { env }).catch(() => undefined);
     await fake.stop();
     rmSync(table, { recursive: true, force: true });
   });

@@ -3,7 +3,7 @@
 // this package's own build in dist/ (Node, Jest and TypeScript all let a
 // package import itself by name), so `npm run build` must have run first, as
 // `npm test` does.
-import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -23,8 +23,14 @@ const env = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => {
   delete e.NODE_OPTIONS;
   return e;
 };
-const run = (args: string[], extra?: Record<string, string>): SpawnSyncReturns<string> =>
-  spawnSync(process.execPath, args, { cwd: ROOT, encoding: 'utf8', env: env(extra), timeout: 180_000 });
+// Asynchronous, so that nothing else in this process waits on it.
+const run = (args: string[], extra?: Record<string, string>): Promise<{ status: number | null; stdout: string; stderr: string }> =>
+  new Promise((resolve) => {
+    execFile(process.execPath, args, { cwd: ROOT, encoding: 'utf8', env: env(extra), timeout: 180_000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+      const code = (err as { code?: unknown } | null)?.code;
+      resolve({ status: err ? (typeof code === 'number' ? code : null) : 0, stdout, stderr });
+    });
+  });
 
 let work: string;
 let crunchRun: string;
@@ -160,16 +166,16 @@ describe('examples/launcher/batch-launcher.mjs', () => {
 });
 
 describe('examples/jest', () => {
-  it('passes under Jest with its own configuration', () => {
-    const r = run(['--experimental-vm-modules', '--disable-warning=ExperimentalWarning', join(ROOT, 'node_modules', 'jest', 'bin', 'jest.js'), '--ci', '--config', join(EXAMPLES, 'jest', 'jest.config.js')]);
+  it('passes under Jest with its own configuration', async () => {
+    const r = await run(['--experimental-vm-modules', '--disable-warning=ExperimentalWarning', join(ROOT, 'node_modules', 'jest', 'bin', 'jest.js'), '--ci', '--config', join(EXAMPLES, 'jest', 'jest.config.js')]);
     expect(r.stderr).toMatch(/Tests:\s+2 passed, 2 total/);
     expect(r.status).toBe(0);
   });
 });
 
 describe('examples/node-test', () => {
-  it('passes under node --test', () => {
-    const r = run(['--test', join(EXAMPLES, 'node-test', 'dispatcher.test.mjs')]);
+  it('passes under node --test', async () => {
+    const r = await run(['--test', join(EXAMPLES, 'node-test', 'dispatcher.test.mjs')]);
     expect(r.stdout).toMatch(/^# pass 2$/m);
     expect(r.stdout).toMatch(/^# fail 0$/m);
     expect(r.status).toBe(0);

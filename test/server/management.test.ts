@@ -2,7 +2,8 @@
 // FakeArvados: the token check, health, the dispatch API in the cloud
 // dispatcher's shapes (kill cancels the container on the API), and
 // /metrics as Prometheus parses it, moving as containers run.
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import * as https from 'node:https';
@@ -82,11 +83,11 @@ interface Answer {
 type Item = Pick<Answer, 'container' | 'instance_type' | 'instance_types' | 'instance_resources' | 'first_seen_at' | 'scheduling_status'>;
 
 /** A self-signed certificate for 127.0.0.1, made with openssl. */
-function selfSigned(): { cert: string; key: string } {
+async function selfSigned(): Promise<{ cert: string; key: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'arvados-dispatch-tls-'));
   try {
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1',
-      '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
+    await promisify(execFile)('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1',
+      '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')]);
     return { cert: readFileSync(join(dir, 'cert.pem'), 'utf8'), key: readFileSync(join(dir, 'key.pem'), 'utf8') };
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -131,7 +132,7 @@ describe('management listener', () => {
   });
 
   it('an https address serves TLS with the given certificate; without one it is refused', async () => {
-    const { cert, key } = selfSigned();
+    const { cert, key } = await selfSigned();
     const args = { health: new HealthMonitor(), metrics: new DispatchMetrics({ processMetrics: false }), dispatch: { entries: () => [], kill: async () => 'none' as const } };
     server = await startManagementServer({ ...args, listen: [{ host: '127.0.0.1', port: 0, tls: true }], token: TOKEN, tls: { cert, key } });
     expect(server.protocol).toBe('https');
