@@ -3,7 +3,7 @@
 // from the cluster config (API, Containers.SLURM, the management listener
 // from Services.DispatchSLURM.InternalURLs), against the real Slurm
 // (scripts/slurm-up.sh); the scheduler's metrics move as a job runs.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { X509Certificate, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as https from 'node:https';
@@ -97,6 +97,54 @@ function freePort(): Promise<number> {
         expect(cli.stdout()).toMatch(new RegExp(`${x.uuid} submitted to Slurm as job \\d+`));
         expect(cli.stdout() + cli.stderr()).not.toContain(fake.rootToken.token);
         expect(cli.stdout() + cli.stderr()).not.toContain(MGMT);
+      } finally {
+        if (cli.child.exitCode === null) cli.child.kill('SIGKILL');
+      }
+    } finally {
+      await fake.stop();
+    }
+  }, 120_000);
+
+  it('containers/kill on the management API cancels the Slurm job at once and the Running container with the reason', async () => {
+    const fake = await new FakeArvados({ clusterId: CLUSTER }).start();
+    try {
+      const port = await freePort();
+      const doc = parse(readFileSync(new URL('../fixtures/config/cluster.yml', import.meta.url), 'utf8')) as Record<string, any>;
+      const c = doc.Clusters.zzzzz;
+      c.SystemRootToken = fake.rootToken.token;
+      c.ManagementToken = MGMT;
+      c.Services.Controller.ExternalURL = fake.url;
+      c.Services.DispatchSLURM.InternalURLs = { [`http://127.0.0.1:${port}`]: {} };
+      c.TLS.Insecure = true;
+      c.Containers.CrunchRunCommand = process.execPath;
+      c.Containers.CrunchRunArgumentsList = [STUB];
+      c.Containers.CloudVMs.PollInterval = '200ms';
+      c.Containers.SLURM.SbatchArgumentsList = ['--job-name=%U', '--mem=%M', '--cpus-per-task=%C'];
+      c.Containers.SLURM.SbatchEnvironmentVariables = {};
+      const config = join(home, 'config-kill.yml');
+      writeFileSync(config, stringify(doc));
+
+      const x = fake.addContainer({ runtime_constraints: { ram: 64 * 2 ** 20, vcpus: 1 }, environment: { STUB_MODE: 'hang' } } as never);
+      const cli = spawnCli(['slurm', '--config', config, '--squeue-interval', '200ms', '--job-output-dir', out, '--status-interval', '0'], { HOME: home });
+      const jobOf = (): Promise<string | undefined> =>
+        new Promise((resolve) => {
+          const q = spawn('squeue', ['--noheader', '--format=%i %j']);
+          let text = '';
+          q.stdout.on('data', (b: Buffer) => (text += b.toString()));
+          q.on('close', () => resolve(text.split('\n').find((l) => l.split(' ')[1] === x.uuid)?.split(' ')[0]));
+          q.on('error', () => resolve(undefined));
+        });
+      try {
+        await waitFor(() => cli.stdout().includes('management API on'), 'the listener', 30_000);
+        await waitFor(() => fake.container(x.uuid)?.state === 'Running', 'Running', 60_000);
+        expect(await jobOf()).toBeDefined();
+        const r = await fetch(`http://127.0.0.1:${port}/arvados/v1/dispatch/containers/kill?container_uuid=${x.uuid}&reason=stuck`, { method: 'POST', headers: { Authorization: `Bearer ${MGMT}` } });
+        expect(r.status).toBe(200);
+        await waitFor(() => fake.container(x.uuid)?.state === 'Cancelled', 'Cancelled', 30_000);
+        expect(JSON.stringify(fake.container(x.uuid)?.runtime_status ?? {})).toContain('stuck');
+        await waitFor(async () => (await jobOf()) === undefined, 'the Slurm job gone', 30_000);
+        cli.child.kill('SIGTERM');
+        expect((await cli.exited).code).toBe(0);
       } finally {
         if (cli.child.exitCode === null) cli.child.kill('SIGKILL');
       }
