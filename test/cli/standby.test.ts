@@ -89,8 +89,9 @@ describeIt('two dispatchers with one config (real PostgreSQL)', () => {
     await waitFor(() => lockState(a) === 'held', 'the first holding the lock', 30_000);
     const b = dispatcher(config, table);
     await waitFor(() => lockState(b) === 'waiting', 'the second waiting', 30_000);
+    // Jobs outlast the takeover (seconds under load), so the standby finds them running and adopts them.
     const cs = Array.from({ length: 8 }, (_, i) =>
-      fake.addContainer({ priority: 10 - i, runtime_constraints: { vcpus: 1, ram: 64 * 2 ** 20 }, environment: { STUB_MODE: 'complete', STUB_RUN_MS: String(3000 + 200 * i) } }),
+      fake.addContainer({ priority: 10 - i, runtime_constraints: { vcpus: 1, ram: 64 * 2 ** 20 }, environment: { STUB_MODE: 'complete', STUB_RUN_MS: String(12000 + 200 * i) } }),
     );
     await waitFor(() => cs.filter((c) => fake.container(c.uuid)?.state === 'Running').length >= 4, 'four Running', 30_000);
     expect(b.events.some((e) => e.event === 'locked' || e.event === 'submitted')).toBe(false);
