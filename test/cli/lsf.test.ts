@@ -1,10 +1,11 @@
 // `arvados-dispatch lsf` as a process: against FakeArvados and the LSF stub
 // commands (test/runners/lsf/bin, first on PATH), which run the crunch-run
 // simulator on this machine; bad flags and a host without LSF need neither.
-import { spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
 import { stringify } from 'yaml';
@@ -12,6 +13,8 @@ import { gatewayAuthSecret } from '../../src/runners/crunch-run.js';
 import { FakeArvados } from '../../src/testing/index.js';
 import { built, runCli, spawnCli, type Cli } from '../helpers/cli.js';
 import { waitFor } from '../helpers/wait.js';
+
+const execFileP = promisify(execFile);
 
 const STUB = fileURLToPath(new URL('../fixtures/slurm-crunch-run.mjs', import.meta.url));
 const BIN = fileURLToPath(new URL('../runners/lsf/bin', import.meta.url));
@@ -124,8 +127,9 @@ afterAll(() => {
       expect(bsubs.join('\n')).not.toContain(fake.rootToken.token);
       expect(fake.container(long.uuid)?.state).toBe('Running');
       // Leave nothing running behind.
-      const left = JSON.parse(spawnSync(join(BIN, 'bjobs'), ['-u', 'all', '-o', 'jobid', '-json'], { encoding: 'utf8', env: { ...process.env, LSF_STUB_DIR: table } }).stdout) as { RECORDS: Array<{ JOBID: string }> };
-      spawnSync(join(BIN, 'bkill'), left.RECORDS.map((r) => r.JOBID), { env: { ...process.env, LSF_STUB_DIR: table } });
+      const stubEnv = { ...process.env, LSF_STUB_DIR: table };
+      const left = JSON.parse((await execFileP(join(BIN, 'bjobs'), ['-u', 'all', '-o', 'jobid', '-json'], { encoding: 'utf8', env: stubEnv })).stdout) as { RECORDS: Array<{ JOBID: string }> };
+      if (left.RECORDS.length) await execFileP(join(BIN, 'bkill'), left.RECORDS.map((r) => r.JOBID), { env: stubEnv }).catch(() => {});
     }, 120_000);
 
     it("from a cluster config: the job's GatewayAuthSecret is keyed by the config's SystemRootToken", async () => {

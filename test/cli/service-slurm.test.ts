@@ -3,7 +3,7 @@
 // from the cluster config (API, Containers.SLURM, the management listener
 // from Services.DispatchSLURM.InternalURLs), against the real Slurm
 // (scripts/slurm-up.sh); the scheduler's metrics move as a job runs.
-import { spawn, spawnSync } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { X509Certificate, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as https from 'node:https';
@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from '@jest/globals';
 import { parse, stringify } from 'yaml';
 import { FakeArvados } from '../../src/testing/index.js';
@@ -22,22 +23,27 @@ import { waitFor } from '../helpers/wait.js';
 const STUB = fileURLToPath(new URL('../fixtures/slurm-crunch-run.mjs', import.meta.url));
 const MGMT = 'mgmt-slurm-0123456789abcdefghijklmnopqrstuvwxyz';
 
-function slurmUnavailable(): string | undefined {
+const execFileP = promisify(execFile);
+
+async function slurmUnavailable(): Promise<string | undefined> {
   if (!built) return 'dist/ is not built (npm test builds it)';
-  const r = spawnSync('sinfo', ['--noheader', '--format=%T'], { encoding: 'utf8', timeout: 15_000 });
-  if (r.error || r.status !== 0) return 'sinfo failed';
-  return /^(idle|mixed|allocated|completing)/m.test(r.stdout) ? undefined : 'no usable Slurm node';
+  try {
+    const { stdout } = await execFileP('sinfo', ['--noheader', '--format=%T'], { encoding: 'utf8', timeout: 15_000 });
+    return /^(idle|mixed|allocated|completing)/m.test(stdout) ? undefined : 'no usable Slurm node';
+  } catch {
+    return 'sinfo failed';
+  }
 }
-const unavailable = slurmUnavailable();
+const unavailable = await slurmUnavailable();
 
 // Job names start with a random cluster id, so cleanup finds exactly ours.
 const CLUSTER = `s${randomBytes(3).toString('hex').slice(0, 4)}`;
 const home = mkdtempSync(join(tmpdir(), 'arvados-dispatch-home-'));
 const out = mkdtempSync('/tmp/arvados-dispatch-service-slurm-');
-afterAll(() => {
-  const q = spawnSync('squeue', ['--noheader', '--format=%i %j'], { encoding: 'utf8' });
-  const ours = (q.stdout ?? '').split('\n').filter((l) => l.split(' ')[1]?.startsWith(CLUSTER)).map((l) => l.split(' ')[0]);
-  if (ours.length) spawnSync('scancel', ours);
+afterAll(async () => {
+  const q = await execFileP('squeue', ['--noheader', '--format=%i %j'], { encoding: 'utf8' }).catch(() => ({ stdout: '' }));
+  const ours = q.stdout.split('\n').filter((l) => l.split(' ')[1]?.startsWith(CLUSTER)).map((l) => l.split(' ')[0]);
+  if (ours.length) await execFileP('scancel', ours).catch(() => {});
   rmSync(home, { recursive: true, force: true });
   rmSync(out, { recursive: true, force: true });
 });
@@ -157,8 +163,8 @@ function freePort(): Promise<number> {
     const fake = await new FakeArvados({ clusterId: CLUSTER }).start();
     try {
       const tls = mkdtempSync(join(tmpdir(), 'arvados-dispatch-tls-'));
-      spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1',
-        '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(tls, 'key.pem'), '-out', join(tls, 'cert.pem')], { stdio: 'ignore' });
+      await execFileP('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1',
+        '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(tls, 'key.pem'), '-out', join(tls, 'cert.pem')]);
       const cert = readFileSync(join(tls, 'cert.pem'), 'utf8');
       const start = async (edit: (c: Record<string, any>, port: number) => void): Promise<{ port: number; cli: ReturnType<typeof spawnCli> }> => {
         const port = await freePort();

@@ -1,7 +1,8 @@
 // `arvados-dispatch sge` as a process: against FakeArvados and the real
 // Grid Engine (scripts/sge-up.sh) running the crunch-run simulator on this
 // machine; bad flags and a host without Grid Engine need no Grid Engine.
-import { spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
@@ -25,9 +26,16 @@ const CLUSTER = `g${randomBytes(3).toString('hex').slice(0, 4)}`;
 let home: string;
 const children: Cli[] = [];
 
-function ourJobs(): Array<{ id: string; name: string }> {
-  const r = spawnSync('qstat', ['-u', '*', '-xml'], { encoding: 'utf8', env: sgeEnv() });
-  return r.status === 0 ? parseQstatXml(r.stdout).filter((j) => j.name.startsWith(CLUSTER)) : [];
+const execFileP = promisify(execFile);
+
+// Asynchronous, so that waiting on it never blocks the dispatcher under test.
+async function ourJobs(): Promise<Array<{ id: string; name: string }>> {
+  try {
+    const { stdout } = await execFileP('qstat', ['-u', '*', '-xml'], { encoding: 'utf8', env: sgeEnv() });
+    return parseQstatXml(stdout).filter((j) => j.name.startsWith(CLUSTER));
+  } catch {
+    return [];
+  }
 }
 
 beforeAll(() => {
@@ -36,9 +44,9 @@ beforeAll(() => {
 afterEach(() => {
   for (const c of children.splice(0)) if (c.child.exitCode === null) c.child.kill('SIGKILL');
 });
-afterAll(() => {
-  const ids = ourJobs().map((j) => j.id);
-  if (ids.length) spawnSync('qdel', ids, { env: sgeEnv() });
+afterAll(async () => {
+  const ids = (await ourJobs()).map((j) => j.id);
+  if (ids.length) await execFileP('qdel', ids, { env: sgeEnv() }).catch(() => {});
   rmSync(home, { recursive: true, force: true });
 });
 
@@ -93,7 +101,7 @@ afterAll(() => {
     await waitFor(() => cli.stdout().includes(`${quick.uuid} finished: Complete (exit code 0)`), 'the quick container complete', 60_000);
     await waitFor(() => fake.container(long.uuid)?.state === 'Running', 'the long one running', 60_000);
     // crunch-run sets Complete before it exits; Grid Engine forgets the job a moment later.
-    await waitFor(() => !ourJobs().some((j) => j.name === quick.uuid), 'the quick job out of qstat', 60_000);
+    await waitFor(async () => !(await ourJobs()).some((j) => j.name === quick.uuid), 'the quick job out of qstat', 60_000);
     cli.child.kill('SIGTERM');
     const { code } = await cli.exited;
     expect(code).toBe(0);
@@ -101,7 +109,7 @@ afterAll(() => {
     expect(stdout).toMatch(new RegExp(`${quick.uuid} submitted to Grid Engine as job \\d+`));
     expect(stdout).toMatch(/leaving \d+ Grid Engine job\(s\) in the queue for the next dispatcher/);
     expect(stdout + cli.stderr()).not.toContain(fake.rootToken.token);
-    expect(ourJobs().map((j) => j.name)).toEqual([long.uuid]);
+    expect((await ourJobs()).map((j) => j.name)).toEqual([long.uuid]);
     expect(fake.container(long.uuid)?.state).toBe('Running');
   }, 120_000);
 });
