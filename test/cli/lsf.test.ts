@@ -1,20 +1,17 @@
 // `arvados-dispatch lsf` as a process: against FakeArvados and the LSF stub
 // commands (test/runners/lsf/bin, first on PATH), which run the crunch-run
 // simulator on this machine; bad flags and a host without LSF need neither.
-import { execFile } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
 import { stringify } from 'yaml';
 import { gatewayAuthSecret } from '../../src/runners/crunch-run.js';
 import { FakeArvados } from '../../src/testing/index.js';
 import { built, runCli, spawnCli, type Cli } from '../helpers/cli.js';
+import { execFileP } from '../helpers/exec.js';
 import { waitFor } from '../helpers/wait.js';
-
-const execFileP = promisify(execFile);
 
 const STUB = fileURLToPath(new URL('../fixtures/slurm-crunch-run.mjs', import.meta.url));
 const BIN = fileURLToPath(new URL('../runners/lsf/bin', import.meta.url));

@@ -3,7 +3,7 @@
 // from the cluster config (API, Containers.SLURM, the management listener
 // from Services.DispatchSLURM.InternalURLs), against the real Slurm
 // (scripts/slurm-up.sh); the scheduler's metrics move as a job runs.
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { X509Certificate, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as https from 'node:https';
@@ -12,18 +12,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from '@jest/globals';
 import { parse, stringify } from 'yaml';
 import { FakeArvados } from '../../src/testing/index.js';
 import { built, spawnCli } from '../helpers/cli.js';
 import { parseExposition } from '../helpers/prometheus.js';
+import { execFileP } from '../helpers/exec.js';
 import { waitFor } from '../helpers/wait.js';
 
 const STUB = fileURLToPath(new URL('../fixtures/slurm-crunch-run.mjs', import.meta.url));
 const MGMT = 'mgmt-slurm-0123456789abcdefghijklmnopqrstuvwxyz';
-
-const execFileP = promisify(execFile);
 
 async function slurmUnavailable(): Promise<string | undefined> {
   if (!built) return 'dist/ is not built (npm test builds it)';

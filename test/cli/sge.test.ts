@@ -1,8 +1,6 @@
 // `arvados-dispatch sge` as a process: against FakeArvados and the real
 // Grid Engine (scripts/sge-up.sh) running the crunch-run simulator on this
 // machine; bad flags and a host without Grid Engine need no Grid Engine.
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
@@ -12,6 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/glob
 import { FakeArvados } from '../../src/testing/index.js';
 import { parseQstatXml } from '../../src/runners/batch/sge/qstat.js';
 import { built, runCli, spawnCli, type Cli } from '../helpers/cli.js';
+import { execFileP } from '../helpers/exec.js';
 import { waitFor } from '../helpers/wait.js';
 import { sgeEnv, sgeUnavailable } from '../runners/sge/sge-env.js';
 
@@ -25,8 +24,6 @@ if (unavailable) console.warn(`SKIPPING the arvados-dispatch sge CLI tests with 
 const CLUSTER = `g${randomBytes(3).toString('hex').slice(0, 4)}`;
 let home: string;
 const children: Cli[] = [];
-
-const execFileP = promisify(execFile);
 
 // Asynchronous, so that waiting on it never blocks the dispatcher under test.
 async function ourJobs(): Promise<Array<{ id: string; name: string }>> {

@@ -1,7 +1,6 @@
 // `arvados-dispatch slurm` as a process: against FakeArvados and the real
 // Slurm (scripts/slurm-up.sh) with the stub crunch-run that the Slurm jobs
 // run on this machine; bad flags and a host without Slurm need no Slurm.
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
@@ -10,19 +9,22 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
 import { FakeArvados } from '../../src/testing/index.js';
 import { built, runCli, spawnCli, type Cli } from '../helpers/cli.js';
+import { execFileP } from '../helpers/exec.js';
 import { waitFor } from '../helpers/wait.js';
 
 const STUB = fileURLToPath(new URL('../fixtures/slurm-crunch-run.mjs', import.meta.url));
 const MiB = 2 ** 20;
 
-function slurmUnavailable(): string | undefined {
-  const r = spawnSync('sinfo', ['--noheader', '--format=%T'], { encoding: 'utf8', timeout: 15_000 });
-  if (r.error) return `sinfo: ${r.error.message}`;
-  if (r.status !== 0) return `sinfo exited ${r.status}`;
-  return /^(idle|mixed|allocated|completing)/m.test(r.stdout) ? undefined : 'no usable Slurm node';
+async function slurmUnavailable(): Promise<string | undefined> {
+  try {
+    const { stdout } = await execFileP('sinfo', ['--noheader', '--format=%T'], { encoding: 'utf8', timeout: 15_000 });
+    return /^(idle|mixed|allocated|completing)/m.test(stdout) ? undefined : 'no usable Slurm node';
+  } catch (err) {
+    return `sinfo: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`;
+  }
 }
 
-const unavailable = built ? slurmUnavailable() : 'dist/ is not built (npm test builds it)';
+const unavailable = built ? await slurmUnavailable() : 'dist/ is not built (npm test builds it)';
 if (unavailable) console.warn(`SKIPPING the arvados-dispatch slurm CLI tests with Slurm: ${unavailable}. Run scripts/slurm-up.sh as root to enable them.`);
 
 // Job names of this file start with a random cluster id, so cleanup finds exactly ours.
@@ -36,10 +38,10 @@ beforeAll(() => {
 afterEach(() => {
   for (const c of children.splice(0)) if (c.child.exitCode === null) c.child.kill('SIGKILL');
 });
-afterAll(() => {
-  const q = spawnSync('squeue', ['--noheader', '--format=%i %j'], { encoding: 'utf8' });
-  const ours = (q.stdout ?? '').split('\n').filter((l) => l.split(' ')[1]?.startsWith(CLUSTER)).map((l) => l.split(' ')[0]);
-  if (ours.length) spawnSync('scancel', ours);
+afterAll(async () => {
+  const q = await execFileP('squeue', ['--noheader', '--format=%i %j'], { encoding: 'utf8' }).catch(() => ({ stdout: '' }));
+  const ours = q.stdout.split('\n').filter((l) => l.split(' ')[1]?.startsWith(CLUSTER)).map((l) => l.split(' ')[0]);
+  if (ours.length) await execFileP('scancel', ours).catch(() => {});
   rmSync(home, { recursive: true, force: true });
 });
 
@@ -129,7 +131,7 @@ afterAll(() => {
     expect(stdout.trim().split('\n').at(-1)).toMatch(/queued \d+, running \d+, done 1 \(complete 1, cancelled 0\)$/);
     expect(stdout + cli.stderr()).not.toContain(fake.rootToken.token);
     // The long container's job is still there, and the container still Running.
-    const q = spawnSync('squeue', ['--noheader', '--format=%j'], { encoding: 'utf8' });
+    const q = await execFileP('squeue', ['--noheader', '--format=%j'], { encoding: 'utf8' });
     expect(q.stdout.split('\n')).toContain(long.uuid);
     expect(fake.container(long.uuid)?.state).toBe('Running');
   }, 120_000);

@@ -1,7 +1,6 @@
 // The Slurm runner with a real Dispatcher on FakeArvados and an in-memory
 // Slurm behind the injectable command runner (fake-slurm.ts). Every wait is
 // for a condition (a state, a number of squeue runs), never for a time.
-import { spawnSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,6 +10,7 @@ import { Dispatcher, RunnerConfigError, type Container, type DispatcherOptions }
 import { FakeArvados } from '../../../src/testing/index.js';
 import { SlurmRunner, type SlurmRunnerOptions } from '../../../src/runners/batch/slurm/index.js';
 import type { LostJob } from '../../../src/runners/batch/job.js';
+import { runWithInput } from '../../helpers/exec.js';
 import { waitFor } from '../../helpers/wait.js';
 import { FakeSlurm, type FakeCall, type FakeJob } from './fake-slurm.js';
 
@@ -567,7 +567,7 @@ describe('SlurmRunner: Dispatcher.kill', () => {
     for (const secret of ['the-cluster-system-root-token', token, token.split('/').pop() ?? token]) {
       expect(JSON.stringify([sb.args, sb.options.input, env])).not.toContain(secret);
     }
-    const job = spawnSync('/bin/sh', ['-s'], { input: sb.options.input, encoding: 'utf8', env: { ...env } });
+    const job = await runWithInput('/bin/sh', ['-s'], { input: sb.options.input, env: { ...env } });
     expect(job.stderr).toBe('');
     expect(job.stdout).toBe(createHmac('sha256', 'the-cluster-system-root-token').update(c.uuid).digest('hex'));
   });
