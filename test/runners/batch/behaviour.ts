@@ -1,8 +1,10 @@
 /**
  * The behaviour every batch-system adapter must show, as one test list
  * parametrised by an environment: a real Dispatcher on FakeArvados (HTTPS),
- * the adapter's runner against its batch system (a real daemon, or stub
- * commands where none can run), and a stub crunch-run
+ * the adapter's runner against its batch system (a real daemon in the
+ * system tier; in the integration tier an in-process stand-in behind the
+ * command seam: fake-slurm.ts, fake-lsf.ts and fake-sge.ts on the shared
+ * fake-job-table.ts, and PBS's pbs-stub.mjs), and a stub crunch-run
  * (test/fixtures/slurm-crunch-run.mjs) that the jobs run on this machine and
  * that talks to the fake API with the credentials the submit command passed
  * on in the job's environment.
@@ -31,6 +33,7 @@ export const STUB = resolve(here, '../../fixtures/slurm-crunch-run.mjs');
 const MiB = 1024 * 1024;
 /** A small container's constraints (a job any node takes). */
 export const SMALL = { runtime_constraints: { ram: 64 * MiB, vcpus: 1 } };
+/** Milliseconds between queue queries and polls, unless the environment says otherwise. */
 export const INTERVAL = 200;
 export const WAIT = 60_000;
 export const TEST_TIMEOUT = 2 * WAIT;
@@ -80,6 +83,12 @@ export interface BatchEnvironment {
    * the failing wrapper's path as the submit command when `failingSubmit` is set.
    */
   commandRunner?: CommandRunner;
+  /**
+   * Milliseconds between queue queries and between the dispatcher's polls;
+   * default {@link INTERVAL}. An in-process stand-in answers at once, so it
+   * can be asked more often than a real scheduler.
+   */
+  interval?: number;
   /** The adapter reads accounting: a completed job's `finished` kind is `COMPLETED`, not `UNKNOWN`. */
   accounting?: boolean;
   /**
@@ -183,7 +192,7 @@ export function defineBatchBehaviour(env: BatchEnvironment, extra?: (ctx: Behavi
         crunchRunArgs: [STUB],
         runtimeEngine: 'docker',
         reserveExtraRam: 0,
-        queueInterval: INTERVAL,
+        queueInterval: env.interval ?? INTERVAL,
         vanishGrace: { misses: 3, ms: 1_000 },
         submitRetry: { initialDelay: 100, maxDelay: 2_000 },
         jobOutputDir: outDir,
@@ -198,7 +207,7 @@ export function defineBatchBehaviour(env: BatchEnvironment, extra?: (ctx: Behavi
         // Insecure, so that the stub (given the same credentials) accepts the fake's certificate.
         client: fake.client({ insecure: true, retryDelay: 20, maxRetryDelay: 200, timeout: 10_000 }),
         runner,
-        pollInterval: INTERVAL,
+        pollInterval: env.interval ?? INTERVAL,
         minRetryPeriod,
         handleSignals: false,
         shutdownTimeout: 30_000,

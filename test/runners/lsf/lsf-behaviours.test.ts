@@ -1,35 +1,25 @@
 /**
  * The shared batch behaviour list (test/runners/batch/behaviour.ts) with
- * LSF. No LSF can run on these machines, so its commands are the stubs in
- * ./bin, which keep a job table on disk ($LSF_STUB_DIR), print LSF's output
- * formats, and run each job's script on this machine. Plus what is LSF's
- * own: a pending reason that never clears, and BsubSudoUser.
+ * LSF, its commands answered in-process by the LSF stand-in behind the
+ * command seam (./fake-lsf.ts; the jobs themselves run on this machine).
+ * No LSF can run on these machines. Plus what is LSF's own: a pending
+ * reason that never clears, and BsubSudoUser.
  */
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { afterAll, expect, it } from '@jest/globals';
 import { LsfRunner, type LsfRunnerOptions } from '../../../src/runners/batch/lsf/adapter.js';
 import { DEFAULT_BSUB_ARGUMENTS } from '../../../src/runners/batch/lsf/template.js';
 import { waitFor } from '../../helpers/wait.js';
 import { TEST_TIMEOUT, WAIT, defineBatchBehaviour, type SeenJob } from '../batch/behaviour.js';
+import { withFailingSubmit } from '../batch/failing-submit.js';
+import { FakeLsf } from './fake-lsf.js';
 
-const BIN = resolve(dirname(fileURLToPath(import.meta.url)), 'bin');
-const stub = (name: string): string => join(BIN, name);
-// One job table for this file; the stubs run by the runner find it in the environment.
-const table = mkdtempSync('/tmp/arvados-dispatch-lsf-');
-process.env.LSF_STUB_DIR = table;
-
-afterAll(() => {
-  const left = all().map((j) => j.id);
-  if (left.length) run('bkill', left);
-  rmSync(table, { recursive: true, force: true });
-});
+const lsf = new FakeLsf();
+afterAll(() => lsf.close());
 
 function run(name: string, args: string[], input?: string): string {
-  const r = spawnSync(stub(name), args, { encoding: 'utf8', input, env: { ...process.env, LSF_STUB_DIR: table } });
-  if (r.status !== 0 && name !== 'bkill') throw new Error(`${name} ${args.join(' ')}: ${r.stderr}`);
+  const r = lsf.command(name, args, { input });
+  if (r.code !== 0 && name !== 'bkill') throw new Error(`${name} ${args.join(' ')}: ${r.stderr}`);
   return r.stdout;
 }
 
@@ -46,13 +36,12 @@ function all(): SeenJob[] {
   }));
 }
 
-const COMMANDS = { bsub: stub('bsub'), bjobs: stub('bjobs'), bkill: stub('bkill'), bmod: stub('bmod') };
 // Held (-b) jobs stay pending until killed.
 const HOLD = [...DEFAULT_BSUB_ARGUMENTS, '-b', '23:59'];
 
 defineBatchBehaviour(
   {
-    name: 'LSF (stub commands)',
+    name: 'LSF (in-process stand-in)',
     accounting: true,
     unavailable: undefined,
     // LSF's own options (sudoUser, commands) come through the shared harness too.
@@ -62,11 +51,13 @@ defineBatchBehaviour(
         ...options,
         bsubArgs: args,
         bsubGpuArgs: gpuArgs,
-        commands: { ...COMMANDS, ...options.commands, ...(failingSubmit ? { bsub: failingSubmit } : {}) },
-        // As the stub's lsb.params would say: MAX_USER_PRIORITY=100.
+        commands: { ...options.commands, ...(failingSubmit ? { bsub: failingSubmit } : {}) },
+        // As the stand-in's lsb.params would say: MAX_USER_PRIORITY=100.
         maxUserPriority: 100,
       });
     },
+    commandRunner: withFailingSubmit(lsf.runner, 'bsub'),
+    interval: 50,
     commands: { submit: 'bsub', cancel: 'bkill', renice: 'bmod' },
     jobs: (name) => all().filter((j) => j.name === name),
     remove: (name) => {
@@ -75,32 +66,33 @@ defineBatchBehaviour(
     },
     submitSleep: (name) => void run('bsub', ['-J', name, '-o', '/dev/null'], 'sleep 600\n'),
     holdArgs: HOLD,
-    realSubmit: stub('bsub'),
+    realSubmit: 'bsub',
   },
   (ctx) => {
     it('cancels a container whose job pends because no host can ever take it, with that reason, after the grace', async () => {
-      writeFileSync(join(table, 'pend-reason'), 'There are no suitable hosts for the job;');
+      lsf.pendReason = 'There are no suitable hosts for the job;';
       try {
-        const h = ctx.start({ args: HOLD, neverClearsGrace: 1_000 });
+        const h = ctx.start({ args: HOLD, neverClearsGrace: 300 });
         const c = ctx.container({ env: { STUB_MODE: 'hang' } });
         await ctx.settledOk(h, c.uuid);
         await waitFor(() => ctx.stateOf(c.uuid) === 'Cancelled', 'Cancelled', WAIT);
         expect(String(ctx.fake().container(c.uuid)?.runtime_status?.error)).toMatch(/There are no suitable hosts for the job/);
         await waitFor(() => all().every((j) => j.name !== c.uuid), 'the job killed', WAIT);
       } finally {
-        rmSync(join(table, 'pend-reason'), { force: true });
+        lsf.pendReason = undefined;
       }
     }, TEST_TIMEOUT);
 
     it('submits through sudo -E -u BsubSudoUser, follows that user\'s jobs, and the credentials survive sudo', async () => {
       // A user that exists here: the secrets file is chowned to it (we run as root; the stand-in sudo does not switch users).
-      const lsfOptions: Partial<LsfRunnerOptions> = { sudoUser: 'nobody', commands: { ...COMMANDS, sudo: stub('sudo') }, secretsDir: join(ctx.work(), 'secrets-nobody') };
+      const lsfOptions: Partial<LsfRunnerOptions> = { sudoUser: 'nobody', secretsDir: join(ctx.work(), 'secrets-nobody') };
       const h = ctx.start(lsfOptions as Parameters<typeof ctx.start>[0]);
       const c = ctx.container({ env: { STUB_MODE: 'complete', STUB_RUN_MS: '200' } });
       await ctx.settledOk(h, c.uuid);
       expect(ctx.stateOf(c.uuid)).toBe('Complete');
-      const calls = readFileSync(join(table, 'calls.log'), 'utf8').split('\n').filter((l) => l.includes(c.uuid)).map((l) => JSON.parse(l) as { command: string; user: string });
+      const calls = lsf.calls.filter((x) => x.args.includes(c.uuid));
       expect(calls.filter((x) => x.command === 'bsub')).toEqual([expect.objectContaining({ user: 'nobody' })]);
+      expect(h.calls.filter((x) => x.cmd === 'sudo')).toHaveLength(1);
       const queries = h.calls.filter((x) => x.cmd === 'bjobs' && x.args[0] === '-u');
       expect(queries.length).toBeGreaterThan(0);
       expect(queries.every((x) => x.args[1] === 'all')).toBe(true);

@@ -20,7 +20,7 @@ defineBatchBehaviour(env, (ctx) => {
     writeFileSync(join(env.dir, 'table', 'comment'), 'Can Never Run: Insufficient amount of resource: ncpus (R: 64 A: 8 T: 8)');
     writeFileSync(join(env.dir, 'table', 'hold'), '');
     try {
-      const h = ctx.start({ neverClearsGrace: 1_000 });
+      const h = ctx.start({ neverClearsGrace: 300 });
       const c = ctx.container({ env: { STUB_MODE: 'hang' } });
       await ctx.settledOk(h, c.uuid);
       await waitFor(() => ctx.stateOf(c.uuid) === 'Cancelled', 'Cancelled', WAIT);

@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { PbsRunner, DEFAULT_PBS_QSUB_ARGUMENTS, type PbsRunnerOptions } from '../../../src/runners/batch/pbs/index.js';
 import type { CommandRunner } from '../../../src/runners/batch/commands.js';
 import type { BatchEnvironment, SeenJob } from '../batch/behaviour.js';
+import { withFailingSubmit } from '../batch/failing-submit.js';
 import { pbsCommand } from './bin/pbs-stub.mjs';
 
 const BIN = resolve(dirname(fileURLToPath(import.meta.url)), 'bin');
@@ -49,14 +50,10 @@ export function pbsEnvironment(mode: 'in-process' | 'commands'): BatchEnvironmen
       pendingReason: (j.comment ?? '').replace(/^Not Running:\s*/, ''),
     }));
   };
-  // In-process: the runner's commands are answered by the stand-in's code
-  // itself. The behaviour list's failing submit wrapper (a script named qsub
-  // in a failing-* directory that submits, then fails) is answered the same way.
+  // In-process: the runner's commands are answered by the stand-in's code itself.
   const inProcess: CommandRunner = (cmd, args, options = {}) => {
-    const name = basename(cmd);
-    const r = pbsCommand(table, name, args, { stdin: options.input ?? '', env: options.env ?? {} });
-    const failing = name === 'qsub' && basename(dirname(cmd)).startsWith('failing-');
-    return Promise.resolve({ code: failing ? 1 : r.code, signal: null, stdout: r.stdout, stderr: failing ? `${r.stderr}error: lost the answer after submitting\n` : r.stderr });
+    const r = pbsCommand(table, basename(cmd), args, { stdin: options.input ?? '', env: options.env ?? {} });
+    return Promise.resolve({ code: r.code, signal: null, stdout: r.stdout, stderr: r.stderr });
   };
   return {
     dir,
@@ -67,7 +64,7 @@ export function pbsEnvironment(mode: 'in-process' | 'commands'): BatchEnvironmen
       const { args, gpuArgs, failingSubmit, jobOutputDir: _unused, ...options } = o as typeof o & PbsRunnerOptions;
       return new PbsRunner({ ...options, qsubArgs: args, qsubGpuArgs: gpuArgs, ...(failingSubmit ? { commands: { qsub: failingSubmit } } : {}) });
     },
-    ...(mode === 'in-process' ? { commandRunner: inProcess } : {}),
+    ...(mode === 'in-process' ? { commandRunner: withFailingSubmit(inProcess, 'qsub'), interval: 50 } : {}),
     commands: { submit: 'qsub', cancel: 'qdel', renice: 'qalter' },
     jobs: (name) => all().filter((j) => j.name === name),
     remove: (name) => {

@@ -1,0 +1,80 @@
+/**
+ * The shared batch behaviour list (test/runners/batch/behaviour.ts) with
+ * Grid Engine, its commands answered in-process by the Grid Engine
+ * stand-in behind the command seam (./fake-sge.ts; the jobs themselves run
+ * on this machine). sge-behaviours.test.ts runs the same list against a real
+ * Grid Engine, in the system tier. Plus what is Grid Engine's own: a job in
+ * the error state, which never clears.
+ */
+import { afterAll, expect, it } from '@jest/globals';
+import { DEFAULT_QSUB_ARGUMENTS, SgeRunner, type SgeRunnerOptions } from '../../../src/runners/batch/sge/adapter.js';
+import { sgeJobName } from '../../../src/runners/batch/sge/name.js';
+import { isPendingState, isRunningState, parseQstatXml } from '../../../src/runners/batch/sge/qstat.js';
+import { waitFor } from '../../helpers/wait.js';
+import { TEST_TIMEOUT, WAIT, defineBatchBehaviour, type SeenJob } from '../batch/behaviour.js';
+import { withFailingSubmit } from '../batch/failing-submit.js';
+import { FakeSge } from './fake-sge.js';
+
+const sge = new FakeSge();
+afterAll(() => sge.close());
+
+function sh(cmd: string, args: string[], input?: string): string {
+  const r = sge.command(cmd, args, { input });
+  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr || r.stdout}`);
+  return r.stdout;
+}
+
+function jobs(name: string): SeenJob[] {
+  return parseQstatXml(sh('qstat', ['-u', '*', '-xml', '-pri']))
+    .filter((j) => j.name === name)
+    .map((j) => ({
+      id: j.id,
+      name: j.name,
+      state: isRunningState(j.state) ? 'running' : isPendingState(j.state) ? 'pending' : 'other',
+      priority: j.priority ?? 0,
+      pendingReason: j.state,
+    }));
+}
+
+defineBatchBehaviour(
+  {
+    name: 'Grid Engine (in-process stand-in)',
+    accounting: true,
+    unavailable: undefined,
+    runner: (o) => {
+      const { args, gpuArgs, failingSubmit, jobOutputDir: _unused, ...options } = o as typeof o & SgeRunnerOptions;
+      return new SgeRunner({
+        ...options,
+        qsubArgs: args,
+        qsubGpuArgs: gpuArgs,
+        commands: failingSubmit ? { qsub: failingSubmit } : undefined,
+        // The stand-in writes a job's record as it ends: no flush to wait for.
+        accountingDelay: 50,
+        accountingAttempts: 3,
+      });
+    },
+    commandRunner: withFailingSubmit(sge.runner, 'qsub'),
+    interval: 50,
+    commands: { submit: 'qsub', cancel: 'qdel', renice: 'qalter' },
+    jobs,
+    remove: (name) => {
+      const ids = jobs(name).map((j) => j.id);
+      if (ids.length) sge.command('qdel', ids);
+    },
+    submitSleep: (name) => void sh('qsub', ['-terse', '-N', sgeJobName(name), '-S', '/bin/sh', '-o', '/dev/null', '-e', '/dev/null'], 'sleep 600\n'),
+    // Held (-h) jobs stay pending until deleted.
+    holdArgs: [...DEFAULT_QSUB_ARGUMENTS, '-h'],
+    realSubmit: 'qsub',
+  },
+  (ctx) => {
+    it('cancels a container whose job is in the error state, with that reason, after the grace', async () => {
+      // A job whose output file cannot be opened goes to the error state Eqw.
+      const h = ctx.start({ args: ['-o', '/nonexistent/arvados-dispatch/out', '-e', '/dev/null'], neverClearsGrace: 300 });
+      const c = ctx.container({ env: { STUB_MODE: 'hang' } });
+      await ctx.settledOk(h, c.uuid);
+      await waitFor(() => ctx.stateOf(c.uuid) === 'Cancelled', 'Cancelled', WAIT);
+      expect(String(ctx.fake().container(c.uuid)?.runtime_status?.error)).toMatch(/error state \(Eqw\)/);
+      await waitFor(() => jobs(c.uuid).length === 0, 'the job deleted', WAIT);
+    }, TEST_TIMEOUT);
+  },
+);
