@@ -17,7 +17,7 @@ import { sgeEnv, sgeUnavailable } from '../runners/sge/sge-env.js';
 const STUB = fileURLToPath(new URL('../fixtures/slurm-crunch-run.mjs', import.meta.url));
 const MiB = 2 ** 20;
 
-const unavailable = built ? sgeUnavailable() : 'dist/ is not built (npm test builds it)';
+const unavailable = built ? await sgeUnavailable() : 'dist/ is not built (npm test builds it)';
 if (unavailable) console.warn(`SKIPPING the arvados-dispatch sge CLI tests with Grid Engine: ${unavailable}. Run scripts/sge-up.sh as root to enable them.`);
 
 // Job names of this file start with a random cluster id, so cleanup finds exactly ours.

@@ -12,7 +12,7 @@
  * `defineBatchBehaviour(env)` defines the tests of issue 10's "For each
  * adapter" list; each adapter's test file calls it with its environment.
  */
-import { spawnSync } from 'node:child_process';
+import { runWithInput } from '../../helpers/exec.js';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -68,11 +68,11 @@ export interface BatchEnvironment {
   /** The adapter's submit / cancel / renice command names, as counted. */
   commands: { submit: string; cancel: string; renice: string };
   /** Our jobs with this name, now. */
-  jobs(name: string): SeenJob[];
+  jobs(name: string): SeenJob[] | Promise<SeenJob[]>;
   /** Removes a job behind the dispatcher's back, as an administrator would. */
-  remove(name: string): void;
+  remove(name: string): void | Promise<void>;
   /** Submits a job that is not a container's (it sleeps) under `name`. */
-  submitSleep(name: string): void;
+  submitSleep(name: string): void | Promise<void>;
   /** Argument templates (the adapter's defaults plus something) that keep a job pending for an hour. */
   holdArgs: readonly string[];
   /** The real submit command's path (a failing wrapper calls it). */
@@ -97,7 +97,7 @@ export interface BatchEnvironment {
    * directories to search as that user; absent where the batch system is a
    * stand-in.
    */
-  asOtherUser?: { show(id: string): string; spools: readonly string[]; release(id: string): void };
+  asOtherUser?: { show(id: string): string | Promise<string>; spools: readonly string[]; release(id: string): void | Promise<void> };
 }
 
 /** The system root token of the behaviour runs: GatewayAuthSecret is keyed by it. */
@@ -168,7 +168,7 @@ export function defineBatchBehaviour(env: BatchEnvironment, extra?: (ctx: Behavi
     afterEach(async () => {
       for (const c of cleanups.splice(0).reverse()) await c();
       // Every job of this test's containers goes.
-      for (const uuid of created.splice(0)) if (env.jobs(uuid).length > 0) env.remove(uuid);
+      for (const uuid of created.splice(0)) if ((await env.jobs(uuid)).length > 0) await env.remove(uuid);
       await fake.stop();
     });
 
@@ -251,7 +251,7 @@ export function defineBatchBehaviour(env: BatchEnvironment, extra?: (ctx: Behavi
       expect(fake.runCount(c.uuid)).toBe(1);
       expect(count(h, env.commands.submit)).toBe(1);
       expect(h.lost).toEqual([]);
-      expect(env.jobs(c.uuid)).toEqual([]);
+      expect(await env.jobs(c.uuid)).toEqual([]);
       await waitFor(() => h.finished.some(([u]) => u === c.uuid), 'finished event', WAIT);
       expect(h.finished).toEqual([[c.uuid, env.accounting ? 'COMPLETED' : 'UNKNOWN']]);
       const seen = JSON.parse(readFileSync(join(markers, `${c.uuid}.json`), 'utf8')) as { argv: string[]; envKeys: string[] };
@@ -271,28 +271,29 @@ export function defineBatchBehaviour(env: BatchEnvironment, extra?: (ctx: Behavi
       const pieces = (s: string): string[] => Array.from({ length: s.length - 9 }, (_, i) => s.slice(i, i + 10));
       const h = start({ args: env.holdArgs });
       const c = container({ env: { STUB_MODE: 'hang' } });
-      await waitFor(() => env.jobs(c.uuid)[0]?.state === 'pending', 'pending job', WAIT);
+      await waitFor(async () => (await env.jobs(c.uuid))[0]?.state === 'pending', 'pending job', WAIT);
       const file = join(work, 'secrets', `${c.uuid}.env`);
       const gas = /GatewayAuthSecret='([0-9a-f]{64})'/.exec(readFileSync(file, 'utf8'))?.[1] ?? '';
       expect(gas).toHaveLength(64);
       const needles = [...pieces(secret), ...pieces(gas).filter((_, i) => i % 6 === 0)];
-      const check = (): void => {
-        const shown = other.show(env.jobs(c.uuid)[0].id);
-        expect(shown).toContain(env.jobs(c.uuid)[0].id);
+      const check = async (): Promise<void> => {
+        const id = (await env.jobs(c.uuid))[0].id;
+        const shown = await other.show(id);
+        expect(shown).toContain(id);
         // Everything `nobody` can read where the scheduler and we keep things.
         const dirs = [...other.spools, join(work, 'secrets'), '/tmp'];
-        const r = spawnSync('runuser', ['-u', 'nobody', '--', 'grep', '-rlsaF', ...needles.flatMap((n) => ['-e', n]), '--', ...dirs], { encoding: 'utf8', timeout: 60_000 });
+        const r = await runWithInput('runuser', ['-u', 'nobody', '--', 'grep', '-rlsaF', ...needles.flatMap((n) => ['-e', n]), '--', ...dirs]);
         expect(r.stdout.trim()).toBe('');
         expect(needles.filter((n) => shown.includes(n))).toEqual([]);
       };
-      check();
-      const cat = spawnSync('runuser', ['-u', 'nobody', '--', 'cat', file], { encoding: 'utf8' });
-      expect(cat.status).not.toBe(0);
+      await check();
+      const cat = await runWithInput('runuser', ['-u', 'nobody', '--', 'cat', file]);
+      expect(cat.code).not.toBe(0);
       expect(cat.stdout).toBe('');
       // Running: the script has read and deleted the file.
-      other.release(env.jobs(c.uuid)[0].id);
+      await other.release((await env.jobs(c.uuid))[0].id);
       await waitFor(() => stateOf(c.uuid) === 'Running', 'Running', WAIT);
-      check();
+      await check();
       expect(existsSync(file)).toBe(false);
       expect(h.warnings).toEqual([]);
     }, TEST_TIMEOUT);
@@ -326,17 +327,17 @@ export function defineBatchBehaviour(env: BatchEnvironment, extra?: (ctx: Behavi
       expect(readFileSync(join(markers, `${c.uuid}.signals`), 'utf8')).toMatch(/^SIGTERM\n/);
       expect(count(h, env.commands.cancel)).toBeGreaterThan(0);
       expect(h.calls.some((x) => x.args.some((a) => /KILL/.test(a)))).toBe(false);
-      expect(env.jobs(c.uuid)).toEqual([]);
+      expect(await env.jobs(c.uuid)).toEqual([]);
       expect(h.lost).toEqual([]);
     }, TEST_TIMEOUT);
 
     it('cancels a pending job through priority 0, and the container is not run', async () => {
       const h = start({ args: env.holdArgs });
       const c = container({ env: { STUB_MODE: 'hang' } });
-      await waitFor(() => env.jobs(c.uuid)[0]?.state === 'pending', 'pending job', WAIT);
+      await waitFor(async () => (await env.jobs(c.uuid))[0]?.state === 'pending', 'pending job', WAIT);
       fake.setPriority(c.uuid, 0);
       await settledOk(h, c.uuid);
-      expect(env.jobs(c.uuid)).toEqual([]);
+      expect(await env.jobs(c.uuid)).toEqual([]);
       expect(existsSync(join(markers, `${c.uuid}.json`))).toBe(false);
       expect(h.lost).toEqual([]);
     }, TEST_TIMEOUT);
@@ -344,9 +345,9 @@ export function defineBatchBehaviour(env: BatchEnvironment, extra?: (ctx: Behavi
     it('declares a job removed behind its back lost only after the grace, and cancels its container with the reason', async () => {
       const h = start({ vanishGrace: { misses: 3, ms: 1_000 } });
       const c = container({ env: { STUB_MODE: 'mute' } });
-      await waitFor(() => stateOf(c.uuid) === 'Running' && env.jobs(c.uuid)[0]?.state === 'running', 'Running', WAIT);
+      await waitFor(async () => stateOf(c.uuid) === 'Running' && (await env.jobs(c.uuid))[0]?.state === 'running', 'Running', WAIT);
       const removedAt = Date.now();
-      env.remove(c.uuid);
+      await env.remove(c.uuid);
       await waitFor(() => h.lost.length > 0, 'lost', WAIT);
       expect(h.lost[0]).toMatchObject({ uuid: c.uuid, action: 'cancelled' });
       expect(h.lost[0].misses).toBeGreaterThanOrEqual(3);
@@ -366,7 +367,7 @@ export function defineBatchBehaviour(env: BatchEnvironment, extra?: (ctx: Behavi
       const c = container({ env: { STUB_MODE: 'release' } });
       await waitFor(() => stateOf(c.uuid) === 'Running', 'Running', WAIT);
       await snapshotsLater(h, 5);
-      expect(env.jobs(c.uuid)).toHaveLength(1);
+      expect(await env.jobs(c.uuid)).toHaveLength(1);
       expect(count(h, env.commands.submit)).toBe(1);
       expect(duplicates).toEqual([c.uuid]);
       writeFileSync(join(markers, `${c.uuid}.release`), '');
@@ -380,8 +381,8 @@ export function defineBatchBehaviour(env: BatchEnvironment, extra?: (ctx: Behavi
       const low = container({ priority: 1, env: { STUB_MODE: 'hang' } });
       const mid = container({ priority: 500, env: { STUB_MODE: 'hang' } });
       const high = container({ priority: 1000, env: { STUB_MODE: 'hang' } });
-      const inOrder = (uuids: string[]): boolean => {
-        const jobs = uuids.map((u) => env.jobs(u)[0]);
+      const inOrder = async (uuids: string[]): Promise<boolean> => {
+        const jobs = await Promise.all(uuids.map(async (u) => (await env.jobs(u))[0]));
         return jobs.every((j) => j?.state === 'pending') && jobs.every((j, i) => i === 0 || (jobs[i - 1]?.priority ?? 0) > (j?.priority ?? 0));
       };
       const order = [high, mid, low].map((c) => c.uuid);
@@ -399,7 +400,7 @@ export function defineBatchBehaviour(env: BatchEnvironment, extra?: (ctx: Behavi
       expect(settled).toBeGreaterThan(0);
       await snapshotsLater(h, 4);
       expect(renices()).toBe(settled);
-      expect(inOrder(order)).toBe(true);
+      expect(await inOrder(order)).toBe(true);
 
       fake.setPriority(low.uuid, 1000);
       fake.setPriority(high.uuid, 1);
@@ -415,19 +416,19 @@ export function defineBatchBehaviour(env: BatchEnvironment, extra?: (ctx: Behavi
       const first = start();
       const a = container({ priority: 2, env: { STUB_MODE: 'release' } });
       const b = container({ priority: 1, env: { STUB_MODE: 'release' } });
-      await waitFor(() => stateOf(a.uuid) === 'Running' && env.jobs(b.uuid).length === 1, 'a Running, b queued', WAIT);
+      await waitFor(async () => stateOf(a.uuid) === 'Running' && (await env.jobs(b.uuid)).length === 1, 'a Running, b queued', WAIT);
       await first.d.stop();
       expect(count(first, env.commands.cancel)).toBe(0);
-      expect(env.jobs(a.uuid)).toHaveLength(1);
-      expect(env.jobs(b.uuid)).toHaveLength(1);
+      expect(await env.jobs(a.uuid)).toHaveLength(1);
+      expect(await env.jobs(b.uuid)).toHaveLength(1);
       expect(stateOf(a.uuid)).toBe('Running');
 
       // While no dispatcher runs: an orphan of a finished container, and a job of another cluster.
       const done = container({ env: {} });
       fake.forceUpdate(done.uuid, { state: 'Complete' });
-      env.submitSleep(done.uuid);
+      await env.submitSleep(done.uuid);
       const foreign = `${FOREIGN}-dz642-${randomId(15)}`;
-      env.submitSleep(foreign);
+      await env.submitSleep(foreign);
       try {
         const second = start();
         const orphans: string[][] = [];
@@ -435,7 +436,7 @@ export function defineBatchBehaviour(env: BatchEnvironment, extra?: (ctx: Behavi
         await waitFor(() => orphans.length === 1, 'orphans found', WAIT);
         expect(orphans[0]).toEqual(expect.arrayContaining([a.uuid, b.uuid, done.uuid]));
         expect(orphans[0].every((n) => n.startsWith(`${CLUSTER}-dz642-`))).toBe(true);
-        expect(env.jobs(foreign)).toHaveLength(1);
+        expect(await env.jobs(foreign)).toHaveLength(1);
 
         for (const c of [a, b]) writeFileSync(join(markers, `${c.uuid}.release`), '');
         await settledOk(second, a.uuid);
@@ -447,10 +448,10 @@ export function defineBatchBehaviour(env: BatchEnvironment, extra?: (ctx: Behavi
         expect(fake.runCount(b.uuid)).toBe(1);
         // The queue lists every user's jobs: one of a container our token does not hold is never touched.
         expect(second.settled.has(done.uuid)).toBe(false);
-        expect(env.jobs(done.uuid)).toHaveLength(1);
+        expect(await env.jobs(done.uuid)).toHaveLength(1);
       } finally {
-        env.remove(foreign);
-        env.remove(done.uuid);
+        await env.remove(foreign);
+        await env.remove(done.uuid);
       }
     }, TEST_TIMEOUT);
 

@@ -25,7 +25,7 @@ defineBatchBehaviour(env, (ctx) => {
       await ctx.settledOk(h, c.uuid);
       await waitFor(() => ctx.stateOf(c.uuid) === 'Cancelled', 'Cancelled', WAIT);
       expect(String(ctx.fake().container(c.uuid)?.runtime_status?.error)).toMatch(/Can Never Run: Insufficient amount of resource: ncpus/);
-      await waitFor(() => env.jobs(c.uuid).length === 0, 'the job deleted', WAIT);
+      await waitFor(async () => (await env.jobs(c.uuid)).length === 0, 'the job deleted', WAIT);
     } finally {
       rmSync(join(env.dir, 'table', 'comment'), { force: true });
       rmSync(join(env.dir, 'table', 'hold'), { force: true });

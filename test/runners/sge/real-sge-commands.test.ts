@@ -13,7 +13,7 @@ import { sleep } from '../../../src/util/sleep.js';
 import { waitFor } from '../../helpers/wait.js';
 import { sgeEnv, sgeUnavailable } from './sge-env.js';
 
-const unavailable = sgeUnavailable();
+const unavailable = await sgeUnavailable();
 if (unavailable) {
   console.warn(`SKIPPING the real Grid Engine command tests: ${unavailable}. Run scripts/sge-up.sh as root to enable them.`);
 }

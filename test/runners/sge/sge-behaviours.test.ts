@@ -5,26 +5,26 @@
  * the error state, which never clears. Skipped, with a warning, where qstat
  * does not answer.
  */
-import { spawnSync } from 'node:child_process';
 import { expect, it } from '@jest/globals';
 import { DEFAULT_QSUB_ARGUMENTS, SgeRunner, type SgeRunnerOptions } from '../../../src/runners/batch/sge/adapter.js';
 import { sgeJobName } from '../../../src/runners/batch/sge/name.js';
 import { isPendingState, isRunningState, parseQstatXml } from '../../../src/runners/batch/sge/qstat.js';
+import { runWithInput } from '../../helpers/exec.js';
 import { waitFor } from '../../helpers/wait.js';
 import { TEST_TIMEOUT, WAIT, defineBatchBehaviour, type SeenJob } from '../batch/behaviour.js';
 import { sgeEnv, sgeUnavailable } from './sge-env.js';
 
 const env = sgeEnv();
-const unavailable = sgeUnavailable();
+const unavailable = await sgeUnavailable();
 
-function sh(cmd: string, args: string[], input?: string): string {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', env, input });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr || r.stdout}`);
+async function sh(cmd: string, args: string[], input?: string): Promise<string> {
+  const r = await runWithInput(cmd, args, { env, input });
+  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr || r.stdout}`);
   return r.stdout;
 }
 
-function jobs(name: string): SeenJob[] {
-  return parseQstatXml(sh('qstat', ['-u', '*', '-xml', '-pri']))
+async function jobs(name: string): Promise<SeenJob[]> {
+  return parseQstatXml(await sh('qstat', ['-u', '*', '-xml', '-pri']))
     .filter((j) => j.name === name)
     .map((j) => ({
       id: j.id,
@@ -53,21 +53,21 @@ defineBatchBehaviour(
     },
     commands: { submit: 'qsub', cancel: 'qdel', renice: 'qalter' },
     jobs,
-    remove: (name) => {
-      const ids = jobs(name).map((j) => j.id);
-      if (ids.length) spawnSync('qdel', ids, { env });
+    remove: async (name) => {
+      const ids = (await jobs(name)).map((j) => j.id);
+      if (ids.length) await runWithInput('qdel', ids, { env });
     },
-    submitSleep: (name) => void sh('qsub', ['-terse', '-N', sgeJobName(name), '-S', '/bin/sh', '-o', '/dev/null', '-e', '/dev/null'], 'sleep 600\n'),
+    submitSleep: async (name) => void (await sh('qsub', ['-terse', '-N', sgeJobName(name), '-S', '/bin/sh', '-o', '/dev/null', '-e', '/dev/null'], 'sleep 600\n')),
     // Held (-h) jobs stay pending until deleted.
     holdArgs: [...DEFAULT_QSUB_ARGUMENTS, '-h'],
-    realSubmit: unavailable ? 'qsub' : sh('sh', ['-c', 'command -v qsub']).trim(),
+    realSubmit: unavailable ? 'qsub' : (await sh('sh', ['-c', 'command -v qsub'])).trim(),
     asOtherUser: {
-      show: (id) => {
-        const r = spawnSync('runuser', ['-u', 'nobody', '--', 'qstat', '-j', id], { encoding: 'utf8', env });
+      show: async (id) => {
+        const r = await runWithInput('runuser', ['-u', 'nobody', '--', 'qstat', '-j', id], { env });
         return `${r.stdout}${r.stderr}`;
       },
       spools: ['/var/spool/gridengine'],
-      release: (id) => void sh('qrls', [id]),
+      release: async (id) => void (await sh('qrls', [id])),
     },
   },
   (ctx) => {
@@ -78,8 +78,7 @@ defineBatchBehaviour(
       await ctx.settledOk(h, c.uuid);
       await waitFor(() => ctx.stateOf(c.uuid) === 'Cancelled', 'Cancelled', WAIT);
       expect(String(ctx.fake().container(c.uuid)?.runtime_status?.error)).toMatch(/error state \(Eqw\)/);
-      let last = 0;
-      await waitFor(() => Date.now() - last > 200 && ((last = Date.now()), jobs(c.uuid).length === 0), 'the job deleted', WAIT);
+      await waitFor(async () => (await jobs(c.uuid)).length === 0, 'the job deleted', WAIT);
     }, TEST_TIMEOUT);
   },
 );

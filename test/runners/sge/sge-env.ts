@@ -1,5 +1,5 @@
 /** Finding the single-node Grid Engine of scripts/sge-up.sh from the tests. */
-import { spawnSync } from 'node:child_process';
+import { runWithInput } from '../../helpers/exec.js';
 
 /** The environment Grid Engine's clients need (Debian's defaults unless set). */
 export function sgeEnv(): NodeJS.ProcessEnv {
@@ -7,10 +7,10 @@ export function sgeEnv(): NodeJS.ProcessEnv {
 }
 
 /** Why the Grid Engine tests cannot run here, or undefined when qstat answers and a queue takes jobs. */
-export function sgeUnavailable(): string | undefined {
-  const r = spawnSync('qstat', ['-f'], { encoding: 'utf8', timeout: 15_000, env: sgeEnv() });
-  if (r.error) return `qstat: ${r.error.message}`;
-  if (r.status !== 0) return `qstat exited ${r.status}: ${(r.stderr || r.stdout).trim().split('\n')[0]}`;
+export async function sgeUnavailable(): Promise<string | undefined> {
+  const r = await runWithInput('qstat', ['-f'], { env: sgeEnv() }).catch((err: Error) => err);
+  if (r instanceof Error) return `qstat: ${r.message}`;
+  if (r.code !== 0) return `qstat exited ${r.code}: ${(r.stderr || r.stdout).trim().split('\n')[0]}`;
   const usable = r.stdout.split('\n').some((line) => /^\S+@\S+\s+\S+\s+\d+\/\d+\/\d+\s+\S+\s+\S+\s*$/.test(line));
   return usable ? undefined : 'no queue instance without a state flag (qstat -f)';
 }

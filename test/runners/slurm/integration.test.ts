@@ -4,35 +4,34 @@
  * ended, pending reasons that never clear, a refused partition, the command
  * rate under a burst). Skipped, with a warning, where `sinfo` does not answer.
  */
-import { spawnSync } from 'node:child_process';
 import { expect, it } from '@jest/globals';
 import { DEFAULT_SBATCH_ARGUMENTS, SlurmRunner } from '../../../src/runners/batch/slurm/adapter.js';
 import type { CommandRecord } from '../../../src/runners/batch/exec.js';
 import type { JobState } from '../../../src/runners/batch/adapter.js';
 import { WAIT, defineBatchBehaviour, type SeenJob } from '../batch/behaviour.js';
+import { runWithInput } from '../../helpers/exec.js';
 import { waitFor } from '../../helpers/wait.js';
 
-function slurmUnavailable(): string | undefined {
-  const r = spawnSync('sinfo', ['--noheader', '--format=%T'], { encoding: 'utf8', timeout: 15_000 });
-  if (r.error) return `sinfo: ${r.error.message}. Run scripts/slurm-up.sh as root to enable them`;
-  if (r.status !== 0) return `sinfo exited ${r.status}: ${r.stderr.trim()}`;
+async function slurmUnavailable(): Promise<string | undefined> {
+  const r = await runWithInput('sinfo', ['--noheader', '--format=%T']).catch((err: Error) => err);
+  if (r instanceof Error) return `sinfo: ${r.message}. Run scripts/slurm-up.sh as root to enable them`;
+  if (r.code !== 0) return `sinfo exited ${r.code}: ${r.stderr.trim()}`;
   if (!/^(idle|mixed|allocated|completing)/m.test(r.stdout)) return `no usable node (sinfo: ${r.stdout.trim() || 'nothing'})`;
   return undefined;
 }
 
-function sh(cmd: string, args: string[]): string {
-  const r = spawnSync(cmd, args, { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
+async function sh(cmd: string, args: string[]): Promise<string> {
+  const r = await runWithInput(cmd, args);
+  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
   return r.stdout;
 }
 
 const STATES: Record<string, JobState> = { PENDING: 'pending', RUNNING: 'running', CONFIGURING: 'running' };
 
 /** Jobs named `name` in the queue now. */
-function jobs(name: string): SeenJob[] {
-  const r = spawnSync('squeue', ['--noheader', `--name=${name}`, '--format=%i|%j|%Q|%T|%r'], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`squeue failed: ${r.stderr}`);
-  return r.stdout
+async function jobs(name: string): Promise<SeenJob[]> {
+  const out = await sh('squeue', ['--noheader', `--name=${name}`, '--format=%i|%j|%Q|%T|%r']);
+  return out
     .split('\n')
     .filter((l) => l.trim() !== '')
     .map((l) => {
@@ -42,8 +41,10 @@ function jobs(name: string): SeenJob[] {
     .filter((j) => j.name === name);
 }
 
-const unavailable = slurmUnavailable();
-const realSbatch = unavailable ? 'sbatch' : sh('sh', ['-c', 'command -v sbatch']).trim();
+const unavailable = await slurmUnavailable();
+// Read once: whether Slurm enforces memory limits decides whether the OOM test runs.
+const slurmConfig = unavailable ? '' : (await runWithInput('scontrol', ['show', 'config'])).stdout;
+const realSbatch = unavailable ? 'sbatch' : (await sh('sh', ['-c', 'command -v sbatch'])).trim();
 
 defineBatchBehaviour(
   {
@@ -53,18 +54,18 @@ defineBatchBehaviour(
       new SlurmRunner({ ...core, jobOutputDir, sbatchArgs: args, sbatchGpuArgs: gpuArgs, ...(failingSubmit ? { commands: { sbatch: failingSubmit } } : {}) }),
     commands: { submit: 'sbatch', cancel: 'scancel', renice: 'scontrol' },
     jobs,
-    remove: (name) => void spawnSync('scancel', [`--name=${name}`]),
-    submitSleep: (name) => void sh('sbatch', [`--job-name=${name}`, '--mem=16', '--output=/dev/null', '--chdir=/tmp', '--wrap=sleep 600']),
+    remove: async (name) => void (await runWithInput('scancel', [`--name=${name}`])),
+    submitSleep: async (name) => void (await sh('sbatch', [`--job-name=${name}`, '--mem=16', '--output=/dev/null', '--chdir=/tmp', '--wrap=sleep 600'])),
     // Jobs that may not start for an hour stay pending, whatever else runs.
     holdArgs: [...DEFAULT_SBATCH_ARGUMENTS, '--begin=now+3600'],
     realSubmit: realSbatch,
     asOtherUser: {
-      show: (id) => {
-        const r = spawnSync('runuser', ['-u', 'nobody', '--', 'scontrol', 'show', 'job', '-dd', id], { encoding: 'utf8' });
+      show: async (id) => {
+        const r = await runWithInput('runuser', ['-u', 'nobody', '--', 'scontrol', 'show', 'job', '-dd', id]);
         return `${r.stdout}${r.stderr}`;
       },
       spools: ['/var/spool/slurmctld', '/var/spool/slurmd'],
-      release: (id) => void sh('scontrol', ['update', `JobId=${id}`, 'StartTime=now']),
+      release: async (id) => void (await sh('scontrol', ['update', `JobId=${id}`, 'StartTime=now'])),
     },
     accounting: true,
   },
@@ -84,7 +85,7 @@ defineBatchBehaviour(
 
     // Needs memory enforcement: scripts/slurm-up.sh configures task/cgroup where
     // a cgroup memory controller exists; elsewhere a job runs past --mem.
-    const enforced = !unavailable && /task\/cgroup/.test(spawnSync('scontrol', ['show', 'config'], { encoding: 'utf8' }).stdout ?? '');
+    const enforced = !unavailable && /task\/cgroup/.test(slurmConfig);
     if (!enforced) console.warn('SKIPPING the Slurm OOM test: no memory enforcement (TaskPlugin is not task/cgroup; run scripts/slurm-up.sh)');
     (enforced ? it : it.skip)('says why a job ended: a job past its --mem releases its container with "ran out of memory (requested 128 MiB)"', async () => {
       const h = ctx.start();
@@ -110,7 +111,7 @@ defineBatchBehaviour(
       expect(h.warnings.filter((w) => w.includes(c.uuid) && /PartitionConfig/.test(w))).toHaveLength(1);
       expect(String(ctx.fake().container(c.uuid)?.runtime_status?.error)).toMatch(/^Slurm job \d+ cannot start: pending with reason PartitionConfig/);
       await ctx.settledOk(h, c.uuid);
-      expect(jobs(c.uuid)).toEqual([]);
+      expect(await jobs(c.uuid)).toEqual([]);
     }, 2 * WAIT);
 
     it('releases a container that sbatch refuses (no such partition) with the reason, once, without a job', async () => {
@@ -124,7 +125,7 @@ defineBatchBehaviour(
       await waitFor(() => ctx.fake().logs.some((l) => l.object_uuid === c.uuid), 'dispatch log', 10_000);
       expect(String(ctx.fake().logs.find((l) => l.object_uuid === c.uuid)?.properties.text)).toMatch(/Slurm refused the job: .*[Ii]nvalid partition/);
       expect(submitted).toEqual(['error']);
-      expect(jobs(c.uuid)).toEqual([]);
+      expect(await jobs(c.uuid)).toEqual([]);
     }, 2 * WAIT);
 
     it('keeps sbatch, scancel and scontrol under --submit-rate through a burst of queued containers (counted)', async () => {
@@ -133,7 +134,7 @@ defineBatchBehaviour(
       const records: Array<CommandRecord & { at: number }> = [];
       h.runner.on('command', (r) => records.push({ ...r, at: Date.now() }));
       const cs = Array.from({ length: 16 }, () => ctx.container({ env: { STUB_MODE: 'hang' } }));
-      await waitFor(() => cs.every((c) => jobs(c.uuid).length === 1), 'all submitted', 2 * WAIT);
+      await waitFor(async () => (await Promise.all(cs.map((c) => jobs(c.uuid)))).every((j) => j.length === 1), 'all submitted', 2 * WAIT);
       for (const c of cs) ctx.fake().setPriority(c.uuid, 0);
       for (const c of cs) await ctx.settledOk(h, c.uuid);
       // Completion times of limited commands: between any two, at most the
@@ -158,11 +159,11 @@ defineBatchBehaviour(
       fake.forceUpdate(ours.uuid, { state: 'Locked', locked_by_uuid: fake.rootToken.uuid });
       const theirs = ctx.container({ env: { STUB_MODE: 'hang' } });
       fake.forceUpdate(theirs.uuid, { state: 'Locked', locked_by_uuid: 'zzzzz-gj3su-0therd1spatcher' });
-      const asNobody = (name: string): void =>
-        void sh('runuser', ['-u', 'nobody', '--', 'sbatch', `--job-name=${name}`, '--mem=16', '--output=/dev/null', '--chdir=/tmp', '--wrap=sleep 600']);
+      const asNobody = async (name: string): Promise<void> =>
+        void (await sh('runuser', ['-u', 'nobody', '--', 'sbatch', `--job-name=${name}`, '--mem=16', '--output=/dev/null', '--chdir=/tmp', '--wrap=sleep 600']));
       try {
-        asNobody(ours.uuid);
-        asNobody(theirs.uuid);
+        await asNobody(ours.uuid);
+        await asNobody(theirs.uuid);
         const h = ctx.start({ vanishGrace: { misses: 2, ms: 0 } });
         await waitFor(() => h.d.container(ours.uuid) !== undefined, 'ours adopted', WAIT);
         // Many queue runs go by: nothing is submitted, cancelled or released.
@@ -170,8 +171,8 @@ defineBatchBehaviour(
         const target = runs() + 6;
         await waitFor(() => runs() >= target, 'six squeue runs', WAIT);
         expect(h.calls.filter((c) => c.cmd === 'sbatch' || c.cmd === 'scancel')).toEqual([]);
-        expect(jobs(ours.uuid)).toHaveLength(1);
-        expect(jobs(theirs.uuid)).toHaveLength(1);
+        expect(await jobs(ours.uuid)).toHaveLength(1);
+        expect(await jobs(theirs.uuid)).toHaveLength(1);
         expect(ctx.stateOf(ours.uuid)).toBe('Locked');
         expect(fake.container(theirs.uuid)?.locked_by_uuid).toBe('zzzzz-gj3su-0therd1spatcher');
         expect(h.d.container(theirs.uuid)).toBeUndefined();
@@ -179,8 +180,8 @@ defineBatchBehaviour(
         // The status counts only our jobs: the other dispatcher's is not one.
         expect(h.runner.status.inQueue).toBe(1);
       } finally {
-        spawnSync('scancel', [`--name=${ours.uuid}`]);
-        spawnSync('scancel', [`--name=${theirs.uuid}`]);
+        await runWithInput('scancel', [`--name=${ours.uuid}`]);
+        await runWithInput('scancel', [`--name=${theirs.uuid}`]);
       }
     }, 2 * WAIT);
   },
