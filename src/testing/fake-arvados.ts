@@ -25,7 +25,8 @@ import {
   type HostileFaultKind,
 } from './hostile.js';
 import { CONTAINER_ATTRIBUTES } from './query.js';
-import { Store, type TokenRecord, type Transition } from './store.js';
+import { Store, type Transition } from './store.js';
+import type { TokenRecord } from './tokens.js';
 import { selfSignedCert } from './tls.js';
 import { FakeEventStream } from './websocket.js';
 
