@@ -26,7 +26,8 @@ export {
   type CrunchRunSimRecord,
   type CrunchRunSimSetting,
 } from './crunch-run-sim.js';
-export type { Transition, TokenRecord } from './store.js';
+export type { Transition } from './store.js';
+export type { TokenRecord } from './tokens.js';
 export { TestClock } from './clock.js';
 export { MemoryContainerApi } from './memory-api.js';
 export type { ContainerApi } from '../dispatcher/api.js';

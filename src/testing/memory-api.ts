@@ -11,7 +11,7 @@ import type { ContainerApi } from '../dispatcher/api.js';
 import type { ApiClientAuthorization, Container, ContainerList, ContainerUpdate, ListParams, LockResult, LogRecord, SelectedContainer } from '../types.js';
 import { ApiError } from './errors.js';
 import type { FakeArvados, FakeToken } from './fake-arvados.js';
-import type { TokenRecord } from './store.js';
+import type { TokenRecord } from './tokens.js';
 
 /** Most items one walk of {@link MemoryContainerApi.pageContainers} returns, as the client's default bound. */
 const MAX_WALK_ITEMS = 1_000_000;
