@@ -49,7 +49,7 @@ export class Submission {
     this.#command = new SubmitCommand(ctx, d, state);
   }
 
-  /** Whether the instance type for `%I` has been chosen (see {@link chooseInstanceType}). */
+  /** Whether the instance type for `%I` has been chosen (see {@link Submission.chooseInstanceType}). */
   get hasInstanceType(): boolean {
     return this.#instanceType !== undefined;
   }
