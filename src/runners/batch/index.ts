@@ -26,7 +26,7 @@ export type {
 } from './adapter.js';
 export { BatchRunner, type BatchRunnerEvents, type BatchRunnerStatus } from './runner.js';
 export { BATCH_RUNNER_DEFAULTS, type BatchRunnerOptions, type ResolvedBatchOptions, type RetryBackoff, type SubmitRate, type VanishGrace } from './options.js';
-export type { LostJob } from './job.js';
+export type { LostJob } from './job-context.js';
 export type { CommandRecord } from './exec.js';
 export { CommandTimeoutError, spawnCommand, type CommandRunner, type RunOptions } from './commands.js';
 export { DEFAULT_PRIORITY_SPREAD } from './priority.js';

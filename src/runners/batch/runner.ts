@@ -20,7 +20,8 @@ import type { BatchAdapter, QueueJob, RunResult, TerminalKind } from './adapter.
 import { Canceller } from './canceller.js';
 import { classifyOutcome, Executor, type CommandRecord } from './exec.js';
 import { SubmitGate } from './gate.js';
-import { BatchJob, type JobContext, type LostJob } from './job.js';
+import { BatchJob } from './job.js';
+import type { JobContext, LostJob } from './job-context.js';
 import { JobSecrets } from './job-secrets.js';
 import { SharedVerdicts } from './echoes.js';
 import { CommandLimiter } from './limiter.js';

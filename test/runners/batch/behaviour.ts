@@ -22,7 +22,7 @@ import { Dispatcher, type Container } from '../../../src/index.js';
 import { FakeArvados } from '../../../src/testing/index.js';
 import type { BatchRunner } from '../../../src/runners/batch/runner.js';
 import type { BatchRunnerOptions } from '../../../src/runners/batch/options.js';
-import type { LostJob } from '../../../src/runners/batch/job.js';
+import type { LostJob } from '../../../src/runners/batch/job-context.js';
 import { spawnCommand, type CommandRunner } from '../../../src/runners/batch/commands.js';
 import type { JobState } from '../../../src/runners/batch/adapter.js';
 import { waitFor } from '../../helpers/wait.js';

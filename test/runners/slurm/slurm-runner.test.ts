@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from '@jest/globals';
 import { Dispatcher, RunnerConfigError, type Container, type DispatcherOptions } from '../../../src/index.js';
 import { FakeArvados } from '../../../src/testing/index.js';
 import { SlurmRunner, type SlurmRunnerOptions } from '../../../src/runners/batch/slurm/index.js';
-import type { LostJob } from '../../../src/runners/batch/job.js';
+import type { LostJob } from '../../../src/runners/batch/job-context.js';
 import { runWithInput } from '../../helpers/exec.js';
 import { waitFor } from '../../helpers/wait.js';
 import { FakeSlurm, type FakeCall, type FakeJob } from './fake-slurm.js';
