@@ -7,6 +7,17 @@ import { createDefaultEsmPreset } from 'ts-jest';
 //   system       what needs a real Slurm, Grid Engine or PostgreSQL, and the packed
 //                package as a user installs it (test/package/, test/examples/).
 // `npm test` runs unit and integration; `npm run test:system` runs system.
+// `npm test` runs 3 Jest workers (--maxWorkers=3; Jest's default is one
+// fewer than the cores, a single worker on two cores): integration tests
+// mostly wait on servers and child processes (a worker keeps less than
+// half a core busy), and share no port (all listen on port 0), directory
+// (each makes its own) or environment variable. On two cores the
+// integration tier took 95 s with 2 workers, 71 s with 3, 58 s with 4, but
+// 4 kept both cores almost fully busy, leaving no headroom for the tests
+// that time real back-off when the machine is shared. A count, not a share
+// of the cores: Jest reads a share above 100% as a count (150% would be 150
+// workers). The system tier keeps the default: its tests share one Slurm,
+// Grid Engine and PostgreSQL.
 // A new test file lands in integration unless listed here.
 
 /** Files of the unit tier. */

@@ -1,5 +1,5 @@
 // The published shape of the package, checked on the tarball `npm pack`
-// makes (node scripts/check-package.mjs [package dir]; `npm test` runs it):
+// makes (node scripts/check-package.mjs [package dir]; `npm run test:system` runs it):
 //
 // - publint: package.json fields against the files that ship (exports,
 //   main, types, bin, module format of each entry), warnings are errors;
@@ -7,7 +7,7 @@
 //   right module kind, under node10, node16 (CJS and ESM) and bundlers.
 //
 // Both read the local tarball only; nothing is fetched. The tarball is
-// packed with --ignore-scripts: `npm test` builds dist/ before this runs.
+// packed with --ignore-scripts: `npm run test:system` builds dist/ before this runs.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -11,9 +11,10 @@ import { format } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import createDebug from 'debug';
 import fc from 'fast-check';
-import { Dispatcher, type Container, type RunContainer } from '../../src/index.js';
+import { Dispatcher, type Clock, type Container, type RunContainer } from '../../src/index.js';
 import { FakeArvados, HOSTILE_FAULTS, type FaultOptions, type HostileFaultKind, type RouteName } from '../../src/testing/index.js';
 import { fragmentsIn } from '../client/fragments.js';
+import { sleep } from '../../src/util/sleep.js';
 import { waitFor } from '../helpers/wait.js';
 
 const SECRET = 'hostilesecret0123456789abcdefghijklmnopqrstuvwxyzAB';
@@ -111,6 +112,22 @@ const hostileFaults = fc.record({
 
 // ---- one dispatcher run ---------------------------------------------------------
 
+/**
+ * How much faster than real time the runs' dispatcher clock goes. An
+ * overload answer (503/429) pauses locking for 1 s, 2 s, 4 s... of the
+ * dispatcher's clock (ApiPressure's own back-off, not an option): four 503s
+ * to lock took 12 s of a run. The dispatcher's intervals below are given in
+ * its time, SPEED times what they last in real time; the client's timeouts
+ * and retries are on the real clock.
+ */
+const SPEED = 20;
+
+/** A clock that goes SPEED times as fast as the real one, from now on. */
+function fastClock(): Clock {
+  const t0 = Date.now();
+  return { now: () => t0 + (Date.now() - t0) * SPEED, sleep: (ms, signal) => sleep(ms / SPEED, signal) };
+}
+
 interface Outcome {
   /** run()'s rejection, if it rejected. */
   rejected?: Error;
@@ -146,11 +163,12 @@ async function dispatchThree(leaveLocked: boolean, during: () => void): Promise<
   const d = new Dispatcher({
     client: fake.client({ token: TOKEN, retries: 3, retryDelay: 2, maxRetryDelay: 10, timeout: 1500, deadline: 5000, maxResponseBytes: 256 * 1024 }),
     runContainer,
-    pollInterval: 15,
+    pollInterval: 15 * SPEED,
     minRetryPeriod: 0,
-    failureBackoff: { initial: 15, max: 60 },
+    failureBackoff: { initial: 15 * SPEED, max: 60 * SPEED },
     handleSignals: false,
-    shutdownTimeout: 3000,
+    shutdownTimeout: 3000 * SPEED,
+    clock: fastClock(),
   });
   for (const e of ['warning', 'settled', 'released', 'stream-ended', 'paused', 'stopping', 'identified'] as const) {
     d.on(e, (...args: unknown[]) => void outcome.output.push(`${e}: ${format(...args)}`));

@@ -1,4 +1,4 @@
-// The guards `npm test` runs on what ships, shown to fail: ESLint's
+// The guards on what ships (`npm test` and `npm run test:system` run them), shown to fail: ESLint's
 // import-x/no-extraneous-dependencies on src/ (a shipped import of a
 // devDependency, type-only imports included, since declarations ship too),
 // and scripts/check-package.mjs (publint and arethetypeswrong) on a package

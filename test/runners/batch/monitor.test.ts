@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from '@jest/globals';
 import type { CommandRunner, RunOptions, RunResult } from '../../../src/runners/batch/commands.js';
 import { QueueMonitor, QueueMonitorStoppedError, type QueueSnapshot } from '../../../src/runners/batch/monitor.js';
 import { parseSqueue } from '../../../src/runners/batch/slurm/adapter.js';
+import { TestClock } from '../../../src/testing/clock.js';
 
 const U0 = 'zzzzz-dz642-queuedcontainer';
 const U1 = 'zzzzz-dz642-000000000000001';
@@ -52,10 +53,11 @@ function settled(p: Promise<unknown>): Promise<boolean> {
 }
 
 const monitors: QueueMonitor[] = [];
-function monitor(fake: FakeSqueue, intervalMs = 5, maxIntervalMs?: number): QueueMonitor {
+function monitor(fake: FakeSqueue, intervalMs = 5, maxIntervalMs?: number, clock?: TestClock): QueueMonitor {
   const m = new QueueMonitor({
     intervalMs,
     maxIntervalMs,
+    clock,
     name: 'squeue',
     query: (signal) => fake.runner('squeue', ['--noheader'], { signal }),
     parse: (stdout, onBadLine) => parseSqueue(stdout, onBadLine),
@@ -275,18 +277,25 @@ describe('QueueMonitor: adaptive interval', () => {
   });
 
   it('polls sooner when hurried than the slowed-down interval would', async () => {
+    // On a test clock: slowed down this far, the real intervals would add up to 41 s.
+    const clock = new TestClock();
     const fake = new FakeSqueue();
-    const m = monitor(fake, 20, 60_000);
+    const m = monitor(fake, 20, 60_000, clock);
     m.start();
     const same = `1|${U0}|0|1|PENDING||Priority\n`;
     for (let n = 1; n <= 12; n++) {
-      (await fake.call(n)).resolve({ stdout: same });
-      await new Promise((r) => setImmediate(r));
+      // Each poll starts when its timer ends: move the clock to it.
+      while (fake.calls.length < n) if (!(await clock.next())) await clock.settle();
+      fake.calls[n - 1].resolve({ stdout: same });
+      await clock.settle();
     }
     // Slowed far beyond a test's patience now; an urgent waiter brings the next poll forward.
     expect(m.interval).toBeGreaterThan(10_000);
     const urgent = m.nextSnapshot(undefined, true);
-    (await fake.call(13)).resolve({ stdout: same });
+    // One base interval is all it takes now.
+    await clock.advance(20);
+    expect(fake.calls).toHaveLength(13);
+    fake.calls[12].resolve({ stdout: same });
     expect((await urgent).seq).toBe(13);
   });
 });
