@@ -30,6 +30,7 @@ export {
   type RunnerEventSource,
   type RunnerEvents,
   type RunnerStatus,
+  type RunnerLostJob,
   type SecondSignal,
   type StreamEndReason,
   type ContainerApi,

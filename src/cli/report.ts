@@ -9,9 +9,9 @@
  * @module
  */
 import type { Dispatcher } from '../dispatcher/dispatcher.js';
+import type { Runner } from '../dispatcher/runner.js';
 import type { LocalRunner } from '../runners/local/local-runner.js';
 import { formatBytes } from '../runners/local/resources.js';
-import type { BatchRunner } from '../runners/batch/runner.js';
 import type { ContainerState } from '../types.js';
 import type { Output } from './output.js';
 
@@ -91,12 +91,11 @@ function shortText(text: string): string {
 }
 
 /** Pending jobs of a queue snapshot by reason, most frequent first, bounded to {@link MAX_REASONS} names plus `other`. */
-export function pendingReasons(jobs: Iterable<{ readonly state: string; readonly pendingReason: string }>): Array<[string, number]> {
+export function pendingReasons(reasons: Readonly<Record<string, number>>): Array<[string, number]> {
   const by = new Map<string, number>();
-  for (const j of jobs) {
-    if (j.state !== 'pending') continue;
-    const r = shortText(j.pendingReason);
-    by.set(r, (by.get(r) ?? 0) + 1);
+  for (const [reason, n] of Object.entries(reasons)) {
+    const r = shortText(reason);
+    by.set(r, (by.get(r) ?? 0) + n);
   }
   const sorted = [...by].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
   if (sorted.length <= MAX_REASONS) return sorted;
@@ -136,7 +135,7 @@ export class Reporter {
   readonly #d: Dispatcher;
   /** The lock concurrency configured (before any back-pressure lowered it). */
   readonly #lockConcurrency: number;
-  #batch: BatchRunner | undefined;
+  #batch: Runner | undefined;
 
   constructor(out: Output, d: Dispatcher, counts: RunnerCounts) {
     this.#out = out;
@@ -221,10 +220,14 @@ export class Reporter {
     return this;
   }
 
-  /** Adds the lines of a {@link BatchRunner}'s events (Slurm, LSF, Grid Engine). */
-  watchBatch(runner: BatchRunner, d: Dispatcher): this {
-    const name = runner.adapter.name;
+  /**
+   * Adds the lines of a batch runner's events (Slurm, LSF, Grid Engine, PBS),
+   * read through the {@link Runner} interface: its `status` names the scheduler.
+   */
+  watchBatch(runner: Runner, d: Dispatcher): this {
+    const name = runner.status?.scheduler ?? 'the scheduler';
     const o = this.#out;
+    const events = runner.events;
     this.#batch = runner;
     // The job ran elsewhere: the dispatcher's poll is what sees the container end.
     d.on('stream-ended', (uuid, reason, c) => {
@@ -232,16 +235,16 @@ export class Reporter {
       const exit = c.exit_code !== null && c.exit_code !== undefined ? ` (exit code ${c.exit_code})` : '';
       o.event('finished', `${uuid} finished: ${c.state}${exit}`, { uuid, state: c.state, exit_code: c.exit_code ?? null });
     });
-    runner.on('submitted', (uuid, result, jobId) => {
+    events?.on('submitted', (uuid, result, jobId) => {
       if (result !== 'error') o.event('submitted', `${uuid} submitted to ${name}${jobId !== undefined ? ` as job ${jobId}` : ''}`, { uuid, job_id: jobId ?? null });
     });
-    runner.on('lost', (e) => {
+    events?.on('lost', (e) => {
       if (e.action !== 'none') o.warn(`${e.uuid} ${e.action}: ${e.reason}`, { uuid: e.uuid, action: e.action, job_id: e.jobId ?? null, reason: e.reason }, 'lost');
     });
-    runner.on('orphans', (uuids) =>
+    events?.on('orphans', (uuids) =>
       o.event('orphans', `found ${uuids.length} job(s) of this cluster in the ${name} queue at startup; following them`, { uuids }),
     );
-    runner.on('warning', (message) => o.warn(message));
+    events?.on('warning', (message) => o.warn(message));
     return this;
   }
 
@@ -273,13 +276,12 @@ export class Reporter {
     if (st.held !== undefined) c.lockingHeld = shortText(st.held);
     if (st.pausedUntil !== undefined) c.lockingPausedUntil = st.pausedUntil;
     if (st.lockConcurrency < this.#lockConcurrency) c.lockConcurrency = [st.lockConcurrency, this.#lockConcurrency];
-    const batch = this.#batch;
-    if (batch) {
-      const bs = batch.status;
-      c.scheduler = batch.adapter.name;
-      c.pending = bs.pending;
-      c.pendingReasons = pendingReasons(batch.ownJobs);
-      c.submissionsPaused = bs.atQuota;
+    const bs = this.#batch?.status;
+    if (bs?.scheduler !== undefined) {
+      c.scheduler = bs.scheduler;
+      c.pending = bs.pending ?? 0;
+      c.pendingReasons = pendingReasons(bs.pendingReasons ?? {});
+      c.submissionsPaused = bs.atQuota ?? false;
     }
     return c;
   }

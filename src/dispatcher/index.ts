@@ -19,6 +19,7 @@ export {
   type RunnerEventSource,
   type RunnerEvents,
   type RunnerStatus,
+  type RunnerLostJob,
 } from './runner.js';
 export { STOP_SIGNALS, type SecondSignal } from './signals.js';
 export type { ContainerUpdates, StreamEndReason } from './updates.js';

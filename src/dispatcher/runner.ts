@@ -37,6 +37,21 @@ export interface RunnerStatus {
   readonly queueAgeMs?: number;
   /** The poller's interval now, ms: how stale the queue may normally get. */
   readonly queueIntervalMs?: number;
+  /** Of this runner's jobs in the scheduler's queue, how many are pending. */
+  readonly pending?: number;
+  /** The scheduler's reasons for this runner's pending jobs, as given, with how many jobs give each. */
+  readonly pendingReasons?: Readonly<Record<string, number>>;
+}
+
+/** A job that left the scheduler's queue on its own and what became of its container (the `lost` event). */
+export interface RunnerLostJob {
+  readonly uuid: string;
+  /** The scheduler's job id, if it was known. */
+  readonly jobId: string | undefined;
+  /** What releasing the container did (`none`: it had finished by itself, or is no longer ours). */
+  readonly action: ReleaseAction;
+  /** Why, as logged on the container. */
+  readonly reason: string;
 }
 
 /** One scheduler command run by a runner, for metrics. */
@@ -65,6 +80,10 @@ export interface RunnerEvents {
   vanished: [uuid: string, resolution: ReleaseAction];
   /** A job left the queue for good; `kind` from the scheduler's accounting, `UNKNOWN` without it. */
   finished: [uuid: string, kind: string];
+  /** A job left the queue on its own and was declared lost after the grace. */
+  lost: [info: RunnerLostJob];
+  /** Jobs named like containers of this cluster were in the queue at startup; the runner follows them. */
+  orphans: [uuids: string[]];
 }
 
 /** Subscribing to a runner's {@link RunnerEvents}. */

@@ -58,19 +58,27 @@ describe('the status line on a busy cluster', () => {
   });
 
   it('counts pending reasons most frequent first, with at most four names, cut and on one line', () => {
+    // What a batch runner's status carries: pending jobs counted by their reason.
+    const tally = (js: Array<{ state: string; pendingReason: string }>): Record<string, number> => {
+      const by = Object.create(null) as Record<string, number>;
+      for (const j of js) if (j.state === 'pending') by[j.pendingReason] = (by[j.pendingReason] ?? 0) + 1;
+      return by;
+    };
     const jobs = [
       ...Array.from({ length: 50 }, (_, i) => ({ state: 'pending', pendingReason: `Reason${i % 10}` })),
       ...Array.from({ length: 7 }, () => ({ state: 'pending', pendingReason: 'Priority' })),
       { state: 'pending', pendingReason: `evil\nline ${'x'.repeat(200)}` },
       { state: 'running', pendingReason: '' },
     ];
-    const r = pendingReasons(jobs);
+    const r = pendingReasons(tally(jobs));
     expect(r).toHaveLength(5);
     expect(r[0]).toEqual(['Priority', 7]);
     expect(r[4][0]).toBe('other');
     expect(r.reduce((n, [, k]) => n + k, 0)).toBe(58);
-    expect(pendingReasons([{ state: 'pending', pendingReason: `evil\nline ${'x'.repeat(200)}` }])[0][0]).toMatch(/^evil line x+…$/);
-    expect(pendingReasons([{ state: 'pending', pendingReason: '' }])).toEqual([['no reason given', 1]]);
+    expect(pendingReasons(tally([{ state: 'pending', pendingReason: `evil\nline ${'x'.repeat(200)}` }]))[0][0]).toMatch(/^evil line x+…$/);
+    expect(pendingReasons(tally([{ state: 'pending', pendingReason: '' }]))).toEqual([['no reason given', 1]]);
+    // Scheduler text naming an object key is just a reason.
+    expect(pendingReasons(tally([{ state: 'pending', pendingReason: '__proto__' }, { state: 'pending', pendingReason: 'constructor' }]))).toEqual([['__proto__', 1], ['constructor', 1]]);
   });
 });
 

@@ -70,6 +70,8 @@ export interface BatchRunnerStatus extends RunnerStatus {
   inQueue: number;
   /** Of those, pending. */
   pending: number;
+  /** The scheduler's reasons for those pending, with how many give each. */
+  pendingReasons: Readonly<Record<string, number>>;
   /** Of those, running. */
   running: number;
   /** Containers in a submission step now. */
@@ -247,12 +249,16 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
     let pending = 0;
     let running = 0;
     let inQueue = 0;
+    // Reasons are scheduler text: no prototype, so no reason can name one of its keys.
+    const pendingReasons = Object.create(null) as Record<string, number>;
     // The queue lists every user's jobs: count only those of containers we hold.
     for (const [name, j] of snap?.jobs ?? []) {
       if (!this.#jobs.has(name)) continue;
       inQueue++;
-      if (j.state === 'pending') pending++;
-      else if (j.state === 'running') running++;
+      if (j.state === 'pending') {
+        pending++;
+        pendingReasons[j.pendingReason] = (pendingReasons[j.pendingReason] ?? 0) + 1;
+      } else if (j.state === 'running') running++;
     }
     let submitting = 0;
     for (const { job } of this.#jobs.values()) if (job.schedulingStatus === 'submitting') submitting++;
@@ -261,6 +267,7 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
       containers: this.#jobs.size,
       inQueue,
       pending,
+      pendingReasons,
       running,
       submitting,
       atQuota: this.#gate.state !== 'open',

@@ -894,14 +894,29 @@ describe('SlurmRunner: every user\'s jobs', () => {
     const h = await setup();
     const other = h.fake.addContainer({ priority: 1, ...SMALL, state: 'Locked', locked_by_uuid: 'zzzzz-gj3su-0therd1spatcher' });
     h.slurm.add(other.uuid);
-    h.slurm.add('somebody-elses-job');
+    h.slurm.add('somebody-elses-job', { state: 'PENDING', reason: 'Resources' });
     simulateCrunchRun(h.fake, h.slurm);
     const c = h.fake.addContainer({ priority: 1, ...SMALL });
     await waitFor(() => state(h, c.uuid) === 'Running', 'Running');
     await polls(h.slurm, 2);
     expect(h.runner.ownJobs.map((j) => j.name)).toEqual([c.uuid]);
     expect(h.runner.status.inQueue).toBe(1);
+    // Somebody else's job is pending; ours runs: no pending job or reason is ours.
+    expect(h.runner.status.pending).toBe(0);
+    expect({ ...h.runner.status.pendingReasons }).toEqual({});
     expect(h.slurm.has(other.uuid)).toBe(true);
     expect(h.slurm.callsOf('scancel')).toEqual([]);
+  });
+
+  it("reports its own pending jobs' reasons in its status, as the scheduler gives them", async () => {
+    const h = await setup();
+    h.slurm.initialState = 'PENDING';
+    h.slurm.initialReason = 'Resources';
+    h.slurm.add('somebody-elses-job', { state: 'PENDING', reason: 'Priority' });
+    const cs = [h.fake.addContainer({ priority: 2, ...SMALL }), h.fake.addContainer({ priority: 1, ...SMALL })];
+    await waitFor(() => cs.every((c) => h.slurm.has(c.uuid)), 'both submitted');
+    await polls(h.slurm, 2);
+    expect(h.runner.status.pending).toBe(2);
+    expect({ ...h.runner.status.pendingReasons }).toEqual({ Resources: 2 });
   });
 });
