@@ -66,6 +66,28 @@ async function withServer(setup, job) {
 }
 
 const results = {};
+// CYCLE_ONLY=idle: only the idle row, IDLE_ROUNDS times with the builds
+// interleaved (a 30 s sample is noisy on a shared machine), printed.
+if (process.env.CYCLE_ONLY === 'idle') {
+  try {
+    const rounds = Number(process.env.IDLE_ROUNDS ?? 3);
+    const by = new Map(builds.map((b) => [b.name, []]));
+    for (let i = 0; i < rounds; i++) {
+      for (const b of builds) {
+        const r = await withServer({}, async (info) => {
+          await call('createOne', { i: 0 });
+          return child({ job: 'idle', dist: b.dist, info });
+        });
+        by.get(b.name).push(r.cpuMsPerSecond);
+      }
+    }
+    const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+    for (const [name, xs] of by) console.log(`${name}: idle CPU ${xs.map((x) => fmt(x, 2)).join(', ')} ms/s; median ${fmt(median(xs), 2)}`);
+  } finally {
+    server.disconnect();
+  }
+  process.exit(0);
+}
 // CYCLE_ONLY=memory: only the memory rows, printed (results.md is left alone).
 if (process.env.CYCLE_ONLY === 'memory') {
   try {
