@@ -8,11 +8,10 @@
 import { expect, it } from '@jest/globals';
 import { DEFAULT_QSUB_ARGUMENTS, SgeRunner, type SgeRunnerOptions } from '../../../src/runners/batch/sge/adapter.js';
 import { sgeJobName } from '../../../src/runners/batch/sge/name.js';
-import { isPendingState, isRunningState, parseQstatXml } from '../../../src/runners/batch/sge/qstat.js';
 import { runWithInput } from '../../helpers/exec.js';
 import { waitFor } from '../../helpers/wait.js';
 import { TEST_TIMEOUT, WAIT, defineBatchBehaviour, type SeenJob } from '../batch/behaviour.js';
-import { sgeEnv, sgeUnavailable } from './sge-env.js';
+import { seenJobs, sgeEnv, sgeUnavailable } from './sge-env.js';
 
 const env = sgeEnv();
 const unavailable = await sgeUnavailable();
@@ -24,15 +23,7 @@ async function sh(cmd: string, args: string[], input?: string): Promise<string> 
 }
 
 async function jobs(name: string): Promise<SeenJob[]> {
-  return parseQstatXml(await sh('qstat', ['-u', '*', '-xml', '-pri']))
-    .filter((j) => j.name === name)
-    .map((j) => ({
-      id: j.id,
-      name: j.name,
-      state: isRunningState(j.state) ? 'running' : isPendingState(j.state) ? 'pending' : 'other',
-      priority: j.priority ?? 0,
-      pendingReason: j.state,
-    }));
+  return seenJobs(await sh('qstat', ['-u', '*', '-xml', '-pri']), name);
 }
 
 defineBatchBehaviour(

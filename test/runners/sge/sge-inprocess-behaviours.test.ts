@@ -9,11 +9,11 @@
 import { afterAll, expect, it } from '@jest/globals';
 import { DEFAULT_QSUB_ARGUMENTS, SgeRunner, type SgeRunnerOptions } from '../../../src/runners/batch/sge/adapter.js';
 import { sgeJobName } from '../../../src/runners/batch/sge/name.js';
-import { isPendingState, isRunningState, parseQstatXml } from '../../../src/runners/batch/sge/qstat.js';
 import { waitFor } from '../../helpers/wait.js';
 import { TEST_TIMEOUT, WAIT, defineBatchBehaviour, type SeenJob } from '../batch/behaviour.js';
 import { withFailingSubmit } from '../batch/failing-submit.js';
 import { FakeSge } from './fake-sge.js';
+import { seenJobs } from './sge-env.js';
 
 const sge = new FakeSge();
 afterAll(() => sge.close());
@@ -25,15 +25,7 @@ function sh(cmd: string, args: string[], input?: string): string {
 }
 
 function jobs(name: string): SeenJob[] {
-  return parseQstatXml(sh('qstat', ['-u', '*', '-xml', '-pri']))
-    .filter((j) => j.name === name)
-    .map((j) => ({
-      id: j.id,
-      name: j.name,
-      state: isRunningState(j.state) ? 'running' : isPendingState(j.state) ? 'pending' : 'other',
-      priority: j.priority ?? 0,
-      pendingReason: j.state,
-    }));
+  return seenJobs(sh('qstat', ['-u', '*', '-xml', '-pri']), name);
 }
 
 defineBatchBehaviour(

@@ -11,6 +11,7 @@ import type { JobState } from '../../../src/runners/batch/adapter.js';
 import { WAIT, defineBatchBehaviour, type SeenJob } from '../batch/behaviour.js';
 import { runWithInput } from '../../helpers/exec.js';
 import { waitFor } from '../../helpers/wait.js';
+import { itCancelsWhenPendingNeverClears } from './never-clears.js';
 
 async function slurmUnavailable(): Promise<string | undefined> {
   const r = await runWithInput('sinfo', ['--noheader', '--format=%T']).catch((err: Error) => err);
@@ -98,21 +99,7 @@ defineBatchBehaviour(
       expect(h.finished).toContainEqual([c.uuid, 'OUT_OF_MEMORY']);
     }, 3 * WAIT);
 
-    it('cancels a container whose job is pending for a reason that can never clear (more CPUs than any node), with the reason, after the grace', async () => {
-      const h = ctx.start({ neverClearsGrace: 1_000 });
-      const statuses: string[] = [];
-      const c = ctx.container({ runtime_constraints: { ram: 64 * 2 ** 20, vcpus: 64 }, env: { STUB_MODE: 'hang' } });
-      await waitFor(() => {
-        const s = h.runner.schedulingStatus(c.uuid);
-        if (s) statuses.push(s);
-        return ctx.stateOf(c.uuid) === 'Cancelled';
-      }, 'cancelled', WAIT);
-      expect(statuses).toContain('Slurm: pending (PartitionConfig)');
-      expect(h.warnings.filter((w) => w.includes(c.uuid) && /PartitionConfig/.test(w))).toHaveLength(1);
-      expect(String(ctx.fake().container(c.uuid)?.runtime_status?.error)).toMatch(/^Slurm job \d+ cannot start: pending with reason PartitionConfig/);
-      await ctx.settledOk(h, c.uuid);
-      expect(await jobs(c.uuid)).toEqual([]);
-    }, 2 * WAIT);
+    itCancelsWhenPendingNeverClears(ctx, jobs, { neverClearsGrace: 1_000, timeout: 2 * WAIT });
 
     it('releases a container that sbatch refuses (no such partition) with the reason, once, without a job', async () => {
       const h = ctx.start({ args: [...DEFAULT_SBATCH_ARGUMENTS, '--partition=no-such-partition'], minRetryPeriod: 60_000 });

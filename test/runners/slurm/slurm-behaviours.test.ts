@@ -6,11 +6,11 @@
  * the system tier. Plus what is Slurm's own: a pending reason that can
  * never clear.
  */
-import { afterAll, expect, it } from '@jest/globals';
+import { afterAll } from '@jest/globals';
 import { DEFAULT_SBATCH_ARGUMENTS, SQUEUE_FORMAT, SlurmRunner } from '../../../src/runners/batch/slurm/adapter.js';
 import type { JobState } from '../../../src/runners/batch/adapter.js';
-import { waitFor } from '../../helpers/wait.js';
-import { TEST_TIMEOUT, WAIT, defineBatchBehaviour, type SeenJob } from '../batch/behaviour.js';
+import { itCancelsWhenPendingNeverClears } from './never-clears.js';
+import { TEST_TIMEOUT, defineBatchBehaviour, type SeenJob } from '../batch/behaviour.js';
 import { withFailingSubmit } from '../batch/failing-submit.js';
 import { FakeSlurm } from './fake-slurm.js';
 
@@ -55,20 +55,6 @@ defineBatchBehaviour(
     realSubmit: 'sbatch',
   },
   (ctx) => {
-    it('cancels a container whose job is pending for a reason that can never clear (more CPUs than any node), with the reason, after the grace', async () => {
-      const h = ctx.start({ neverClearsGrace: 300 });
-      const statuses: string[] = [];
-      const c = ctx.container({ runtime_constraints: { ram: 64 * 2 ** 20, vcpus: 64 }, env: { STUB_MODE: 'hang' } });
-      await waitFor(() => {
-        const s = h.runner.schedulingStatus(c.uuid);
-        if (s) statuses.push(s);
-        return ctx.stateOf(c.uuid) === 'Cancelled';
-      }, 'cancelled', WAIT);
-      expect(statuses).toContain('Slurm: pending (PartitionConfig)');
-      expect(h.warnings.filter((w) => w.includes(c.uuid) && /PartitionConfig/.test(w))).toHaveLength(1);
-      expect(String(ctx.fake().container(c.uuid)?.runtime_status?.error)).toMatch(/^Slurm job \d+ cannot start: pending with reason PartitionConfig/);
-      await ctx.settledOk(h, c.uuid);
-      expect(jobs(c.uuid)).toEqual([]);
-    }, TEST_TIMEOUT);
+    itCancelsWhenPendingNeverClears(ctx, jobs, { neverClearsGrace: 300, timeout: TEST_TIMEOUT });
   },
 );
