@@ -18,30 +18,20 @@ import { FakeArvados } from '../../src/testing/index.js';
 import { built, spawnCli } from '../helpers/cli.js';
 import { parseExposition } from '../helpers/prometheus.js';
 import { execFileP } from '../helpers/exec.js';
+import { cancelJobsNamed, slurmUnavailable } from '../helpers/slurm.js';
 import { waitFor } from '../helpers/wait.js';
 
 const STUB = fileURLToPath(new URL('../fixtures/slurm-crunch-run.mjs', import.meta.url));
 const MGMT = 'mgmt-slurm-0123456789abcdefghijklmnopqrstuvwxyz';
 
-async function slurmUnavailable(): Promise<string | undefined> {
-  if (!built) return 'dist/ is not built (npm test builds it)';
-  try {
-    const { stdout } = await execFileP('sinfo', ['--noheader', '--format=%T'], { encoding: 'utf8', timeout: 15_000 });
-    return /^(idle|mixed|allocated|completing)/m.test(stdout) ? undefined : 'no usable Slurm node';
-  } catch {
-    return 'sinfo failed';
-  }
-}
-const unavailable = await slurmUnavailable();
+const unavailable = built ? await slurmUnavailable() : 'dist/ is not built (npm test builds it)';
 
 // Job names start with a random cluster id, so cleanup finds exactly ours.
 const CLUSTER = `s${randomBytes(3).toString('hex').slice(0, 4)}`;
 const home = mkdtempSync(join(tmpdir(), 'arvados-dispatch-home-'));
 const out = mkdtempSync('/tmp/arvados-dispatch-service-slurm-');
 afterAll(async () => {
-  const q = await execFileP('squeue', ['--noheader', '--format=%i %j'], { encoding: 'utf8' }).catch(() => ({ stdout: '' }));
-  const ours = q.stdout.split('\n').filter((l) => l.split(' ')[1]?.startsWith(CLUSTER)).map((l) => l.split(' ')[0]);
-  if (ours.length) await execFileP('scancel', ours).catch(() => {});
+  await cancelJobsNamed(CLUSTER);
   rmSync(home, { recursive: true, force: true });
   rmSync(out, { recursive: true, force: true });
 });

@@ -10,19 +10,11 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/glob
 import { FakeArvados } from '../../src/testing/index.js';
 import { built, runCli, spawnCli, type Cli } from '../helpers/cli.js';
 import { execFileP } from '../helpers/exec.js';
+import { cancelJobsNamed, slurmUnavailable } from '../helpers/slurm.js';
 import { waitFor } from '../helpers/wait.js';
 
 const STUB = fileURLToPath(new URL('../fixtures/slurm-crunch-run.mjs', import.meta.url));
 const MiB = 2 ** 20;
-
-async function slurmUnavailable(): Promise<string | undefined> {
-  try {
-    const { stdout } = await execFileP('sinfo', ['--noheader', '--format=%T'], { encoding: 'utf8', timeout: 15_000 });
-    return /^(idle|mixed|allocated|completing)/m.test(stdout) ? undefined : 'no usable Slurm node';
-  } catch (err) {
-    return `sinfo: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`;
-  }
-}
 
 const unavailable = built ? await slurmUnavailable() : 'dist/ is not built (npm test builds it)';
 if (unavailable) console.warn(`SKIPPING the arvados-dispatch slurm CLI tests with Slurm: ${unavailable}. Run scripts/slurm-up.sh as root to enable them.`);
@@ -39,9 +31,7 @@ afterEach(() => {
   for (const c of children.splice(0)) if (c.child.exitCode === null) c.child.kill('SIGKILL');
 });
 afterAll(async () => {
-  const q = await execFileP('squeue', ['--noheader', '--format=%i %j'], { encoding: 'utf8' }).catch(() => ({ stdout: '' }));
-  const ours = q.stdout.split('\n').filter((l) => l.split(' ')[1]?.startsWith(CLUSTER)).map((l) => l.split(' ')[0]);
-  if (ours.length) await execFileP('scancel', ours).catch(() => {});
+  await cancelJobsNamed(CLUSTER);
   rmSync(home, { recursive: true, force: true });
 });
 

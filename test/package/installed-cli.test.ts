@@ -4,13 +4,15 @@
 // fails here as it would for a user. Every command's help, the version,
 // the demo, `fake-server` with a `local` dispatcher completing a container,
 // and `slurm` against the real Slurm (skipped, with a note, without one).
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
 import { rawRequest } from '../../src/testing/http.js';
+import { runWithInput } from '../helpers/exec.js';
+import { cancelJobsNamed, slurmUnavailable } from '../helpers/slurm.js';
 import { waitFor } from '../helpers/wait.js';
 import { installedBin, packed, type Packed } from './packed.js';
 
@@ -113,9 +115,9 @@ describe('the installed arvados-dispatch bin (npm install --omit=dev)', () => {
     expect(r.stdout).toMatch(new RegExp(`^Usage: arvados-dispatch ${command}\\b`));
   });
 
-  it('was installed with its runtime dependencies only: no zod, no devDependency', () => {
-    const ls = spawnSync('npm', ['ls', '--omit=dev', '--all', '--parseable'], { cwd: pkg.app, encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' } });
-    expect(ls.status).toBe(0);
+  it('was installed with its runtime dependencies only: no zod, no devDependency', async () => {
+    const ls = await runWithInput('npm', ['ls', '--omit=dev', '--all', '--parseable'], { cwd: pkg.app, env: { ...process.env, NODE_OPTIONS: '' } });
+    expect(ls.code).toBe(0);
     const names = new Set(ls.stdout.split('\n').filter(Boolean).map((p) => p.split('node_modules/').at(-1)!));
     expect(names.has('zod')).toBe(false);
     const ours = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { dependencies: object; devDependencies: object };
@@ -144,23 +146,13 @@ describe('the installed arvados-dispatch bin (npm install --omit=dev)', () => {
   }, 120_000);
 });
 
-function slurmUnavailable(): string | undefined {
-  const r = spawnSync('sinfo', ['--noheader', '--format=%T'], { encoding: 'utf8', timeout: 15_000 });
-  if (r.error) return `sinfo: ${r.error.message}`;
-  if (r.status !== 0) return `sinfo exited ${r.status}`;
-  return /^(idle|mixed|allocated|completing)/m.test(r.stdout) ? undefined : 'no usable Slurm node';
-}
-const noSlurm = slurmUnavailable();
+const noSlurm = await slurmUnavailable();
 if (noSlurm) console.warn(`SKIPPING the installed slurm dispatcher test: ${noSlurm}. Run scripts/slurm-up.sh as root to enable it.`);
 
 (noSlurm ? describe.skip : describe)('the installed arvados-dispatch slurm, with the real Slurm', () => {
   // Job names are container uuids: a random cluster id lets cleanup find exactly ours.
   const cluster = `i${randomBytes(3).toString('hex').slice(0, 4)}`;
-  afterAll(() => {
-    const q = spawnSync('squeue', ['--noheader', '--format=%i %j'], { encoding: 'utf8' });
-    const ours = (q.stdout ?? '').split('\n').filter((l) => l.split(' ')[1]?.startsWith(cluster)).map((l) => l.split(' ')[0]!);
-    if (ours.length) spawnSync('scancel', ours);
-  });
+  afterAll(() => cancelJobsNamed(cluster));
 
   it('completes a container through sbatch', async () => {
     const { server, call, env } = await fakeServer(cluster);

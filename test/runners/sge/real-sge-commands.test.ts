@@ -3,13 +3,13 @@
  * (scripts/sge-up.sh): what it builds is accepted, and what Grid Engine
  * prints is read right. Skipped, with a warning, where qstat does not answer.
  */
-import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from '@jest/globals';
 import type { CommandSpec, QueueJob, RunResult } from '../../../src/runners/batch/adapter.js';
 import { spawnCommand } from '../../../src/runners/batch/commands.js';
 import { SgeAdapter } from '../../../src/runners/batch/sge/adapter.js';
 import { sleep } from '../../../src/util/sleep.js';
+import { runWithInput } from '../../helpers/exec.js';
 import { waitFor } from '../../helpers/wait.js';
 import { sgeEnv, sgeUnavailable } from './sge-env.js';
 
@@ -51,8 +51,8 @@ async function submit(name: string, script: string, extra: string[] = []): Promi
   return id as string;
 }
 
-afterAll(() => {
-  if (submitted.length) spawnSync('qdel', submitted, { env, encoding: 'utf8' });
+afterAll(async () => {
+  if (submitted.length) await runWithInput('qdel', submitted, { env });
 });
 
 describeSge('Grid Engine commands (real daemon)', () => {

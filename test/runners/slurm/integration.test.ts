@@ -10,16 +10,9 @@ import type { CommandRecord } from '../../../src/runners/batch/exec.js';
 import type { JobState } from '../../../src/runners/batch/adapter.js';
 import { WAIT, defineBatchBehaviour, type SeenJob } from '../batch/behaviour.js';
 import { runWithInput } from '../../helpers/exec.js';
+import { slurmUnavailable } from '../../helpers/slurm.js';
 import { waitFor } from '../../helpers/wait.js';
 import { itCancelsWhenPendingNeverClears } from './never-clears.js';
-
-async function slurmUnavailable(): Promise<string | undefined> {
-  const r = await runWithInput('sinfo', ['--noheader', '--format=%T']).catch((err: Error) => err);
-  if (r instanceof Error) return `sinfo: ${r.message}. Run scripts/slurm-up.sh as root to enable them`;
-  if (r.code !== 0) return `sinfo exited ${r.code}: ${r.stderr.trim()}`;
-  if (!/^(idle|mixed|allocated|completing)/m.test(r.stdout)) return `no usable node (sinfo: ${r.stdout.trim() || 'nothing'})`;
-  return undefined;
-}
 
 async function sh(cmd: string, args: string[]): Promise<string> {
   const r = await runWithInput(cmd, args);
@@ -42,7 +35,7 @@ async function jobs(name: string): Promise<SeenJob[]> {
     .filter((j) => j.name === name);
 }
 
-const unavailable = await slurmUnavailable();
+const unavailable = await slurmUnavailable().then((why) => why && `${why}. Run scripts/slurm-up.sh as root to enable them`);
 // Read once: whether Slurm enforces memory limits decides whether the OOM test runs.
 const slurmConfig = unavailable ? '' : (await runWithInput('scontrol', ['show', 'config'])).stdout;
 const realSbatch = unavailable ? 'sbatch' : (await sh('sh', ['-c', 'command -v sbatch'])).trim();

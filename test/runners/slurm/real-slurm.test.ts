@@ -4,7 +4,6 @@
  * renice it, cancel it, see it gone, and read how it ended. Skipped, with a
  * warning, where `sinfo` does not answer.
  */
-import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from '@jest/globals';
 import type { Container } from '../../../src/types.js';
@@ -13,17 +12,12 @@ import { spawnCommand } from '../../../src/runners/batch/commands.js';
 import { batchScript } from '../../../src/runners/batch/script.js';
 import { DEFAULT_SBATCH_ARGUMENTS, DEFAULT_SBATCH_GPU_ARGUMENTS, SLURM_TEMPLATE_RULES, SlurmAdapter } from '../../../src/runners/batch/slurm/adapter.js';
 import { containerArguments } from '../../../src/runners/batch/template.js';
+import { runWithInput } from '../../helpers/exec.js';
+import { slurmUnavailable } from '../../helpers/slurm.js';
 import { waitFor } from '../../helpers/wait.js';
 
-function slurmAvailable(): string | undefined {
-  const r = spawnSync('sinfo', ['--noheader', '--format=%T'], { encoding: 'utf8', timeout: 15_000 });
-  if (r.error) return `sinfo: ${r.error.message}`;
-  if (r.status !== 0) return `sinfo exited ${r.status}: ${r.stderr.trim()}`;
-  if (!/^(idle|mixed|allocated)/m.test(r.stdout)) return `no usable node (sinfo: ${r.stdout.trim() || 'nothing'})`;
-  return undefined;
-}
 
-const unavailable = slurmAvailable();
+const unavailable = await slurmUnavailable();
 if (unavailable) {
   console.warn(`SKIPPING real-Slurm tests: ${unavailable}. Run scripts/slurm-up.sh as root to enable them.`);
 }
@@ -45,7 +39,7 @@ describeSlurm('real Slurm', () => {
     return adapter.parseQueue(r.stdout).find((j) => j.name === uuid);
   };
 
-  afterAll(() => void spawnSync('scancel', [`--name=${uuid}`]));
+  afterAll(async () => void (await runWithInput('scancel', [`--name=${uuid}`])));
 
   it('submits, sees, renices, cancels, sees the job gone, and reads how it ended', async () => {
     const container: Container = {
