@@ -90,7 +90,7 @@ function shortText(text: string): string {
   return t.length > MAX_REASON_TEXT ? `${t.slice(0, MAX_REASON_TEXT - 1)}…` : t || 'no reason given';
 }
 
-/** Pending jobs of a queue snapshot by reason, most frequent first, bounded to {@link MAX_REASONS} names plus `other`. */
+/** A runner's pending jobs counted by reason (cut to one short line each), most frequent first, bounded to {@link MAX_REASONS} names plus `other`. */
 export function pendingReasons(reasons: Readonly<Record<string, number>>): Array<[string, number]> {
   const by = new Map<string, number>();
   for (const [reason, n] of Object.entries(reasons)) {
