@@ -6,12 +6,12 @@
  * does not answer.
  */
 import { expect, it } from '@jest/globals';
-import { DEFAULT_QSUB_ARGUMENTS, SgeRunner, type SgeRunnerOptions } from '../../../src/runners/batch/sge/adapter.js';
+import { DEFAULT_QSUB_ARGUMENTS } from '../../../src/runners/batch/sge/adapter.js';
 import { sgeJobName } from '../../../src/runners/batch/sge/name.js';
 import { runWithInput } from '../../helpers/exec.js';
 import { waitFor } from '../../helpers/wait.js';
 import { TEST_TIMEOUT, WAIT, defineBatchBehaviour, type SeenJob } from '../batch/behaviour.js';
-import { seenJobs, sgeEnv, sgeUnavailable } from './sge-env.js';
+import { seenJobs, sgeEnv, sgeRunnerFactory, sgeUnavailable } from './sge-env.js';
 
 const env = sgeEnv();
 const unavailable = await sgeUnavailable();
@@ -31,17 +31,7 @@ defineBatchBehaviour(
     name: 'Grid Engine',
     accounting: true,
     unavailable: unavailable && `${unavailable}. Run scripts/sge-up.sh as root to enable them`,
-    runner: (o) => {
-      const { args, gpuArgs, failingSubmit, jobOutputDir: _unused, ...options } = o as typeof o & SgeRunnerOptions;
-      return new SgeRunner({
-        ...options,
-        qsubArgs: args,
-        qsubGpuArgs: gpuArgs,
-        commands: failingSubmit ? { qsub: failingSubmit } : undefined,
-        accountingDelay: 500,
-        accountingAttempts: 6,
-      });
-    },
+    runner: sgeRunnerFactory({ accountingDelay: 500, accountingAttempts: 6 }),
     commands: { submit: 'qsub', cancel: 'qdel', renice: 'qalter' },
     jobs,
     remove: async (name) => {

@@ -1,7 +1,8 @@
 /** Finding the single-node Grid Engine of scripts/sge-up.sh from the tests. */
+import { SgeRunner, type SgeRunnerOptions } from '../../../src/runners/batch/sge/adapter.js';
 import { isPendingState, isRunningState, parseQstatXml } from '../../../src/runners/batch/sge/qstat.js';
 import { runWithInput } from '../../helpers/exec.js';
-import type { SeenJob } from '../batch/behaviour.js';
+import type { BatchEnvironment, SeenJob } from '../batch/behaviour.js';
 
 /** The environment Grid Engine's clients need (Debian's defaults unless set). */
 export function sgeEnv(): NodeJS.ProcessEnv {
@@ -28,4 +29,12 @@ export function seenJobs(qstatXml: string, name: string): SeenJob[] {
       priority: j.priority ?? 0,
       pendingReason: j.state,
     }));
+}
+
+/** The behaviour list's runner factory for Grid Engine, with how long to wait for accounting records. */
+export function sgeRunnerFactory(accounting: { accountingDelay: number; accountingAttempts: number }): BatchEnvironment['runner'] {
+  return (o) => {
+    const { args, gpuArgs, failingSubmit, jobOutputDir: _unused, ...options } = o as typeof o & SgeRunnerOptions;
+    return new SgeRunner({ ...options, qsubArgs: args, qsubGpuArgs: gpuArgs, commands: failingSubmit ? { qsub: failingSubmit } : undefined, ...accounting });
+  };
 }

@@ -7,13 +7,13 @@
  * the error state, which never clears.
  */
 import { afterAll, expect, it } from '@jest/globals';
-import { DEFAULT_QSUB_ARGUMENTS, SgeRunner, type SgeRunnerOptions } from '../../../src/runners/batch/sge/adapter.js';
+import { DEFAULT_QSUB_ARGUMENTS } from '../../../src/runners/batch/sge/adapter.js';
 import { sgeJobName } from '../../../src/runners/batch/sge/name.js';
 import { waitFor } from '../../helpers/wait.js';
 import { TEST_TIMEOUT, WAIT, defineBatchBehaviour, type SeenJob } from '../batch/behaviour.js';
 import { withFailingSubmit } from '../batch/failing-submit.js';
 import { FakeSge } from './fake-sge.js';
-import { seenJobs } from './sge-env.js';
+import { seenJobs, sgeRunnerFactory } from './sge-env.js';
 
 const sge = new FakeSge();
 afterAll(() => sge.close());
@@ -33,18 +33,8 @@ defineBatchBehaviour(
     name: 'Grid Engine (in-process stand-in)',
     accounting: true,
     unavailable: undefined,
-    runner: (o) => {
-      const { args, gpuArgs, failingSubmit, jobOutputDir: _unused, ...options } = o as typeof o & SgeRunnerOptions;
-      return new SgeRunner({
-        ...options,
-        qsubArgs: args,
-        qsubGpuArgs: gpuArgs,
-        commands: failingSubmit ? { qsub: failingSubmit } : undefined,
-        // The stand-in writes a job's record as it ends: no flush to wait for.
-        accountingDelay: 50,
-        accountingAttempts: 3,
-      });
-    },
+    // The stand-in writes a job's record as it ends: no flush to wait for.
+    runner: sgeRunnerFactory({ accountingDelay: 50, accountingAttempts: 3 }),
     commandRunner: withFailingSubmit(sge.runner, 'qsub'),
     interval: 50,
     commands: { submit: 'qsub', cancel: 'qdel', renice: 'qalter' },
