@@ -212,16 +212,12 @@ export async function runBatchCommand(sys: BatchSystem, argv: string[], io?: Cli
     // On stop the runner returns without touching the batch system; only running submissions are waited for.
     shutdownTimeout: runner.options.commandTimeout + 5_000,
     present: (d, client) => {
-      const counts = {
-        running: () => runner.status.running,
-        waiting: () => Math.max(0, runner.status.containers - runner.status.running),
-      };
       const o = runner.options;
       const extras = sys.startExtras?.(adapterOptions) ?? { prefix: '', fields: {} };
       const { pollInterval } = settings;
       const { queueInterval } = o;
       return {
-        reporter: new Reporter(out, d, counts).watchBatch(runner, d),
+        reporter: new Reporter(out, d).watch(runner),
         session: {
           stopNotice: () => `leaving ${runner.status.inQueue} ${label} job(s) in the queue for the next dispatcher`,
           leftBehind: () => `${runner.status.containers} container(s) being followed`,

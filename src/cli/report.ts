@@ -9,8 +9,7 @@
  * @module
  */
 import type { Dispatcher } from '../dispatcher/dispatcher.js';
-import type { Runner } from '../dispatcher/runner.js';
-import type { LocalRunner } from '../runners/local/local-runner.js';
+import type { Runner, RunnerStatus } from '../dispatcher/runner.js';
 import { formatBytes } from '../runners/local/resources.js';
 import type { ContainerState } from '../types.js';
 import type { Output } from './output.js';
@@ -103,22 +102,24 @@ export function pendingReasons(reasons: Readonly<Record<string, number>>): Array
   return [...sorted.slice(0, MAX_REASONS), ['other', other]];
 }
 
-/** What the status line needs from a runner. */
-export interface RunnerCounts {
-  /** Containers running now (crunch-run processes, or Slurm jobs). */
-  running(): number;
-  /** Containers locked here but waiting (for resources, or in the Slurm queue). */
-  waiting(): number;
+/** `<uuid> finished: <state>`, with the exit code when there is one. */
+function finishedText(uuid: string, state: string, exitCode: number | null): string {
+  return `${uuid} finished: ${state}${exitCode !== null ? ` (exit code ${exitCode})` : ''}`;
+}
+
+/** Containers locked here but waiting (for resources, or in the scheduler's queue): see {@link RunnerStatus.waiting}. */
+function waitingOf(st: RunnerStatus | undefined): number {
+  if (!st) return 0;
+  return st.waiting ?? Math.max(0, st.containers - st.running);
 }
 
 /**
  * Prints events as they happen and counts outcomes. Dispatcher events are
- * wired by the constructor; {@link watchLocal} / {@link watchBatch} add
- * those of the runner.
+ * wired by the constructor; {@link watch} adds those of the runner, read
+ * through the {@link Runner} interface alone (its `status` and `events`).
  */
 export class Reporter {
   readonly #out: Output;
-  readonly #counts: RunnerCounts;
   /**
    * Containers counted lately, so one reported twice (by the dispatcher and
    * by the runner) is counted once. Both reports come within moments, so a
@@ -135,11 +136,10 @@ export class Reporter {
   readonly #d: Dispatcher;
   /** The lock concurrency configured (before any back-pressure lowered it). */
   readonly #lockConcurrency: number;
-  #batch: Runner | undefined;
+  #runner: Pick<Runner, 'status'> | undefined;
 
-  constructor(out: Output, d: Dispatcher, counts: RunnerCounts) {
+  constructor(out: Output, d: Dispatcher) {
     this.#out = out;
-    this.#counts = counts;
     this.#d = d;
     this.#lockConcurrency = d.status.lockConcurrency;
     const o = out;
@@ -180,12 +180,22 @@ export class Reporter {
     // 'stopping' is not shown: whoever stops the dispatcher (a signal handler, the demo) says why.
   }
 
-  /** Adds the lines of a {@link LocalRunner}'s events. */
-  watchLocal(runner: LocalRunner): this {
+  /**
+   * Adds the lines of the runner's events and its counts to the status
+   * line. Each runner emits the events of its kind (see `RunnerEvents`):
+   * the local runner its crunch-run processes, a batch runner its
+   * scheduler's side (`status.scheduler` names the scheduler).
+   */
+  watch(runner: Pick<Runner, 'status' | 'events'>): this {
     const o = this.#out;
+    const d = this.#d;
+    const events = runner.events;
+    const scheduler = runner.status?.scheduler;
+    const name = scheduler ?? 'the scheduler';
+    this.#runner = runner;
 
-    runner.on('waiting', (e) => o.event('waiting', `${e.uuid} ${e.message}`, { uuid: e.uuid, vcpus: e.need.vcpus, ram: e.need.ram, gpus: e.need.gpus?.count ?? 0 }));
-    runner.on('started', (e) => {
+    events?.on('waiting', (e) => o.event('waiting', `${e.uuid} ${e.message}`, { uuid: e.uuid, vcpus: e.need.vcpus, ram: e.need.ram, gpus: e.need.gpus?.count ?? 0 }));
+    events?.on('started', (e) => {
       const gpus = e.gpuIds.length ? `, GPU ${e.gpuIds.join(',')}` : '';
       o.event('started', `${e.uuid} started crunch-run, pid ${e.pid} (${e.vcpus} vCPU, ${formatBytes(e.ram)} RAM${gpus})`, {
         uuid: e.uuid,
@@ -196,45 +206,36 @@ export class Reporter {
       });
     });
     // The runner redacts each line before it cuts an over-long one; Output redacts again whole.
-    runner.on('adopted', (e) => o.event('adopted', `${e.uuid} following crunch-run pid ${e.pid}, started before a restart`, { uuid: e.uuid, pid: e.pid }));
-    runner.on('output', (e) => o.event('output', `${e.uuid} | ${e.line}`, { uuid: e.uuid, pid: e.pid, stream: e.stream, line: e.line }));
-    runner.on('signalled', (e) => o.event('signalled', `${e.uuid} sent ${e.signal} to crunch-run pid ${e.pid}: ${e.reason}`, { uuid: e.uuid, pid: e.pid, signal: e.signal, reason: e.reason }));
-    runner.on('exited', (e) => {
+    events?.on('adopted', (e) => o.event('adopted', `${e.uuid} following crunch-run pid ${e.pid}, started before a restart`, { uuid: e.uuid, pid: e.pid }));
+    events?.on('output', (e) => o.event('output', `${e.uuid} | ${e.line}`, { uuid: e.uuid, pid: e.pid, stream: e.stream, line: e.line }));
+    events?.on('signalled', (e) =>
+      o.event('signalled', `${e.uuid} sent ${e.signal} to crunch-run pid ${e.pid}: ${e.reason}`, { uuid: e.uuid, pid: e.pid, signal: e.signal, reason: e.reason }),
+    );
+    events?.on('exited', (e) => {
       // People get the outcome from "finished"; collectors get the raw exit too.
       if (o.json) o.event('exited', `${e.uuid} crunch-run pid ${e.pid} ${e.signal ? `was killed by ${e.signal}` : `exited with code ${e.code}`}`, { uuid: e.uuid, pid: e.pid, code: e.code, signal: e.signal });
     });
-    runner.on('finished', (e) => {
+    events?.on('outcome', (e) => {
       this.#setFinal(e.uuid, e.state);
-      const exit = e.exitCode !== null ? ` (exit code ${e.exitCode})` : '';
-      o.event('finished', `${e.uuid} finished: ${e.state}${exit}`, {
+      o.event('finished', finishedText(e.uuid, e.state, e.exitCode), {
         uuid: e.uuid,
         state: e.state,
         exit_code: e.exitCode,
         ...(e.process ? { process_code: e.process.code, process_signal: e.process.signal } : {}),
       });
     });
-    runner.on('cancelled', (e) => o.warn(e.message, { uuid: e.uuid, reason: e.reason }, 'cancelled'));
-    runner.on('rejected', (e) => o.warn(e.message, { uuid: e.uuid, reason: e.reason }, 'rejected'));
-    runner.on('unlocked', (e) => o.event('unlocked', e.message, { uuid: e.uuid, reason: e.reason }));
-    runner.on('skipped', (e) => o.event('skipped', e.message, { uuid: e.uuid, reason: e.reason }));
-    return this;
-  }
+    events?.on('cancelled', (e) => o.warn(e.message, { uuid: e.uuid, reason: e.reason }, 'cancelled'));
+    events?.on('rejected', (e) => o.warn(e.message, { uuid: e.uuid, reason: e.reason }, 'rejected'));
+    events?.on('unlocked', (e) => o.event('unlocked', e.message, { uuid: e.uuid, reason: e.reason }));
+    events?.on('skipped', (e) => o.event('skipped', e.message, { uuid: e.uuid, reason: e.reason }));
 
-  /**
-   * Adds the lines of a batch runner's events (Slurm, LSF, Grid Engine, PBS),
-   * read through the {@link Runner} interface: its `status` names the scheduler.
-   */
-  watchBatch(runner: Runner, d: Dispatcher): this {
-    const name = runner.status?.scheduler ?? 'the scheduler';
-    const o = this.#out;
-    const events = runner.events;
-    this.#batch = runner;
-    // The job ran elsewhere: the dispatcher's poll is what sees the container end.
-    d.on('stream-ended', (uuid, reason, c) => {
-      if (reason !== 'finished' || !c) return;
-      const exit = c.exit_code !== null && c.exit_code !== undefined ? ` (exit code ${c.exit_code})` : '';
-      o.event('finished', `${uuid} finished: ${c.state}${exit}`, { uuid, state: c.state, exit_code: c.exit_code ?? null });
-    });
+    // A scheduler's job ran elsewhere: the dispatcher's poll is what sees the container end.
+    if (scheduler !== undefined) {
+      d.on('stream-ended', (uuid, reason, c) => {
+        if (reason !== 'finished' || !c) return;
+        o.event('finished', finishedText(uuid, c.state, c.exit_code ?? null), { uuid, state: c.state, exit_code: c.exit_code ?? null });
+      });
+    }
     events?.on('submitted', (uuid, result, jobId) => {
       if (result !== 'error') o.event('submitted', `${uuid} submitted to ${name}${jobId !== undefined ? ` as job ${jobId}` : ''}`, { uuid, job_id: jobId ?? null });
     });
@@ -264,9 +265,10 @@ export class Reporter {
   /** The current counts, with what holds containers back now (read fresh each time: nothing is kept per container or reason). */
   counts(): StatusCounts {
     const st = this.#d.status;
+    const rs = this.#runner?.status;
     const c: StatusCounts = {
-      queued: this.#queued + this.#counts.waiting(),
-      running: this.#counts.running(),
+      queued: this.#queued + waitingOf(rs),
+      running: rs?.running ?? 0,
       done: this.#complete + this.#cancelled,
       complete: this.#complete,
       cancelled: this.#cancelled,
@@ -276,12 +278,11 @@ export class Reporter {
     if (st.held !== undefined) c.lockingHeld = shortText(st.held);
     if (st.pausedUntil !== undefined) c.lockingPausedUntil = st.pausedUntil;
     if (st.lockConcurrency < this.#lockConcurrency) c.lockConcurrency = [st.lockConcurrency, this.#lockConcurrency];
-    const bs = this.#batch?.status;
-    if (bs?.scheduler !== undefined) {
-      c.scheduler = bs.scheduler;
-      c.pending = bs.pending ?? 0;
-      c.pendingReasons = pendingReasons(bs.pendingReasons ?? {});
-      c.submissionsPaused = bs.atQuota ?? false;
+    if (rs?.scheduler !== undefined) {
+      c.scheduler = rs.scheduler;
+      c.pending = rs.pending ?? 0;
+      c.pendingReasons = pendingReasons(rs.pendingReasons ?? {});
+      c.submissionsPaused = rs.atQuota ?? false;
     }
     return c;
   }

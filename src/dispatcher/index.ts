@@ -20,6 +20,14 @@ export {
   type RunnerEvents,
   type RunnerStatus,
   type RunnerLostJob,
+  type RunnerAdopted,
+  type RunnerExited,
+  type RunnerOutcome,
+  type RunnerOutput,
+  type RunnerResources,
+  type RunnerSignalled,
+  type RunnerStarted,
+  type RunnerWaiting,
 } from './runner.js';
 export { STOP_SIGNALS, type SecondSignal } from './signals.js';
 export type { ContainerUpdates, StreamEndReason } from './updates.js';

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Container } from '../types.js';
+import type { Container, ContainerState } from '../types.js';
 import type { ContainerUpdates } from './updates.js';
 import type { Dispatcher } from './dispatcher.js';
 import type { InstanceTypeView } from './options.js';
@@ -27,6 +27,12 @@ export interface RunnerStatus {
   readonly containers: number;
   /** Of those, running now. */
   readonly running: number;
+  /**
+   * Of those, waiting for resources on this host (the local runner). Without
+   * it, every container not running counts as waiting (batch runners: in
+   * the scheduler's queue or being submitted).
+   */
+  readonly waiting?: number;
   /** The scheduler's name (`Slurm`, `PBS`…), for batch runners. */
   readonly scheduler?: string;
   /** The scheduler refuses more work for now (a submit limit): submissions are paused. */
@@ -64,10 +70,95 @@ export interface RunnerCommandRecord {
   readonly errorClass?: string;
 }
 
+/** The resources a container needs on this host (the `waiting` event). */
+export interface RunnerResources {
+  vcpus: number;
+  /** Bytes. */
+  ram: number;
+  /** GPUs, if any, of one stack (`cuda`, `rocm`). */
+  gpus?: { count: number; stack: string };
+}
+
+/** A container that does not fit into what is free now and waits for resources (the `waiting` event). */
+export interface RunnerWaiting {
+  uuid: string;
+  /** What it needs. */
+  need: RunnerResources;
+  /** A one-line log message for operators, saying what is short. */
+  message: string;
+}
+
+/** A container's crunch-run process started on this host (the `started` event). */
+export interface RunnerStarted {
+  uuid: string;
+  pid: number;
+  /** The vCPUs reserved for it. */
+  vcpus: number;
+  /** The RAM reserved for it, bytes. */
+  ram: number;
+  /** The GPU ids reserved for it. */
+  gpuIds: readonly string[];
+}
+
+/** One line a container's crunch-run wrote, already redacted (the `output` event). */
+export interface RunnerOutput {
+  uuid: string;
+  pid: number;
+  stream: 'stdout' | 'stderr';
+  line: string;
+}
+
+/** A signal sent to a container's crunch-run to stop it (the `signalled` event). */
+export interface RunnerSignalled {
+  uuid: string;
+  pid: number;
+  signal: NodeJS.Signals;
+  /** Why it is being stopped. */
+  reason: string;
+}
+
+/** A crunch-run started before a restart still runs for the container and is followed instead of starting another (the `adopted` event). */
+export interface RunnerAdopted {
+  uuid: string;
+  pid: number;
+}
+
+/** A container's crunch-run exited (the `exited` event). */
+export interface RunnerExited {
+  uuid: string;
+  pid: number;
+  /** Its exit code, or null when a signal ended it. */
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+/** The final state a container reached while the runner had it, as the runner saw it (the `outcome` event). */
+export interface RunnerOutcome {
+  uuid: string;
+  state: ContainerState;
+  /** The container's `exit_code`, if it has one. */
+  exitCode: number | null;
+  /** How its crunch-run process ended, when one ran for it. */
+  process?: { code: number | null; signal: NodeJS.Signals | null };
+}
+
+/** Something a runner decided about one container (the `cancelled`, `rejected`, `unlocked` and `skipped` events). */
+export interface RunnerNotice {
+  uuid: string;
+  /** Short reason; for cancellations, the text put into `runtime_status.error`. */
+  reason: string;
+  /** A one-line log message for operators. */
+  message: string;
+}
+
 /**
  * The events a runner may emit, one typed set for every runner (names are
  * stable: the CLI and the management server consume them through the
- * {@link Runner} interface).
+ * {@link Runner} interface). Each event says which runners emit it: batch
+ * runners (Slurm, LSF, Grid Engine, PBS) report their scheduler's side, the
+ * local runner its crunch-run processes; `finished` and `warning` may come
+ * from any runner. A consumer subscribes to all it shows and gets those its
+ * runner has.
  */
 export interface RunnerEvents {
   /** Something failed that the runner retries or worked around, or that needs an administrator. */
@@ -78,12 +169,39 @@ export interface RunnerEvents {
   submitted: [uuid: string, result: 'ok' | 'error' | 'duplicate', jobId?: string];
   /** A job left the queue on its own and its container was released. */
   vanished: [uuid: string, resolution: ReleaseAction];
-  /** A job left the queue for good; `kind` from the scheduler's accounting, `UNKNOWN` without it. */
+  /**
+   * A container's work ended for good. Batch runners: its job left the
+   * queue, `kind` from the scheduler's accounting (`UNKNOWN` without it).
+   * The local runner: the container reached a final state, `kind` is that
+   * state (`Complete`, `Cancelled`), with the details in `outcome`.
+   */
   finished: [uuid: string, kind: string];
   /** A job left the queue on its own and was declared lost after the grace. */
   lost: [info: RunnerLostJob];
   /** Jobs named like containers of this cluster were in the queue at startup; the runner follows them. */
   orphans: [uuids: string[]];
+  /** Local runner: the container does not fit into what is free now and waits for resources. */
+  waiting: [e: RunnerWaiting];
+  /** Local runner: the container's crunch-run started. */
+  started: [e: RunnerStarted];
+  /** Local runner: a line the container's crunch-run wrote, already redacted. */
+  output: [e: RunnerOutput];
+  /** Local runner: a signal was sent to the container's crunch-run to stop it. */
+  signalled: [e: RunnerSignalled];
+  /** Local runner: a crunch-run started before a restart still runs for the container; it is followed instead of starting another. */
+  adopted: [e: RunnerAdopted];
+  /** Local runner: the container's crunch-run exited. */
+  exited: [e: RunnerExited];
+  /** Local runner: the container reached a final state while the runner had it (also reported as `finished` with the state). */
+  outcome: [e: RunnerOutcome];
+  /** Local runner: the runner cancelled the container. */
+  cancelled: [e: RunnerNotice];
+  /** Local runner: the container can never fit on this node; the runner cancelled it. */
+  rejected: [e: RunnerNotice];
+  /** Local runner: the runner released the container with an unlock (crunch-run exited before starting it). */
+  unlocked: [e: RunnerNotice];
+  /** Local runner: the runner returned without starting crunch-run (priority 0, stream ended, shutdown); the dispatcher unlocks it. */
+  skipped: [e: RunnerNotice];
 }
 
 /** Subscribing to a runner's {@link RunnerEvents}. */

@@ -122,7 +122,7 @@ describe('API back-pressure in the status line', () => {
         for await (const c of updates) void c;
       },
     });
-    const reporter = new Reporter(out, d, { running: () => 0, waiting: () => 0 });
+    const reporter = new Reporter(out, d);
     d.on('api-overloaded', (until, concurrency) => {
       overloads.push({ ms: until - Date.now(), concurrency });
       reporter.printStatus();

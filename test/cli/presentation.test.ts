@@ -73,7 +73,7 @@ describe('the reporter', () => {
   it('keeps bounded state: 10,000 finished containers are counted once each without an entry each', () => {
     const o = new Output({ stdout: new PassThrough(), stderr: new PassThrough() });
     const d = dispatcher();
-    const r = new Reporter(o, d, { running: () => 0, waiting: () => 0 });
+    const r = new Reporter(o, d);
     for (let i = 0; i < 10_000; i++) {
       const uuid = `zzzzz-dz642-${String(i).padStart(15, '0')}`;
       const c = { uuid, state: i % 10 === 0 ? 'Cancelled' : 'Complete' } as Container;

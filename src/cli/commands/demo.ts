@@ -149,19 +149,20 @@ async function demo(n: number, fake: FakeArvados, out: Output, tty: boolean, beg
   // The Dispatcher owns the runner: it closes it once its containers settle.
   const d = new Dispatcher({ client, runner, pollInterval: 100, secondSignal: 'exit', shutdownTimeout: 10_000 });
   const session = localSession(runner);
-  const reporter = new Reporter(out, d, session).watchLocal(runner);
+  const reporter = new Reporter(out, d).watch(runner);
 
   // What the live view shows about containers with a crunch-run or waiting for one.
   const started = new Map<string, { pid: number; at: number; vcpus: number; ram: number; gpus: readonly string[] }>();
   const waiting = new Set<string>();
-  runner.on('waiting', (e) => waiting.add(e.uuid));
-  runner.on('started', (e) => {
+  const events = runner.events;
+  events.on('waiting', (e) => waiting.add(e.uuid));
+  events.on('started', (e) => {
     waiting.delete(e.uuid);
     started.set(e.uuid, { pid: e.pid, at: Date.now(), vcpus: e.vcpus, ram: e.ram, gpus: e.gpuIds });
   });
-  runner.on('exited', (e) => started.delete(e.uuid));
-  runner.on('skipped', (e) => waiting.delete(e.uuid));
-  runner.on('finished', (e) => waiting.delete(e.uuid));
+  events.on('exited', (e) => started.delete(e.uuid));
+  events.on('skipped', (e) => waiting.delete(e.uuid));
+  events.on('finished', (uuid) => waiting.delete(uuid));
 
   const cap = runner.pool.capacity;
   const banner =

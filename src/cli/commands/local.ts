@@ -159,7 +159,7 @@ export async function run(argv: string[]): Promise<number> {
       const { pollInterval } = settings;
       return {
         session,
-        reporter: new Reporter(out, d, session).watchLocal(runner),
+        reporter: new Reporter(out, d).watch(runner),
         start: {
           text: `arvados-dispatch local: ${cap.vcpus} vCPUs, ${formatBytes(cap.ram)} RAM, ${gpus}; crunch-run ${commandPath}; polling ${client.apiHost} every ${formatDuration(pollInterval)}`,
           fields: { vcpus: cap.vcpus, ram: cap.ram, gpus: cap.gpus.ids, gpu_stack: cap.gpus.stack, crunch_run: commandPath, api_host: client.apiHost, poll_interval_ms: pollInterval, pid: process.pid },

@@ -25,7 +25,7 @@ import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
 import type { Dispatcher } from '../../dispatcher/dispatcher.js';
 import type { InstanceTypeView } from '../../dispatcher/options.js';
-import type { RunContainer, Runner } from '../../dispatcher/runner.js';
+import type { RunContainer, Runner, RunnerEventSource, RunnerEvents, RunnerStatus } from '../../dispatcher/runner.js';
 import type { ContainerUpdates } from '../../dispatcher/updates.js';
 import { logger } from '../../log.js';
 import type { Container } from '../../types.js';
@@ -57,10 +57,15 @@ export type { LocalRunnerEvents, RunnerNotice } from './events.js';
  * shows each container's scheduling status, and closes the runner when it
  * stops.
  *
+ * Its events come two ways: `runner.events` gives the {@link RunnerEvents}
+ * every runner shares (what the CLI and the management server read), and
+ * the runner itself is an EventEmitter of {@link LocalRunnerEvents}, where
+ * `finished` carries the details that `events` gives as `outcome`.
+ *
  * @example
  * ```ts
  * const runner = new LocalRunner({ crunchRunCommand: '/usr/bin/crunch-run', runtimeEngine: 'docker' });
- * runner.on('started', ({ uuid, pid }) => console.log(`${uuid}: crunch-run pid ${pid}`));
+ * runner.events.on('started', ({ uuid, pid }) => console.log(`${uuid}: crunch-run pid ${pid}`));
  * await new Dispatcher({ runner }).run(); // until SIGINT/SIGTERM/SIGQUIT; every crunch-run is stopped
  * ```
  */
@@ -70,7 +75,8 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
   /** The crunch-run command as configured. */
   readonly crunchRunCommand: string;
   readonly #settings: LocalSettings;
-  readonly #emit: Emit = safeEmitter(this);
+  readonly #events = new EventEmitter<RunnerEvents>();
+  readonly #emit: Emit = safeEmitter(this, this.#events);
   /** What the parts (starting, following, stopping crunch-run) see of this runner. */
   readonly #ctx: LocalContext;
   readonly #jobs = new Map<Job, Promise<void>>();
@@ -130,6 +136,16 @@ export class LocalRunner extends EventEmitter<LocalRunnerEvents> implements Runn
     d.once('stopping', () => {
       for (const job of this.#jobs.keys()) if (job.endReason !== undefined) requestStop(this.#ctx, job, 'the dispatcher is shutting down');
     });
+  }
+
+  /** This runner's events as every runner names them (see {@link RunnerEvents}), for the CLI and the management server. */
+  get events(): RunnerEventSource {
+    return this.#events;
+  }
+
+  /** Counters through the {@link Runner} interface: containers held, crunch-run processes alive, containers waiting for resources. */
+  get status(): RunnerStatus {
+    return { containers: this.#jobs.size, running: this.running, waiting: this.waiting };
   }
 
   /** crunch-run processes alive now. */
