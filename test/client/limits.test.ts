@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from '@jest/globals';
 import { ArvadosClient, type RequestEvent } from '../../src/index.js';
+import { TestClock } from '../../src/testing/index.js';
 import { failure } from '../helpers/failure.js';
 
 const TOKEN = 'v2/zzzzz-gj3su-000000000000000/limitstestsecret0123456789abcdefghijklmnopq';
@@ -17,6 +18,15 @@ async function serve(handler: http.RequestListener): Promise<string> {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
+/** Settles `p`, moving `clock` to each wait's end whenever nothing else is going on (a request is in flight: real time passes). */
+async function onClock<T>(clock: TestClock, p: Promise<T>): Promise<T> {
+  let settled = false;
+  const done = p.finally(() => (settled = true));
+  done.catch(() => {}); // handled by the caller, once returned
+  while (!settled) if (!(await clock.next())) await new Promise((r) => setTimeout(r, 1));
+  return done;
+}
+
 afterEach(async () => {
   for (const s of servers.splice(0)) {
     s.closeAllConnections();
@@ -72,11 +82,17 @@ describe('bounded requests', () => {
       hits++;
       res.writeHead(500).end('{}');
     });
-    const client = new ArvadosClient({ apiHost, apiToken: TOKEN, retries: 100, retryDelay: 40, maxRetryDelay: 40 });
-    const e = await failure(client.currentAuthorization({ deadline: 200 }));
+    // The waits and the deadline on a test clock: attempts at 0, 40, 80, 120
+    // and 160 s, and the next wait would end at the deadline. (Each attempt's
+    // socket timeout is what is left of the deadline, in real ms: tens of
+    // seconds here, so a loaded machine cannot turn a 500 into a timeout.)
+    const clock = new TestClock(0);
+    const client = new ArvadosClient({ apiHost, apiToken: TOKEN, retries: 100, retryDelay: 40_000, maxRetryDelay: 40_000, clock });
+    const e = await failure(onClock(clock, client.currentAuthorization({ deadline: 200_000 })));
     expect(e.status).toBe(500);
-    expect(hits).toBeLessThan(10);
+    expect(hits).toBe(5);
     expect(e.attempts).toBe(hits);
+    expect(clock.now()).toBe(160_000);
     client.close();
   });
 
