@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from '@jest/globals';
 import { ArvadosClient, type RequestEvent } from '../../src/index.js';
 import { TestClock } from '../../src/testing/index.js';
 import { failure } from '../helpers/failure.js';
+import { onClock } from './on-clock.js';
 
 const TOKEN = 'v2/zzzzz-gj3su-000000000000000/limitstestsecret0123456789abcdefghijklmnopq';
 
@@ -18,15 +19,6 @@ async function serve(handler: http.RequestListener): Promise<string> {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
-/** Settles `p`, moving `clock` to each wait's end whenever nothing else is going on (a request is in flight: real time passes). */
-async function onClock<T>(clock: TestClock, p: Promise<T>): Promise<T> {
-  let settled = false;
-  const done = p.finally(() => (settled = true));
-  done.catch(() => {}); // handled by the caller, once returned
-  while (!settled) if (!(await clock.next())) await new Promise((r) => setTimeout(r, 1));
-  return done;
-}
-
 afterEach(async () => {
   for (const s of servers.splice(0)) {
     s.closeAllConnections();
