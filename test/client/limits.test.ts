@@ -6,7 +6,9 @@ import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from '@jest/globals';
 import { ArvadosClient, type RequestEvent } from '../../src/index.js';
+import { TestClock } from '../../src/testing/index.js';
 import { failure } from '../helpers/failure.js';
+import { onClock } from './on-clock.js';
 
 const TOKEN = 'v2/zzzzz-gj3su-000000000000000/limitstestsecret0123456789abcdefghijklmnopq';
 
@@ -72,11 +74,17 @@ describe('bounded requests', () => {
       hits++;
       res.writeHead(500).end('{}');
     });
-    const client = new ArvadosClient({ apiHost, apiToken: TOKEN, retries: 100, retryDelay: 40, maxRetryDelay: 40 });
-    const e = await failure(client.currentAuthorization({ deadline: 200 }));
+    // The waits and the deadline on a test clock: attempts at 0, 40, 80, 120
+    // and 160 s, and the next wait would end at the deadline. (Each attempt's
+    // socket timeout is what is left of the deadline, in real ms: tens of
+    // seconds here, so a loaded machine cannot turn a 500 into a timeout.)
+    const clock = new TestClock(0);
+    const client = new ArvadosClient({ apiHost, apiToken: TOKEN, retries: 100, retryDelay: 40_000, maxRetryDelay: 40_000, clock });
+    const e = await failure(onClock(clock, client.currentAuthorization({ deadline: 200_000 })));
     expect(e.status).toBe(500);
-    expect(hits).toBeLessThan(10);
+    expect(hits).toBe(5);
     expect(e.attempts).toBe(hits);
+    expect(clock.now()).toBe(160_000);
     client.close();
   });
 

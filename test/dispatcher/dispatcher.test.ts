@@ -26,7 +26,9 @@ function makeDispatcher(runContainer: RunContainer, opts: Partial<DispatcherOpti
   const { token, ...rest } = opts;
   const calls: Call[] = [];
   const d = new Dispatcher({
-    client: fake.client({ token, retryDelay: 5, maxRetryDelay: 20, timeout: 2000 }),
+    // No test here waits for a request to time out: a long timeout keeps a
+    // slow answer on a loaded machine from turning into a retried PUT.
+    client: fake.client({ token, retryDelay: 5, maxRetryDelay: 20, timeout: 30_000 }),
     pollInterval: 25,
     handleSignals: false,
     shutdownTimeout: 5000,
@@ -169,7 +171,8 @@ describe('Dispatcher: locking and handing over', () => {
     fake.addContainers(75, (i) => ({ priority: 1 + (i % 10) }));
     const { d, calls } = makeDispatcher(crunchRunLike, { batchSize: 50 });
     void d.run();
-    await waitFor(() => fake.containers('Complete').length === 75, 'all 75 complete');
+    // Some 300 requests over HTTPS: room for a loaded machine (a state wait, not a measure).
+    await waitFor(() => fake.containers('Complete').length === 75, 'all 75 complete', 90_000);
     expect(new Set(calls.map((c) => c.uuid)).size).toBe(75);
     expect(calls).toHaveLength(75);
     // Every page request asked for 50 and walked by uuid: offsets would skip
@@ -177,19 +180,19 @@ describe('Dispatcher: locking and handing over', () => {
     // (Not counting each sweep's one-item read of the newest modified_at.)
     const pages = fake.requests.filter((r) => r.route === 'containers.list' && r.params?.limit !== '1');
     expect(pages.every((r) => r.params?.limit === '50' && r.params?.count === 'none')).toBe(true);
-  });
+  }, 120_000);
 
   it('asks for pages of 1000 by default and pages on when the server caps them lower', async () => {
     await startFake({ maxItemsPerResponse: 20 });
     fake.addContainers(45, (i) => ({ priority: 1 + (i % 10) }));
     const { d, calls } = makeDispatcher(async (_d, _c, u) => drain(u));
     void d.run();
-    await waitFor(() => calls.length === 45, 'all 45 handed over');
+    await waitFor(() => calls.length === 45, 'all 45 handed over', 90_000);
     expect(new Set(calls.map((c) => c.uuid)).size).toBe(45);
     const pages = fake.requests.filter((r) => r.route === 'containers.list' && r.params?.limit !== '1');
     expect(pages.length).toBeGreaterThan(2);
     expect(pages.every((r) => r.params?.limit === '1000')).toBe(true);
-  });
+  }, 120_000);
 
   it('never locks a Queued container with priority 0', async () => {
     await startFake();

@@ -2,9 +2,8 @@
 // every state, its idempotence, the runtime_status rule and the logs record,
 // each checked on the fake's records and the API calls made.
 import { describe, expect, it } from '@jest/globals';
-import type { Container, Dispatcher } from '../../src/index.js';
-import { RunnerConfigError } from '../../src/index.js';
-import type { FakeArvados } from '../../src/testing/index.js';
+import { Dispatcher, RunnerConfigError, type Container } from '../../src/index.js';
+import { FakeArvados, MemoryContainerApi, TestClock } from '../../src/testing/index.js';
 import { waitFor } from '../helpers/wait.js';
 import { harness } from './setup.js';
 
@@ -134,23 +133,32 @@ describe('Dispatcher.release: secrets', () => {
 
 describe('Dispatcher.release: failures and configuration errors', () => {
   it('delays the next lock of a container unlocked after its own failure (exponential backoff)', async () => {
-    const h = await harness({ maxDispatchAttempts: 100 });
-    const c = h.fake.addContainer();
-    const { d } = h.dispatcher({
-      failureBackoff: { initial: 200, max: 60_000 },
+    // In memory, on a test clock: the lock times are exact, whatever the load.
+    const fake = new FakeArvados({ maxDispatchAttempts: 100, websocket: false, tls: false });
+    const clock = new TestClock(0);
+    const c = fake.addContainer();
+    const locks: number[] = [];
+    const d = new Dispatcher({
+      api: new MemoryContainerApi(fake),
+      clock,
+      pollInterval: 25,
+      events: false,
+      incremental: false,
+      handleSignals: false,
+      failureBackoff: { initial: 200, max: 1_000 },
       async runContainer(disp, ct) {
+        locks.push(clock.now());
         await disp.release(ct.uuid, { reason: 'crunch-run exited with code 1', detail: 'boom' });
       },
     });
-    void d.run();
-    await waitFor(() => h.fake.count('containers.lock') >= 2, 'second lock');
-    // Backoff 200 ms, then 400 ms, then 800 ms: over ~50 more polls of 25 ms, at most three more locks.
-    const cycles = d.status.cycles;
-    await waitFor(() => d.status.cycles >= cycles + 50, '50 more cycles');
-    const locks = h.fake.count('containers.lock');
-    expect(locks).toBeLessThanOrEqual(5);
-    expect(locks).toBeGreaterThanOrEqual(2);
-    expect(h.fake.container(c.uuid)?.lock_count).toBe(locks);
+    const done = d.run();
+    while (clock.now() < 4_400) await clock.advance(25);
+    // Each next lock at the poll its back-off ends on: 200 ms, doubling, capped at 1 s.
+    expect(locks.slice(1).map((t, i) => t - locks[i])).toEqual([200, 400, 800, 1_000, 1_000, 1_000]);
+    expect(fake.container(c.uuid)?.lock_count).toBe(locks.length);
+    void d.stop();
+    await clock.advance(25);
+    await done;
   });
 
   it('stops locking after a RunnerConfigError, says so, and releases without cycling containers', async () => {

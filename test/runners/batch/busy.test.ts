@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from '@jest/globals';
 import { Dispatcher, type Container } from '../../../src/index.js';
-import { FakeArvados } from '../../../src/testing/index.js';
+import { FakeArvados, TestClock } from '../../../src/testing/index.js';
 import { LsfRunner } from '../../../src/runners/batch/lsf/adapter.js';
 import { CommandLimiter } from '../../../src/runners/batch/limiter.js';
 import type { RunResult } from '../../../src/runners/batch/adapter.js';
@@ -121,12 +121,16 @@ class MemoryLsf {
 
 describe('CommandLimiter on a busy cluster', () => {
   it('never starts more than `count` commands in any window of the period, the first burst included', async () => {
-    const limiter = new CommandLimiter(100, { count: 10, periodMs: 200 });
+    // On a test clock: start times are exact, so no window needs slack.
+    const clock = new TestClock(0);
+    const limiter = new CommandLimiter(100, { count: 10, periodMs: 200 }, clock);
     const starts: number[] = [];
-    await Promise.all(Array.from({ length: 45 }, () => limiter.run(async () => void starts.push(performance.now()))));
-    expect(starts).toHaveLength(45);
+    const all = Promise.all(Array.from({ length: 45 }, () => limiter.run(async () => void starts.push(clock.now()))));
+    while (starts.length < 45) if (!(await clock.next())) await clock.settle();
+    await all;
     // A bucket refilled continuously lets 19 through in the first 200 ms.
-    expect(maxInWindow(starts, 200)).toBe(10);
+    expect(maxInWindow(starts, 200, 0)).toBe(10);
+    expect(starts).toEqual([0, 200, 400, 600, 800].flatMap((t) => Array<number>(t < 800 ? 10 : 5).fill(t)));
   });
 });
 

@@ -1,6 +1,7 @@
 import { describe, expect, it } from '@jest/globals';
 import { CommandTimeoutError, spawnCommand } from '../../../src/runners/batch/commands.js';
 import { CommandLimiter, parseRate } from '../../../src/runners/batch/limiter.js';
+import { TestClock } from '../../../src/testing/clock.js';
 import { parseDuration } from '../../../src/cli/duration.js';
 
 const node = process.execPath;
@@ -106,16 +107,15 @@ describe('CommandLimiter', () => {
   });
 
   it('starts no more than `count` tasks per period (token bucket)', async () => {
-    const limiter = new CommandLimiter(100, { count: 5, periodMs: 200 });
+    // On a test clock: the start times are exact, not bounded.
+    const clock = new TestClock(0);
+    const limiter = new CommandLimiter(100, { count: 5, periodMs: 200 }, clock);
     const starts: number[] = [];
-    await Promise.all(Array.from({ length: 15 }, () => limiter.run(async () => void starts.push(Date.now()))));
-    // The bucket's invariant, counted: between any two starts, at most the
-    // burst (`count`) plus what the elapsed time earned (count per period).
-    for (let i = 0; i < starts.length; i++) {
-      for (let j = i + 1; j < starts.length; j++) {
-        expect(j - i + 1).toBeLessThanOrEqual(5 + Math.floor(((starts[j] - starts[i]) * 5) / 200) + 1);
-      }
-    }
+    const all = Promise.all(Array.from({ length: 15 }, () => limiter.run(async () => void starts.push(clock.now()))));
+    while (starts.length < 15) if (!(await clock.next())) await clock.settle();
+    await all;
+    // The burst (`count`) at once, then `count` more each period.
+    expect(starts).toEqual([0, 200, 400].flatMap((t) => Array<number>(5).fill(t)));
     expect(limiter.started).toBe(15);
   });
 

@@ -6,7 +6,8 @@
 // -V they get only Grid Engine's job environment. A held job (-h) waits
 // until qrls; a job whose -o or -e file cannot be opened goes to the error
 // state Eqw and stays there; qdel sends SIGTERM (the terminate_method
-// scripts/sge-up.sh sets). Accounting records are written as a job ends.
+// scripts/sge-up.sh sets). Accounting records are written as a job ends;
+// `failed` is 100 only for a job that died of a signal.
 import { existsSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import { basename, dirname } from 'node:path';
@@ -208,6 +209,11 @@ export class FakeSge {
     // A job deleted before it ran never gets a record.
     if (!job || job.phase !== 'ended' || job.exit === undefined || job.startedAt === undefined) return result(1, '', `error: job id ${id} not found\n`);
     const wall = Math.max(0, Math.round(((job.endedAt ?? 0) - job.startedAt) / 1000));
+    // Grid Engine writes failed 100 ("assumedly after job") for a job that
+    // died of a signal (qdel's, a limit's, anyone's). One whose script exited
+    // by itself gets failed 0, even after a qdel: the runner deletes a
+    // finished container's job that is still listed, and the stub crunch-run,
+    // done by then, ignores the SIGTERM and exits 0.
     return result(
       0,
       '==============================================================\n' +
@@ -216,7 +222,7 @@ export class FakeSge {
         `owner        ${job.user}\n` +
         `jobname      ${job.name}\n` +
         `jobnumber    ${job.id}\n` +
-        `failed       ${job.killedBy !== undefined ? '100 : assumedly after job' : '0'}\n` +
+        `failed       ${job.exit.signal !== null ? '100 : assumedly after job' : '0'}\n` +
         `exit_status  ${exitStatus(job.exit)}\n` +
         `ru_wallclock ${wall}s\n` +
         `maxvmem      3.406MB\n` +

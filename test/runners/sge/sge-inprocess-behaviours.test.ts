@@ -6,8 +6,12 @@
  * Grid Engine, in the system tier. Plus what is Grid Engine's own: a job in
  * the error state, which never clears.
  */
-import { afterAll, expect, it } from '@jest/globals';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { DEFAULT_QSUB_ARGUMENTS } from '../../../src/runners/batch/sge/adapter.js';
+import { parseQacct, sgeEnd } from '../../../src/runners/batch/sge/qacct.js';
 import { sgeJobName } from '../../../src/runners/batch/sge/name.js';
 import { waitFor } from '../../helpers/wait.js';
 import { TEST_TIMEOUT, WAIT, defineBatchBehaviour, type SeenJob } from '../batch/behaviour.js';
@@ -60,3 +64,32 @@ defineBatchBehaviour(
     }, TEST_TIMEOUT);
   },
 );
+
+describe('the Grid Engine stand-in: accounting after a qdel', () => {
+  let dir = '';
+  beforeAll(() => void (dir = mkdtempSync(join(tmpdir(), 'fake-sge-'))));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** Submits `script` (which creates $READY once it is ready for the signal), deletes the job then, and reads how it ended. */
+  async function deletedWhileRunning(name: string, script: string): Promise<ReturnType<typeof sgeEnd>> {
+    const ready = join(dir, `${name}.ready`);
+    const id = sh('qsub', ['-terse', '-N', name, '-S', '/bin/sh', '-o', '/dev/null', '-e', '/dev/null'], `READY='${ready}'\n${script}`).trim();
+    await waitFor(() => existsSync(ready), 'the job ready for the signal', WAIT);
+    sh('qdel', [id]);
+    const acct = await waitFor(() => {
+      const r = sge.command('qacct', ['-j', id]);
+      return r.code === 0 && parseQacct(r.stdout);
+    }, 'the accounting record', WAIT);
+    return sgeEnd(acct);
+  }
+
+  // The runner deletes a finished container's job that is still listed; crunch-run, done by then, exits 0.
+  it('a job that outlives the SIGTERM and exits 0 is COMPLETED (failed 0), not FAILED', async () => {
+    const script = "trap '' TERM\ntouch \"$READY\"\nsleep 0.2\nexit 0\n";
+    await expect(deletedWhileRunning('outlives', script)).resolves.toMatchObject({ kind: 'COMPLETED', exitCode: 0 });
+  }, TEST_TIMEOUT);
+
+  it('a job that dies of the SIGTERM is CANCELLED (failed 100, exit status 143)', async () => {
+    await expect(deletedWhileRunning('dies', 'touch "$READY"\nexec sleep 600\n')).resolves.toMatchObject({ kind: 'CANCELLED', exitCode: 143 });
+  }, TEST_TIMEOUT);
+});
