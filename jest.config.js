@@ -52,6 +52,7 @@ export const SYSTEM = [
   'test/cli/cluster-lock.test.ts',
   'test/cli/standby.test.ts',
   'test/runners/slurm/integration.test.ts',
+  'test/runners/slurm/time-limit.test.ts',
   'test/runners/slurm/real-slurm.test.ts',
   'test/runners/sge/real-sge-commands.test.ts',
   'test/runners/sge/sge-behaviours.test.ts',
