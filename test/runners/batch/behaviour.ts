@@ -119,6 +119,8 @@ export interface BehaviourContext {
   readonly cluster: string;
   readonly foreign: string;
   fake(): FakeArvados;
+  /** When the current test's fake started (ms since the epoch): its tokens are younger. */
+  fakeStarted(): number;
   work(): string;
   markers(): string;
   outDir(): string;
@@ -161,6 +163,7 @@ function behaviourContext(env: BatchEnvironment): BehaviourContext {
   let markers = '';
   let outDir = '';
   let fake: FakeArvados;
+  let fakeStarted = 0;
   const cleanups: Array<() => Promise<void>> = [];
   /** Containers of the current test: their jobs are removed after it. */
   const created: string[] = [];
@@ -178,6 +181,7 @@ function behaviourContext(env: BatchEnvironment): BehaviourContext {
   });
 
   beforeEach(async () => {
+    fakeStarted = Date.now();
     fake = await new FakeArvados({ clusterId: CLUSTER }).start();
   });
 
@@ -257,6 +261,7 @@ function behaviourContext(env: BatchEnvironment): BehaviourContext {
     cluster: CLUSTER,
     foreign: FOREIGN,
     fake: () => fake,
+    fakeStarted: () => fakeStarted,
     work: () => work,
     markers: () => markers,
     outDir: () => outDir,
@@ -323,9 +328,14 @@ function sharedBehaviour(env: BatchEnvironment, ctx: BehaviourContext): void {
       const id = (await env.jobs(c.uuid))[0].id;
       const shown = await other.show(id);
       expect(shown).toContain(id);
-      // Everything `nobody` can read where the scheduler and we keep things.
+      // Every file `nobody` can read where the scheduler and we keep things,
+      // written since the fake made the token (an older file cannot hold
+      // it): grepping all of a shared /tmp took ~10 s a check. Two seconds
+      // of slack for the coarse clock of file times.
       const dirs = [...other.spools, join(work, 'secrets'), '/tmp'];
-      const r = await runWithInput('runuser', ['-u', 'nobody', '--', 'grep', '-rlsaF', ...needles.flatMap((n) => ['-e', n]), '--', ...dirs]);
+      const since = `@${Math.floor(ctx.fakeStarted() / 1000) - 2}`;
+      const grep = ['grep', '-lsaF', ...needles.flatMap((n) => ['-e', n]), '--', '{}', '+'];
+      const r = await runWithInput('runuser', ['-u', 'nobody', '--', 'find', ...dirs, '-type', 'f', '-newermt', since, '-exec', ...grep]);
       expect(r.stdout.trim()).toBe('');
       expect(needles.filter((n) => shown.includes(n))).toEqual([]);
     };
