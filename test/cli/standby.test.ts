@@ -4,7 +4,7 @@
 // dispatcher), FakeArvados and the crunch-run simulator. The active one is
 // killed with SIGKILL; the standby takes the lock and finishes the work:
 // nothing submitted twice, nothing cancelled. Skipped, with a note, where
-// PostgreSQL does not answer.
+// PostgreSQL (its second database) does not answer.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,9 +14,11 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import pg from 'pg';
 import { FakeArvados } from '../../src/testing/index.js';
 import { built } from '../helpers/cli.js';
+import { standbyPgUrl } from '../helpers/postgres.js';
 import { waitFor } from '../helpers/wait.js';
 
-const PG_URL = process.env.ARVADOS_DISPATCH_TEST_PG ?? 'postgresql://arvados_dispatch_test:xyzzy-lock-test@127.0.0.1:5432/arvados_test';
+// Its own database, so that cluster-lock.test.ts can hold the same lock key meanwhile.
+const PG_URL = standbyPgUrl();
 const MAIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 const LSF_BIN = fileURLToPath(new URL('../runners/lsf/bin', import.meta.url));
 const STUB = fileURLToPath(new URL('../fixtures/slurm-crunch-run.mjs', import.meta.url));
