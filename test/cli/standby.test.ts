@@ -6,7 +6,7 @@
 // nothing submitted twice, nothing cancelled. Skipped, with a note, where
 // PostgreSQL (its second database) does not answer.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -96,6 +96,14 @@ describeIt('two dispatchers with one config (real PostgreSQL)', () => {
       fake.addContainer({ priority: 10 - i, runtime_constraints: { vcpus: 1, ram: 64 * 2 ** 20 }, environment: { STUB_MODE: 'complete', STUB_RUN_MS: String(12000 + 200 * i) } }),
     );
     await waitFor(() => cs.filter((c) => fake.container(c.uuid)?.state === 'Running').length >= 4, 'four Running', 30_000);
+    // Every container's job recorded before the kill: a bsub the killed one
+    // left running could record a job after the standby looked, and the
+    // standby would submit that container again (seen under load).
+    const named = (): string[] =>
+      readdirSync(join(table, 'jobs'))
+        .filter((f) => f.endsWith('.json'))
+        .map((f) => (JSON.parse(readFileSync(join(table, 'jobs', f), 'utf8')) as { name: string }).name);
+    await waitFor(() => cs.every((c) => named().includes(c.uuid)), 'every container submitted', 30_000);
     expect(b.events.some((e) => e.event === 'locked' || e.event === 'submitted')).toBe(false);
     a.child.kill('SIGKILL');
     await a.exited;
