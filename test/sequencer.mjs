@@ -6,9 +6,9 @@
 // workers to run everything else beside it.
 import Sequencer from '@jest/test-sequencer';
 
-/** Paths under the repository, the longest first (seconds on two cores, 3 workers). */
+/** Paths under the repository, the longest first (as measured on two cores). */
 export const LONG_FIRST = [
-  'test/runners/slurm/time-limit.test.ts', // ~75: Slurm's one-minute time limit
+  'test/runners/slurm/time-limit.test.ts', // ~80-90 s: Slurm's one-minute time limit
   'test/runners/slurm/integration.test.ts',
   'test/runners/sge/sge-behaviours.test.ts',
   'test/runners/pbs/pbs-commands.test.ts',
