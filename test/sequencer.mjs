@@ -11,8 +11,10 @@ export const LONG_FIRST = [
   'test/runners/slurm/time-limit.test.ts', // ~80-90 s: Slurm's one-minute time limit
   'test/runners/slurm/integration.test.ts',
   'test/runners/sge/sge-behaviours.test.ts',
+  'test/package/pack.test.ts', // mostly tsc: busy cores, not waiting
   'test/runners/pbs/pbs-commands.test.ts',
   'test/cli/cluster-lock.test.ts',
+  'test/package/installed-cli.test.ts',
   'test/cli/standby.test.ts',
 ];
 
