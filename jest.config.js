@@ -16,8 +16,13 @@ import { createDefaultEsmPreset } from 'ts-jest';
 // 4 kept both cores almost fully busy, leaving no headroom for the tests
 // that time real back-off when the machine is shared. A count, not a share
 // of the cores: Jest reads a share above 100% as a count (150% would be 150
-// workers). The system tier keeps the default: its tests share one Slurm,
-// Grid Engine and PostgreSQL.
+// workers). `npm run test:system` runs 3 workers too: its files share one
+// Slurm, Grid Engine and PostgreSQL, so none assumes an empty queue or that
+// a job starts at once, each names its jobs with its own random prefix and
+// cleans up only those, the node has more slots than cores
+// (scripts/slurm-up.sh, sge-up.sh), and the two files that take the cluster
+// lock use different databases (scripts/postgres-up.sh). Its longest files
+// start first (test/sequencer.mjs): one waits ~75 s on Slurm's time limit.
 // A new test file lands in integration unless listed here.
 
 /** Files of the unit tier. */
@@ -52,6 +57,7 @@ export const SYSTEM = [
   'test/cli/cluster-lock.test.ts',
   'test/cli/standby.test.ts',
   'test/runners/slurm/integration.test.ts',
+  'test/runners/slurm/time-limit.test.ts',
   'test/runners/slurm/real-slurm.test.ts',
   'test/runners/sge/real-sge-commands.test.ts',
   'test/runners/sge/sge-behaviours.test.ts',
@@ -88,4 +94,5 @@ export default {
   ],
   // Tests start real servers and child processes; give slow machines room.
   testTimeout: 60_000,
+  testSequencer: '<rootDir>/test/sequencer.mjs',
 };

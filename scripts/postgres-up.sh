@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Bring up a single-node PostgreSQL 15 (Debian packages) for the cluster-lock
-# tests, with a user and database they connect to. Idempotent: a cluster
+# tests, with a user and the databases they connect to: $PGTEST_DB and
+# ${PGTEST_DB}_standby. Advisory locks are per database, so the hot-standby
+# test (which takes the dispatch lock in the second) runs beside the
+# cluster-lock test (the first) without either holding the other's lock
+# (see test/helpers/postgres.ts). Idempotent: a cluster
 # that is already online is left as it is (and not stopped by
 # postgres-down.sh). Must run as root.
 #
@@ -47,8 +51,10 @@ if [[ $(psql_su "-c \"select 1 from pg_roles where rolname = '$DB_USER'\"") != 1
 else
   psql_su "-c \"alter user $DB_USER with password '$DB_PASSWORD'\"" >/dev/null
 fi
-if [[ $(psql_su "-c \"select 1 from pg_database where datname = '$DB_NAME'\"") != 1 ]]; then
-  psql_su "-c 'create database $DB_NAME owner $DB_USER'" >/dev/null
-fi
-PGPASSWORD=$DB_PASSWORD psql -h 127.0.0.1 -U "$DB_USER" "$DB_NAME" -qAt -c 'select 1' >/dev/null || die "cannot connect as $DB_USER to $DB_NAME"
-say "ready: postgresql://$DB_USER@127.0.0.1:5432/$DB_NAME"
+for db in "$DB_NAME" "${DB_NAME}_standby"; do
+  if [[ $(psql_su "-c \"select 1 from pg_database where datname = '$db'\"") != 1 ]]; then
+    psql_su "-c 'create database $db owner $DB_USER'" >/dev/null
+  fi
+  PGPASSWORD=$DB_PASSWORD psql -h 127.0.0.1 -U "$DB_USER" "$db" -qAt -c 'select 1' >/dev/null || die "cannot connect as $DB_USER to $db"
+done
+say "ready: postgresql://$DB_USER@127.0.0.1:5432/$DB_NAME (and ${DB_NAME}_standby)"

@@ -10,10 +10,12 @@
 # Environment knobs (all optional):
 #   ARVADOS_DISPATCH_SGE_STATE  state file (default /run/arvados-dispatch-sge.pids)
 #   SGE_UP_TIMEOUT              seconds to wait for the queue to take jobs (default 60)
+#   SGE_SLOTS                   slots of all.q (default 16, whatever the hardware has)
 set -euo pipefail
 
 STATE_FILE=${ARVADOS_DISPATCH_SGE_STATE:-/run/arvados-dispatch-sge.pids}
 UP_TIMEOUT=${SGE_UP_TIMEOUT:-60}
+SLOTS=${SGE_SLOTS:-16}
 export SGE_ROOT=/var/lib/gridengine
 export SGE_CELL=default
 COMMON=$SGE_ROOT/$SGE_CELL/common
@@ -64,8 +66,13 @@ wait_for_pidfile() {
   return 1
 }
 
+# all.q has $SLOTS slots.
+slots_set() {
+  [[ $(timeout 10 qconf -sq all.q 2>/dev/null | awk '$1 == "slots" { print $2 }') == "$SLOTS" ]]
+}
+
 if command -v qstat >/dev/null 2>&1 &&
-  alive "$QMASTER_PIDFILE" sge_qmaster && alive "$EXECD_PIDFILE" sge_execd && queue_usable; then
+  alive "$QMASTER_PIDFILE" sge_qmaster && alive "$EXECD_PIDFILE" sge_execd && queue_usable && slots_set; then
   say "already running; nothing to do"
   exit 0
 fi
@@ -156,12 +163,19 @@ if ! qconf -sq all.q >/dev/null 2>&1; then
   cat >"$work/edit-queue" <<EOF
 #!/bin/sh
 sed -i -e 's/^hostlist .*/hostlist              $H/' \\
-  -e 's/^slots .*/slots                 $(nproc)/' \\
+  -e 's/^slots .*/slots                 $SLOTS/' \\
   -e 's/^pe_list .*/pe_list               NONE/' \\
   -e 's/^load_thresholds .*/load_thresholds       NONE/' "\$1"
 EOF
   chmod 755 "$work/edit-queue"
   EDITOR=$work/edit-queue qconf -aq all.q >/dev/null 2>&1 || die "qconf -aq all.q failed"
+fi
+
+# More slots than cores: the system tier's files run side by side, and their
+# jobs mostly sleep or wait, so each file's jobs start without waiting for
+# another file's to end. A queue made with another count is changed.
+if ! slots_set; then
+  qconf -mattr queue slots "$SLOTS" all.q >/dev/null 2>&1 || die "qconf -mattr queue slots $SLOTS all.q failed"
 fi
 
 # qdel then sends SIGTERM, which crunch-run handles by stopping its
@@ -194,4 +208,4 @@ until queue_usable; do
   fi
   sleep 0.5
 done
-say "up: all.q@$H, $(nproc) slots"
+say "up: all.q@$H, $SLOTS slots"

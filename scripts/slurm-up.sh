@@ -8,12 +8,14 @@
 #
 # Environment knobs (all optional):
 #   ARVADOS_DISPATCH_SLURM_STATE  state file (default /run/arvados-dispatch-slurm.pids)
+#   SLURM_CPUS                    node CPUs (default 16, whatever the hardware has)
 #   SLURM_REAL_MEMORY             node RealMemory in MB (default 4000)
 #   SLURM_TMP_DISK                node TmpDisk in MB (default: 90% of /tmp's size)
 #   SLURM_UP_TIMEOUT              seconds to wait for the node to take jobs (default 60)
 set -euo pipefail
 
 STATE_FILE=${ARVADOS_DISPATCH_SLURM_STATE:-/run/arvados-dispatch-slurm.pids}
+CPUS=${SLURM_CPUS:-16}
 REAL_MEMORY=${SLURM_REAL_MEMORY:-4000}
 UP_TIMEOUT=${SLURM_UP_TIMEOUT:-60}
 CONF=/etc/slurm/slurm.conf
@@ -63,8 +65,9 @@ wait_for_pidfile() {
   return 1
 }
 
-# v2: memory enforcement and job accounting; an older configuration of ours is rewritten below.
-if command -v sinfo >/dev/null 2>&1 && grep -q 'slurm-up.sh (v2)' "$CONF" 2>/dev/null &&
+# v2: memory enforcement and job accounting; v3: more CPUs than cores. An
+# older configuration of ours is rewritten below.
+if command -v sinfo >/dev/null 2>&1 && grep -q 'slurm-up.sh (v3)' "$CONF" 2>/dev/null &&
   alive "$MUNGE_PIDFILE" munged && alive "$SLURMCTLD_PIDFILE" slurmctld &&
   alive "$SLURMD_PIDFILE" slurmd && node_usable; then
   say "already running; nothing to do"
@@ -91,6 +94,11 @@ else
   TMP_DISK=$(($(df -Pm /tmp | awk 'NR == 2 { print $2 }') * 9 / 10))
 fi
 
+# More CPUs than the machine has (SlurmdParameters=config_overrides makes
+# slurmd accept the configured count): the system tier's files run side by
+# side, and their jobs mostly sleep or wait, so each file's jobs start
+# without waiting for another file's to end.
+
 # Memory enforcement, so that a job exceeding --mem ends OUT_OF_MEMORY as on a
 # real cluster: task/cgroup where a cgroup memory controller is available
 # (v1 or v2), else none (jobs then run past --mem; the OOM test is skipped).
@@ -111,7 +119,7 @@ chmod 400 /etc/munge/munge.key
 
 NEW_CONF=$(
   cat <<CONF
-# Written by arvados-dispatch scripts/slurm-up.sh (v2): a single-node test cluster.
+# Written by arvados-dispatch scripts/slurm-up.sh (v3): a single-node test cluster.
 ClusterName=test
 SlurmctldHost=$H
 SlurmUser=root
@@ -127,11 +135,12 @@ SelectTypeParameters=CR_Core_Memory
 JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=task=1
 ReturnToService=2
+SlurmdParameters=config_overrides
 SlurmctldLogFile=/var/log/slurm/slurmctld.log
 SlurmdLogFile=/var/log/slurm/slurmd.log
 SlurmctldPidFile=$SLURMCTLD_PIDFILE
 SlurmdPidFile=$SLURMD_PIDFILE
-NodeName=$H CPUs=$(nproc) RealMemory=$REAL_MEMORY TmpDisk=$TMP_DISK State=UNKNOWN
+NodeName=$H CPUs=$CPUS RealMemory=$REAL_MEMORY TmpDisk=$TMP_DISK State=UNKNOWN
 PartitionName=debug Nodes=$H Default=YES MaxTime=INFINITE State=UP
 CONF
 )

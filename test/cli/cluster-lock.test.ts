@@ -13,9 +13,10 @@ import { ClusterLock, DISPATCH_LOCK_KEY, LOCK_RETRY_INTERVAL } from '../../src/c
 import type { PostgresConnection } from '../../src/cli/cluster-sections.js';
 import { FakeArvados } from '../../src/testing/index.js';
 import { built, spawnCli, type Cli } from '../helpers/cli.js';
+import { TEST_PG_URL } from '../helpers/postgres.js';
 import { waitFor } from '../helpers/wait.js';
 
-const URL_TEXT = process.env.ARVADOS_DISPATCH_TEST_PG ?? 'postgresql://arvados_dispatch_test:xyzzy-lock-test@127.0.0.1:5432/arvados_test';
+const URL_TEXT = TEST_PG_URL;
 const u = new URL(URL_TEXT);
 const connection: PostgresConnection = {
   host: u.hostname,
@@ -57,10 +58,19 @@ afterEach(async () => {
   await Promise.all(clients.splice(0).map((c) => c.end().catch(() => {})));
 });
 
-/** The backend pid holding the lock, if one does. */
+// pg_locks lists every database's locks; advisory locks are per database,
+// and standby.test.ts takes the same key in another one meanwhile.
+const THIS_DB = "database = (select oid from pg_database where datname = current_database())";
+
+/** The backend pid holding the lock in this database, if one does. */
 async function holderPid(c: pg.Client): Promise<number | undefined> {
-  const r = await c.query<{ pid: number }>("select pid from pg_locks where locktype = 'advisory' and objid = $1 and granted", [DISPATCH_LOCK_KEY]);
+  const r = await c.query<{ pid: number }>(`select pid from pg_locks where locktype = 'advisory' and objid = $1 and granted and ${THIS_DB}`, [DISPATCH_LOCK_KEY]);
   return r.rows[0]?.pid;
+}
+
+/** How many sessions wait for the lock in this database. */
+async function waiters(c: pg.Client): Promise<number> {
+  return (await c.query<{ n: number }>(`select count(*)::int as n from pg_locks where locktype = 'advisory' and objid = $1 and not granted and ${THIS_DB}`, [DISPATCH_LOCK_KEY])).rows[0].n;
 }
 
 describePg('ClusterLock (real PostgreSQL)', () => {
@@ -89,7 +99,7 @@ describePg('ClusterLock (real PostgreSQL)', () => {
       const waiter = await session();
       clients.push(waiter);
       const waiting = waiter.query('select pg_advisory_lock($1)', [DISPATCH_LOCK_KEY]);
-      await waitFor(async () => (await other.query("select count(*)::int as n from pg_locks where locktype = 'advisory' and objid = $1 and not granted", [DISPATCH_LOCK_KEY])).rows[0].n === 1, 'the waiter queued');
+      await waitFor(async () => (await waiters(other)) === 1, 'the waiter queued');
       await other.query('select pg_terminate_backend($1)', [pid]);
       await waitFor(() => events.includes('lost'), 'lost reported');
       await waiting;
@@ -173,7 +183,7 @@ describeCli('arvados-dispatch local with PostgreSQL.Connection (real PostgreSQL)
     const waiter = await session();
     clients.push(waiter);
     const waiting = waiter.query('select pg_advisory_lock($1)', [DISPATCH_LOCK_KEY]);
-    await waitFor(async () => (await other.query("select count(*)::int as n from pg_locks where locktype = 'advisory' and objid = $1 and not granted", [DISPATCH_LOCK_KEY])).rows[0].n === 1, 'the waiter queued');
+    await waitFor(async () => (await waiters(other)) === 1, 'the waiter queued');
     await other.query('select pg_terminate_backend($1)', [pid]);
     await waiting;
     await waitFor(() => /warning: lost the cluster dispatch lock/.test(c.stderr()), 'the loss reported', 20_000);

@@ -4,9 +4,9 @@
 // dispatcher), FakeArvados and the crunch-run simulator. The active one is
 // killed with SIGKILL; the standby takes the lock and finishes the work:
 // nothing submitted twice, nothing cancelled. Skipped, with a note, where
-// PostgreSQL does not answer.
+// PostgreSQL (its second database) does not answer.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,9 +14,11 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import pg from 'pg';
 import { FakeArvados } from '../../src/testing/index.js';
 import { built } from '../helpers/cli.js';
+import { standbyPgUrl } from '../helpers/postgres.js';
 import { waitFor } from '../helpers/wait.js';
 
-const PG_URL = process.env.ARVADOS_DISPATCH_TEST_PG ?? 'postgresql://arvados_dispatch_test:xyzzy-lock-test@127.0.0.1:5432/arvados_test';
+// Its own database, so that cluster-lock.test.ts can hold the same lock key meanwhile.
+const PG_URL = standbyPgUrl();
 const MAIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 const LSF_BIN = fileURLToPath(new URL('../runners/lsf/bin', import.meta.url));
 const STUB = fileURLToPath(new URL('../fixtures/slurm-crunch-run.mjs', import.meta.url));
@@ -94,6 +96,14 @@ describeIt('two dispatchers with one config (real PostgreSQL)', () => {
       fake.addContainer({ priority: 10 - i, runtime_constraints: { vcpus: 1, ram: 64 * 2 ** 20 }, environment: { STUB_MODE: 'complete', STUB_RUN_MS: String(12000 + 200 * i) } }),
     );
     await waitFor(() => cs.filter((c) => fake.container(c.uuid)?.state === 'Running').length >= 4, 'four Running', 30_000);
+    // Every container's job recorded before the kill: a bsub the killed one
+    // left running could record a job after the standby looked, and the
+    // standby would submit that container again (seen under load).
+    const named = (): string[] =>
+      readdirSync(join(table, 'jobs'))
+        .filter((f) => f.endsWith('.json'))
+        .map((f) => (JSON.parse(readFileSync(join(table, 'jobs', f), 'utf8')) as { name: string }).name);
+    await waitFor(() => cs.every((c) => named().includes(c.uuid)), 'every container submitted', 30_000);
     expect(b.events.some((e) => e.event === 'locked' || e.event === 'submitted')).toBe(false);
     a.child.kill('SIGKILL');
     await a.exited;

@@ -2,81 +2,25 @@
  * The Slurm runner against a real Slurm (scripts/slurm-up.sh): the shared
  * batch behaviour list, then what only Slurm can show here (why a job
  * ended, pending reasons that never clear, a refused partition, the command
- * rate under a burst). Skipped, with a warning, where `sinfo` does not answer.
+ * rate under a burst). A job past its time limit, which takes Slurm a minute
+ * or more, is in time-limit.test.ts. Skipped, with a warning, where `sinfo`
+ * does not answer.
  */
 import { expect, it } from '@jest/globals';
-import { DEFAULT_SBATCH_ARGUMENTS, SlurmRunner } from '../../../src/runners/batch/slurm/adapter.js';
+import { DEFAULT_SBATCH_ARGUMENTS } from '../../../src/runners/batch/slurm/adapter.js';
 import type { CommandRecord } from '../../../src/runners/batch/exec.js';
-import type { JobState } from '../../../src/runners/batch/adapter.js';
-import { WAIT, defineBatchBehaviour, type SeenJob } from '../batch/behaviour.js';
+import { WAIT, defineBatchBehaviour } from '../batch/behaviour.js';
 import { runWithInput } from '../../helpers/exec.js';
-import { slurmUnavailable } from '../../helpers/slurm.js';
 import { waitFor } from '../../helpers/wait.js';
 import { itCancelsWhenPendingNeverClears } from './never-clears.js';
+import { jobs, realSlurm, submitSleepAs } from './real-slurm-env.js';
 
-async function sh(cmd: string, args: string[]): Promise<string> {
-  const r = await runWithInput(cmd, args);
-  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-}
-
-const STATES: Record<string, JobState> = { PENDING: 'pending', RUNNING: 'running', CONFIGURING: 'running' };
-
-/** Jobs named `name` in the queue now. */
-async function jobs(name: string): Promise<SeenJob[]> {
-  const out = await sh('squeue', ['--noheader', `--name=${name}`, '--format=%i|%j|%Q|%T|%r']);
-  return out
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((l) => {
-      const [id, n, priority, state, reason] = l.trim().split('|');
-      return { id, name: n, priority: Number(priority), state: STATES[state] ?? 'other', pendingReason: reason };
-    })
-    .filter((j) => j.name === name);
-}
-
-const unavailable = await slurmUnavailable().then((why) => why && `${why}. Run scripts/slurm-up.sh as root to enable them`);
-// Read once: whether Slurm enforces memory limits decides whether the OOM test runs.
-const slurmConfig = unavailable ? '' : (await runWithInput('scontrol', ['show', 'config'])).stdout;
-const realSbatch = unavailable ? 'sbatch' : (await sh('sh', ['-c', 'command -v sbatch'])).trim();
+const { env, config: slurmConfig } = await realSlurm();
+const unavailable = env.unavailable;
 
 defineBatchBehaviour(
-  {
-    name: 'Slurm',
-    unavailable,
-    runner: ({ failingSubmit, jobOutputDir, args, gpuArgs, ...core }) =>
-      new SlurmRunner({ ...core, jobOutputDir, sbatchArgs: args, sbatchGpuArgs: gpuArgs, ...(failingSubmit ? { commands: { sbatch: failingSubmit } } : {}) }),
-    commands: { submit: 'sbatch', cancel: 'scancel', renice: 'scontrol' },
-    jobs,
-    remove: async (name) => void (await runWithInput('scancel', [`--name=${name}`])),
-    submitSleep: async (name) => void (await sh('sbatch', [`--job-name=${name}`, '--mem=16', '--output=/dev/null', '--chdir=/tmp', '--wrap=sleep 600'])),
-    // Jobs that may not start for an hour stay pending, whatever else runs.
-    holdArgs: [...DEFAULT_SBATCH_ARGUMENTS, '--begin=now+3600'],
-    realSubmit: realSbatch,
-    asOtherUser: {
-      show: async (id) => {
-        const r = await runWithInput('runuser', ['-u', 'nobody', '--', 'scontrol', 'show', 'job', '-dd', id]);
-        return `${r.stdout}${r.stderr}`;
-      },
-      spools: ['/var/spool/slurmctld', '/var/spool/slurmd'],
-      release: async (id) => void (await sh('scontrol', ['update', `JobId=${id}`, 'StartTime=now'])),
-    },
-    accounting: true,
-  },
+  env,
   (ctx) => {
-    it('says why a job ended: a job past its time limit (--time=1) releases its container with "reached its time limit"', async () => {
-      const h = ctx.start({ args: [...DEFAULT_SBATCH_ARGUMENTS, '--time=1'] });
-      const c = ctx.container({ env: { STUB_MODE: 'mute' } });
-      await waitFor(() => h.lost.length > 0, 'the job to time out', 4 * WAIT);
-      expect(h.lost[0]).toMatchObject({ uuid: c.uuid, action: 'cancelled', terminal: { kind: 'TIMEOUT' } });
-      expect(h.lost[0].reason).toMatch(/^Slurm job \d+ reached its time limit/);
-      await ctx.settledOk(h, c.uuid);
-      expect(ctx.stateOf(c.uuid)).toBe('Cancelled');
-      expect(String(ctx.fake().container(c.uuid)?.runtime_status?.error)).toMatch(/reached its time limit/);
-      expect(ctx.fake().logs.some((l) => l.object_uuid === c.uuid && /reached its time limit/.test(String(l.properties.text)))).toBe(true);
-      expect(h.finished).toContainEqual([c.uuid, 'TIMEOUT']);
-    }, 6 * WAIT);
-
     // Needs memory enforcement: scripts/slurm-up.sh configures task/cgroup where
     // a cgroup memory controller exists; elsewhere a job runs past --mem.
     const enforced = !unavailable && /task\/cgroup/.test(slurmConfig);
@@ -139,11 +83,9 @@ defineBatchBehaviour(
       fake.forceUpdate(ours.uuid, { state: 'Locked', locked_by_uuid: fake.rootToken.uuid });
       const theirs = ctx.container({ env: { STUB_MODE: 'hang' } });
       fake.forceUpdate(theirs.uuid, { state: 'Locked', locked_by_uuid: 'zzzzz-gj3su-0therd1spatcher' });
-      const asNobody = async (name: string): Promise<void> =>
-        void (await sh('runuser', ['-u', 'nobody', '--', 'sbatch', `--job-name=${name}`, '--mem=16', '--output=/dev/null', '--chdir=/tmp', '--wrap=sleep 600']));
       try {
-        await asNobody(ours.uuid);
-        await asNobody(theirs.uuid);
+        await submitSleepAs('nobody', ours.uuid);
+        await submitSleepAs('nobody', theirs.uuid);
         const h = ctx.start({ vanishGrace: { misses: 2, ms: 0 } });
         await waitFor(() => h.d.container(ours.uuid) !== undefined, 'ours adopted', WAIT);
         // Many queue runs go by: nothing is submitted, cancelled or released.
