@@ -229,11 +229,20 @@ export class ClusterLock extends EventEmitter<ClusterLockEvents> {
     }
   }
 
-  /** The client address of the session holding the lock, if the server tells. */
+  /**
+   * The client address of the session holding the lock, if the server tells.
+   * pg_locks lists every database's locks, and advisory locks are per
+   * database: another cluster's dispatcher on the same server holds the same
+   * key in its own database. A one-bigint key shows as classid = the high
+   * half, objid = the low half, objsubid = 1.
+   */
   async #holder(client: Client): Promise<string | undefined> {
     try {
       const r = await client.query<{ addr: string | null; port: number | null; pid: number }>(
-        "SELECT host(a.client_addr) AS addr, a.client_port AS port, a.pid FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid WHERE l.locktype = 'advisory' AND l.objid = $1 AND l.granted LIMIT 1",
+        'SELECT host(a.client_addr) AS addr, a.client_port AS port, a.pid FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid ' +
+          "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 " +
+          'AND l.classid::bigint = (($1::bigint >> 32) & 4294967295) AND l.objid::bigint = ($1::bigint & 4294967295) ' +
+          'AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) LIMIT 1',
         [this.#opts.key],
       );
       const row = r.rows[0];

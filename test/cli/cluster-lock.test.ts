@@ -13,7 +13,7 @@ import { ClusterLock, DISPATCH_LOCK_KEY, LOCK_RETRY_INTERVAL } from '../../src/c
 import type { PostgresConnection } from '../../src/cli/cluster-sections.js';
 import { FakeArvados } from '../../src/testing/index.js';
 import { built, spawnCli, type Cli } from '../helpers/cli.js';
-import { TEST_PG_URL } from '../helpers/postgres.js';
+import { TEST_PG_URL, standbyPgUrl } from '../helpers/postgres.js';
 import { waitFor } from '../helpers/wait.js';
 
 const URL_TEXT = TEST_PG_URL;
@@ -45,9 +45,9 @@ const unavailable = await available();
 if (unavailable) console.warn(`SKIPPING cluster-lock tests: PostgreSQL at ${u.host} does not answer (${unavailable}). Run scripts/postgres-up.sh as root to enable them.`);
 const describePg = unavailable ? describe.skip : describe;
 
-/** A test session: holds the lock as "another dispatcher". */
-async function session(): Promise<pg.Client> {
-  const c = new pg.Client({ connectionString: URL_TEXT });
+/** A test session (in this file's database unless `url` says otherwise): holds the lock as "another dispatcher". */
+async function session(url = URL_TEXT): Promise<pg.Client> {
+  const c = new pg.Client({ connectionString: url });
   c.on('error', () => {});
   await c.connect();
   return c;
@@ -75,9 +75,15 @@ async function waiters(c: pg.Client): Promise<number> {
 
 describePg('ClusterLock (real PostgreSQL)', () => {
   it('waits while another session holds 10005, takes it within one retry of its release, and reports a killed session at once', async () => {
+    // Another cluster's dispatcher on the same server holds the same key in its own database (or
+    // standby.test.ts does, meanwhile): the waiting line must name the holder in ours.
+    const foreign = await session(standbyPgUrl());
+    clients.push(foreign);
+    await foreign.query('select pg_try_advisory_lock($1)', [DISPATCH_LOCK_KEY]);
     const other = await session();
     clients.push(other);
     expect((await other.query('select pg_try_advisory_lock($1) as ok', [DISPATCH_LOCK_KEY])).rows[0].ok).toBe(true);
+    const otherPort = (await other.query<{ port: number }>('select inet_client_port() as port')).rows[0].port;
     const lock = new ClusterLock({ connection });
     const events: string[] = [];
     lock.on('waiting', () => events.push('waiting'));
@@ -87,6 +93,7 @@ describePg('ClusterLock (real PostgreSQL)', () => {
     try {
       await waitFor(() => lock.state === 'waiting', 'waiting');
       expect(lock.description).toMatch(/^waiting for the cluster dispatch lock \(held by another dispatcher/);
+      expect(lock.description).toBe(`waiting for the cluster dispatch lock (held by another dispatcher at 127.0.0.1:${otherPort})`);
       const released = Date.now();
       await other.query('select pg_advisory_unlock($1)', [DISPATCH_LOCK_KEY]);
       await lock.acquired;
