@@ -65,11 +65,15 @@ export class FakeLsf {
     return this.table.close();
   }
 
-  /** RUN, PEND, DONE or EXIT. */
+  /**
+   * RUN, PEND, DONE or EXIT. As in LSF, the exit status decides: a job whose
+   * script exited 0 is DONE even after a `bkill` (e.g. it had finished its
+   * work and caught the signal); one killed before it started is EXIT.
+   */
   stat(job: LsfJob): string {
     if (job.phase === 'pending') return 'PEND';
     if (job.phase === 'running') return 'RUN';
-    return job.exit?.code === 0 && job.killedBy === undefined ? 'DONE' : 'EXIT';
+    return job.exit?.code === 0 ? 'DONE' : 'EXIT';
   }
 
   #bsub(args: readonly string[], options: RunOptions, user: string): RunResult {

@@ -5,9 +5,12 @@
  * No LSF can run on these machines. Plus what is LSF's own: a pending
  * reason that never clears, and BsubSudoUser.
  */
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, expect, it } from '@jest/globals';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { LsfRunner, type LsfRunnerOptions } from '../../../src/runners/batch/lsf/adapter.js';
+import { BJOBS_FINAL_FIELDS, lsfEnd } from '../../../src/runners/batch/lsf/output.js';
 import { DEFAULT_BSUB_ARGUMENTS } from '../../../src/runners/batch/lsf/template.js';
 import { waitFor } from '../../helpers/wait.js';
 import { TEST_TIMEOUT, WAIT, defineBatchBehaviour, type SeenJob } from '../batch/behaviour.js';
@@ -99,3 +102,31 @@ defineBatchBehaviour(
     }, TEST_TIMEOUT);
   },
 );
+
+describe('the LSF stand-in: how a job ended after a bkill', () => {
+  let dir = '';
+  beforeAll(() => void (dir = mkdtempSync(join(tmpdir(), 'fake-lsf-'))));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** Submits `script` (which creates $READY once it is ready for the signal), kills the job then, and reads how it ended. */
+  async function killedWhileRunning(name: string, script: string): Promise<ReturnType<typeof lsfEnd>> {
+    const ready = join(dir, `${name}.ready`);
+    const id = /Job <(\d+)>/.exec(run('bsub', ['-J', name, '-o', '/dev/null'], `READY='${ready}'\n${script}`))![1];
+    await waitFor(() => existsSync(ready), 'the job ready for the signal', WAIT);
+    run('bkill', [id]);
+    return waitFor(() => {
+      const end = lsfEnd(run('bjobs', ['-a', '-o', BJOBS_FINAL_FIELDS, '-json', id]));
+      return end;
+    }, 'the job ended', WAIT);
+  }
+
+  // The runner kills a finished container's job that is still listed; crunch-run, done by then, exits 0.
+  it('a job that outlives the kill signal and exits 0 is DONE (COMPLETED), not EXIT', async () => {
+    const script = "trap '' INT TERM\ntouch \"$READY\"\nsleep 0.2\nexit 0\n";
+    await expect(killedWhileRunning('outlives', script)).resolves.toMatchObject({ kind: 'COMPLETED' });
+  }, TEST_TIMEOUT);
+
+  it('a job that dies of the kill signal is EXIT, killed (CANCELLED)', async () => {
+    await expect(killedWhileRunning('dies', 'touch "$READY"\nexec sleep 600\n')).resolves.toMatchObject({ kind: 'CANCELLED' });
+  }, TEST_TIMEOUT);
+});

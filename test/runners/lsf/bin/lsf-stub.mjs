@@ -78,10 +78,10 @@ function alive(pid) {
   }
 }
 
-/** RUN, PEND, DONE or EXIT, from the wrapper's files. */
+/** RUN, PEND, DONE or EXIT, from the wrapper's files; the exit status decides, as in LSF (exit 0 after a bkill is DONE). */
 function stat(job) {
   const base = join(jobsDir, String(job.id));
-  if (existsSync(`${base}.exit`)) return readFileSync(`${base}.exit`, 'utf8').trim() === '0' && !job.killed ? 'DONE' : 'EXIT';
+  if (existsSync(`${base}.exit`)) return readFileSync(`${base}.exit`, 'utf8').trim() === '0' ? 'DONE' : 'EXIT';
   if (job.killed) return job.pid && alive(job.pid) && existsSync(`${base}.started`) ? 'RUN' : 'EXIT';
   if (existsSync(`${base}.started`)) return job.pid && !alive(job.pid) ? 'EXIT' : 'RUN';
   return 'PEND';
