@@ -12,6 +12,7 @@
  * @module
  */
 import type { Container } from '../../types.js';
+import type { Clock } from '../../util/sleep.js';
 
 /** How a command ended (whatever its exit status). */
 export interface RunResult {
@@ -251,9 +252,10 @@ export interface BatchAdapter {
   /**
    * How the job ended, from the scheduler's accounting, once it has left the
    * queue; undefined if the scheduler cannot tell (no accounting, record
-   * expired). Optional.
+   * expired). Optional. `clock` is the runner's, for any wait between
+   * tries (so a test clock drives them too).
    */
-  finalState?(job: { readonly jobId: string; readonly name: string }, exec: Exec, signal: AbortSignal): Promise<TerminalReason | undefined>;
+  finalState?(job: { readonly jobId: string; readonly name: string }, exec: Exec, signal: AbortSignal, clock?: Clock): Promise<TerminalReason | undefined>;
 
   /**
    * Whether the scheduler's accounting says the job is still alive (running,

@@ -63,8 +63,8 @@ export class SharedVerdicts {
     this.#windowMs = windowMs;
   }
 
-  /** Records a verdict for a container that chose `values`; true if it counts. */
-  confirm(kind: ErrorClass, values: readonly string[], now = Date.now()): boolean {
+  /** Records a verdict for a container that chose `values` at `now` (the runner's clock); true if it counts. */
+  confirm(kind: ErrorClass, values: readonly string[], now: number): boolean {
     if (values.length === 0) return true;
     const seen = this.#seen.get(kind) ?? new Map<string, number>();
     this.#seen.set(kind, seen);

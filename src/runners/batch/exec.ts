@@ -6,6 +6,7 @@
  * @module
  */
 import { logger } from '../../log.js';
+import { realClock, type Clock } from '../../util/sleep.js';
 import type { BatchAdapter, CommandOp, CommandSpec, ErrorClass, RunResult, Verdict } from './adapter.js';
 import { CommandTimeoutError, spawnCommand, type CommandRunner } from './commands.js';
 import type { CommandLimiter } from './limiter.js';
@@ -104,8 +105,12 @@ export class Executor {
   readonly #timeoutMs: number;
   readonly #record: (r: CommandRecord) => void;
   readonly #disable: (what: NonNullable<Verdict['disable']>) => void;
+  readonly #clock: Clock;
 
-  /** @param disable - Told when a verdict says to stop asking for something (see {@link Verdict}). */
+  /**
+   * @param disable - Told when a verdict says to stop asking for something (see {@link Verdict}).
+   * @param clock - Times each command (the runner's clock).
+   */
   constructor(
     adapter: BatchAdapter,
     limiter: CommandLimiter,
@@ -113,7 +118,9 @@ export class Executor {
     record: (r: CommandRecord) => void,
     runner: CommandRunner = spawnCommand,
     disable: (what: NonNullable<Verdict['disable']>) => void = () => {},
+    clock: Clock = realClock,
   ) {
+    this.#clock = clock;
     this.#adapter = adapter;
     this.#disable = disable;
     this.#runner = runner;
@@ -133,7 +140,7 @@ export class Executor {
    */
   async direct(spec: CommandSpec, options: ExecOptions = {}, timeoutMs = this.#timeoutMs): Promise<RunResult> {
     const path = Object.hasOwn(this.#adapter.commands, spec.command) ? this.#adapter.commands[spec.command] : spec.command;
-    const started = Date.now();
+    const started = this.#clock.now();
     log('%s %o', spec.command, spec.args);
     try {
       const r = await this.#runner(path, spec.args, { input: spec.input, env: options.env, signal: options.signal, timeoutMs });
@@ -146,7 +153,7 @@ export class Executor {
   }
 
   #done(spec: CommandSpec, started: number, outcome: RunResult | Error, op: CommandOp | undefined): void {
-    const durationMs = Date.now() - started;
+    const durationMs = this.#clock.now() - started;
     if (!(outcome instanceof Error) && outcome.code === 0) {
       this.#record({ command: spec.command, durationMs, result: 'ok' });
       return;

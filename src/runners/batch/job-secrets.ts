@@ -162,7 +162,8 @@ export class JobSecrets {
   /**
    * Deletes files a dead dispatcher left behind: those older than `minAgeMs`
    * whose container `keep` does not claim (its job is in the queue, or a
-   * runner follows it). Returns how many were deleted.
+   * runner follows it). Returns how many were deleted. `now` is wall time,
+   * not the runner's clock: it is compared with the files' modification times.
    */
   async sweep(keep: (uuid: string) => boolean, minAgeMs = 10 * 60_000, now = Date.now()): Promise<number> {
     let names: string[];

@@ -62,7 +62,7 @@ export class LossDetector {
     const { adapter, options } = this.#ctx;
     if (!options.accounting || !adapter.finalState || this.#state.jobId === undefined || this.#ctx.closed.aborted) return undefined;
     try {
-      return await adapter.finalState({ jobId: this.#state.jobId, name: this.uuid }, (spec, signal) => this.#ctx.exec(spec, { signal, op: 'accounting', background }), this.#ctx.closed);
+      return await adapter.finalState({ jobId: this.#state.jobId, name: this.uuid }, (spec, signal) => this.#ctx.exec(spec, { signal, op: 'accounting', background }), this.#ctx.closed, options.clock);
     } catch (err) {
       log('%s: accounting lookup of job %s failed: %s', this.uuid, this.#state.jobId, describeError(err));
       return undefined;

@@ -176,7 +176,7 @@ export class BatchRunner extends EventEmitter<BatchRunnerEvents> implements Runn
     this.options = o;
     // The limiter keeps its monotonic clock unless a clock was injected.
     this.#limiter = new CommandLimiter(o.commandConcurrency, o.submitRate, options.clock);
-    this.#exec = new Executor(adapter, this.#limiter, o.commandTimeout, (r) => this.emit('command', r), o.runner, (what) => this.#renicer.disable(what));
+    this.#exec = new Executor(adapter, this.#limiter, o.commandTimeout, (r) => this.emit('command', r), o.runner, (what) => this.#renicer.disable(what), o.clock);
     const exec: JobContext['exec'] = (spec, opts) => this.#exec.limited(spec, opts);
     this.#monitor = new QueueMonitor({
       intervalMs: o.queueInterval,

@@ -159,7 +159,7 @@ export class Submission {
   #classify(result: RunResult | Error): ErrorClass {
     const values = containerValues(this.#state.latest);
     const kind = classifyOutcome(this.#ctx.adapter, withoutEchoes(result, values), 'submit');
-    if ((kind === 'configuration' || kind === 'backpressure') && !(result instanceof Error) && !this.#ctx.verdicts.confirm(kind, values)) {
+    if ((kind === 'configuration' || kind === 'backpressure') && !(result instanceof Error) && !this.#ctx.verdicts.confirm(kind, values, this.#ctx.options.clock.now())) {
       log('%s: %s verdict not confirmed by another container yet; retrying as transient', this.uuid, kind);
       return 'transient';
     }

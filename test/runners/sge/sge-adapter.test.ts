@@ -10,6 +10,7 @@ import { DEFAULT_QSUB_ARGUMENTS, SGE_TEMPLATE_RULES, SgeAdapter } from '../../..
 import { QstatParseError, parseQstatXml } from '../../../src/runners/batch/sge/qstat.js';
 import { parseQacct, parseSgeMemory, sgeEnd } from '../../../src/runners/batch/sge/qacct.js';
 import { classifySge, parseQsubJobId, qdelOnlyGone } from '../../../src/runners/batch/sge/output.js';
+import { TestClock } from '../../../src/testing/clock.js';
 
 const QSTAT = `<?xml version='1.0'?>
 <job_info  xmlns:xsd="http://arc.liv.ac.uk/repos/darcs/sge/source/dist/util/resources/schemas/qstat/qstat.xsd">
@@ -192,5 +193,23 @@ describe('qacct', () => {
     expect(sgeEnd({ ...base, failed: '0', exitStatus: '0' }).kind).toBe('COMPLETED');
     expect(parseSgeMemory('4G')).toBe(4 * 1024 ** 3);
     expect(parseSgeMemory('4g')).toBe(4e9);
+  });
+});
+
+describe('SgeAdapter.finalState', () => {
+  it('asks qacct again after accountingDelay on the runner\'s clock, until the record is written', async () => {
+    const clock = new TestClock();
+    const asked: number[] = [];
+    const a = new SgeAdapter({ user: 'root', accountingAttempts: 3, accountingDelay: 2_000 });
+    const exec = (): Promise<RunResult> => {
+      asked.push(clock.now());
+      const written = asked.length === 3;
+      return Promise.resolve({ code: written ? 0 : 1, signal: null, stdout: written ? QACCT : '', stderr: written ? '' : 'error: job id 1 not found\n' });
+    };
+    const end = a.finalState({ jobId: '1', name: 'zzzzz-dz642-runningcontaine' }, exec, new AbortController().signal, clock);
+    await clock.advance(4_000);
+    await expect(end).resolves.toMatchObject({ kind: 'FAILED', exitCode: 3 });
+    const t0 = asked[0];
+    expect(asked.map((t) => t - t0)).toEqual([0, 2_000, 4_000]);
   });
 });

@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { sleep } from '../../../util/sleep.js';
+import { realClock, type Clock } from '../../../util/sleep.js';
 import type { BatchAdapter, CommandOp, CommandSpec, ErrorClass, Exec, PriorityChange, PriorityLimits, QueueJob, RunResult, SubmitRequest, TemplateRules, TerminalReason, Verdict } from '../adapter.js';
 import type { BatchRunnerOptions } from '../options.js';
 import { planNice } from '../priority.js';
@@ -185,7 +185,7 @@ export class SgeAdapter implements BatchAdapter {
    * ends and reaches the accounting file at the next flush. A job deleted
    * while pending never gets one.
    */
-  async finalState(job: { readonly jobId: string; readonly name: string }, exec: Exec, signal: AbortSignal): Promise<TerminalReason | undefined> {
+  async finalState(job: { readonly jobId: string; readonly name: string }, exec: Exec, signal: AbortSignal, clock: Clock = realClock): Promise<TerminalReason | undefined> {
     if (!/^\d+$/.test(job.jobId)) return undefined;
     for (let attempt = 1; attempt <= this.#attempts; attempt++) {
       const result = await exec({ command: 'qacct', args: ['-j', job.jobId] }, signal);
@@ -197,7 +197,7 @@ export class SgeAdapter implements BatchAdapter {
       // A record of another job with the same number (ids restart at 1 after
       // a reinstall) says nothing about ours.
       if (acct) return undefined;
-      if (attempt < this.#attempts) await sleep(this.#delay, signal);
+      if (attempt < this.#attempts) await clock.sleep(this.#delay, signal);
     }
     return undefined;
   }
