@@ -1,6 +1,6 @@
 // The checks `npm test` runs, side by side:
 //
-//   node scripts/checks.mjs [--alongside <npm script>] <npm script>...
+//   node scripts/checks.mjs [--first <npm script>] [--alongside <npm script>] <npm script>...
 //
 // Each check (type check, lint, build, API reference) is one single-threaded
 // process that reads the sources on its own; one after another they took
@@ -13,15 +13,23 @@
 // the checks beside it one at a time: Jest's workers wait on servers and
 // child processes much of the time, and a check fills that idle CPU; more
 // than one would take the cores from tests that time real back-off.
+// --first runs a check before all others (the build the tests run); if it
+// fails, the --alongside script is not run, the other checks still are.
 import { spawn } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 
+const USAGE = 'usage: node scripts/checks.mjs [--first <npm script>] [--alongside <npm script>] <npm script>...';
 const args = process.argv.slice(2);
-const at = args.indexOf('--alongside');
-const alongside = at >= 0 ? args.splice(at, 2)[1] : undefined;
+/** Takes `--flag value` out of args; undefined without the flag, null for a flag without a value. */
+const option = (flag) => {
+  const at = args.indexOf(flag);
+  return at < 0 ? undefined : (args.splice(at, 2)[1] ?? null);
+};
+const first = option('--first');
+let alongside = option('--alongside');
 const names = args;
-if (names.length === 0 || (at >= 0 && !alongside)) {
-  console.error('usage: node scripts/checks.mjs [--alongside <npm script>] <npm script>...');
+if (names.length === 0 || first === null || alongside === null || names.some((n) => n.startsWith('--'))) {
+  console.error(USAGE);
   process.exit(2);
 }
 
@@ -43,6 +51,15 @@ function report(r) {
   (r.ok ? process.stdout : process.stderr).write(r.output);
   console.log(`checks: ${r.name} ${r.ok ? 'passed' : `FAILED (${r.why})`} in ${r.seconds.toFixed(1)} s`);
   if (!r.ok) failed = true;
+}
+
+if (first !== undefined) {
+  const r = await run(first);
+  report(r);
+  if (!r.ok && alongside !== undefined) {
+    console.log(`checks: ${alongside} not run (${first} failed)`);
+    alongside = undefined;
+  }
 }
 
 const queue = [...names];
