@@ -10,13 +10,14 @@
 // to its end, so that all failures show; the exit status is 1 if any failed.
 //
 // --alongside runs one more script (the Jest run) with its output live, and
-// the checks beside it one at a time: Jest's workers wait on servers and
-// child processes much of the time, and a check fills that idle CPU; more
-// than one would take the cores from tests that time real back-off.
+// the checks beside it one at a time and niced: Jest's workers wait on
+// servers and child processes much of the time, and a check fills that idle
+// CPU; more than one, or one at the same priority, would take the cores from
+// tests that time real back-off.
 // --first runs a check before all others (the build the tests run); if it
 // fails, the --alongside script is not run, the other checks still are.
 import { spawn } from 'node:child_process';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, setPriority } from 'node:os';
 
 const USAGE = 'usage: node scripts/checks.mjs [--first <npm script>] [--alongside <npm script>] <npm script>...';
 const args = process.argv.slice(2);
@@ -33,10 +34,15 @@ if (names.length === 0 || first === null || alongside === null || names.some((n)
   process.exit(2);
 }
 
-/** Runs `npm run <name>`, resolving with its exit status, output and time; `live` passes its output straight through. */
-function run(name, live = false) {
+/**
+ * Runs `npm run <name>`, resolving with its exit status, output and time;
+ * `live` passes its output straight through; `nice` lowers its priority.
+ */
+function run(name, { live = false, nice = false } = {}) {
   const started = performance.now();
   const child = spawn('npm', ['run', '--silent', name], { stdio: ['ignore', live ? 'inherit' : 'pipe', live ? 'inherit' : 'pipe'] });
+  // Before npm (which takes far longer to start) forks the script, which inherits it.
+  if (nice && child.pid !== undefined) setPriority(child.pid, 10);
   const chunks = [];
   child.stdout?.on('data', (d) => chunks.push(d));
   child.stderr?.on('data', (d) => chunks.push(d));
@@ -64,8 +70,8 @@ if (first !== undefined) {
 
 const queue = [...names];
 async function worker() {
-  for (let name = queue.shift(); name !== undefined; name = queue.shift()) report(await run(name));
+  for (let name = queue.shift(); name !== undefined; name = queue.shift()) report(await run(name, { nice: alongside !== undefined }));
 }
 const slots = alongside ? 1 : Math.min(names.length, availableParallelism());
-await Promise.all([...(alongside ? [run(alongside, true).then(report)] : []), ...Array.from({ length: slots }, worker)]);
+await Promise.all([...(alongside ? [run(alongside, { live: true }).then(report)] : []), ...Array.from({ length: slots }, worker)]);
 process.exitCode = failed ? 1 : 0;
