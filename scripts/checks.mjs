@@ -13,7 +13,7 @@
 // the checks beside it one at a time and niced: Jest's workers wait on
 // servers and child processes much of the time, and a check fills that idle
 // CPU; more than one, or one at the same priority, would take the cores from
-// tests that time real back-off.
+// tests that time real back-off. The checks left when it ends run side by side.
 // --first runs a check before all others (the build the tests run); if it
 // fails, the --alongside script is not run, the other checks still are.
 import { spawn } from 'node:child_process';
@@ -69,9 +69,21 @@ if (first !== undefined) {
 }
 
 const queue = [...names];
+let besideAlongside = alongside !== undefined;
 async function worker() {
-  for (let name = queue.shift(); name !== undefined; name = queue.shift()) report(await run(name, { nice: alongside !== undefined }));
+  for (let name = queue.shift(); name !== undefined; name = queue.shift()) report(await run(name, { nice: besideAlongside }));
 }
-const slots = alongside ? 1 : Math.min(names.length, availableParallelism());
-await Promise.all([...(alongside ? [run(alongside, { live: true }).then(report)] : []), ...Array.from({ length: slots }, worker)]);
+const cores = Math.min(names.length, availableParallelism());
+const workers = (n) => Array.from({ length: n }, worker);
+if (alongside) {
+  // Once it ends, the checks left take every core.
+  const main = run(alongside, { live: true }).then((r) => {
+    report(r);
+    besideAlongside = false;
+    return Promise.all(workers(cores - 1));
+  });
+  await Promise.all([main, ...workers(1)]);
+} else {
+  await Promise.all(workers(cores));
+}
 process.exitCode = failed ? 1 : 0;
