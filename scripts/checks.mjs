@@ -10,14 +10,16 @@
 // to its end, so that all failures show; the exit status is 1 if any failed.
 //
 // --alongside runs one more script (the Jest run) with its output live, and
-// the checks beside it one at a time and niced: Jest's workers wait on
-// servers and child processes much of the time, and a check fills that idle
-// CPU; more than one, or one at the same priority, would take the cores from
-// tests that time real back-off. The checks left when it ends run side by side.
+// the checks beside it one at a time: Jest's workers wait on servers and
+// child processes much of the time, and a check fills that idle CPU; more
+// than one would take the cores from tests that time real back-off. (Niced,
+// they lost to other users' jobs on a shared machine and ran on after Jest:
+// 12 s longer, Jest itself no faster.) The checks left when it ends run side
+// by side.
 // --first runs a check before all others (the build the tests run); if it
 // fails, the --alongside script is not run, the other checks still are.
 import { spawn } from 'node:child_process';
-import { availableParallelism, setPriority } from 'node:os';
+import { availableParallelism } from 'node:os';
 
 const USAGE = 'usage: node scripts/checks.mjs [--first <npm script>] [--alongside <npm script>] <npm script>...';
 const args = process.argv.slice(2);
@@ -34,15 +36,10 @@ if (names.length === 0 || first === null || alongside === null || names.some((n)
   process.exit(2);
 }
 
-/**
- * Runs `npm run <name>`, resolving with its exit status, output and time;
- * `live` passes its output straight through; `nice` lowers its priority.
- */
-function run(name, { live = false, nice = false } = {}) {
+/** Runs `npm run <name>`, resolving with its exit status, output and time; `live` passes its output straight through. */
+function run(name, { live = false } = {}) {
   const started = performance.now();
   const child = spawn('npm', ['run', '--silent', name], { stdio: ['ignore', live ? 'inherit' : 'pipe', live ? 'inherit' : 'pipe'] });
-  // Before npm (which takes far longer to start) forks the script, which inherits it.
-  if (nice && child.pid !== undefined) setPriority(child.pid, 10);
   const chunks = [];
   child.stdout?.on('data', (d) => chunks.push(d));
   child.stderr?.on('data', (d) => chunks.push(d));
@@ -69,9 +66,8 @@ if (first !== undefined) {
 }
 
 const queue = [...names];
-let besideAlongside = alongside !== undefined;
 async function worker() {
-  for (let name = queue.shift(); name !== undefined; name = queue.shift()) report(await run(name, { nice: besideAlongside }));
+  for (let name = queue.shift(); name !== undefined; name = queue.shift()) report(await run(name));
 }
 const cores = Math.min(names.length, availableParallelism());
 const workers = (n) => Array.from({ length: n }, worker);
@@ -79,7 +75,6 @@ if (alongside) {
   // Once it ends, the checks left take every core.
   const main = run(alongside, { live: true }).then((r) => {
     report(r);
-    besideAlongside = false;
     return Promise.all(workers(cores - 1));
   });
   await Promise.all([main, ...workers(1)]);
