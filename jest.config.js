@@ -1,5 +1,3 @@
-import { createDefaultEsmPreset } from 'ts-jest';
-
 // Three tiers, as Jest projects (select with --selectProjects):
 //   unit         no child process, no server: pure functions and parsers;
 //   integration  real servers on 127.0.0.1 (FakeArvados), real child
@@ -71,7 +69,9 @@ const escape = (s) => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 const paths = (list) => list.map((p) => `<rootDir>/${escape(p)}`);
 
 const common = {
-  ...createDefaultEsmPreset({ tsconfig: 'tsconfig.json' }),
+  // TypeScript as ES modules, types stripped by esbuild (see the file).
+  extensionsToTreatAsEsm: ['.ts'],
+  transform: { '^.+\\.ts$': '<rootDir>/test/helpers/esbuild-transform.mjs' },
   testEnvironment: 'node',
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.test.ts'],

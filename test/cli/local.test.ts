@@ -1,6 +1,7 @@
 // The built `arvados-dispatch` binary as a process: `local` against
-// FakeArvados with a stub crunch-run, signals, exit statuses and messages.
-// Needs `npm run build` first (`npm test` does it).
+// FakeArvados with a stub crunch-run, signals, exit statuses and messages;
+// help, version and bad command lines in-process. The process tests need
+// `npm run build` first (`npm test` does it).
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,6 +11,7 @@ import { FakeArvados } from '../../src/testing/index.js';
 import { alive, makeCrunchRunStub, type CrunchRunStub } from '../fixtures/crunch-run-stub.js';
 import { waitFor } from '../helpers/wait.js';
 import { built, spawnCli, type Cli } from '../helpers/cli.js';
+import { runInProcess } from '../helpers/in-process.js';
 
 if (!built) console.warn('dist/ is not built: run `npm run build` (npm test does) for the CLI tests');
 const describeBuilt = built ? describe : describe.skip;
@@ -81,23 +83,25 @@ function oneErrorLine(stderr: string): string {
   return lines[0];
 }
 
-describeBuilt('arvados-dispatch: help, version, command line', () => {
+// In-process (run(argv, io)): these end before anything starts; the spawned
+// tests below keep checking the process.
+describe('arvados-dispatch: help, version, command line', () => {
   it('prints the version from package.json, for --version and the Go spelling -version', async () => {
     const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
     for (const flag of ['--version', '-version']) {
-      const r = await cliRun([flag]);
+      const r = await runInProcess([flag]);
       expect(r).toEqual({ code: 0, stdout: `arvados-dispatch ${pkg.version}\n`, stderr: '' });
     }
   });
 
   it('prints the overall help and each command help', async () => {
-    const all = await cliRun(['--help']);
+    const all = await runInProcess(['--help']);
     expect(all.code).toBe(0);
     expect(all.stdout).toMatch(/Usage: arvados-dispatch <command>/);
     expect(all.stdout).toMatch(/^ {2}local {3}run queued containers as crunch-run processes/m);
     expect(all.stdout).toMatch(/^ {2}slurm {3}submit queued containers to Slurm/m);
     expect(all.stdout).toMatch(/^ {2}demo {4}/m);
-    const l = await cliRun(['local', '--help']);
+    const l = await runInProcess(['local', '--help']);
     expect(l.code).toBe(0);
     for (const flag of ['--poll-interval DURATION', '--crunch-run-command CMD', '--crunch-run-arg ARG', '--min-retry-period', '--batch-size N',
       '--runtime-engine ENGINE', '--vcpus N', '--ram SIZE', '--reserve-extra-ram SIZE', '--lock-concurrency N', '--stop-grace DURATION',
@@ -109,7 +113,7 @@ describeBuilt('arvados-dispatch: help, version, command line', () => {
     expect(l.stdout).not.toMatch(/^\s+-poll-interval/m);
     expect(l.stdout).toMatch(/The Go dispatchers' -config, -poll-interval=SECONDS and -crunch-run-command\nare accepted too/);
     expect(l.stdout).toMatch(/Exit status: 0 after a clean stop, 1 if it cannot start or run,\n2 on a bad command line/);
-    expect((await cliRun(['help', 'demo'])).stdout).toMatch(/Usage: arvados-dispatch demo \[--containers N\]/);
+    expect((await runInProcess(['help', 'demo'])).stdout).toMatch(/Usage: arvados-dispatch demo \[--containers N\]/);
   });
 
   it.each([
@@ -124,14 +128,14 @@ describeBuilt('arvados-dispatch: help, version, command line', () => {
     [['frobnicate'], "unknown command 'frobnicate'"],
     [['--frobnicate'], "unknown option '--frobnicate'"],
   ])('%j: exit 2 with one line', async (args, message) => {
-    const r = await cliRun(args);
+    const r = await runInProcess(args);
     expect(r.code).toBe(2);
     expect(oneErrorLine(r.stderr)).toContain(message);
     expect(r.stdout).toBe('');
   });
 
   it('without a command: usage on stderr, exit 2', async () => {
-    const r = await cliRun([]);
+    const r = await runInProcess([]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/^Usage: arvados-dispatch <command>/);
   });

@@ -1,6 +1,7 @@
 // `arvados-dispatch lsf` as a process: against FakeArvados and the LSF stub
 // commands (test/runners/lsf/bin, first on PATH), which run the crunch-run
-// simulator on this machine; bad flags and a host without LSF need neither.
+// simulator on this machine; bad flags and a host without LSF need neither
+// (bad flags and the help run in-process).
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +12,7 @@ import { gatewayAuthSecret } from '../../src/runners/crunch-run.js';
 import { FakeArvados } from '../../src/testing/index.js';
 import { built, runCli, spawnCli, type Cli } from '../helpers/cli.js';
 import { execFileP } from '../helpers/exec.js';
+import { runInProcess } from '../helpers/in-process.js';
 import { waitFor } from '../helpers/wait.js';
 
 const STUB = fileURLToPath(new URL('../fixtures/slurm-crunch-run.mjs', import.meta.url));
@@ -35,14 +37,17 @@ afterAll(() => {
   const PATH = `${BIN}:${process.env.PATH ?? ''}`;
 
   it('rejects bad flags and templates with exit 2 and one line', async () => {
-    for (const [args, message] of [
-      [['lsf', '--bsub-env', 'NOT AN ASSIGNMENT'], '--bsub-env: "NOT AN ASSIGNMENT" is not NAME=VALUE'],
-      [['lsf', '--bjobs-interval', 'soon'], '--bjobs-interval:'],
-      [['lsf', '--bsub-arg=-J', '--bsub-arg=%U', '--bsub-arg=-q', '--bsub-arg=%P'], 'unknown substitution %P in LSF argument templates'],
-      [['lsf', '--bsub-sudo-user', 'not a user'], 'not a user name'],
-      [['lsf', '--submit-rate', 'fast'], '--submit-rate:'],
+    // A flag is checked as it is read, in-process; the templates and the sudo
+    // user once bsub is found on the PATH, which a command reads from the
+    // process's environment: those cases are a process.
+    for (const [args, message, needsPath] of [
+      [['lsf', '--bsub-env', 'NOT AN ASSIGNMENT'], '--bsub-env: "NOT AN ASSIGNMENT" is not NAME=VALUE', false],
+      [['lsf', '--bjobs-interval', 'soon'], '--bjobs-interval:', false],
+      [['lsf', '--bsub-arg=-J', '--bsub-arg=%U', '--bsub-arg=-q', '--bsub-arg=%P'], 'unknown substitution %P in LSF argument templates', true],
+      [['lsf', '--bsub-sudo-user', 'not a user'], 'not a user name', true],
+      [['lsf', '--submit-rate', 'fast'], '--submit-rate:', false],
     ] as const) {
-      const r = await runCli([...args], { HOME: home, PATH });
+      const r = await (needsPath ? runCli : runInProcess)([...args], { HOME: home, PATH });
       expect({ args, code: r.code }).toEqual({ args, code: 2 });
       expect(r.stderr.trim().split('\n')).toHaveLength(1);
       expect(r.stderr).toContain(message);
@@ -63,7 +68,7 @@ afterAll(() => {
   });
 
   it('documents its flags', async () => {
-    const r = await runCli(['lsf', '--help'], { HOME: home });
+    const r = await runInProcess(['lsf', '--help'], { HOME: home });
     expect(r.code).toBe(0);
     for (const flag of ['--poll-interval', '--bjobs-interval', '--crunch-run-command', '--crunch-run-arg', '--bsub-arg', '--bsub-gpu-arg', '--bsub-sudo-user', '--max-run-time-overhead', '--max-run-time-default', '--bsub-env', '--priority-spread', '--vanish-grace', '--submit-rate']) {
       expect(r.stdout).toContain(flag);

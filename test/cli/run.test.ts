@@ -2,13 +2,8 @@
 // environment, for what needs no API and no scheduler (help, version, bad
 // command lines). The spawned smoke tests keep checking the real process.
 import { describe, expect, it } from '@jest/globals';
-import { run, type CliIO } from '../../src/cli/run.js';
-
-function io(env: NodeJS.ProcessEnv = {}): CliIO & { out: () => string; err: () => string } {
-  let out = '';
-  let err = '';
-  return { stdout: { write: (t: string) => (out += t) }, stderr: { write: (t: string) => (err += t) }, env, out: () => out, err: () => err };
-}
+import { run } from '../../src/cli/run.js';
+import { captureIO as io } from '../helpers/in-process.js';
 
 describe('arvados-dispatch in-process', () => {
   it('--help lists every command, the batch systems from the registry included', async () => {

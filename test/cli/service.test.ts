@@ -17,6 +17,7 @@ import { gatewayAuthSecret } from '../../src/runners/crunch-run.js';
 import { FakeArvados } from '../../src/testing/index.js';
 import { alive, makeCrunchRunStub, type CrunchRunStub } from '../fixtures/crunch-run-stub.js';
 import { built, spawnCli, type Cli } from '../helpers/cli.js';
+import { runInProcess } from '../helpers/in-process.js';
 import { parseExposition, promtoolCheck } from '../helpers/prometheus.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -235,10 +236,10 @@ describeBuilt('arvados-dispatch local as a service', () => {
       stub = makeCrunchRunStub();
       const config = clusterConfig(fake, edit);
       const x = fake.addContainer(small);
-      const c = cli(['local', ...args(config, home)]);
-      const { code } = await c.exited;
+      // In-process: each ends before anything starts, as the spawned tests around show the process does.
+      const { code, stderr } = await runInProcess(['local', ...args(config, home)], { HOME: home });
       expect(code).toBe(2);
-      const lines = c.stderr().split('\n').filter(Boolean);
+      const lines = stderr.split('\n').filter(Boolean);
       expect(lines).toHaveLength(1);
       expect(lines[0]).toMatch(/^arvados-dispatch: /);
       expect(lines[0]).toMatch(message);

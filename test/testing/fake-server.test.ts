@@ -1,14 +1,15 @@
 // `arvados-dispatch fake-server` as a real child process, driven only over
 // HTTP as a test in another language would: one JSON line to connect, the
 // admin token to create and change containers under the server's rules,
-// the dispatcher token for a dispatcher, and a clean exit on SIGTERM.
-// Needs `npm run build`.
+// the dispatcher token for a dispatcher, and a clean exit on SIGTERM; bad
+// flags in-process. Needs `npm run build`.
 import { afterEach, describe, expect, it } from '@jest/globals';
 import { existsSync, readFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import { rawRequest, type RawRequest } from '../../src/testing/http.js';
 import { crunchRunSimPath } from '../../src/testing/index.js';
-import { built, runCli, spawnCli, type Cli } from '../helpers/cli.js';
+import { built, spawnCli, type Cli } from '../helpers/cli.js';
+import { runInProcess } from '../helpers/in-process.js';
 import { waitFor } from '../helpers/wait.js';
 
 const d = built ? describe : describe.skip;
@@ -119,7 +120,7 @@ d('arvados-dispatch fake-server', () => {
       [['--faults', '{"rate":1,"kinds":["nope"]}'], 'arvados-dispatch: --faults: unknown fault kind "nope"; see \'arvados-dispatch fake-server --help\'\n'],
       [['--faults', '{'], "arvados-dispatch: --faults: not JSON: {; see 'arvados-dispatch fake-server --help'\n"],
     ] as const) {
-      const r = await runCli(['fake-server', ...args], {});
+      const r = await runInProcess(['fake-server', ...args]);
       expect([r.code, r.stdout, r.stderr]).toEqual([2, '', msg]);
     }
   });
