@@ -348,7 +348,7 @@ const here = fileURLToPath(import.meta.url);
 /**
  * Absolute path of the simulator script, for `crunchRunCommand:
  * process.execPath, crunchRunArgs: [crunchRunSimPath, '--mode=...']`. From
- * this repository's sources (under ts-jest) it is the built copy in `dist/`.
+ * this repository's sources (under Jest) it is the built copy in `dist/`.
  */
 export const crunchRunSimPath: string = here.endsWith('.ts')
   ? here.replace(/([\\/])src([\\/]testing[\\/])crunch-run-sim\.ts$/, '$1dist$2crunch-run-sim.js')
