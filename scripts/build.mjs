@@ -9,11 +9,14 @@
 // the compiled requires are pointed at that file. Everything else stays an
 // ordinary dependency.
 //
-//   node scripts/build.mjs [esm|cjs]
+//   node scripts/build.mjs [esm|cjs] [--no-check]
 //
 // builds both (the default), or one of them: `npm test` builds the ES module
 // build first, as the integration tests run it, and the CommonJS build beside
-// them, as no test before the system tier loads dist/cjs.
+// them, as no test before the system tier loads dist/cjs. `--no-check` emits
+// the ES module build without type-checking it (tsc --noCheck; the output is
+// the same): `npm test` runs the type check beside Jest, over the same
+// sources and the tests, so checking them before Jest as well only delays it.
 import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -27,9 +30,11 @@ const DIST = join(ROOT, 'dist');
 const CJS = join(DIST, 'cjs');
 const VENDOR = join(CJS, 'vendor', 'p-queue.js');
 
-const part = process.argv[2] ?? 'all';
-if (!['all', 'esm', 'cjs'].includes(part)) {
-  console.error('usage: node scripts/build.mjs [esm|cjs]');
+const args = process.argv.slice(2);
+const noCheck = args.includes('--no-check');
+const part = args.find((a) => a !== '--no-check') ?? 'all';
+if (!['all', 'esm', 'cjs'].includes(part) || args.length > (noCheck ? 2 : 1) || (noCheck && part === 'cjs')) {
+  console.error('usage: node scripts/build.mjs [esm|cjs] [--no-check]  (--no-check: the ES module build only)');
   process.exit(2);
 }
 if (part !== 'cjs') buildEsm();
@@ -40,7 +45,7 @@ function buildEsm() {
   // A stale file from a removed module would otherwise be packed.
   rmSync(DIST, { recursive: true, force: true });
   const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
-  const esm = spawnSync(process.execPath, [tsc, '-p', join(ROOT, 'tsconfig.build.json')], { stdio: 'inherit' });
+  const esm = spawnSync(process.execPath, [tsc, '-p', join(ROOT, 'tsconfig.build.json'), ...(noCheck ? ['--noCheck'] : [])], { stdio: 'inherit' });
   if (esm.status !== 0) process.exit(esm.status ?? 1);
   // The CLI entry point must be executable (npm also does this when it links a
   // `bin`, but `npm run build` in a clone should give a runnable file as well).
