@@ -6,6 +6,7 @@ import { describe, expect, it } from '@jest/globals';
 import type { CommandSpec, QueueJob, RunResult } from '../../../src/runners/batch/adapter.js';
 import { Canceller } from '../../../src/runners/batch/canceller.js';
 import { SlurmAdapter } from '../../../src/runners/batch/slurm/adapter.js';
+import { TestClock } from '../../../src/testing/clock.js';
 
 const U = (n: number): string => `zzzzz-dz642-${String(n).padStart(15, '0')}`;
 const job = (n: number, state: QueueJob['state'] = 'running'): QueueJob => ({
@@ -19,6 +20,7 @@ const job = (n: number, state: QueueJob['state'] = 'running'): QueueJob => ({
 });
 
 function setup(answer: (spec: CommandSpec) => Partial<RunResult> = () => ({})) {
+  const clock = new TestClock();
   const calls: CommandSpec[] = [];
   const warnings: string[] = [];
   let release: (() => void) | undefined;
@@ -31,8 +33,9 @@ function setup(answer: (spec: CommandSpec) => Partial<RunResult> = () => ({})) {
       return { code: 0, signal: null, stdout: '', stderr: '', ...answer(spec) };
     },
     onWarning: (m) => warnings.push(m),
+    clock,
   });
-  return { canceller, calls, warnings, hold: (on: boolean) => (hold = on), release: () => release?.() };
+  return { canceller, clock, calls, warnings, hold: (on: boolean) => (hold = on), release: () => release?.() };
 }
 
 describe('Canceller', () => {
@@ -59,23 +62,23 @@ describe('Canceller', () => {
   });
 
   it('does not queue a container again while it is being cancelled, nor for a snapshot older than the last cancellation', async () => {
-    const { canceller, calls, hold, release } = setup();
+    const { canceller, clock, calls, hold, release } = setup();
     hold(true);
     canceller.cancel(U(1), [job(1)]);
     await new Promise((r) => setImmediate(r));
     canceller.cancel(U(1), [job(1)]);
-    canceller.cancel(U(1), [job(1)], Date.now());
+    canceller.cancel(U(1), [job(1)], clock.now());
     hold(false);
     release();
     await canceller.idle();
     expect(calls).toHaveLength(1);
     // A snapshot taken before that cancellation ended says nothing new.
-    canceller.cancel(U(1), [job(1)], Date.now() - 60_000);
+    canceller.cancel(U(1), [job(1)], clock.now() - 60_000);
     await canceller.idle();
     expect(calls).toHaveLength(1);
     // A later one that still shows the job: cancel again.
-    await new Promise((r) => setTimeout(r, 5));
-    canceller.cancel(U(1), [job(1)], Date.now());
+    await clock.advance(1);
+    canceller.cancel(U(1), [job(1)], clock.now());
     await canceller.idle();
     expect(calls).toHaveLength(2);
   });

@@ -180,11 +180,14 @@ describe('QueueMonitor', () => {
   });
 
   it('waits for the first poll when asked before start', async () => {
+    const clock = new TestClock();
     const fake = new FakeSqueue();
-    const m = monitor(fake);
+    const m = monitor(fake, 5, undefined, clock);
     const waiting = m.nextSnapshot();
-    await new Promise((r) => setTimeout(r, 20));
+    // Many intervals on the monitor's clock: still no poll, and no timer.
+    await clock.advance(1_000);
     expect(fake.calls).toHaveLength(0);
+    expect(clock.pending).toBe(0);
     m.start();
     (await fake.call(1)).resolve({});
     expect((await waiting).seq).toBe(1);
@@ -205,33 +208,39 @@ describe('QueueMonitor', () => {
   });
 
   it('stop() kills the poll in progress, rejects waiters and leaves no timer', async () => {
+    const clock = new TestClock();
     const fake = new FakeSqueue();
-    const m = monitor(fake, 10);
+    const m = monitor(fake, 10, undefined, clock);
     m.start();
     (await fake.call(1)).resolve({});
+    await clock.advance(10);
     const second = await fake.call(2);
     const waiting = m.nextSnapshot();
     await m.stop();
     expect(second.options.signal?.aborted).toBe(true);
     await expect(waiting).rejects.toBeInstanceOf(QueueMonitorStoppedError);
     expect(m.running).toBe(false);
+    expect(clock.pending).toBe(0);
     // Ten intervals later, still nothing new.
-    await new Promise((r) => setTimeout(r, 100));
+    await clock.advance(100);
     expect(fake.calls).toHaveLength(2);
     await m.stop();
   });
 
   it('stop() between polls cancels the timer', async () => {
+    const clock = new TestClock();
     const fake = new FakeSqueue();
-    const m = monitor(fake, 30);
+    const m = monitor(fake, 30, undefined, clock);
     const first = m.nextSnapshot();
     m.start();
     (await fake.call(1)).resolve({});
     await first;
-    await new Promise((r) => setImmediate(r));
+    await clock.settle();
     // Poll 2 is now waiting on its timer.
+    expect(clock.pending).toBe(1);
     await m.stop();
-    await new Promise((r) => setTimeout(r, 120));
+    expect(clock.pending).toBe(0);
+    await clock.advance(120);
     expect(fake.calls).toHaveLength(1);
   });
 

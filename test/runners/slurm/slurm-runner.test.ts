@@ -501,7 +501,16 @@ describe('SlurmRunner: cancelling', () => {
     // Every runner has seen its job in a snapshot, so each cancels as soon as its update arrives.
     await polls(h.slurm, 2);
     const ids = cs.map((c) => String(h.slurm.byName(c.uuid)[0].id));
-    for (const c of cs) h.fake.setPriority(c.uuid, 0);
+    // The burst lands between two poll cycles, so that one cycle reads all of
+    // it. A cycle that listed the containers before it but read some full
+    // records after it (those whose Running it had not seen yet, when the
+    // machine is loaded) hands the runners part of it first: two scancels.
+    await new Promise<void>((resolve) =>
+      h.d.once('cycle', () => {
+        for (const c of cs) h.fake.setPriority(c.uuid, 0);
+        resolve();
+      }),
+    );
     await waitFor(() => cs.every((c) => h.settled.has(c.uuid)), 'runners settled');
     const scancels = h.slurm.callsOf('scancel');
     expect(scancels.map((s) => s.args.filter((a) => a.startsWith('--')))).toEqual([['--batch', '--signal=TERM', '--state=running']]);
